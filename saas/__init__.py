@@ -1,0 +1,66 @@
+"""Kakehashi (架け橋): a multi-tenant trust service on Japan's JPKI.
+
+``create_app`` is the one app factory; see ``saas/config.py`` for the configuration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from htmx_flask import Htmx
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    from saas import cli, config as settings, db, errors, i18n, jobs, logs, security
+    from saas.tenants import context as tenant_context
+
+    overrides = dict(config or {})
+    instance_path = Path(overrides.pop("INSTANCE_PATH", None) or ROOT / "instance")
+    app = Flask(__name__, instance_path=str(instance_path), instance_relative_config=False)
+    app.config.update(settings.load(instance_path, overrides))
+
+    logs.init_app(app)
+    Htmx(app)
+    i18n.init_app(app)
+    security.init_app(app)
+    errors.init_app(app)
+    db.init_app(app)
+    jobs.init_app(app)
+    tenant_context.init_app(app)
+    _register_blueprints(app)
+    cli.init_app(app)
+
+    if app.config["TRUSTED_PROXIES"]:
+        n = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+    _commit_successful_requests(app)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from saas.tenants.views import bp as tenants
+    from saas.web.views import bp as web
+
+    app.register_blueprint(web)
+    app.register_blueprint(tenants)
+
+
+def _commit_successful_requests(app: Flask) -> None:
+    """Services flush; a request that succeeded commits once, any other rolls back."""
+    from flask import Response
+
+    from saas import db
+
+    @app.after_request
+    def _commit(response: Response) -> Response:
+        if response.status_code < 400:
+            db.session.commit()
+        else:
+            db.session.rollback()
+        return response

@@ -1,0 +1,147 @@
+"""The ``kakehashi`` command (also ``flask --app wsgi …``).
+
+    kakehashi migrate                 upgrade the database to the newest schema
+    kakehashi create-tenant …         register a tenant
+    kakehashi seed-demo               the demo sandbox tenant (idempotent)
+    kakehashi worker [--burst]        an rq worker (needs REDIS_URL)
+    kakehashi serve                   gunicorn in production, Flask's server in development
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import click
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
+from flask import Flask, current_app
+from flask.cli import FlaskGroup
+
+from saas import ROOT, db, jobs
+from saas.errors import ServiceError
+from saas.tenants import services as tenants
+from saas.tenants.models import TenantKind, TenantMode
+
+DEMO_TENANT = {
+    "slug": "demo",
+    "display_name": "架け橋デモ銀行 (Kakehashi Demo Bank)",
+    "kind": "bank",
+    "corporate_number": "7000012050002",
+}
+
+
+def alembic_config(url: str) -> AlembicConfig:
+    config = AlembicConfig(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def migrate_database(url: str, revision: str = "head") -> None:
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    alembic_command.upgrade(alembic_config(url), revision)
+
+
+@click.command("migrate")
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+def migrate_command(revision: str) -> None:
+    """Upgrade the database schema (Alembic)."""
+    migrate_database(current_app.config["DATABASE_URL"], revision)
+    click.echo(f"database at {revision}: {_safe_url(current_app.config['DATABASE_URL'])}")
+
+
+@click.command("create-tenant")
+@click.option("--slug", required=True, help="URL identifier: /t/<slug>/")
+@click.option("--name", "display_name", required=True, help="Display name.")
+@click.option("--kind", type=click.Choice([k.value for k in TenantKind]), required=True)
+@click.option("--corporate-number", default=None, help="法人番号 (13 digits).")
+@click.option("--mode", type=click.Choice([m.value for m in TenantMode]), default="sandbox",
+              show_default=True)
+def create_tenant_command(slug: str, display_name: str, kind: str, corporate_number: str | None,
+                          mode: str) -> None:
+    """Register a tenant."""
+    try:
+        tenant = tenants.create_tenant(slug=slug, display_name=display_name, kind=kind,
+                                       corporate_number=corporate_number, mode=TenantMode(mode))
+        db.session.commit()
+    except ServiceError as error:
+        db.session.rollback()
+        raise click.ClickException(f"{error.code}: {error.message}") from None
+    click.echo(f"{tenant.public_id} /t/{tenant.slug}/ ({tenant.mode}, {tenant.kind})")
+
+
+@click.command("seed-demo")
+def seed_demo_command() -> None:
+    """Create the demo sandbox tenant unless it exists."""
+    tenant = tenants.find_by_slug(DEMO_TENANT["slug"])
+    if tenant is None:
+        tenant = tenants.create_tenant(**DEMO_TENANT)
+        db.session.commit()
+        click.echo(f"created demo tenant {tenant.public_id} at /t/{tenant.slug}/")
+    else:
+        click.echo(f"demo tenant {tenant.public_id} already at /t/{tenant.slug}/")
+
+
+@click.command("worker")
+@click.option("--queue", "kinds", multiple=True, type=click.Choice(jobs.KINDS),
+              help="Kinds of work to take (repeat); default: all.")
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+def worker_command(kinds: tuple[str, ...], burst: bool) -> None:
+    """Run an rq worker (needs REDIS_URL)."""
+    try:
+        jobs.work(current_app._get_current_object(), kinds or jobs.KINDS, burst=burst)  # type: ignore[attr-defined]
+    except RuntimeError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=None, type=int,
+              help="gunicorn workers (production); default 2 × cores + 1.")
+def serve_command(host: str, port: int, workers: int | None) -> None:
+    """Serve the app: gunicorn in production, Flask's server in development."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    if app.config["KAKEHASHI_ENV"] == "production":
+        gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or "gunicorn"
+        count = workers or 2 * (os.cpu_count() or 1) + 1
+        # The app writes its own JSON access log; gunicorn only runs the workers.
+        os.execv(gunicorn, [gunicorn, "saas:create_app()", "--bind", f"{host}:{port}",
+                            "--workers", str(count)])
+    click.echo(f"Kakehashi is running: http://{host}:{port}/  (Ctrl+C to stop)")
+    app.run(host=host, port=port, debug=app.config["DEBUG"], use_reloader=False, threaded=True)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+COMMANDS = (migrate_command, create_tenant_command, seed_demo_command, worker_command,
+            serve_command)
+
+
+def init_app(app: Flask) -> None:
+    for command in COMMANDS:
+        app.cli.add_command(command)
+
+
+def _create_app() -> Flask:
+    from saas import create_app
+    from saas.config import ConfigurationError
+
+    try:
+        return create_app()
+    except ConfigurationError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+
+
+main = FlaskGroup(create_app=_create_app, add_version_option=False,
+                  help="Kakehashi: JPKI trust service. See README.md.")

@@ -1,0 +1,118 @@
+"""Configuration from the environment.
+
+Every setting has a documented default that runs the embedded mode (SQLite file and
+in-process jobs under ``instance/``). Production (``KAKEHASHI_ENV=production``) refuses
+to start with SQLite, a missing or short ``SECRET_KEY``, or debug on.
+
+| variable | default | meaning |
+|---|---|---|
+| ``KAKEHASHI_ENV`` | ``development`` | ``development`` or ``production`` |
+| ``DATABASE_URL`` | ``sqlite:///instance/kakehashi.db`` | SQLAlchemy URL; ``postgres://`` and ``postgresql://`` use psycopg 3 |
+| ``REDIS_URL`` | unset | set: jobs go to rq queues; unset: jobs run in-process |
+| ``SECRET_KEY`` | generated into ``instance/secret_key`` (development only) | signs sessions and CSRF tokens |
+| ``KAKEHASHI_DEBUG`` | ``0`` | Flask debug mode (development only) |
+| ``KAKEHASHI_TRUSTED_PROXIES`` | ``0`` | how many reverse proxies set ``X-Forwarded-*`` in front of the app |
+| ``JOB_QUEUE_PREFIX`` | empty | prefix of the rq queue names, to share one Redis between deployments |
+| ``LOG_LEVEL`` | ``INFO`` | level of the JSON log on standard error |
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+ENVIRONMENTS = ("development", "production")
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigurationError(RuntimeError):
+    """The configuration cannot run the service; the message says what to change."""
+
+
+def load(instance_path: Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The Flask config: environment first, then ``overrides`` (tests, embedding)."""
+    source: dict[str, Any] = {**os.environ, **(overrides or {})}
+    env = str(source.get("KAKEHASHI_ENV") or "development")
+    if env not in ENVIRONMENTS:
+        raise ConfigurationError(
+            f"KAKEHASHI_ENV must be one of {', '.join(ENVIRONMENTS)}, got {env!r}"
+        )
+    production = env == "production"
+    database_url = normalise_database_url(
+        str(source.get("DATABASE_URL") or f"sqlite:///{instance_path / 'kakehashi.db'}")
+    )
+    secret_key = source.get("SECRET_KEY") or None
+    debug = _flag(source.get("KAKEHASHI_DEBUG"))
+
+    problems = []
+    if production:
+        if database_url.startswith("sqlite"):
+            problems.append("DATABASE_URL points at SQLite; production needs PostgreSQL")
+        if not secret_key:
+            problems.append("SECRET_KEY is not set")
+        elif len(str(secret_key)) < MIN_SECRET_LENGTH:
+            problems.append(f"SECRET_KEY is shorter than {MIN_SECRET_LENGTH} characters")
+        if debug:
+            problems.append("KAKEHASHI_DEBUG is on")
+    if problems:
+        raise ConfigurationError(
+            "Kakehashi refuses to start in production: " + "; ".join(problems) + "."
+        )
+    if not secret_key:
+        secret_key = _instance_secret(instance_path)
+
+    config: dict[str, Any] = {
+        "KAKEHASHI_ENV": env,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": source.get("REDIS_URL") or None,
+        "SECRET_KEY": secret_key,
+        "DEBUG": debug,
+        "TRUSTED_PROXIES": int(source.get("KAKEHASHI_TRUSTED_PROXIES") or 0),
+        "JOB_QUEUE_PREFIX": str(source.get("JOB_QUEUE_PREFIX") or ""),
+        "LOG_LEVEL": str(source.get("LOG_LEVEL") or "INFO").upper(),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": production,
+        "SESSION_COOKIE_NAME": "__Host-kk_session" if production else "kk_session",
+        "PERMANENT_SESSION_LIFETIME": 8 * 3600,
+        "PREFERRED_URL_SCHEME": "https" if production else "http",
+        "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
+        "BABEL_DEFAULT_LOCALE": "ja",
+        "BABEL_DEFAULT_TIMEZONE": "Asia/Tokyo",
+        "WTF_CSRF_TIME_LIMIT": None,
+        "WTF_CSRF_SSL_STRICT": production,
+    }
+    passthrough = {k: v for k, v in (overrides or {}).items() if k not in config}
+    config.update(passthrough)
+    return config
+
+
+def normalise_database_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL whichever spelling the URL has."""
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme):]
+    return url
+
+
+def _flag(value: Any) -> bool:
+    return str(value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _instance_secret(instance_path: Path) -> str:
+    """A secret generated once and kept in ``instance/secret_key`` (mode 0600)."""
+    path = instance_path / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_hex(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race: use its secret
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+    return secret

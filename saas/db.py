@@ -1,0 +1,365 @@
+"""The database: one declarative ``Base``, the request/job session, and tenant isolation.
+
+Tenant isolation is structural (STYLE.md rule 4). A session is bound to one tenant with
+:func:`tenant_scope` (the web layer does it once, from ``/t/<slug>/…``). Then:
+
+- every ORM ``SELECT`` (queries, ``session.get``, relationship and column loads) gets
+  ``tenant_id = :tenant`` on every :class:`TenantScoped` entity it touches, through
+  ``with_loader_criteria`` in a ``do_orm_execute`` hook;
+- every ORM ``UPDATE``/``DELETE`` gets the same criterion, and may not set ``tenant_id``;
+- every ORM ``INSERT`` and every flush is checked: a new row takes the session's tenant,
+  a row of another tenant raises :class:`CrossTenantAccess`, and ``tenant_id`` never changes;
+- rows of one tenant that point at each other use composite foreign keys
+  ``(tenant_id, x_id) → (tenant_id, id)`` (:func:`tenant_foreign_key`), so even raw SQL
+  cannot link two tenants' rows.
+
+A session bound to no tenant refuses to touch tenant-scoped entities. Platform code that
+must see every tenant (operator console, sweeps) says so with :func:`all_tenants`.
+Raw SQL (``text()``) bypasses the hooks and is kept to migrations and health checks.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, current_app
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Dialect,
+    Engine,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+    create_engine,
+    event,
+    inspect,
+)
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    ORMExecuteState,
+    Session,
+    declared_attr,
+    mapped_column,
+    scoped_session,
+    sessionmaker,
+    with_loader_criteria,
+)
+from sqlalchemy.types import TypeDecorator
+
+from saas import clock
+from saas.ids import new_id
+
+# Integer keys: 64-bit on PostgreSQL, the rowid alias on SQLite (which autoincrements
+# only an INTEGER PRIMARY KEY).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp, always stored and returned in UTC.
+
+    Naive datetimes are refused: they are how wrong times get into a database.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC timestamp column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class Timestamped:
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(default=clock.now, onupdate=clock.now)
+
+
+class HasPublicId:
+    """A public id ``<__id_prefix__>_…`` (see :mod:`saas.ids`) beside the internal key."""
+
+    __id_prefix__: str
+
+    @declared_attr
+    def public_id(cls) -> Mapped[str]:
+        prefix = cls.__id_prefix__
+        return mapped_column(String(40), unique=True, default=lambda: new_id(prefix))
+
+
+class TenantScoped:
+    """Rows that belong to one tenant; see the module docstring for the guarantees."""
+
+    # Extra table arguments of a subclass go here, since the mixin owns __table_args__.
+    __extra_table_args__: tuple[Any, ...] = ()
+
+    @declared_attr
+    def tenant_id(cls) -> Mapped[int]:
+        return mapped_column(BigId, ForeignKey("tenants.id"), index=True)
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Any, ...]:
+        # (tenant_id, id) is the target of the composite foreign keys of child rows.
+        return (UniqueConstraint("tenant_id", "id"), *cls.__extra_table_args__)
+
+
+def tenant_foreign_key(column: str, target_table: str, **kwargs: Any) -> ForeignKeyConstraint:
+    """``(tenant_id, column) → target(tenant_id, id)``: a child can only point inside its tenant."""
+    return ForeignKeyConstraint(
+        ["tenant_id", column], [f"{target_table}.tenant_id", f"{target_table}.id"], **kwargs
+    )
+
+
+class TenantIsolationError(RuntimeError):
+    """Base of the isolation errors: always a programming error, never user input."""
+
+
+class TenantScopeMissing(TenantIsolationError):
+    """A tenant-scoped entity was touched by a session bound to no tenant."""
+
+
+class CrossTenantAccess(TenantIsolationError):
+    """A write would reach a row of another tenant, or move a row between tenants."""
+
+
+_SCOPE_KEY = "kakehashi.tenant_id"
+ALL_TENANTS = object()
+
+
+def current_scope(session: Session) -> Any:
+    """The tenant id the session is bound to, :data:`ALL_TENANTS`, or ``None``."""
+    return session.info.get(_SCOPE_KEY)
+
+
+@contextmanager
+def tenant_scope(session: Session | scoped_session[Session], tenant_id: int) -> Iterator[None]:
+    """Bind ``session`` to ``tenant_id`` for the block.
+
+    Switching flushes and empties the identity map on the way in and out, so an object
+    loaded for one tenant can never be served from the map to another.
+    """
+    with _scope(session, tenant_id):
+        yield
+
+
+@contextmanager
+def all_tenants(session: Session | scoped_session[Session]) -> Iterator[None]:
+    """Let platform code (operators, sweeps, migrations of data) see every tenant."""
+    with _scope(session, ALL_TENANTS):
+        yield
+
+
+def bind_tenant(session: Session | scoped_session[Session], tenant_id: int) -> None:
+    """Bind a fresh request session to its tenant for the rest of its life."""
+    if session.info.get(_SCOPE_KEY) not in (None, tenant_id):
+        raise CrossTenantAccess("this session is already bound to another tenant")
+    session.info[_SCOPE_KEY] = tenant_id
+
+
+@contextmanager
+def _scope(session: Session | scoped_session[Session], scope: Any) -> Iterator[None]:
+    previous = session.info.get(_SCOPE_KEY)
+    if previous is not scope and previous != scope:
+        session.flush()
+        session.expunge_all()
+    session.info[_SCOPE_KEY] = scope
+    try:
+        yield
+    finally:
+        if previous is not scope and previous != scope:
+            session.flush()
+            session.expunge_all()
+        session.info[_SCOPE_KEY] = previous
+
+
+def _scoped_mappers(state: ORMExecuteState) -> list[Any]:
+    return [m for m in state.all_mappers if issubclass(m.class_, TenantScoped)]
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _apply_tenant_criteria(state: ORMExecuteState) -> Any:
+    scope = current_scope(state.session)
+    if scope is ALL_TENANTS:
+        return None
+    touched = _scoped_mappers(state)
+    if scope is None:
+        if touched:
+            raise TenantScopeMissing(
+                f"{touched[0].class_.__name__} is tenant-scoped and this session has no tenant"
+            )
+        if state.is_select:
+            # Joins and eager loads below the top level get no rows rather than all rows.
+            state.statement = state.statement.options(
+                with_loader_criteria(TenantScoped, lambda cls: cls.tenant_id.is_(None),
+                                     include_aliases=True)
+            )
+        return None
+    tenant_id = scope
+    if state.is_insert:
+        for params in _parameter_sets(state):
+            _claim(params, tenant_id)
+        return None
+    if state.is_update:
+        if _updates_tenant_column(state.statement):
+            raise CrossTenantAccess("tenant_id cannot be changed by an UPDATE")
+        for params in _parameter_sets(state):  # bulk UPDATE by primary key
+            if "tenant_id" in params:
+                raise CrossTenantAccess("tenant_id cannot be changed by an UPDATE")
+    if state.is_select or state.is_update or state.is_delete:
+        state.statement = state.statement.options(
+            with_loader_criteria(TenantScoped, lambda cls: cls.tenant_id == tenant_id,
+                                 include_aliases=True)
+        )
+        if (state.is_update or state.is_delete) and touched and _parameter_sets(state):
+            return _bulk_by_primary_key(state, touched[0].class_, tenant_id)
+    return None
+
+
+def _bulk_by_primary_key(state: ORMExecuteState, entity: type[Any], tenant_id: int) -> Any:
+    """Bulk UPDATE/DELETE by primary key ignores loader criteria: add the WHERE ourselves.
+
+    SQLAlchemy cannot synchronise loaded objects for such a statement, so the loaded
+    objects of that entity are expired instead.
+    """
+    state.statement = state.statement.where(entity.tenant_id == tenant_id)
+    result = state.invoke_statement(execution_options={"synchronize_session": None})
+    for obj in list(state.session.identity_map.values()):
+        if isinstance(obj, entity):
+            state.session.expire(obj)
+    return result
+
+
+def _parameter_sets(state: ORMExecuteState) -> list[dict[str, Any]]:
+    params = state.parameters
+    if not params:
+        return []
+    return list(params) if isinstance(params, (list, tuple)) else [params]
+
+
+def _claim(params: dict[str, Any], tenant_id: int) -> None:
+    claimed = params.setdefault("tenant_id", tenant_id)
+    if claimed != tenant_id:
+        raise CrossTenantAccess("INSERT of a row for another tenant")
+
+
+def _updates_tenant_column(statement: Any) -> bool:
+    values = dict(getattr(statement, "_values", None) or {})
+    values.update(dict(getattr(statement, "_ordered_values", None) or ()))
+    for key in values:
+        name = key if isinstance(key, str) else getattr(key, "key", None)
+        if name == "tenant_id":
+            return True
+    return False
+
+
+@event.listens_for(Session, "before_flush")
+def _check_flush(session: Session, flush_context: Any, instances: Any) -> None:
+    scope = current_scope(session)
+    for obj in itertools.chain(session.new, session.dirty, session.deleted):
+        if not isinstance(obj, TenantScoped):
+            continue
+        history = inspect(obj).attrs.tenant_id.history
+        if obj in session.new:
+            if scope is None:
+                raise TenantScopeMissing(
+                    f"new {type(obj).__name__} in a session bound to no tenant"
+                )
+            if obj.tenant_id is None:
+                if scope is ALL_TENANTS:
+                    raise TenantScopeMissing(
+                        f"new {type(obj).__name__} needs an explicit tenant_id here"
+                    )
+                obj.tenant_id = scope
+            elif scope is not ALL_TENANTS and obj.tenant_id != scope:
+                raise CrossTenantAccess(f"new {type(obj).__name__} belongs to another tenant")
+            continue
+        if history.deleted and history.deleted[0] is not None:
+            raise CrossTenantAccess(f"{type(obj).__name__} cannot move to another tenant")
+        if scope is None:
+            raise TenantScopeMissing(f"{type(obj).__name__} changed in a session with no tenant")
+        if scope is not ALL_TENANTS and obj.tenant_id != scope:
+            raise CrossTenantAccess(f"{type(obj).__name__} of another tenant in this flush")
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine with the settings the service relies on for each backend."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_connection: Any, record: Any) -> None:
+            # Let SQLAlchemy, not pysqlite, issue BEGIN, so SAVEPOINTs work as documented.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            if ":memory:" not in url and url != "sqlite://":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+class Database:
+    """The engine and session factory of one app (``app.extensions['kakehashi.db']``)."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
+
+
+def _session_for_current_app() -> Session:
+    return current_app.extensions["kakehashi.db"].sessionmaker()
+
+
+# The session of the current request or job: services use it and flush; the request
+# (or the job runner) commits once at the end.
+session: scoped_session[Session] = scoped_session(_session_for_current_app)
+
+
+def init_app(app: Flask) -> Database:
+    database = Database(app.config["DATABASE_URL"])
+    app.extensions["kakehashi.db"] = database
+
+    @app.teardown_appcontext
+    def _remove_session(exc: BaseException | None) -> None:
+        session.remove()
+
+    return database
+
+
+def get_database(app: Flask | None = None) -> Database:
+    return (app or current_app).extensions["kakehashi.db"]

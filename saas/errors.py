@@ -1,0 +1,117 @@
+"""Errors that reach users and API clients, mapped to HTTP in one place.
+
+A domain raises a subclass of :class:`ServiceError` with a stable ``code`` and a
+message in the user's language; :func:`init_app` turns it, and every HTTP error, into
+``{"error": code, "message": …}`` for API clients or the error page for browsers.
+No stack trace ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, render_template, request
+from flask_babel import lazy_gettext as _l
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger("kakehashi.errors")
+
+# Messages for the HTTP errors that any route may produce.
+_HTTP_MESSAGES = {
+    400: ("bad_request", _l("The request could not be understood.")),
+    401: ("unauthorized", _l("Authentication is required.")),
+    403: ("forbidden", _l("You are not allowed to do this.")),
+    404: ("not_found", _l("There is nothing here.")),
+    405: ("method_not_allowed", _l("This method is not allowed here.")),
+    409: ("conflict", _l("The request conflicts with the current state.")),
+    413: ("too_large", _l("The request is too large.")),
+    415: ("unsupported_media_type", _l("This content type is not accepted here.")),
+    422: ("invalid", _l("The request has invalid values.")),
+    429: ("rate_limited", _l("Too many requests: try again later.")),
+    500: ("internal_error", _l("Something went wrong on our side. It has been logged.")),
+    503: ("unavailable", _l("The service is temporarily unavailable.")),
+}
+
+
+class ServiceError(Exception):
+    """An error a user or client should see: stable ``code``, HTTP ``status``, message."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: Any, *, code: str | None = None, status: int | None = None,
+                 field: str | None = None) -> None:
+        super().__init__(str(message))
+        self.message = message
+        self.field = field
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "not_found"
+
+
+def wants_json() -> bool:
+    """API routes answer JSON; other routes answer JSON only when the client prefers it."""
+    view_args_api = request.blueprint in _api_blueprints()
+    if view_args_api or request.path.startswith("/api/") or "/api/" in request.path:
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
+def _api_blueprints() -> set[str]:
+    from flask import current_app
+
+    return current_app.extensions.get("kakehashi.api_blueprints", set())
+
+
+def error_response(status: int, code: str, message: Any, **extra: Any) -> Response:
+    if wants_json():
+        body = {"error": code, "message": str(message), **extra}
+        response = jsonify(body)
+    else:
+        response = Response(
+            render_template("errors/error.html", status=status, code=code, message=message),
+            mimetype="text/html",
+        )
+    response.status_code = status
+    return response
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(ServiceError)
+    def _service_error(error: ServiceError) -> Response:
+        extra = {"field": error.field} if error.field else {}
+        return error_response(error.status, error.code, error.message, **extra)
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(error: CSRFError) -> Response:
+        return error_response(400, "csrf_failed",
+                              _l("The form expired or was not sent from this site. Reload the page and try again."))
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        code, message = _HTTP_MESSAGES.get(status, ("http_error", error.description))
+        response = error_response(status, code, message)
+        if status == 405 and isinstance(error, HTTPException):
+            allowed = error.get_headers()
+            for name, value in allowed:
+                if name.lower() == "allow":
+                    response.headers["Allow"] = value
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        if isinstance(error, HTTPException):
+            return _http_error(error)
+        log.exception("unhandled error", extra={"request_id": g.get("request_id")})
+        code, message = _HTTP_MESSAGES[500]
+        return error_response(InternalServerError.code, code, message)

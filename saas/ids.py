@@ -1,0 +1,36 @@
+"""Public identifiers: ``<prefix>_<26 characters>``, e.g. ``ten_01jdx4q6m8v9z3k2c7b5n1r0yt``.
+
+The 26 characters are a ULID in lower-case Crockford base32: 48 bits of milliseconds
+then 80 random bits, so ids sort by creation time (cheap keyset paging) and cannot be
+guessed. Internal integer keys never leave the service; these do.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from saas import clock
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+_PREFIX = re.compile(r"^[a-z]{2,8}$")
+_BODY = re.compile(r"^[0-9a-hjkmnp-tv-z]{26}$")
+
+
+def new_id(prefix: str) -> str:
+    """A new public id with ``prefix`` (2–8 lower-case letters)."""
+    if not _PREFIX.match(prefix):
+        raise ValueError(f"id prefix must be 2-8 lower-case letters, got {prefix!r}")
+    millis = int(clock.now().timestamp() * 1000)
+    value = (millis << 80) | secrets.randbits(80)
+    chars = []
+    for _ in range(26):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return f"{prefix}_{''.join(reversed(chars))}"
+
+
+def is_id(value: str, prefix: str) -> bool:
+    """True when ``value`` has the shape of a public id with ``prefix``."""
+    head, sep, body = value.partition("_")
+    return sep == "_" and head == prefix and bool(_BODY.match(body))

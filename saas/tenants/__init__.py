@@ -1,0 +1,1 @@
+"""Tenants: the organisations that use Kakehashi, and how a request finds its tenant."""

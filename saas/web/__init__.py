@@ -1,0 +1,1 @@
+"""Platform-wide pages: the landing page, health, language, the API reference."""

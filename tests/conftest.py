@@ -1,0 +1,122 @@
+"""Fixtures: a migrated database per test process, each test inside a savepoint.
+
+The suite runs on SQLite by default and on PostgreSQL when ``TEST_DATABASE_URL`` is set
+(``make test`` runs both). Under ``CI=true`` a missing PostgreSQL or Redis fails the run
+instead of skipping tests.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from saas import create_app, db
+from saas.cli import migrate_database
+from saas.config import normalise_database_url
+
+CI = os.environ.get("CI", "").lower() == "true"
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+SECRET = "test-secret-" + "x" * 40
+
+
+def backend() -> str:
+    return "postgresql" if TEST_DATABASE_URL else "sqlite"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"kakehashi: database backend {backend()}, CI={CI}"
+
+
+def _worker(request: pytest.FixtureRequest) -> str:
+    return getattr(request.config, "workerinput", {}).get("workerid", "main")
+
+
+@pytest.fixture(scope="session")
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An empty database migrated to head, private to this test process."""
+    if not TEST_DATABASE_URL:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'kakehashi.db'}"
+        migrate_database(url)
+        yield url
+        return
+    base = make_url(normalise_database_url(TEST_DATABASE_URL))
+    name = f"kk_test_{_worker(request)}_{secrets.token_hex(3)}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # unreachable server: fail under CI, say why otherwise
+        admin.dispose()
+        pytest.fail(f"PostgreSQL at {base.render_as_string()} is unreachable: {exc}", pytrace=False)
+    url = base.set(database=name).render_as_string(hide_password=False)
+    try:
+        migrate_database(url)
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def make_app(database_url: str, tmp_path: Path, **overrides: Any) -> Flask:
+    config = {"DATABASE_URL": database_url, "SECRET_KEY": SECRET, "TESTING": True,
+              "INSTANCE_PATH": str(tmp_path), "LOG_LEVEL": "WARNING", **overrides}
+    return create_app(config)
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    application = make_app(database_url, tmp_path_factory.mktemp("instance"))
+    yield application
+    db.get_database(application).engine.dispose()
+
+
+@pytest.fixture
+def db_session(app: Flask) -> Iterator[Any]:
+    """The app's session, inside a transaction rolled back after the test.
+
+    Requests made by the test client commit into a savepoint of that transaction, so they
+    see each other's writes and nothing outlives the test.
+    """
+    database = db.get_database(app)
+    connection = database.engine.connect()
+    transaction = connection.begin()
+    database.sessionmaker.configure(bind=connection, join_transaction_mode="create_savepoint")
+    try:
+        with app.app_context():
+            yield db.session
+            db.session.remove()
+    finally:
+        database.sessionmaker.configure(bind=database.engine, join_transaction_mode="conservative_savepoint")
+        transaction.rollback()
+        connection.close()
+
+
+@pytest.fixture
+def client(app: Flask, db_session: Any) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The real Redis; its absence fails the run under CI and skips elsewhere."""
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    try:
+        Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=2).ping()
+    except RedisError as exc:
+        message = f"Redis at {TEST_REDIS_URL} is unreachable: {exc}"
+        if CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return TEST_REDIS_URL

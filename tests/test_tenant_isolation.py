@@ -1,0 +1,202 @@
+"""A session bound to one tenant can neither read nor write another tenant's rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Blueprint, abort, jsonify
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload, selectinload
+
+from saas import db
+from saas.db import CrossTenantAccess, TenantScopeMissing, all_tenants, tenant_scope
+from saas.tenants import services as tenants
+from saas.tenants.models import Tenant
+from tests.conftest import make_app
+from tests.isolation_models import TABLES, Part, Widget, metadata
+
+
+@pytest.fixture
+def world(db_session: Any) -> dict[str, Any]:
+    """Two tenants, each with a widget named "shared" that has two parts."""
+    metadata.create_all(db_session.connection(), tables=TABLES)
+    a = tenants.create_tenant(slug="tenant-a", display_name="A", kind="bank")
+    b = tenants.create_tenant(slug="tenant-b", display_name="B", kind="hospital")
+    ids: dict[str, Any] = {"a": a.id, "b": b.id}
+    for key, tenant in (("a", a), ("b", b)):
+        with tenant_scope(db_session, tenant.id):
+            # tenant_id given explicitly, so the fixture does not rely on the mechanism.
+            widget = Widget(name="shared", tenant_id=tenant.id)
+            widget.parts = [Part(label=f"{key}-{n}", tenant_id=tenant.id) for n in (1, 2)]
+            db_session.add(widget)
+            db_session.flush()
+            ids[f"widget_{key}"] = widget.id
+            ids[f"public_{key}"] = widget.public_id
+    return ids
+
+
+def test_query_sees_only_the_bound_tenant(db_session: Any, world: dict[str, Any]) -> None:
+    with tenant_scope(db_session, world["a"]):
+        names = db_session.scalars(select(Part.label).order_by(Part.label)).all()
+        assert names == ["a-1", "a-2"]
+        assert db_session.scalar(select(func.count()).select_from(Widget)) == 1
+
+
+def test_get_by_primary_key_of_another_tenant_is_none(db_session: Any, world: dict[str, Any]) -> None:
+    with tenant_scope(db_session, world["a"]):
+        assert db_session.get(Widget, world["widget_b"]) is None
+        assert db_session.get(Widget, world["widget_a"]) is not None
+
+
+def test_join_from_an_unscoped_table_is_filtered(db_session: Any, world: dict[str, Any]) -> None:
+    with tenant_scope(db_session, world["a"]):
+        slugs = db_session.scalars(
+            select(Tenant.slug).join(Widget, Widget.tenant_id == Tenant.id)).all()
+    assert slugs == ["tenant-a"]
+
+
+@pytest.mark.parametrize("loader", [None, selectinload, joinedload])
+def test_relationship_loads_stay_in_the_tenant(db_session: Any, world: dict[str, Any],
+                                               loader: Any) -> None:
+    with tenant_scope(db_session, world["a"]):
+        stmt = select(Widget)
+        if loader is not None:
+            stmt = stmt.options(loader(Widget.namesakes), loader(Widget.parts))
+        widget = db_session.scalars(stmt).unique().one()
+        # The other tenant's widget has the same name, yet is not a namesake here.
+        assert widget.namesakes == []
+        assert [p.label for p in widget.parts] == ["a-1", "a-2"]
+
+
+def test_namesakes_do_cross_tenants_without_the_scope(db_session: Any, world: dict[str, Any]) -> None:
+    # The control for the test above: with every tenant visible the join does reach B.
+    with all_tenants(db_session):
+        widget = db_session.get(Widget, world["widget_a"])
+        assert [w.id for w in widget.namesakes] == [world["widget_b"]]
+
+
+def test_bulk_update_and_delete_touch_only_the_bound_tenant(db_session: Any,
+                                                            world: dict[str, Any]) -> None:
+    with tenant_scope(db_session, world["a"]):
+        db_session.execute(update(Part).values(label="changed"))
+        db_session.execute(delete(Part).where(Part.label == "changed"))
+    with all_tenants(db_session):
+        labels = db_session.scalars(select(Part.label).order_by(Part.label)).all()
+    assert labels == ["b-1", "b-2"]
+
+
+def test_bulk_update_by_primary_key_cannot_reach_another_tenant(db_session: Any,
+                                                                world: dict[str, Any]) -> None:
+    with tenant_scope(db_session, world["a"]):
+        db_session.execute(update(Widget), [{"id": world["widget_b"], "name": "stolen"}])
+    with all_tenants(db_session):
+        assert db_session.get(Widget, world["widget_b"]).name == "shared"
+
+
+def test_bulk_update_cannot_move_rows_to_another_tenant(db_session: Any,
+                                                        world: dict[str, Any]) -> None:
+    with tenant_scope(db_session, world["a"]), pytest.raises(CrossTenantAccess):
+        db_session.execute(update(Widget).values(tenant_id=world["b"]))
+
+
+def test_bulk_insert_takes_the_bound_tenant_and_refuses_another(db_session: Any,
+                                                                world: dict[str, Any]) -> None:
+    with tenant_scope(db_session, world["a"]):
+        db_session.execute(insert(Widget), [{"name": "bulk", "public_id": "wid_x"}])
+        with pytest.raises(CrossTenantAccess):
+            db_session.execute(insert(Widget), [{"name": "evil", "public_id": "wid_y",
+                                                 "tenant_id": world["b"]}])
+    with all_tenants(db_session):
+        bulk = db_session.scalars(select(Widget).where(Widget.name == "bulk")).one()
+    assert bulk.tenant_id == world["a"]
+
+
+def test_flush_gives_new_rows_the_bound_tenant(db_session: Any, world: dict[str, Any]) -> None:
+    with tenant_scope(db_session, world["b"]):
+        widget = Widget(name="new")
+        db_session.add(widget)
+        db_session.flush()
+        assert widget.tenant_id == world["b"]
+
+
+def test_flush_refuses_a_new_row_for_another_tenant(db_session: Any, world: dict[str, Any]) -> None:
+    with tenant_scope(db_session, world["a"]):
+        db_session.add(Widget(name="planted", tenant_id=world["b"]))
+        with pytest.raises(CrossTenantAccess):
+            db_session.flush()
+        db_session.rollback()
+
+
+def test_flush_refuses_moving_a_row_to_another_tenant(db_session: Any, world: dict[str, Any]) -> None:
+    with tenant_scope(db_session, world["a"]):
+        widget = db_session.get(Widget, world["widget_a"])
+        widget.tenant_id = world["b"]
+        with pytest.raises(CrossTenantAccess):
+            db_session.flush()
+        db_session.rollback()
+
+
+def test_a_session_without_tenant_refuses_scoped_entities(db_session: Any,
+                                                          world: dict[str, Any]) -> None:
+    with pytest.raises(TenantScopeMissing):
+        db_session.scalars(select(Widget)).all()
+    with pytest.raises(TenantScopeMissing):
+        db_session.execute(update(Part).values(label="x"))
+    db_session.add(Widget(name="orphan"))
+    with pytest.raises(TenantScopeMissing):
+        db_session.flush()
+    db_session.rollback()
+
+
+def test_a_join_below_the_top_level_without_tenant_finds_nothing(db_session: Any,
+                                                                 world: dict[str, Any]) -> None:
+    slugs = db_session.scalars(select(Tenant.slug).join(Widget, Widget.tenant_id == Tenant.id)).all()
+    assert slugs == []
+
+
+def test_switching_tenant_forgets_objects_of_the_previous_one(db_session: Any,
+                                                              world: dict[str, Any]) -> None:
+    with tenant_scope(db_session, world["a"]):
+        db_session.get(Widget, world["widget_a"])
+    with tenant_scope(db_session, world["b"]):
+        # Not served from the identity map: the loader criteria apply again.
+        assert db_session.get(Widget, world["widget_a"]) is None
+
+
+def test_composite_foreign_key_refuses_a_child_in_another_tenant(db_session: Any,
+                                                                 world: dict[str, Any]) -> None:
+    # Even raw SQL, which bypasses the ORM hooks, cannot link two tenants' rows.
+    nested = db_session.begin_nested()
+    with pytest.raises(IntegrityError):
+        db_session.execute(
+            text("INSERT INTO test_parts (tenant_id, widget_id, label) VALUES (:t, :w, 'x')"),
+            {"t": world["b"], "w": world["widget_a"]},
+        )
+    nested.rollback()
+
+
+def test_another_tenants_object_is_a_404_over_http(database_url: str, tmp_path: Any,
+                                                   world: dict[str, Any], db_session: Any) -> None:
+    app = make_app(database_url, tmp_path)
+    bp = Blueprint("widgets", __name__, url_prefix="/t/<tenant_slug>")
+
+    @bp.get("/widgets/<public_id>")
+    def show(public_id: str) -> Any:
+        widget = db.session.scalar(select(Widget).where(Widget.public_id == public_id))
+        if widget is None:
+            abort(404)
+        return jsonify(name=widget.name)
+
+    app.register_blueprint(bp)
+    database = db.get_database(app)
+    database.sessionmaker.configure(bind=db_session.connection(),
+                                    join_transaction_mode="create_savepoint")
+    client = app.test_client()
+    assert client.get(f"/t/tenant-a/widgets/{world['public_a']}").status_code == 200
+    response = client.get(f"/t/tenant-a/widgets/{world['public_b']}")
+    assert response.status_code == 404
+    assert response.get_json()["error"] == "not_found" if response.is_json else True
+    assert client.get(f"/t/tenant-b/widgets/{world['public_b']}").status_code == 200
+    database.engine.dispose()
