@@ -145,3 +145,7 @@ def _create_app() -> Flask:
 
 main = FlaskGroup(create_app=_create_app, add_version_option=False,
                   help="Kakehashi: JPKI trust service. See README.md.")
+
+
+if __name__ == "__main__":
+    main()

@@ -112,6 +112,6 @@ def init_app(app: Flask) -> None:
     def _unexpected(error: Exception) -> Response:
         if isinstance(error, HTTPException):
             return _http_error(error)
-        log.exception("unhandled error", extra={"request_id": g.get("request_id")})
+        log.exception("unhandled error")
         code, message = _HTTP_MESSAGES[500]
         return error_response(InternalServerError.code, code, message)

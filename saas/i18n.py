@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, request, session
+from flask import Flask, has_request_context, request, session
 from flask_babel import Babel, get_locale
 
 LOCALES = ("ja", "en")
@@ -11,11 +11,17 @@ LOCALE_NAMES = {"ja": "日本語", "en": "English"}
 babel = Babel()
 
 
-def select_locale() -> str:
+def select_locale() -> str | None:
+    if not has_request_context():
+        return None  # CLI and jobs: BABEL_DEFAULT_LOCALE
     chosen = session.get("lang")
     if chosen in LOCALES:
         return chosen
-    return request.accept_languages.best_match(LOCALES) or "ja"
+    for tag, _quality in request.accept_languages:  # best first; "en-GB" counts as "en"
+        primary = tag.split("-")[0].lower()
+        if primary in LOCALES:
+            return primary
+    return "ja"
 
 
 def init_app(app: Flask) -> None:

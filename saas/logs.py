@@ -32,8 +32,6 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        if has_request_context() and "request_id" in g:
-            entry["request_id"] = g.request_id
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
@@ -42,8 +40,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+_base_factory = logging.getLogRecordFactory()
+
+
+def _record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    # Stamp the request id when the record is made, inside the request, whatever
+    # handler formats it later.
+    record = _base_factory(*args, **kwargs)
+    if has_request_context() and "request_id" in g:
+        record.request_id = g.request_id
+    return record
+
+
 def configure(level: str) -> None:
     """Send every log record to standard error as JSON (idempotent)."""
+    logging.setLogRecordFactory(_record_with_request_id)
     root = logging.getLogger()
     if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)

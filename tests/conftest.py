@@ -7,6 +7,7 @@ instead of skipping tests.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import secrets
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -67,10 +69,23 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         admin.dispose()
 
 
+class RequestClient(FlaskClient):
+    """Each request runs in fresh context variables, as in production.
+
+    Otherwise a request would reuse the app context a test pushed (and with it ``g``,
+    the cached locale and the bound tenant of earlier requests).
+    """
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        return contextvars.Context().run(super().open, *args, **kwargs)
+
+
 def make_app(database_url: str, tmp_path: Path, **overrides: Any) -> Flask:
     config = {"DATABASE_URL": database_url, "SECRET_KEY": SECRET, "TESTING": True,
               "INSTANCE_PATH": str(tmp_path), "LOG_LEVEL": "WARNING", **overrides}
-    return create_app(config)
+    application = create_app(config)
+    application.test_client_class = RequestClient
+    return application
 
 
 @pytest.fixture(scope="session")

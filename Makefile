@@ -1,0 +1,76 @@
+# Kakehashi: `make demo` runs the service, `make test` runs the whole suite.
+# Both set up everything they need on a fresh machine (a Python ≥ 3.11 is the only
+# prerequisite; `make test` installs Debian packages when run as root).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 5000
+PG_TEST_URL := postgresql+psycopg://postgres@127.0.0.1:5432/test
+APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev swig chromium
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-sqlite test-postgresql install install-dev system-packages translations clean
+
+demo: install
+	$(BIN)/kakehashi migrate
+	$(BIN)/kakehashi seed-demo
+	@echo ""
+	@echo "  Kakehashi is starting on http://$(HOST):$(PORT)/"
+	@echo "  (demo tenant: http://$(HOST):$(PORT)/t/demo/)"
+	@echo ""
+	$(BIN)/kakehashi serve --host $(HOST) --port $(PORT)
+
+test: install-dev system-packages
+	$(MAKE) --no-print-directory test-sqlite
+	@if [ -n "$$TEST_DATABASE_URL" ] || [ "$$CI" = "true" ]; then \
+		$(MAKE) --no-print-directory test-postgresql; \
+	else \
+		echo "PostgreSQL run skipped: set TEST_DATABASE_URL (CI=true runs it always)"; \
+	fi
+
+test-sqlite:
+	@echo "== tests on SQLite =="
+	env -u TEST_DATABASE_URL $(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+test-postgresql:
+	@echo "== tests on PostgreSQL =="
+	TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$(PG_TEST_URL)}" $(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+install: $(VENV)/.installed translations
+install-dev: $(VENV)/.installed-dev translations
+
+$(VENV)/bin/python:
+	$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is needed" if sys.version_info < (3, 11) else 0)'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(VENV)/bin/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/bin/python pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+translations: $(VENV)/.installed
+	@$(BIN)/pybabel compile --statistics -d saas/translations 2>&1 | grep -v '^compiling' || true
+
+# Debian packages the tests need (PC/SC daemon and virtual reader, Chromium), installed
+# only when missing and only when running as root.
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = "0" ]; then \
+			echo "installing:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else \
+			echo "missing Debian packages (run as root to install):$$missing"; \
+		fi; \
+	fi
+
+clean:
+	rm -rf $(VENV) instance *.egg-info .pytest_cache tests/artifacts
