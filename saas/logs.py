@@ -59,7 +59,7 @@ def configure(level: str) -> None:
     if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
-        root.handlers = [handler]
+        root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
