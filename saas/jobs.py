@@ -213,8 +213,10 @@ class RqRunner:
             status.value if status else "queued", "queued")
         error = None
         if mapped == "failed":
-            info = job.exc_info or ""
-            error = info.strip().splitlines()[-1] if info.strip() else "failed"
+            latest = job.latest_result()
+            trace = (latest.exc_string if latest else None) or ""
+            # The last line of the trace: "ValueError: row 3 has …", never the whole stack.
+            error = trace.strip().splitlines()[-1] if trace.strip() else "failed"
         return JobState(id=job.id, kind=job.meta.get("kind", "default"), status=mapped,
                         result=job.return_value() if mapped == "finished" else None,
                         error=error, progress=dict(job.meta.get("progress", {})))

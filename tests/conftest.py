@@ -8,6 +8,7 @@ instead of skipping tests.
 from __future__ import annotations
 
 import contextvars
+from contextlib import contextmanager
 import os
 import secrets
 from collections.abc import Iterator
@@ -42,31 +43,35 @@ def _worker(request: pytest.FixtureRequest) -> str:
     return getattr(request.config, "workerinput", {}).get("workerid", "main")
 
 
-@pytest.fixture(scope="session")
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """An empty database migrated to head, private to this test process."""
+@contextmanager
+def empty_database(tag: str, tmp_dir: Path) -> Iterator[str]:
+    """A new, empty database on the backend under test, dropped afterwards."""
     if not TEST_DATABASE_URL:
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'kakehashi.db'}"
-        migrate_database(url)
-        yield url
+        yield f"sqlite:///{tmp_dir / f'{tag}.db'}"
         return
     base = make_url(normalise_database_url(TEST_DATABASE_URL))
-    name = f"kk_test_{_worker(request)}_{secrets.token_hex(3)}"
+    name = f"kk_{tag}_{secrets.token_hex(4)}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # unreachable server: fail under CI, say why otherwise
+    except Exception as exc:  # unreachable server: fail, saying why
         admin.dispose()
         pytest.fail(f"PostgreSQL at {base.render_as_string()} is unreachable: {exc}", pytrace=False)
-    url = base.set(database=name).render_as_string(hide_password=False)
     try:
-        migrate_database(url)
-        yield url
+        yield base.set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An empty database migrated to head, private to this test process."""
+    with empty_database(f"test_{_worker(request)}", tmp_path_factory.mktemp("db")) as url:
+        migrate_database(url)
+        yield url
 
 
 class RequestClient(FlaskClient):
