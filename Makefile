@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 PG_TEST_URL := postgresql+psycopg://postgres@127.0.0.1:5432/test
-APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev swig chromium
+APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev swig chromium fonts-ipafont-gothic
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-sqlite test-postgresql install install-dev system-packages translations clean

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request, session
@@ -12,6 +13,11 @@ from saas.openapi import json_response, operation
 from saas.web import health
 
 bp = Blueprint("web", __name__)
+
+
+@bp.app_template_filter("pretty_json")
+def pretty_json(value: object) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
 
 HEALTH = openapi.schema("Health", {
     "type": "object",
