@@ -33,6 +33,10 @@ DEMO_TENANT = {
 
 
 def alembic_config(url: str) -> AlembicConfig:
+    if not (ROOT / "migrations").is_dir():
+        raise click.ClickException(
+            f"no migrations/ beside the saas package ({ROOT}): run Kakehashi from a checkout "
+            "of its repository (make install), not from a wheel")
     config = AlembicConfig(str(ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(ROOT / "migrations"))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
