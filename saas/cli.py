@@ -18,6 +18,7 @@ from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
 from flask import Flask, current_app
 from flask.cli import FlaskGroup
+from werkzeug.serving import run_simple
 
 from saas import ROOT, db, jobs
 from saas.errors import ServiceError
@@ -118,7 +119,8 @@ def serve_command(host: str, port: int, workers: int | None) -> None:
         os.execv(gunicorn, [gunicorn, "saas:create_app()", "--bind", f"{host}:{port}",
                             "--workers", str(count)])
     click.echo(f"Kakehashi is running: http://{host}:{port}/  (Ctrl+C to stop)")
-    app.run(host=host, port=port, debug=app.config["DEBUG"], use_reloader=False, threaded=True)
+    # Not app.run(): Flask ignores it inside its own CLI.
+    run_simple(host, port, app, threaded=True, use_debugger=app.config["DEBUG"])
 
 
 def _safe_url(url: str) -> str:

@@ -187,15 +187,17 @@ def bind_tenant(session: Session | scoped_session[Session], tenant_id: int) -> N
 @contextmanager
 def _scope(session: Session | scoped_session[Session], scope: Any) -> Iterator[None]:
     previous = session.info.get(_SCOPE_KEY)
-    if previous is not scope and previous != scope:
+    switching = previous != scope
+    if switching:
         session.flush()
         session.expunge_all()
     session.info[_SCOPE_KEY] = scope
     try:
         yield
-    finally:
-        if previous is not scope and previous != scope:
+        if switching:
             session.flush()
+    finally:
+        if switching:  # on error too: nothing of this tenant outlives the block
             session.expunge_all()
         session.info[_SCOPE_KEY] = previous
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, render_template, request
+from flask import Flask, Response, current_app, jsonify, render_template, request
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -59,17 +59,11 @@ class NotFound(ServiceError):
 
 def wants_json() -> bool:
     """API routes answer JSON; other routes answer JSON only when the client prefers it."""
-    view_args_api = request.blueprint in _api_blueprints()
-    if view_args_api or request.path.startswith("/api/") or "/api/" in request.path:
+    api_blueprints = current_app.extensions.get("kakehashi.api_blueprints", set())
+    if request.blueprint in api_blueprints or "/api/" in request.path:
         return True
-    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
-    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
-
-
-def _api_blueprints() -> set[str]:
-    from flask import current_app
-
-    return current_app.extensions.get("kakehashi.api_blueprints", set())
+    accept = request.accept_mimetypes
+    return accept["application/json"] > accept["text/html"]
 
 
 def error_response(status: int, code: str, message: Any, **extra: Any) -> Response:
@@ -101,11 +95,9 @@ def init_app(app: Flask) -> None:
         status = error.code or 500
         code, message = _HTTP_MESSAGES.get(status, ("http_error", error.description))
         response = error_response(status, code, message)
-        if status == 405 and isinstance(error, HTTPException):
-            allowed = error.get_headers()
-            for name, value in allowed:
-                if name.lower() == "allow":
-                    response.headers["Allow"] = value
+        for name, value in error.get_headers():
+            if name.lower() in {"allow", "retry-after", "www-authenticate"}:
+                response.headers[name] = value
         return response
 
     @app.errorhandler(Exception)

@@ -1,11 +1,21 @@
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from saas import ROOT
 from saas.tenants.models import Tenant
+from tests.conftest import SECRET
 
 
 def test_create_tenant_registers_a_sandbox_tenant(app: Flask, db_session: Any) -> None:
@@ -34,3 +44,46 @@ def test_seed_demo_is_idempotent(app: Flask, db_session: Any) -> None:
     assert first.exit_code == 0 and "created demo tenant" in first.output
     assert second.exit_code == 0 and "already" in second.output
     assert len(db_session.scalars(select(Tenant).where(Tenant.slug == "demo")).all()) == 1
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def serve_and_get(env: dict[str, str], path: str = "/healthz") -> tuple[int, str]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "saas.cli", "serve", "--port", str(port),
+                                "--workers", "2"], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+                    return response.status, response.read().decode()
+            except OSError:
+                if process.poll() is not None:
+                    raise AssertionError(process.stdout.read() if process.stdout else "exited")
+                time.sleep(0.2)
+        raise AssertionError("the server did not answer within 30 s")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_serve_answers_in_development(database_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": SECRET,
+           "KAKEHASHI_ENV": "development"}
+    status, body = serve_and_get(env, "/readyz")
+    assert status == 200 and '"ready"' in body
+
+
+def test_serve_runs_gunicorn_in_production(database_url: str) -> None:
+    if database_url.startswith("sqlite"):
+        pytest.skip("production refuses SQLite; this runs in the PostgreSQL pass")
+    env = {**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": SECRET,
+           "KAKEHASHI_ENV": "production"}
+    status, body = serve_and_get(env, "/readyz")
+    assert status == 200 and '"ready"' in body
