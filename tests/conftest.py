@@ -140,3 +140,37 @@ def redis_url() -> str:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     return TEST_REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def sandbox_roots() -> dict[str, Any]:
+    """One generation of sandbox roots for each kind (RSA key generation is slow: once)."""
+    from saas import clock
+    from saas.jpki.certificates import CertificateKind
+    from saas.sandbox import ca
+
+    now = clock.now()
+    return {"auth": ca.create_root(CertificateKind.AUTH, now),
+            "signature": ca.create_root(CertificateKind.SIGNATURE, now)}
+
+
+@pytest.fixture(scope="session")
+def sandbox_card(sandbox_roots: dict[str, Any]) -> Any:
+    """An adult's sandbox card whose name has a substitute character."""
+    import random
+    from datetime import date
+
+    from saas import clock
+    from saas.jpki.certificates import Era, Gender, PersonAttributes
+    from saas.sandbox.cards import issue_card
+    from saas.sandbox.persons import SyntheticPerson, synthetic_person
+
+    person = synthetic_person(random.Random(7), era=Era.SHOWA, gender=Gender.FEMALE)
+    attributes = PersonAttributes(
+        name="𠮷田\u3000花子".replace("𠮷", "吉"), name_substitutes=(0,), gender=Gender.FEMALE,
+        birthdate=date(1975, 2, 28), birth_era=Era.SHOWA,
+        address="東京都千代田区霞が関２丁目１番２号", address_substitutes=())
+    person = SyntheticPerson(attributes=attributes, prefecture_romaji=person.prefecture_romaji)
+    return issue_card(sandbox_roots["auth"], sandbox_roots["signature"], person, now=clock.now(),
+                      auth_serial=0x1001, signature_serial=0x2001, auth_pin="1234",
+                      signature_password="SANDBOX1")
