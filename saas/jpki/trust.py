@@ -51,7 +51,7 @@ _KEY_USAGE = {
 class TrustAnchor:
     kind: CertificateKind
     certificate: x509.Certificate
-    key_id: bytes | None
+    key_id: bytes
 
     @property
     def generation(self) -> str:
@@ -84,6 +84,8 @@ class TrustStore:
             if parsed.is_test != (mode is Mode.SANDBOX):
                 raise JPKIError(f"{parsed.subject} does not belong in a {mode} trust store",
                                 code="bad_anchor")
+            if parsed.subject_key_id is None:
+                raise JPKIError(f"{parsed.subject} has no subject key identifier", code="bad_anchor")
             anchors.append(TrustAnchor(kind, root, parsed.subject_key_id))
         if not anchors:
             raise JPKIError(f"no {mode} roots for {kind} certificates", code="bad_anchor")
