@@ -9,13 +9,18 @@ Tenant isolation is structural (STYLE.md rule 4). A session is bound to one tena
 - every ORM ``UPDATE``/``DELETE`` gets the same criterion, and may not set ``tenant_id``;
 - every ORM ``INSERT`` and every flush is checked: a new row takes the session's tenant,
   a row of another tenant raises :class:`CrossTenantAccess`, and ``tenant_id`` never changes;
+  ``INSERT … SELECT``, upserts and multi-row ``VALUES`` into scoped tables are refused, and
+  so are the legacy ``bulk_*`` session methods, which skip every hook;
+- a Core statement (``Widget.__table__``) on a scoped table is refused: only ORM
+  entities get the criteria;
 - rows of one tenant that point at each other use composite foreign keys
   ``(tenant_id, x_id) → (tenant_id, id)`` (:func:`tenant_foreign_key`), so even raw SQL
   cannot link two tenants' rows.
 
 A session bound to no tenant refuses to touch tenant-scoped entities. Platform code that
 must see every tenant (operator console, sweeps) says so with :func:`all_tenants`.
-Raw SQL (``text()``) bypasses the hooks and is kept to migrations and health checks.
+Raw SQL (``text()``) and statements run on ``session.connection()`` bypass the hooks;
+they are kept to migrations and health checks.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     UniqueConstraint,
     create_engine,
     event,
@@ -53,6 +59,7 @@ from sqlalchemy.orm import (
     sessionmaker,
     with_loader_criteria,
 )
+from sqlalchemy.sql import visitors
 from sqlalchemy.types import TypeDecorator
 
 from saas import clock
@@ -115,11 +122,23 @@ class HasPublicId:
         return mapped_column(String(40), unique=True, default=lambda: new_id(prefix))
 
 
+_SCOPED_TABLES: set[Table] = set()
+
+
 class TenantScoped:
     """Rows that belong to one tenant; see the module docstring for the guarantees."""
 
     # Extra table arguments of a subclass go here, since the mixin owns __table_args__.
     __extra_table_args__: tuple[Any, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        if "__table_args__" in cls.__dict__:
+            raise TypeError(f"{cls.__name__}: put table arguments in __extra_table_args__; "
+                            "TenantScoped owns __table_args__")
+        super().__init_subclass__(**kwargs)  # declarative mapping happens here
+        table = cls.__dict__.get("__table__")
+        if table is not None:
+            _SCOPED_TABLES.add(table)
 
     @declared_attr
     def tenant_id(cls) -> Mapped[int]:
@@ -211,6 +230,10 @@ def _apply_tenant_criteria(state: ORMExecuteState) -> Any:
     scope = current_scope(state.session)
     if scope is ALL_TENANTS:
         return None
+    raw = None if state.is_orm_statement else _raw_scoped_tables(state.statement)
+    if raw:
+        raise CrossTenantAccess(f"table {raw} is tenant-scoped: use its ORM entity, whose "
+                                "statements get the tenant criteria")
     touched = _scoped_mappers(state)
     if scope is None:
         if touched:
@@ -226,8 +249,8 @@ def _apply_tenant_criteria(state: ORMExecuteState) -> Any:
         return None
     tenant_id = scope
     if state.is_insert:
-        for params in _parameter_sets(state):
-            _claim(params, tenant_id)
+        if touched:
+            _check_insert(state, tenant_id)
         return None
     if state.is_update:
         if _updates_tenant_column(state.statement):
@@ -266,10 +289,41 @@ def _parameter_sets(state: ORMExecuteState) -> list[dict[str, Any]]:
     return list(params) if isinstance(params, (list, tuple)) else [params]
 
 
-def _claim(params: dict[str, Any], tenant_id: int) -> None:
-    claimed = params.setdefault("tenant_id", tenant_id)
-    if claimed != tenant_id:
-        raise CrossTenantAccess("INSERT of a row for another tenant")
+def _raw_scoped_tables(statement: Any) -> str | None:
+    """The name of a tenant-scoped table a Core statement (no ORM entity) reaches.
+
+    Loader criteria apply to ORM entities only; a bare ``Widget.__table__`` statement
+    would get none, so it is refused.
+    """
+    names = {table.name for table in _SCOPED_TABLES}
+    for element in visitors.iterate(statement):
+        if isinstance(element, Table) and element.name in names:
+            return element.name
+    return None
+
+
+def _check_insert(state: ORMExecuteState, tenant_id: int) -> None:
+    """An ORM INSERT may only write rows of the bound tenant."""
+    statement = state.statement
+    if getattr(statement, "select", None) is not None:
+        raise CrossTenantAccess("INSERT … SELECT into a tenant-scoped table")
+    if getattr(statement, "_post_values_clause", None) is not None:
+        raise CrossTenantAccess("INSERT … ON CONFLICT on a tenant-scoped table could update "
+                                "another tenant's row")
+    if getattr(statement, "_multi_values", None):
+        raise CrossTenantAccess("multi-row VALUES on a tenant-scoped table: pass the rows as "
+                                "parameters instead")
+    inline = {(k if isinstance(k, str) else getattr(k, "key", None)): v
+              for k, v in dict(getattr(statement, "_values", None) or {}).items()}
+    if "tenant_id" in inline:
+        value = getattr(inline["tenant_id"], "value", inline["tenant_id"])
+        if value != tenant_id:
+            raise CrossTenantAccess("INSERT of a row for another tenant")
+    for params in _parameter_sets(state):
+        if params.setdefault("tenant_id", tenant_id) != tenant_id:
+            raise CrossTenantAccess("INSERT of a row for another tenant")
+    if inline and "tenant_id" not in inline and not _parameter_sets(state):
+        state.statement = statement.values(tenant_id=tenant_id)
 
 
 def _updates_tenant_column(statement: Any) -> bool:
@@ -311,6 +365,30 @@ def _check_flush(session: Session, flush_context: Any, instances: Any) -> None:
             raise CrossTenantAccess(f"{type(obj).__name__} of another tenant in this flush")
 
 
+class TenantSession(Session):
+    """The service's session: the legacy bulk methods skip every hook, so they are refused
+    for tenant-scoped entities (use ``session.execute(insert(...)/update(...), rows)``)."""
+
+    def bulk_save_objects(self, objects: Any, *args: Any, **kwargs: Any) -> None:
+        objects = list(objects)
+        if any(isinstance(obj, TenantScoped) for obj in objects):
+            raise CrossTenantAccess("bulk_save_objects bypasses tenant isolation")
+        super().bulk_save_objects(objects, *args, **kwargs)
+
+    def bulk_insert_mappings(self, mapper: Any, *args: Any, **kwargs: Any) -> None:
+        _refuse_legacy_bulk(mapper)
+        super().bulk_insert_mappings(mapper, *args, **kwargs)
+
+    def bulk_update_mappings(self, mapper: Any, *args: Any, **kwargs: Any) -> None:
+        _refuse_legacy_bulk(mapper)
+        super().bulk_update_mappings(mapper, *args, **kwargs)
+
+
+def _refuse_legacy_bulk(mapper: Any) -> None:
+    if issubclass(inspect(mapper).class_, TenantScoped):
+        raise CrossTenantAccess("legacy bulk mappings bypass tenant isolation")
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine with the settings the service relies on for each backend."""
     if url.startswith("sqlite"):
@@ -340,7 +418,8 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
-        self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self.sessionmaker = sessionmaker(bind=self.engine, class_=TenantSession,
+                                         expire_on_commit=False)
 
 
 def _session_for_current_app() -> Session:

@@ -7,15 +7,16 @@ from typing import Any
 import pytest
 from flask import Blueprint, abort, jsonify
 from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload, mapped_column, selectinload
 
 from saas import db
-from saas.db import CrossTenantAccess, TenantScopeMissing, all_tenants, tenant_scope
+from saas.db import BigId, CrossTenantAccess, TenantScoped, TenantScopeMissing, all_tenants, tenant_scope
 from saas.tenants import services as tenants
 from saas.tenants.models import Tenant
 from tests.conftest import make_app
-from tests.isolation_models import TABLES, Part, Widget, metadata
+from tests.isolation_models import TABLES, IsolationBase, Part, Widget, metadata
 
 
 @pytest.fixture
@@ -195,8 +196,69 @@ def test_another_tenants_object_is_a_404_over_http(database_url: str, tmp_path: 
                                     join_transaction_mode="create_savepoint")
     client = app.test_client()
     assert client.get(f"/t/tenant-a/widgets/{world['public_a']}").status_code == 200
-    response = client.get(f"/t/tenant-a/widgets/{world['public_b']}")
-    assert response.status_code == 404
-    assert response.get_json()["error"] == "not_found" if response.is_json else True
+    response = client.get(f"/t/tenant-a/widgets/{world['public_b']}",
+                          headers={"Accept": "application/json"})
+    assert response.status_code == 404 and response.get_json()["error"] == "not_found"
+    assert "shared" not in response.get_data(as_text=True)
     assert client.get(f"/t/tenant-b/widgets/{world['public_b']}").status_code == 200
     database.engine.dispose()
+
+
+@pytest.mark.parametrize("attempt", [
+    "inline_values_of_another_tenant", "multi_row_values", "insert_from_select", "upsert",
+])
+def test_inserts_that_could_write_another_tenants_rows_are_refused(
+        db_session: Any, world: dict[str, Any], attempt: str) -> None:
+    dialect_insert = postgresql.insert if db_session.bind.dialect.name == "postgresql" else sqlite.insert
+    statements = {
+        "inline_values_of_another_tenant": lambda: insert(Widget).values(
+            name="planted", tenant_id=world["b"], public_id="wid_p1"),
+        "multi_row_values": lambda: insert(Widget).values(
+            [{"name": "planted", "tenant_id": world["a"], "public_id": "wid_p2"}]),
+        "insert_from_select": lambda: insert(Widget).from_select(
+            ["name", "tenant_id", "public_id"],
+            select(Widget.name + "-copy", Widget.tenant_id, Widget.public_id + "c")),
+        "upsert": lambda: dialect_insert(Widget).values(
+            id=world["widget_b"], name="x", public_id="wid_zz").on_conflict_do_update(
+            index_elements=["id"], set_={"name": "upserted"}),
+    }
+    with tenant_scope(db_session, world["a"]), pytest.raises(CrossTenantAccess):
+        db_session.execute(statements[attempt]())
+    with all_tenants(db_session):
+        assert db_session.get(Widget, world["widget_b"]).name == "shared"
+        assert db_session.scalar(select(func.count()).select_from(Widget)) == 2
+
+
+def test_inline_values_get_the_bound_tenant(db_session: Any, world: dict[str, Any]) -> None:
+    with tenant_scope(db_session, world["b"]):
+        db_session.execute(insert(Widget).values(name="inline", public_id="wid_inline"))
+    with all_tenants(db_session):
+        assert db_session.scalars(select(Widget.tenant_id).where(Widget.name == "inline")).one() == world["b"]
+
+
+def test_core_statements_on_scoped_tables_are_refused(db_session: Any, world: dict[str, Any]) -> None:
+    table = Widget.__table__
+    with tenant_scope(db_session, world["a"]):
+        for statement in (select(table), table.update().values(name="x"), table.delete()):
+            with pytest.raises(CrossTenantAccess, match="use its ORM entity"):
+                db_session.execute(statement)
+
+
+def test_legacy_bulk_methods_are_refused(db_session: Any, world: dict[str, Any]) -> None:
+    with tenant_scope(db_session, world["a"]):
+        with pytest.raises(CrossTenantAccess):
+            db_session.bulk_update_mappings(Widget, [{"id": world["widget_b"], "name": "bulk"}])
+        with pytest.raises(CrossTenantAccess):
+            db_session.bulk_insert_mappings(Widget, [{"name": "b", "tenant_id": world["b"]}])
+        with pytest.raises(CrossTenantAccess):
+            db_session.bulk_save_objects([Widget(name="b", tenant_id=world["b"])])
+
+
+def test_a_scoped_model_cannot_replace_the_table_arguments() -> None:
+    from sqlalchemy import Index
+
+    with pytest.raises(TypeError, match="__extra_table_args__"):
+        class Broken(TenantScoped, IsolationBase):  # noqa: F841
+            __tablename__ = "test_broken"
+            __table_args__ = (Index("ix_broken", "tenant_id"),)
+            id: Any = mapped_column(BigId, primary_key=True)
