@@ -8,7 +8,7 @@ to start with SQLite, a missing or short ``SECRET_KEY``, or debug on.
 |---|---|---|
 | ``KAKEHASHI_ENV`` | ``development`` | ``development`` or ``production`` |
 | ``DATABASE_URL`` | ``sqlite:///instance/kakehashi.db`` | SQLAlchemy URL; ``postgres://`` and ``postgresql://`` use psycopg 3 |
-| ``REDIS_URL`` | unset | set: jobs go to rq queues; unset: jobs run in-process |
+| ``REDIS_URL`` | unset | set: jobs go to rq queues; unset: jobs run in-process (development only) |
 | ``SECRET_KEY`` | generated into ``instance/secret_key`` (development only) | signs sessions and CSRF tokens |
 | ``KAKEHASHI_DEBUG`` | ``0`` | Flask debug mode (development only) |
 | ``KAKEHASHI_TRUSTED_PROXIES`` | ``0`` | how many reverse proxies set ``X-Forwarded-*`` in front of the app |
@@ -57,6 +57,8 @@ def load(instance_path: Path, overrides: Mapping[str, Any] | None = None) -> dic
             problems.append(f"SECRET_KEY is shorter than {MIN_SECRET_LENGTH} characters")
         if debug:
             problems.append("KAKEHASHI_DEBUG is on")
+        if not source.get("REDIS_URL"):
+            problems.append("REDIS_URL is not set; production runs jobs on rq workers")
     if problems:
         raise ConfigurationError(
             "Kakehashi refuses to start in production: " + "; ".join(problems) + "."

@@ -416,8 +416,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 class Database:
     """The engine and session factory of one app (``app.extensions['kakehashi.db']``)."""
 
-    def __init__(self, url: str) -> None:
-        self.engine = make_engine(url)
+    def __init__(self, url: str, *, hide_parameters: bool = False) -> None:
+        # In production, bound values (personal data, tokens) never reach a log line.
+        self.engine = make_engine(url, hide_parameters=hide_parameters)
         self.sessionmaker = sessionmaker(bind=self.engine, class_=TenantSession,
                                          expire_on_commit=False)
 
@@ -432,7 +433,8 @@ session: scoped_session[Session] = scoped_session(_session_for_current_app)
 
 
 def init_app(app: Flask) -> Database:
-    database = Database(app.config["DATABASE_URL"])
+    database = Database(app.config["DATABASE_URL"],
+                        hide_parameters=app.config["KAKEHASHI_ENV"] == "production")
     app.extensions["kakehashi.db"] = database
 
     @app.teardown_appcontext

@@ -93,7 +93,7 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
         status = error.code or 500
-        code, message = _HTTP_MESSAGES.get(status, ("http_error", error.description))
+        code, message = _HTTP_MESSAGES.get(status, ("http_error", _l("The request failed.")))
         response = error_response(status, code, message)
         for name, value in error.get_headers():
             if name.lower() in {"allow", "retry-after", "www-authenticate"}:

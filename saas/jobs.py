@@ -11,6 +11,10 @@ context with a fresh database session, and the runner commits once when it retur
 (or rolls back when it raises), like a request. Inside, :func:`report_progress`
 feeds progress bars.
 
+A job enqueued inside a unit of work is submitted when that unit commits, and dropped
+when it rolls back: it never runs before, or without, the data it is about. (Work that
+must survive Redis being down goes through the events outbox instead.)
+
 With Redis, jobs survive web restarts and run on ``kakehashi worker`` processes; the
 in-process runner (the embedded default) runs them on a small thread pool of the web
 process and keeps their state in memory.
@@ -29,6 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from flask import Flask, current_app
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from saas import db
 
@@ -43,27 +49,53 @@ DEFAULT_TIMEOUT = 30 * 60
 class JobState:
     id: str
     kind: str
-    status: str  # queued | started | finished | failed
+    status: str  # pending (until commit) | queued | started | finished | failed
     result: Any = None
     error: str | None = None
     progress: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class PendingJob:
+    id: str
+    kind: str
+    target: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    timeout: int
+
+
 class JobRunner(Protocol):
-    def enqueue(self, kind: str, target: str, args: tuple[Any, ...],
-                kwargs: dict[str, Any], timeout: int) -> JobState: ...
+    def submit(self, job: PendingJob) -> None: ...
 
     def fetch(self, job_id: str) -> JobState | None: ...
 
 
+_PENDING = "kakehashi.pending_jobs"
+
+
 def enqueue(kind: str, target: str | Callable[..., Any], *args: Any,
             timeout: int = DEFAULT_TIMEOUT, **kwargs: Any) -> JobState:
-    """Queue ``target(*args, **kwargs)`` on the ``kind`` queue."""
+    """Queue ``target(*args, **kwargs)`` on the ``kind`` queue when the session commits."""
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r}; one of {', '.join(KINDS)}")
     path = target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}"
     resolve(path)  # fail in the caller, not later in a worker
-    return runner().enqueue(kind, path, args, kwargs, timeout)
+    job = PendingJob(str(uuid.uuid4()), kind, path, args, kwargs, timeout)
+    db.session.connection()  # the job joins the unit of work: begin it if need be
+    db.session.info.setdefault(_PENDING, []).append((runner(), job))
+    return JobState(id=job.id, kind=kind, status="pending")
+
+
+@event.listens_for(Session, "after_commit")
+def _submit_committed(session: Session) -> None:
+    for jobs_runner, job in session.info.pop(_PENDING, []):
+        jobs_runner.submit(job)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_rolled_back(session: Session) -> None:
+    session.info.pop(_PENDING, None)
 
 
 def fetch(job_id: str) -> JobState | None:
@@ -121,34 +153,30 @@ def execute(target: str, args: tuple[Any, ...], kwargs: dict[str, Any],
 
 
 class InProcessRunner:
-    """Runs jobs on a thread pool of this process; state lives in memory."""
+    """Runs jobs on a thread pool of this process; state lives in memory (the newest
+    ``MAX_KEPT`` jobs), so it suits one process: production uses rq."""
+
+    MAX_KEPT = 10_000
 
     def __init__(self, app: Flask, workers: int = 2) -> None:
         self._app = app
-        self._workers = workers
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kk-job")
         self._jobs: dict[str, JobState] = {}
         self._lock = threading.Lock()
 
-    def enqueue(self, kind: str, target: str, args: tuple[Any, ...],
-                kwargs: dict[str, Any], timeout: int) -> JobState:
-        job = JobState(id=str(uuid.uuid4()), kind=kind, status="queued")
-        self._put(job)
-        self._pool.submit(self._run, job.id, target, args, kwargs)
-        return job
+    def submit(self, job: PendingJob) -> None:
+        self._put(JobState(id=job.id, kind=job.kind, status="queued"))
+        self._pool.submit(self._run, job.id, job.target, job.args, job.kwargs)
 
     def fetch(self, job_id: str) -> JobState | None:
         with self._lock:
             return self._jobs.get(job_id)
 
-    def wait(self) -> None:
-        """Block until every queued job has run (for the CLI and tests)."""
-        self._pool.shutdown(wait=True)
-        self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="kk-job")
-
     def _put(self, job: JobState) -> None:
         with self._lock:
             self._jobs[job.id] = job
+            while len(self._jobs) > self.MAX_KEPT:  # forget the oldest, like rq's result TTL
+                del self._jobs[next(iter(self._jobs))]
 
     def _update(self, job_id: str, **changes: Any) -> None:
         with self._lock:
@@ -188,17 +216,12 @@ class RqRunner:
 
         return Queue(self.prefix + kind, connection=self.connection)
 
-    def queue_names(self, kinds: tuple[str, ...] = KINDS) -> list[str]:
-        return [self.prefix + kind for kind in kinds]
-
-    def enqueue(self, kind: str, target: str, args: tuple[Any, ...],
-                kwargs: dict[str, Any], timeout: int) -> JobState:
-        job = self.queue(kind).enqueue(
-            "saas.jobs.run_rq_job", target, args, kwargs,
-            job_timeout=timeout, result_ttl=24 * 3600, failure_ttl=7 * 24 * 3600,
-            meta={"kind": kind},
+    def submit(self, job: PendingJob) -> None:
+        self.queue(job.kind).enqueue(
+            "saas.jobs.run_rq_job", job.target, job.args, job.kwargs, job_id=job.id,
+            job_timeout=job.timeout, result_ttl=24 * 3600, failure_ttl=7 * 24 * 3600,
+            meta={"kind": job.kind},
         )
-        return JobState(id=job.id, kind=kind, status="queued")
 
     def fetch(self, job_id: str) -> JobState | None:
         from rq.exceptions import NoSuchJobError

@@ -1,6 +1,21 @@
-"""Every model of every domain, imported in one place for Alembic and the tests."""
+"""Every model of every domain, imported in one place for Alembic and the tests.
 
+Each ``saas/<domain>/models.py`` is imported here automatically, so a new domain's
+tables can never escape autogenerate or the migration-drift test.
+"""
+
+import importlib
+import pkgutil
+
+import saas
 from saas.db import Base
-from saas.tenants.models import Tenant
 
-__all__ = ["Base", "Tenant"]
+for _module in pkgutil.iter_modules(saas.__path__):
+    if _module.ispkg:
+        try:
+            importlib.import_module(f"saas.{_module.name}.models")
+        except ModuleNotFoundError as missing:
+            if missing.name != f"saas.{_module.name}.models":
+                raise
+
+__all__ = ["Base"]

@@ -42,10 +42,6 @@ def json_response(description: str, body_schema: dict[str, Any]) -> dict[str, An
     return {"description": description, "content": {"application/json": {"schema": body_schema}}}
 
 
-def error_response(description: str) -> dict[str, Any]:
-    return json_response(description, ERROR)
-
-
 def operation(*, summary: str, tags: list[str], responses: dict[int, dict[str, Any]],
               description: str | None = None, parameters: list[dict[str, Any]] | None = None,
               request_body: dict[str, Any] | None = None,

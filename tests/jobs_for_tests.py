@@ -6,6 +6,10 @@ from saas import jobs
 from saas.tenants import services as tenants
 
 
+def tenant_exists(slug: str) -> bool:
+    return tenants.find_by_slug(slug) is not None
+
+
 def create_tenant(slug: str) -> str:
     tenant = tenants.create_tenant(slug=slug, display_name=f"Job {slug}", kind="other")
     jobs.report_progress(1, 2)

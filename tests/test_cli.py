@@ -84,6 +84,6 @@ def test_serve_runs_gunicorn_in_production(database_url: str) -> None:
     if database_url.startswith("sqlite"):
         pytest.skip("production refuses SQLite; this runs in the PostgreSQL pass")
     env = {**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": SECRET,
-           "KAKEHASHI_ENV": "production"}
+           "KAKEHASHI_ENV": "production", "REDIS_URL": "redis://127.0.0.1:6379/0"}
     status, body = serve_and_get(env, "/readyz")
     assert status == 200 and '"ready"' in body

@@ -8,15 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from saas import ROOT, create_app
+from saas import ROOT, create_app, db
 from saas.config import ConfigurationError, load, normalise_database_url
 
 PG = "postgresql+psycopg://kk@db.internal/kakehashi"
 STRONG = "s" * 48
 
 
+REDIS = "redis://redis.internal:6379/0"
+
+
 def production(tmp_path: Path, **values: str) -> dict[str, str]:
-    return {"KAKEHASHI_ENV": "production", "INSTANCE_PATH": str(tmp_path), **values}
+    return {"KAKEHASHI_ENV": "production", "INSTANCE_PATH": str(tmp_path), "REDIS_URL": REDIS,
+            **values}
 
 
 def test_production_refuses_sqlite(tmp_path: Path) -> None:
@@ -55,10 +59,16 @@ def test_production_lists_every_problem_at_once(tmp_path: Path, monkeypatch: pyt
     assert "SQLite" in message and "SECRET_KEY" in message and "DEBUG" in message
 
 
+def test_production_refuses_in_process_jobs(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="REDIS_URL is not set"):
+        create_app(production(tmp_path, DATABASE_URL=PG, SECRET_KEY=STRONG, REDIS_URL=""))
+
+
 def test_production_with_postgresql_and_a_secret_starts(tmp_path: Path) -> None:
     app = create_app(production(tmp_path, DATABASE_URL=PG, SECRET_KEY=STRONG))
     assert app.config["SESSION_COOKIE_SECURE"] is True
     assert app.config["SESSION_COOKIE_NAME"].startswith("__Host-")
+    assert db.get_database(app).engine.hide_parameters is True
 
 
 def test_unknown_environment_is_refused(tmp_path: Path) -> None:

@@ -49,6 +49,8 @@ def test_in_process_job_commits_and_reports_progress(committed_url: str, tmp_pat
     assert isinstance(jobs.runner(app), jobs.InProcessRunner)
     with app.app_context():
         job = jobs.enqueue("imports", "tests.jobs_for_tests:create_tenant", "in-process")
+        assert job.status == "pending" and jobs.fetch(job.id) is None
+        db.session.commit()
     state = wait_for(app, job.id)
     assert state.status == "finished" and state.result.startswith("ten_")
     assert state.progress == {"done": 2, "total": 2}
@@ -60,9 +62,34 @@ def test_in_process_job_failure_rolls_back_and_says_why(committed_url: str, tmp_
     app = make_app(committed_url, tmp_path)
     with app.app_context():
         job = jobs.enqueue("imports", "tests.jobs_for_tests:create_tenant_then_fail", "rolled-back")
+        db.session.commit()
     state = wait_for(app, job.id)
     assert state.status == "failed" and "row 3 has no member number" in (state.error or "")
     assert "rolled-back" not in tenant_slugs(app)
+    db.get_database(app).engine.dispose()
+
+
+def test_a_job_runs_only_after_its_transaction_commits(committed_url: str, tmp_path: Path) -> None:
+    from saas.tenants import services as tenants
+
+    app = make_app(committed_url, tmp_path)
+    with app.app_context():
+        tenants.create_tenant(slug="made-with-job", display_name="Made", kind="other")
+        job = jobs.enqueue("default", "tests.jobs_for_tests:tenant_exists", "made-with-job")
+        db.session.commit()
+    assert wait_for(app, job.id).result is True
+    db.get_database(app).engine.dispose()
+
+
+def test_a_rolled_back_transaction_drops_its_jobs(committed_url: str, tmp_path: Path) -> None:
+    app = make_app(committed_url, tmp_path)
+    with app.app_context():
+        job = jobs.enqueue("default", "tests.jobs_for_tests:create_tenant", "never-runs")
+        db.session.rollback()
+        db.session.commit()
+        time.sleep(0.2)
+        assert jobs.fetch(job.id) is None
+    assert "never-runs" not in tenant_slugs(app)
     db.get_database(app).engine.dispose()
 
 
@@ -82,6 +109,7 @@ def test_enqueue_accepts_a_function_object(committed_url: str, tmp_path: Path) -
     app = make_app(committed_url, tmp_path)
     with app.app_context():
         job = jobs.enqueue("default", create_tenant, "by-reference")
+        db.session.commit()
     assert wait_for(app, job.id).status == "finished"
     db.get_database(app).engine.dispose()
 
@@ -95,6 +123,7 @@ def test_real_rq_worker_runs_jobs_from_redis(committed_url: str, tmp_path: Path,
     with app.app_context():
         good = jobs.enqueue("imports", "tests.jobs_for_tests:create_tenant", "from-rq")
         bad = jobs.enqueue("sweeps", "tests.jobs_for_tests:create_tenant_then_fail", "rq-fails")
+        db.session.commit()
         assert jobs.fetch(good.id).status == "queued"
     assert runner.queue("imports").count == 1 and runner.queue("sweeps").count == 1
 
@@ -123,6 +152,7 @@ def test_worker_only_takes_the_kinds_it_is_given(committed_url: str, tmp_path: P
     app = make_app(committed_url, tmp_path, REDIS_URL=redis_url, JOB_QUEUE_PREFIX=prefix)
     with app.app_context():
         job = jobs.enqueue("crl", "tests.jobs_for_tests:create_tenant", "crl-job")
+        db.session.commit()
     env = {**os.environ, "DATABASE_URL": committed_url, "REDIS_URL": redis_url,
            "JOB_QUEUE_PREFIX": prefix, "SECRET_KEY": SECRET, "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, "-m", "saas.cli", "worker", "--burst", "--queue", "webhooks"],

@@ -62,3 +62,25 @@ def test_the_reference_page_lists_every_operation(client: Any) -> None:
         for op in operations.values():
             assert f'id="{op["operationId"]}"' in html
             assert path in html
+
+
+def test_an_undescribed_route_of_an_api_blueprint_is_caught(database_url: str, tmp_path: Any) -> None:
+    from flask import Blueprint, jsonify
+
+    from tests.conftest import make_app
+
+    app = make_app(database_url, tmp_path)
+    api = Blueprint("probe_api", __name__, url_prefix="/api/probe")
+
+    @api.post("/things")
+    def create_thing() -> Any:
+        return jsonify(ok=True), 201
+
+    openapi.register_api_blueprint(app, api)
+    document = openapi.build_document(app)
+    missing = [r.rule for r in api_rules(app) if openapi.openapi_path(r.rule) not in document["paths"]]
+    assert missing == ["/api/probe/things"]
+    # API blueprints take no CSRF token (they authenticate by key) and answer errors in JSON.
+    client = app.test_client()
+    assert client.post("/api/probe/things").status_code == 201
+    assert client.get("/api/probe/things").get_json()["error"] == "method_not_allowed"

@@ -28,7 +28,7 @@ def test_pages_carry_strict_security_headers(client: Any) -> None:
     csp = response.headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
     assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
-    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Referrer-Policy"] == "same-origin"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert "HX-Request" in response.headers["Vary"]
     assert "Strict-Transport-Security" not in response.headers  # development
@@ -37,9 +37,24 @@ def test_pages_carry_strict_security_headers(client: Any) -> None:
 def test_production_sends_hsts(database_url: str, tmp_path: Path) -> None:
     if database_url.startswith("sqlite"):
         pytest.skip("production refuses SQLite; this runs in the PostgreSQL pass")
-    app = make_app(database_url, tmp_path, KAKEHASHI_ENV="production")
+    app = make_app(database_url, tmp_path, KAKEHASHI_ENV="production", REDIS_URL="redis://127.0.0.1:6379/0")
     response = app.test_client().get("/healthz")
     assert response.headers["Strict-Transport-Security"].startswith("max-age=63072000")
+
+
+def test_forms_work_over_https_in_production(database_url: str, tmp_path: Path) -> None:
+    # Flask-WTF checks the Referer over HTTPS; the Referrer-Policy must let our own pages send it.
+    if database_url.startswith("sqlite"):
+        pytest.skip("production refuses SQLite; this runs in the PostgreSQL pass")
+    app = make_app(database_url, tmp_path, KAKEHASHI_ENV="production", REDIS_URL="redis://127.0.0.1:6379/0")
+    client = app.test_client()
+    page = client.get("/", base_url="https://kakehashi.example")
+    assert page.headers["Referrer-Policy"] == "same-origin"
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+    response = client.post("/lang", base_url="https://kakehashi.example",
+                           data={"lang": "en", "csrf_token": token},
+                           headers={"Referer": "https://kakehashi.example/"})
+    assert response.status_code == 303
 
 
 def test_no_page_has_inline_script_and_htmx_is_served_locally(client: Any) -> None:
@@ -124,7 +139,8 @@ def test_unexpected_errors_hide_the_trace_and_give_the_request_id(database_url: 
     body = response.get_json()
     assert body["error"] == "internal_error" and "secret" not in json.dumps(body)
     assert response.headers["X-Request-ID"] == "req-12345678"
-    assert any("secret detail" in (r.exc_text or "") or r.exc_info for r in caplog.records)
+    logged = [r for r in caplog.records if r.name == "kakehashi.errors" and r.exc_info]
+    assert logged and "secret detail" in str(logged[0].exc_info[1])
 
 
 def test_request_ids_are_generated_or_taken_when_well_formed(client: Any) -> None:
@@ -151,7 +167,20 @@ def test_healthz_and_readyz(client: Any) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz").get_json()
     assert ready["status"] == "ready" and ready["checks"]["database"]["ok"] is True
+    assert ready["checks"]["schema"]["ok"] is True
     assert "redis" not in ready["checks"]
+
+
+def test_readyz_is_unavailable_until_the_database_is_migrated(tmp_path: Path) -> None:
+    from saas.cli import migrate_database
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    migrate_database(url, "0001")
+    app = make_app(url, tmp_path)
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    schema = response.get_json()["checks"]["schema"]
+    assert schema["ok"] is False and "at 0001" in schema["error"]
 
 
 def test_readyz_reports_redis_down(database_url: str, tmp_path: Path) -> None:

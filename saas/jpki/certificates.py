@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
 
@@ -160,7 +161,7 @@ def parse_certificate(data: bytes) -> JPKICertificate:
     except MalformedCertificate:
         raise
     except (ValueError, TypeError, UnicodeError, x509.DuplicateExtension,
-            x509.UnsupportedGeneralNameType) as exc:
+            x509.UnsupportedGeneralNameType, x509.InvalidVersion, UnsupportedAlgorithm) as exc:
         raise MalformedCertificate(f"{type(exc).__name__}: {exc}") from None
 
 

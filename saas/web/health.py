@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import cache
 
 from flask import current_app
 from sqlalchemy import text
@@ -27,6 +28,30 @@ def check_database() -> Check:
     except Exception as exc:  # any failure means "not ready"; the class says which
         return Check("database", False, _ms(started), type(exc).__name__)
     return Check("database", True, _ms(started))
+
+
+def check_schema() -> Check:
+    """The database is at the newest migration: a web instance of a newer release does
+    not take traffic before ``kakehashi migrate`` has run."""
+    started = time.perf_counter()
+    try:
+        with db.get_database().engine.connect() as connection:
+            current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except Exception as exc:
+        return Check("schema", False, _ms(started), type(exc).__name__)
+    head = migration_head()
+    if current != head:
+        return Check("schema", False, _ms(started), f"at {current}, code expects {head}")
+    return Check("schema", True, _ms(started))
+
+
+@cache
+def migration_head() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    from saas import ROOT
+
+    return ScriptDirectory(str(ROOT / "migrations")).get_current_head()
 
 
 def check_redis() -> Check | None:

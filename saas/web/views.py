@@ -58,12 +58,13 @@ def healthz() -> Response:
 
 
 @bp.get("/readyz")
-@operation(summary="Readiness: the database and Redis (when configured) answer",
+@operation(summary="Readiness: the database answers at the newest schema, and Redis (when configured)",
            tags=["Operations"], security=[],
            responses={200: json_response("Ready to serve", READINESS),
                       503: json_response("A dependency is down", READINESS)})
 def readyz() -> tuple[Response, int]:
-    checks = [c for c in (health.check_database(), health.check_redis()) if c is not None]
+    checks = [c for c in (health.check_database(), health.check_schema(), health.check_redis())
+              if c is not None]
     ready = all(c.ok for c in checks)
     body = {
         "status": "ready" if ready else "unavailable",
