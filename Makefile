@@ -11,7 +11,7 @@ PG_TEST_URL := postgresql+psycopg://postgres@127.0.0.1:5432/test
 APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev swig chromium fonts-ipafont-gothic
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-sqlite test-postgresql install install-dev system-packages translations clean
+.PHONY: demo test lint test-sqlite test-postgresql install install-dev system-packages translations clean
 
 demo: install
 	$(BIN)/kakehashi migrate
@@ -22,13 +22,16 @@ demo: install
 	@echo ""
 	$(BIN)/kakehashi serve --host $(HOST) --port $(PORT)
 
-test: install-dev system-packages
+test: install-dev system-packages lint
 	$(MAKE) --no-print-directory test-sqlite
 	@if [ -n "$$TEST_DATABASE_URL" ] || [ "$$CI" = "true" ]; then \
 		$(MAKE) --no-print-directory test-postgresql; \
 	else \
 		echo "PostgreSQL run skipped: set TEST_DATABASE_URL (CI=true runs it always)"; \
 	fi
+
+lint: install-dev
+	$(BIN)/ruff check saas tests bench migrations/env.py
 
 test-sqlite:
 	@echo "== tests on SQLite =="

@@ -10,10 +10,10 @@ from alembic import context
 from sqlalchemy import pool
 
 from saas.db import make_engine
-from saas.models import Base
+from saas.models import ALL_METADATA
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = ALL_METADATA
 
 
 def _url() -> str:

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    from saas import cli, config as settings, db, errors, i18n, jobs, logs, security
+    from saas import cli, db, errors, i18n, jobs, logs, security
+    from saas import config as settings
     from saas.tenants import context as tenant_context
 
     overrides = dict(config or {})

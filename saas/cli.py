@@ -134,7 +134,9 @@ COMMANDS = (migrate_command, create_tenant_command, seed_demo_command, worker_co
 
 
 def init_app(app: Flask) -> None:
-    for command in COMMANDS:
+    from saas.sandbox.cli import group as sandbox_group
+
+    for command in (*COMMANDS, sandbox_group):
         app.cli.add_command(command)
 
 

@@ -19,7 +19,6 @@ from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request, request_started
 
-
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 

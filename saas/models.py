@@ -18,4 +18,9 @@ for _module in pkgutil.iter_modules(saas.__path__):
             if missing.name != f"saas.{_module.name}.models":
                 raise
 
-__all__ = ["Base"]
+# The JPKI library keeps its own schema (it imports no ORM); migrated with the rest.
+from saas.jpki.store import metadata as jpki_metadata  # noqa: E402
+
+ALL_METADATA = [Base.metadata, jpki_metadata]
+
+__all__ = ["ALL_METADATA", "Base"]

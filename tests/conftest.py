@@ -8,10 +8,10 @@ instead of skipping tests.
 from __future__ import annotations
 
 import contextvars
-from contextlib import contextmanager
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 

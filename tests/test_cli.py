@@ -65,7 +65,7 @@ def serve_and_get(env: dict[str, str], path: str = "/healthz") -> tuple[int, str
                     return response.status, response.read().decode()
             except OSError:
                 if process.poll() is not None:
-                    raise AssertionError(process.stdout.read() if process.stdout else "exited")
+                    raise AssertionError(process.stdout.read() if process.stdout else "exited") from None
                 time.sleep(0.2)
         raise AssertionError("the server did not answer within 30 s")
     finally:

@@ -17,7 +17,12 @@ from hypothesis import strategies as st
 
 from saas.jpki import profiles
 from saas.jpki.certificates import (
-    CertificateKind, Era, Gender, PersonAttributes, format_birthdate, parse_birthdate,
+    CertificateKind,
+    Era,
+    Gender,
+    PersonAttributes,
+    format_birthdate,
+    parse_birthdate,
     parse_certificate,
 )
 from saas.jpki.errors import MalformedCertificate

@@ -12,7 +12,7 @@ from sqlalchemy import inspect
 
 from saas import db
 from saas.cli import alembic_config, migrate_database
-from saas.models import Base
+from saas.models import ALL_METADATA
 from tests.conftest import empty_database
 
 
@@ -37,7 +37,7 @@ def test_upgrade_from_empty_matches_the_models_and_downgrades_cleanly(tmp_path: 
         engine = db.make_engine(url)
         with engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"compare_type": True})
-            differences = compare_metadata(context, Base.metadata)
+            differences = compare_metadata(context, ALL_METADATA)
         assert differences == []
 
         command.downgrade(alembic_config(url), "base")

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 
 from saas import ROOT
 from saas.logs import JsonFormatter

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import saas.db
+import saas.sqltypes
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -36,8 +36,8 @@ def upgrade() -> None:
         sa.Column("mode", _enum("tenant_mode", "sandbox", "live"), nullable=False),
         sa.Column("status", _enum("tenant_status", "active", "suspended", "closed"), nullable=False),
         sa.Column("public_id", sa.String(length=40), nullable=False),
-        sa.Column("created_at", saas.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", saas.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
         sa.CheckConstraint("corporate_number IS NULL OR length(corporate_number) = 13",
                            name=op.f("ck_tenants_corporate_number_length")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tenants")),

@@ -54,7 +54,7 @@ class SyntheticPerson:
 def substitute(registered: str, written: str) -> tuple[str, tuple[int, ...]]:
     """The certificate spelling and the positions where it differs from the register."""
     # Characters outside the BMP are one code point in Python, so positions line up.
-    return written, tuple(i for i, (a, b) in enumerate(zip(registered, written)) if a != b)
+    return written, tuple(i for i, (a, b) in enumerate(zip(registered, written, strict=True)) if a != b)
 
 
 def synthetic_person(rng: random.Random, *, era: Era | None = None,

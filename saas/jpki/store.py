@@ -1,0 +1,334 @@
+"""The shared stores behind verification: revocations, challenges, and persons.
+
+Every web instance reads the same database, which is the truth; this module uses
+SQLAlchemy Core on an ``Engine`` it is given (no Flask, no ORM session), so the
+library stays usable from jobs and tools.
+
+Revocation store design: the database holds, per issuer, the entries of the newest CRL
+ingested (and OCSP answers). A lookup is one primary-key read (well under a millisecond)
+plus the issuer's CRL window, cached briefly per process. Ingest replaces an issuer's
+entries in one transaction, so readers see the old CRL or the new one, never a mix; a
+CRL number that does not increase, a bad signature, or a CRL already past its nextUpdate
+is refused before anything is written. A lookup for an issuer without a CRL, or past the
+CRL's nextUpdate, fails closed.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Engine,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection
+
+from saas.jpki import crl as crl_reader
+from saas.jpki.certificates import CertificateKind
+from saas.jpki.errors import JPKIError, VerificationFailed
+from saas.jpki.revocation import Reason, Revocation
+from saas.jpki.trust import TrustStore
+from saas.jpki.webeid import Challenge, nonce_key
+from saas.sqltypes import NAMING_CONVENTION, BigId, UTCDateTime
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+"""The library's own schema; the service migrates it beside its models (saas/models.py)."""
+
+
+def _define_tables(metadata: MetaData) -> dict[str, Table]:
+    when = UTCDateTime()
+    return {
+        "crls": Table(
+            "jpki_crls", metadata,
+            Column("issuer_key_id", LargeBinary(32), primary_key=True),
+            Column("crl_number", BigInteger, nullable=False),
+            Column("this_update", when, nullable=False),
+            Column("next_update", when, nullable=False),
+            Column("ingested_at", when, nullable=False),
+            Column("entries", Integer, nullable=False),
+        ),
+        "revocations": Table(
+            "jpki_revocations", metadata,
+            Column("issuer_key_id", LargeBinary(32), primary_key=True),
+            Column("serial", String(40), primary_key=True),  # lower-case hex, no leading zeros
+            Column("reason", SmallInteger, nullable=False),  # CRLReason code
+            Column("revoked_at", when, nullable=False),
+        ),
+        "nonces": Table(
+            "jpki_nonces", metadata,
+            Column("key", LargeBinary(32), primary_key=True),
+            Column("expires_at", when, nullable=False, index=True),
+        ),
+        "persons": Table(
+            "jpki_persons", metadata,
+            Column("id", BigId, primary_key=True),
+            Column("created_at", when, nullable=False),
+        ),
+        "person_certificates": Table(
+            "jpki_person_certificates", metadata,
+            Column("issuer_key_id", LargeBinary(32), primary_key=True),
+            Column("serial", String(40), primary_key=True),
+            Column("person_id", BigId, ForeignKey("jpki_persons.id"), nullable=False, index=True),
+            Column("kind", String(16), nullable=False),
+            Column("linked_at", when, nullable=False),
+        ),
+    }
+
+
+TABLES = _define_tables(metadata)
+
+
+def serial_key(serial: int) -> str:
+    return format(serial, "x")
+
+
+_REASON_CODES = {name: code for code, name in crl_reader.REASON_NAMES.items()}
+_NO_REASON = 0  # an entry without reasonCode is "unspecified"
+
+
+@dataclass(frozen=True)
+class CRLState:
+    crl_number: int
+    this_update: datetime
+    next_update: datetime
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    issuer_key_id: bytes
+    crl_number: int
+    entries: int
+    this_update: datetime
+    next_update: datetime
+
+
+class RevocationStore:
+    """Revocation lookups and CRL ingest over the shared database."""
+
+    STATE_TTL = 5.0  # seconds a process trusts its cached CRL window
+
+    def __init__(self, engine: Engine, tables: dict[str, Table] = TABLES) -> None:
+        self.engine = engine
+        self.crls = tables["crls"]
+        self.entries = tables["revocations"]
+        self._states: dict[bytes, tuple[float, CRLState | None]] = {}
+
+    def state(self, issuer_key_id: bytes) -> CRLState | None:
+        cached = self._states.get(issuer_key_id)
+        if cached is not None and time.monotonic() - cached[0] < self.STATE_TTL:
+            return cached[1]
+        with self.engine.connect() as connection:
+            row = connection.execute(select(
+                self.crls.c.crl_number, self.crls.c.this_update, self.crls.c.next_update)
+                .where(self.crls.c.issuer_key_id == issuer_key_id)).first()
+        state = CRLState(*row) if row is not None else None
+        self._states[issuer_key_id] = (time.monotonic(), state)
+        return state
+
+    def revocation(self, issuer_key_id: bytes, serial: int, *, at: datetime) -> Revocation | None:
+        state = self.state(issuer_key_id)
+        if state is None:
+            raise VerificationFailed("no revocation data for this issuer yet",
+                                     code="revocation_unknown")
+        if at > state.next_update:
+            raise VerificationFailed(
+                f"the newest CRL expired {state.next_update:%Y-%m-%d %H:%M}Z; refusing to "
+                "guess", code="revocation_stale")
+        with self.engine.connect() as connection:
+            row = connection.execute(select(self.entries.c.reason, self.entries.c.revoked_at).where(
+                self.entries.c.issuer_key_id == issuer_key_id,
+                self.entries.c.serial == serial_key(serial))).first()
+        if row is None or row.revoked_at > at:
+            return None
+        return Revocation(Reason(crl_reader.REASON_NAMES[row.reason]), row.revoked_at)
+
+    def ingest(self, der: bytes, store: TrustStore, *, at: datetime) -> IngestResult:
+        """Verify a full CRL against ``store`` and make it the issuer's revocation data."""
+        try:
+            header = crl_reader.read_crl(der)
+        except crl_reader.CRLFormatError as error:
+            raise JPKIError(f"not a CRL: {error}", code="malformed_crl") from None
+        anchor = next((a for a in store.anchors if a.certificate.subject.public_bytes() == header.issuer_der
+                       and crl_reader.verify_crl_signature(header, a.certificate.public_key())), None)
+        if anchor is None:
+            raise JPKIError("no trusted root signed this CRL", code="untrusted_crl")
+        if header.next_update is None or header.next_update <= header.this_update:
+            raise JPKIError("the CRL has no usable nextUpdate", code="malformed_crl")
+        if at > header.next_update:
+            raise JPKIError("the CRL is already past its nextUpdate", code="expired_crl")
+        if header.this_update > at + timedelta(minutes=5):
+            raise JPKIError("the CRL is dated in the future", code="future_crl")
+        current = self.state(anchor.key_id)
+        if current is not None and header.crl_number <= current.crl_number:
+            raise JPKIError(f"CRL number {header.crl_number} is not newer than "
+                            f"{current.crl_number}", code="stale_crl_number")
+        try:
+            columns = crl_reader.revoked_serials(der)
+        except crl_reader.CRLFormatError as error:
+            raise JPKIError(f"CRL entries: {error}", code="malformed_crl") from None
+        with self.engine.begin() as connection:
+            # Lock the issuer's state row (or see a concurrent ingest win) before replacing.
+            self._claim_number(connection, anchor.key_id, header, at, len(columns.serials))
+            connection.execute(delete(self.entries).where(self.entries.c.issuer_key_id == anchor.key_id))
+            self._load(connection, anchor.key_id, columns)
+        self._states.pop(anchor.key_id, None)
+        return IngestResult(anchor.key_id, header.crl_number, len(columns.serials),
+                            header.this_update, header.next_update)
+
+    def _claim_number(self, connection: Connection, issuer_key_id: bytes,
+                      header: crl_reader.CRLHeader, at: datetime, count: int) -> None:
+        values = {"crl_number": header.crl_number, "this_update": header.this_update,
+                  "next_update": header.next_update, "ingested_at": at, "entries": count}
+        changed = connection.execute(update(self.crls).where(
+            self.crls.c.issuer_key_id == issuer_key_id,
+            self.crls.c.crl_number < header.crl_number).values(**values)).rowcount
+        if changed:
+            return
+        exists = connection.execute(select(func.count()).select_from(self.crls).where(
+            self.crls.c.issuer_key_id == issuer_key_id)).scalar()
+        if exists:
+            raise JPKIError("a newer CRL was ingested meanwhile", code="stale_crl_number")
+        connection.execute(insert(self.crls).values(issuer_key_id=issuer_key_id, **values))
+
+    def _load(self, connection: Connection, issuer_key_id: bytes,
+              columns: crl_reader.RevokedColumns) -> None:
+        if connection.dialect.name == "postgresql":
+            self._copy(connection, issuer_key_id, columns)
+            return
+        rows = ({"issuer_key_id": issuer_key_id, "serial": serial_key(s),
+                 "reason": _NO_REASON if code == crl_reader.NO_REASON else code,
+                 "revoked_at": datetime.fromtimestamp(t, UTC)}
+                for s, t, code in zip(columns.serials, columns.revoked_at, columns.reasons, strict=True))
+        for batch in _batches(rows, 20_000):
+            connection.execute(insert(self.entries), batch)
+
+    def _copy(self, connection: Connection, issuer_key_id: bytes,
+              columns: crl_reader.RevokedColumns) -> None:
+        """PostgreSQL: COPY in text format, built in large chunks (no per-row round trip)."""
+        issuer = "\\\\x" + issuer_key_id.hex()
+        raw = connection.connection.driver_connection
+        times: dict[int, str] = {}
+        with raw.cursor() as cursor, cursor.copy(
+                f"COPY {self.entries.name} (issuer_key_id, serial, reason, revoked_at) FROM STDIN") as copy:
+            buffer = io.StringIO()
+            for count, (serial, seconds, code) in enumerate(
+                    zip(columns.serials, columns.revoked_at, columns.reasons, strict=True), start=1):
+                stamp = times.get(seconds)
+                if stamp is None:
+                    stamp = times[seconds] = datetime.fromtimestamp(seconds, UTC).isoformat()
+                buffer.write(f"{issuer}\t{serial:x}\t{_NO_REASON if code < 0 else code}\t{stamp}\n")
+                if count % 100_000 == 0:
+                    copy.write(buffer.getvalue())
+                    buffer = io.StringIO()
+            copy.write(buffer.getvalue())
+
+
+class NonceStore:
+    """Single-use challenges shared by all web instances (only their hashes are kept)."""
+
+    def __init__(self, engine: Engine, tables: dict[str, Table] = TABLES) -> None:
+        self.engine = engine
+        self.table = tables["nonces"]
+
+    def put(self, challenge: Challenge) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(insert(self.table).values(key=nonce_key(challenge.nonce),
+                                                         expires_at=challenge.expires_at))
+
+    def take(self, nonce: str) -> datetime | None:
+        with self.engine.begin() as connection:
+            # DELETE … RETURNING: exactly one taker, even with concurrent verifiers.
+            return connection.execute(delete(self.table).where(self.table.c.key == nonce_key(nonce))
+                                      .returning(self.table.c.expires_at)).scalar()
+
+    def purge(self, *, before: datetime) -> int:
+        with self.engine.begin() as connection:
+            return connection.execute(delete(self.table).where(self.table.c.expires_at < before)).rowcount
+
+
+class PersonRegistry:
+    """A person identity that survives card renewal.
+
+    A person is created at the first verified authentication; J-LIS linkage data (a
+    person's auth and signature certificates, and old → new certificates after a
+    renewal or reissue) attaches further certificates to the same person.
+    """
+
+    def __init__(self, engine: Engine, tables: dict[str, Table] = TABLES) -> None:
+        self.engine = engine
+        self.persons = tables["persons"]
+        self.certificates = tables["person_certificates"]
+
+    def person_of(self, issuer_key_id: bytes, serial: int) -> int | None:
+        with self.engine.connect() as connection:
+            return connection.execute(select(self.certificates.c.person_id).where(
+                self.certificates.c.issuer_key_id == issuer_key_id,
+                self.certificates.c.serial == serial_key(serial))).scalar()
+
+    def resolve(self, issuer_key_id: bytes, serial: int, kind: CertificateKind, *,
+                at: datetime) -> int:
+        """The person a verified certificate belongs to, created if it is new."""
+        with self.engine.begin() as connection:
+            existing = self._person(connection, issuer_key_id, serial)
+            if existing is not None:
+                return existing
+            person_id = connection.execute(insert(self.persons).values(created_at=at)
+                                           .returning(self.persons.c.id)).scalar_one()
+            self._attach(connection, issuer_key_id, serial, person_id, kind, at)
+            return person_id
+
+    def link(self, old: tuple[bytes, int], new: tuple[bytes, int], kind: CertificateKind, *,
+             at: datetime) -> int | None:
+        """Attach ``new`` to the person of ``old``; None when ``old`` belongs to no one here."""
+        with self.engine.begin() as connection:
+            person_id = self._person(connection, *old)
+            if person_id is None:
+                return None
+            current = self._person(connection, *new)
+            if current is not None and current != person_id:
+                raise JPKIError("linkage would merge two persons", code="linkage_conflict")
+            if current is None:
+                self._attach(connection, *new, person_id, kind, at)
+            return person_id
+
+    def _person(self, connection: Connection, issuer_key_id: bytes, serial: int) -> int | None:
+        return connection.execute(select(self.certificates.c.person_id).where(
+            self.certificates.c.issuer_key_id == issuer_key_id,
+            self.certificates.c.serial == serial_key(serial))).scalar()
+
+    def _attach(self, connection: Connection, issuer_key_id: bytes, serial: int, person_id: int,
+                kind: CertificateKind, at: datetime) -> None:
+        connection.execute(insert(self.certificates).values(
+            issuer_key_id=issuer_key_id, serial=serial_key(serial), person_id=person_id,
+            kind=kind.value, linked_at=at))
+
+
+def _batches(rows: Iterator[dict[str, object]] | object, size: int) -> Iterator[list[dict[str, object]]]:
+    batch: list[dict[str, object]] = []
+    for row in rows:  # type: ignore[attr-defined]
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+__all__ = ["IngestResult", "NonceStore", "PersonRegistry", "RevocationStore"]

@@ -1,0 +1,93 @@
+"""``kakehashi sandbox …``: the sandbox J-LIS from the command line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import click
+from flask.cli import AppGroup
+
+from saas import db
+from saas.errors import ServiceError
+from saas.jpki.certificates import CertificateKind, Era, Gender
+from saas.jpki.revocation import Reason
+from saas.sandbox import services
+
+T = TypeVar("T")
+
+group = AppGroup("sandbox", help="The sandbox J-LIS: test cards, revocations, CRLs.")
+
+_ERAS = {era.name.lower(): era for era in Era}
+
+
+def _run(action: Callable[[], T]) -> T:
+    """Run a service call and commit, turning a service error into a clear CLI error."""
+    try:
+        result = action()
+        db.session.commit()
+        return result
+    except ServiceError as error:
+        db.session.rollback()
+        raise click.ClickException(f"{error.code}: {error.message}") from None
+
+
+@group.command("issue-card")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Card file to write (keys, certificates, PINs of a test card).")
+@click.option("--era", type=click.Choice(list(_ERAS)), default=None, help="Era of birth.")
+@click.option("--gender", type=click.Choice([g.value for g in Gender]), default=None)
+@click.option("--seed", type=int, default=None, help="Reproducible holder.")
+@click.option("--pin", default=None, help="4-digit auth PIN (random if not given).")
+@click.option("--password", default=None, help="Signature password, 6–16 of A–Z 0–9.")
+def issue_card_command(out: Path, era: str | None, gender: str | None, seed: int | None,
+                       pin: str | None, password: str | None) -> None:
+    """Issue a sandbox card to a new synthetic holder and write its card file."""
+    if pin is not None and (len(pin) != 4 or not pin.isdigit()):
+        raise click.BadParameter("the auth PIN is 4 digits", param_hint="--pin")
+    if password is not None and not (6 <= len(password) <= 16 and password.isalnum()
+                                     and password.isascii() and password.upper() == password):
+        raise click.BadParameter("6–16 characters of A–Z and 0–9", param_hint="--password")
+    card = _run(lambda: services.issue_card(
+        seed=seed, era=_ERAS[era] if era else None, gender=Gender(gender) if gender else None,
+        auth_pin=pin, signature_password=password))
+    card.write(out)
+    holder = card.person.attributes
+    click.echo(f"card for {holder.name} (born {holder.birthdate}) written to {out}")
+    click.echo(f"auth certificate serial {card.auth.certificate.serial_number}")
+    if card.signature is not None:
+        click.echo(f"signature certificate serial {card.signature.certificate.serial_number}")
+    else:
+        click.echo("no signature certificate: the holder is under 15")
+
+
+@group.command("revoke")
+@click.option("--serial", type=int, required=True, help="Serial of the certificate.")
+@click.option("--reason", type=click.Choice([r.value for r in Reason]), default="unspecified",
+              show_default=True)
+def revoke_command(serial: int, reason: str) -> None:
+    """Revoke one sandbox certificate."""
+    _run(lambda: services.revoke(serial, Reason(reason)))
+    click.echo(f"revoked {serial} ({reason})")
+
+
+@group.command("renew")
+@click.option("--serial", type=int, required=True, help="Serial of any current certificate of the card.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Card file to write with the renewed keys.")
+def renew_command(serial: int, out: Path) -> None:
+    """Renew a card: new keys and certificates, the old ones superseded and linked."""
+    card = _run(lambda: services.renew(serial))
+    card.write(out)
+    click.echo(f"renewed: new auth certificate {card.auth.certificate.serial_number}; card file {out}")
+
+
+@group.command("publish-crl")
+@click.option("--kind", type=click.Choice([k.value for k in CertificateKind]), required=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def publish_crl_command(kind: str, out: Path) -> None:
+    """Write the next full CRL (DER) of the active root generation of KIND."""
+    der = _run(lambda: services.publish_crl(CertificateKind(kind)))
+    out.write_bytes(der)
+    click.echo(f"{kind} CRL written to {out} ({len(der):,} bytes)")

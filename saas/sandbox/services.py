@@ -1,0 +1,306 @@
+"""The sandbox J-LIS at work: issue cards, change and revoke them, publish what verifiers read.
+
+Every life event of a real card has its sandbox twin, with the revocation reason J-LIS
+uses: renewal (``superseded``, linkage published), a move or marriage
+(``affiliationChanged`` for the signature certificate, a new one issued and linked), a
+lost card (``keyCompromise``), death or a returned card (``cessationOfOperation``).
+Services flush; the caller (request, job or CLI command) commits.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy import select
+
+from saas import clock, db
+from saas.errors import NotFound, ServiceError
+from saas.jpki.certificates import CertificateKind, Era, Gender, PersonAttributes
+from saas.jpki.revocation import Reason
+from saas.jpki.trust import Mode, TrustStore, TrustStores
+from saas.sandbox import ca as sandbox_ca
+from saas.sandbox.cards import (
+    CardKey,
+    SandboxCard,
+    issue_signature_key,
+)
+from saas.sandbox.cards import (
+    issue_card as make_card,
+)
+from saas.sandbox.crl_writer import RevokedEntry, build_crl
+from saas.sandbox.models import SandboxAuthority, SandboxCertificate, SandboxLinkage, SandboxPerson
+from saas.sandbox.persons import SyntheticPerson, synthetic_person
+
+CRL_LIFETIME = timedelta(hours=24)
+
+
+class SandboxError(ServiceError):
+    status = 409
+
+
+def authority(kind: CertificateKind) -> tuple[SandboxAuthority, sandbox_ca.CertificateAuthority]:
+    """The active root generation of ``kind``, created on first use."""
+    row = db.session.scalar(select(SandboxAuthority).where(
+        SandboxAuthority.kind == kind, SandboxAuthority.active.is_(True)))
+    if row is None:
+        created = sandbox_ca.create_root(kind, clock.now())
+        row = SandboxAuthority(
+            kind=kind, key_id=created.key_id, created_at=clock.now(),
+            certificate_pem=created.certificate.public_bytes(serialization.Encoding.PEM).decode(),
+            private_key_pem=created.key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption()).decode())
+        db.session.add(row)
+        db.session.flush()
+        return row, created
+    return row, _load(row)
+
+
+def _load(row: SandboxAuthority) -> sandbox_ca.CertificateAuthority:
+    key = serialization.load_pem_private_key(row.private_key_pem.encode(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    return sandbox_ca.CertificateAuthority(
+        kind=row.kind, certificate=x509.load_pem_x509_certificate(row.certificate_pem.encode()),
+        key=key)
+
+
+def rotate_root(kind: CertificateKind) -> SandboxAuthority:
+    """Start a new root generation (same DN, new key); the old one stays trusted."""
+    current = db.session.scalar(select(SandboxAuthority).where(
+        SandboxAuthority.kind == kind, SandboxAuthority.active.is_(True)))
+    if current is not None:
+        current.active = False
+        db.session.flush()
+    return authority(kind)[0]
+
+
+def roots(kind: CertificateKind) -> list[x509.Certificate]:
+    rows = db.session.scalars(select(SandboxAuthority).where(SandboxAuthority.kind == kind)
+                              .order_by(SandboxAuthority.id))
+    return [x509.load_pem_x509_certificate(row.certificate_pem.encode()) for row in rows]
+
+
+def trust_stores() -> TrustStores:
+    """The sandbox trust stores: every sandbox root generation, never a live one."""
+    for kind in CertificateKind:
+        authority(kind)
+    return TrustStores(Mode.SANDBOX,
+                       auth=TrustStore(CertificateKind.AUTH, Mode.SANDBOX, roots(CertificateKind.AUTH)),
+                       signature=TrustStore(CertificateKind.SIGNATURE, Mode.SANDBOX,
+                                            roots(CertificateKind.SIGNATURE)))
+
+
+def issue_card(*, person: SyntheticPerson | None = None, seed: int | None = None,
+               era: Era | None = None, gender: Gender | None = None,
+               auth_pin: str | None = None, signature_password: str | None = None) -> SandboxCard:
+    """A new card for a new synthetic holder (or ``person``)."""
+    now = clock.now()
+    if person is None:
+        rng = random.Random(seed if seed is not None else secrets.randbits(64))
+        person = synthetic_person(rng, era=era, gender=gender, today=now.date())
+    holder = _store_person(person, now)
+    (auth_row, auth_ca), (sign_row, sign_ca) = authority(CertificateKind.AUTH), authority(CertificateKind.SIGNATURE)
+    card = make_card(auth_ca, sign_ca, person, now=now, auth_serial=_serial(),
+                     signature_serial=_serial(), auth_pin=auth_pin,
+                     signature_password=signature_password)
+    _register(holder, auth_row, card.auth, CertificateKind.AUTH)
+    if card.signature is not None:
+        _register(holder, sign_row, card.signature, CertificateKind.SIGNATURE)
+    return card
+
+
+def renew(serial: int) -> SandboxCard:
+    """Renewal: new keys and certificates; the old ones revoked ``superseded`` and linked."""
+    holder = _holder_of(serial)
+    now = clock.now()
+    person = _synthetic(holder)
+    (auth_row, auth_ca), (sign_row, sign_ca) = authority(CertificateKind.AUTH), authority(CertificateKind.SIGNATURE)
+    card = make_card(auth_ca, sign_ca, person, now=now, auth_serial=_serial(),
+                     signature_serial=_serial())
+    new_auth = _register(holder, auth_row, card.auth, CertificateKind.AUTH)
+    new_sign = _register(holder, sign_row, card.signature, CertificateKind.SIGNATURE) \
+        if card.signature is not None else None
+    for old in _current(holder):
+        if old.id in {new_auth.id, getattr(new_sign, "id", None)}:
+            continue
+        _revoke(old, Reason.SUPERSEDED, now)
+        successor = new_auth if old.kind is CertificateKind.AUTH else new_sign
+        if successor is not None:
+            _link(old, successor, "renewal", now)
+    return card
+
+
+def change_attributes(serial: int, *, name: str | None = None,
+                      address: str | None = None) -> CardKey:
+    """A move or a marriage: the signature certificate is revoked ``affiliationChanged``
+    and a new one issued with the new attributes (the auth certificate is untouched)."""
+    holder = _holder_of(serial)
+    now = clock.now()
+    old = next((c for c in _current(holder) if c.kind is CertificateKind.SIGNATURE), None)
+    if old is None:
+        raise SandboxError("this holder has no valid signature certificate",
+                           code="no_signature_certificate")
+    if name:
+        holder.name, holder.name_substitutes = name, ""
+    if address:
+        holder.address, holder.address_substitutes = address, ""
+    person = _synthetic(holder)
+    sign_row, sign_ca = authority(CertificateKind.SIGNATURE)
+    key = issue_signature_key(sign_ca, person.attributes, person.prefecture_romaji, now=now,
+                              serial=_serial(), not_after=old.not_after)
+    new = _register(holder, sign_row, key, CertificateKind.SIGNATURE)
+    _revoke(old, Reason.AFFILIATION_CHANGED, now)
+    _link(old, new, "attributes_changed", now)
+    return key
+
+
+def report_lost(serial: int) -> list[SandboxCertificate]:
+    """A lost or stolen card: both certificates revoked ``keyCompromise``."""
+    return _end(serial, Reason.KEY_COMPROMISE)
+
+
+def end_card(serial: int, *, deceased: bool = False) -> list[SandboxCertificate]:
+    """The card returned, or its holder died: revoked ``cessationOfOperation``."""
+    revoked = _end(serial, Reason.CESSATION_OF_OPERATION)
+    if deceased:
+        _holder_of(serial).deceased = True
+    return revoked
+
+
+def revoke(serial: int, reason: Reason) -> SandboxCertificate:
+    certificate = _certificate(serial)
+    if certificate.revoked_at is not None:
+        raise SandboxError("this certificate is already revoked", code="already_revoked")
+    _revoke(certificate, reason, clock.now())
+    return certificate
+
+
+def publish_crl(kind: CertificateKind, *, at: datetime | None = None) -> bytes:
+    """A full CRL of the active root generation of ``kind``, with the next CRL number."""
+    row, issuer = authority(kind)
+    now = at or clock.now()
+    row.last_crl_number += 1
+    db.session.flush()
+    revoked = db.session.execute(
+        select(SandboxCertificate.serial, SandboxCertificate.revoked_at, SandboxCertificate.reason)
+        .where(SandboxCertificate.authority_id == row.id,
+               SandboxCertificate.revoked_at.is_not(None),
+               SandboxCertificate.not_after > now)  # expired entries leave the CRL
+        .order_by(SandboxCertificate.serial)
+        .execution_options(yield_per=50_000))
+    entries: Iterator[RevokedEntry] = (
+        RevokedEntry(serial, revoked_at, x509.ReasonFlags(reason.value) if reason else None)
+        for serial, revoked_at, reason in revoked)
+    return build_crl(issuer_name=issuer.certificate.subject, issuer_key=issuer.key,
+                     authority_key_id=issuer.key_id, crl_number=row.last_crl_number,
+                     this_update=now, next_update=now + CRL_LIFETIME, entries=entries)
+
+
+def linkage_feed(after: int = 0, limit: int = 1000) -> list[dict[str, object]]:
+    """Old → new certificate pairs published after sequence ``after``, oldest first."""
+    rows = db.session.scalars(select(SandboxLinkage).where(SandboxLinkage.id > after)
+                              .order_by(SandboxLinkage.id).limit(min(limit, 10_000)))
+    feed = []
+    for link in rows:
+        old = db.session.get(SandboxCertificate, link.old_certificate_id)
+        new = db.session.get(SandboxCertificate, link.new_certificate_id)
+        assert old is not None and new is not None
+        feed.append({
+            "sequence": link.id, "event": link.event, "published_at": link.published_at.isoformat(),
+            "kind": old.kind.value,
+            "old": {"issuer_key_id": old.authority.key_id.hex(), "serial": str(old.serial)},
+            "new": {"issuer_key_id": new.authority.key_id.hex(), "serial": str(new.serial)},
+        })
+    return feed
+
+
+def _serial() -> int:
+    # Random 63-bit serials: unique without a shared counter, and fit a BIGINT.
+    return secrets.randbits(63) | (1 << 62)
+
+
+def _store_person(person: SyntheticPerson, now: datetime) -> SandboxPerson:
+    attributes = person.attributes
+    holder = SandboxPerson(
+        name=attributes.name, name_substitutes=_flags(attributes.name, attributes.name_substitutes),
+        gender=attributes.gender.value, birthdate=attributes.birthdate, address=attributes.address,
+        address_substitutes=_flags(attributes.address, attributes.address_substitutes),
+        prefecture_romaji=person.prefecture_romaji, created_at=now)
+    db.session.add(holder)
+    db.session.flush()
+    return holder
+
+
+def _synthetic(holder: SandboxPerson) -> SyntheticPerson:
+    return SyntheticPerson(attributes=PersonAttributes(
+        name=holder.name, name_substitutes=_positions(holder.name_substitutes),
+        gender=Gender(holder.gender), birthdate=holder.birthdate,
+        birth_era=Era.of(holder.birthdate), address=holder.address,
+        address_substitutes=_positions(holder.address_substitutes)),
+        prefecture_romaji=holder.prefecture_romaji)
+
+
+def _flags(text: str, positions: tuple[int, ...]) -> str:
+    return "".join("1" if i in positions else "0" for i in range(len(text))) if positions else ""
+
+
+def _positions(flags: str) -> tuple[int, ...]:
+    return tuple(i for i, flag in enumerate(flags) if flag != "0")
+
+
+def _register(holder: SandboxPerson, row: SandboxAuthority, key: CardKey,
+              kind: CertificateKind) -> SandboxCertificate:
+    certificate = SandboxCertificate(
+        authority_id=row.id, person_id=holder.id, kind=kind, serial=key.certificate.serial_number,
+        not_before=key.certificate.not_valid_before_utc, not_after=key.certificate.not_valid_after_utc)
+    db.session.add(certificate)
+    db.session.flush()
+    return certificate
+
+
+def _certificate(serial: int) -> SandboxCertificate:
+    certificate = db.session.scalar(select(SandboxCertificate).where(SandboxCertificate.serial == serial))
+    if certificate is None:
+        raise NotFound(f"no sandbox certificate with serial {serial}", code="certificate_not_found")
+    return certificate
+
+
+def _holder_of(serial: int) -> SandboxPerson:
+    return _certificate(serial).person
+
+
+def _current(holder: SandboxPerson) -> list[SandboxCertificate]:
+    return list(db.session.scalars(select(SandboxCertificate).where(
+        SandboxCertificate.person_id == holder.id, SandboxCertificate.revoked_at.is_(None),
+        SandboxCertificate.not_after > clock.now()).order_by(SandboxCertificate.id)))
+
+
+def _revoke(certificate: SandboxCertificate, reason: Reason, at: datetime) -> None:
+    certificate.revoked_at = at
+    certificate.reason = reason
+    db.session.flush()
+
+
+def _link(old: SandboxCertificate, new: SandboxCertificate, event: str, at: datetime) -> None:
+    db.session.add(SandboxLinkage(old_certificate_id=old.id, new_certificate_id=new.id,
+                                  event=event, published_at=at))
+    db.session.flush()
+
+
+def _end(serial: int, reason: Reason) -> list[SandboxCertificate]:
+    holder = _holder_of(serial)
+    current = _current(holder)
+    if not current:
+        raise SandboxError("this card has no valid certificate left", code="already_revoked")
+    now = clock.now()
+    for certificate in current:
+        _revoke(certificate, reason, now)
+    return current
+
+

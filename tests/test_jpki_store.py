@@ -1,0 +1,194 @@
+"""The shared stores: CRL ingest and revocation lookups, challenges, persons across renewal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from cryptography import x509
+from sqlalchemy import Engine, delete
+
+from saas.cli import migrate_database
+from saas.db import make_engine
+from saas.jpki.certificates import CertificateKind
+from saas.jpki.errors import JPKIError, VerificationFailed
+from saas.jpki.revocation import Reason
+from saas.jpki.store import TABLES, NonceStore, PersonRegistry, RevocationStore
+from saas.jpki.trust import Mode, TrustStore
+from saas.jpki.webeid import new_challenge
+from saas.sandbox import ca as sandbox_ca
+from saas.sandbox.crl_writer import RevokedEntry, build_crl
+from tests.conftest import empty_database
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    with empty_database("store", tmp_path_factory.mktemp("store")) as url:
+        migrate_database(url)
+        engine = make_engine(url)
+        yield engine
+        engine.dispose()
+
+
+@pytest.fixture
+def clean(engine: Engine) -> Engine:
+    with engine.begin() as connection:
+        for table in reversed(list(TABLES.values())):
+            connection.execute(delete(table))
+    return engine
+
+
+@pytest.fixture(scope="module")
+def auth_store(sandbox_roots: dict[str, Any]) -> TrustStore:
+    return TrustStore(CertificateKind.AUTH, Mode.SANDBOX, [sandbox_roots["auth"].certificate])
+
+
+def crl(root: sandbox_ca.CertificateAuthority, number: int, entries: list[RevokedEntry], *,
+        this_update: datetime = NOW - timedelta(hours=1), lifetime: timedelta = timedelta(days=1)) -> bytes:
+    return build_crl(issuer_name=root.certificate.subject, issuer_key=root.key,
+                     authority_key_id=root.key_id, crl_number=number, this_update=this_update,
+                     next_update=this_update + lifetime, entries=entries)
+
+
+def entry(serial: int, reason: x509.ReasonFlags | None, when: datetime = NOW - timedelta(days=2)) -> RevokedEntry:
+    return RevokedEntry(serial, when, reason)
+
+
+def test_ingested_crl_answers_lookups_with_reason_and_date(clean: Engine, sandbox_roots: dict[str, Any],
+                                                          auth_store: TrustStore) -> None:
+    root = sandbox_roots["auth"]
+    store = RevocationStore(clean)
+    result = store.ingest(crl(root, 1, [entry(10, x509.ReasonFlags.key_compromise),
+                                        entry(2**150 + 7, x509.ReasonFlags.superseded),
+                                        entry(12, None)]), auth_store, at=NOW)
+    assert (result.entries, result.crl_number, result.issuer_key_id) == (3, 1, root.key_id)
+    revoked = store.revocation(root.key_id, 10, at=NOW)
+    assert revoked.reason is Reason.KEY_COMPROMISE and revoked.revoked_at == NOW - timedelta(days=2)
+    assert store.revocation(root.key_id, 2**150 + 7, at=NOW).reason is Reason.SUPERSEDED
+    assert store.revocation(root.key_id, 12, at=NOW).reason is Reason.UNSPECIFIED
+    assert store.revocation(root.key_id, 11, at=NOW) is None
+
+
+def test_lookups_as_of_a_time_before_the_revocation(clean: Engine, sandbox_roots: dict[str, Any],
+                                                    auth_store: TrustStore) -> None:
+    root = sandbox_roots["auth"]
+    store = RevocationStore(clean)
+    store.ingest(crl(root, 1, [entry(10, x509.ReasonFlags.affiliation_changed)]), auth_store, at=NOW)
+    assert store.revocation(root.key_id, 10, at=NOW - timedelta(days=3)) is None
+
+
+def test_a_newer_crl_replaces_the_entries(clean: Engine, sandbox_roots: dict[str, Any],
+                                          auth_store: TrustStore) -> None:
+    root = sandbox_roots["auth"]
+    store = RevocationStore(clean)
+    store.ingest(crl(root, 1, [entry(10, None), entry(11, None)]), auth_store, at=NOW)
+    store.ingest(crl(root, 2, [entry(11, None)]), auth_store, at=NOW)
+    assert store.revocation(root.key_id, 10, at=NOW) is None
+    assert store.revocation(root.key_id, 11, at=NOW) is not None
+
+
+def test_crl_numbers_must_increase(clean: Engine, sandbox_roots: dict[str, Any], auth_store: TrustStore) -> None:
+    root = sandbox_roots["auth"]
+    store = RevocationStore(clean)
+    store.ingest(crl(root, 5, [entry(10, None)]), auth_store, at=NOW)
+    for number in (5, 4):
+        with pytest.raises(JPKIError) as error:
+            store.ingest(crl(root, number, []), auth_store, at=NOW)
+        assert error.value.code == "stale_crl_number"
+    assert store.revocation(root.key_id, 10, at=NOW) is not None
+
+
+def test_a_crl_from_another_signer_is_refused(clean: Engine, auth_store: TrustStore) -> None:
+    impostor = sandbox_ca.create_root(CertificateKind.AUTH, NOW)
+    with pytest.raises(JPKIError) as error:
+        RevocationStore(clean).ingest(crl(impostor, 1, []), auth_store, at=NOW)
+    assert error.value.code == "untrusted_crl"
+
+
+def test_an_expired_or_future_crl_is_refused(clean: Engine, sandbox_roots: dict[str, Any],
+                                             auth_store: TrustStore) -> None:
+    root = sandbox_roots["auth"]
+    store = RevocationStore(clean)
+    with pytest.raises(JPKIError, match="past its nextUpdate"):
+        store.ingest(crl(root, 1, [], this_update=NOW - timedelta(days=3)), auth_store, at=NOW)
+    with pytest.raises(JPKIError, match="future"):
+        store.ingest(crl(root, 1, [], this_update=NOW + timedelta(hours=1)), auth_store, at=NOW)
+
+
+def test_garbage_is_a_malformed_crl(clean: Engine, auth_store: TrustStore) -> None:
+    with pytest.raises(JPKIError) as error:
+        RevocationStore(clean).ingest(b"\x30\x03\x02\x01\x01", auth_store, at=NOW)
+    assert error.value.code == "malformed_crl"
+
+
+def test_lookups_fail_closed_without_or_past_the_crl(clean: Engine, sandbox_roots: dict[str, Any],
+                                                     auth_store: TrustStore) -> None:
+    root = sandbox_roots["auth"]
+    store = RevocationStore(clean)
+    with pytest.raises(VerificationFailed) as unknown:
+        store.revocation(root.key_id, 10, at=NOW)
+    assert unknown.value.code == "revocation_unknown"
+    store.ingest(crl(root, 1, []), auth_store, at=NOW)
+    with pytest.raises(VerificationFailed) as stale:
+        store.revocation(root.key_id, 10, at=NOW + timedelta(days=2))
+    assert stale.value.code == "revocation_stale"
+
+
+def test_challenges_are_taken_once_even_concurrently(clean: Engine) -> None:
+    nonces = NonceStore(clean)
+    challenge = new_challenge(at=NOW)
+    nonces.put(challenge)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: nonces.take(challenge.nonce), range(8)))
+    assert [r for r in results if r is not None] == [challenge.expires_at]
+    assert nonces.take("never issued") is None
+
+
+def test_expired_challenges_are_purged(clean: Engine) -> None:
+    nonces = NonceStore(clean)
+    old = new_challenge(at=NOW - timedelta(hours=1))
+    fresh = new_challenge(at=NOW)
+    nonces.put(old)
+    nonces.put(fresh)
+    assert nonces.purge(before=NOW) == 1
+    assert nonces.take(fresh.nonce) is not None
+
+
+def test_a_person_survives_renewal_through_linkage(clean: Engine) -> None:
+    registry = PersonRegistry(clean)
+    issuer = b"\x01" * 20
+    person = registry.resolve(issuer, 100, CertificateKind.AUTH, at=NOW)
+    assert registry.resolve(issuer, 100, CertificateKind.AUTH, at=NOW) == person
+    assert registry.link((issuer, 100), (issuer, 200), CertificateKind.AUTH, at=NOW) == person
+    assert registry.resolve(issuer, 200, CertificateKind.AUTH, at=NOW) == person
+    assert registry.person_of(issuer, 200) == person
+    other = registry.resolve(issuer, 300, CertificateKind.AUTH, at=NOW)
+    assert other != person
+    with pytest.raises(JPKIError) as error:
+        registry.link((issuer, 100), (issuer, 300), CertificateKind.AUTH, at=NOW)
+    assert error.value.code == "linkage_conflict"
+    assert registry.link((issuer, 999), (issuer, 1000), CertificateKind.AUTH, at=NOW) is None
+
+
+def test_database_stores_verify_a_web_eid_login(clean: Engine, sandbox_roots: dict[str, Any],
+                                                auth_store: TrustStore, sandbox_card: Any) -> None:
+    from saas.jpki.webeid import verify_token
+    from tests.test_jpki_webeid import sign_token
+
+    root = sandbox_roots["auth"]
+    revocations = RevocationStore(clean)
+    revocations.ingest(crl(root, 1, []), auth_store, at=NOW)
+    nonces = NonceStore(clean)
+    challenge = new_challenge(at=NOW)
+    nonces.put(challenge)
+    origin = "https://demo.kakehashi.example"
+    result = verify_token(sign_token(sandbox_card, origin, challenge.nonce), nonce=challenge.nonce,
+                          origin=origin, nonces=nonces, store=auth_store, revocation=revocations, at=NOW)
+    assert result.serial == sandbox_card.auth.certificate.serial_number
+
+
