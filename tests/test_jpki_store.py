@@ -192,3 +192,30 @@ def test_database_stores_verify_a_web_eid_login(clean: Engine, sandbox_roots: di
     assert result.serial == sandbox_card.auth.certificate.serial_number
 
 
+
+
+def test_not_revoked_is_answered_from_the_in_process_index(clean: Engine, sandbox_roots: dict[str, Any],
+                                                           auth_store: TrustStore) -> None:
+    root = sandbox_roots["auth"]
+    writer = RevocationStore(clean)
+    writer.ingest(crl(root, 1, [entry(10, None), entry(2**130 + 5, None)]), auth_store, at=NOW)
+    reader = RevocationStore(clean)  # another web process
+    assert reader.revocation(root.key_id, 10, at=NOW) is not None
+    index = reader.index(root.key_id, 1)
+    assert index is not None and len(index) == 2
+    assert index.may_contain(2**130 + 5) and not index.may_contain(11)
+    writer.ingest(crl(root, 2, [entry(11, None)]), auth_store, at=NOW)
+    reader._states.clear()  # past the state TTL
+    assert reader.revocation(root.key_id, 10, at=NOW) is None
+    assert reader.revocation(root.key_id, 11, at=NOW) is not None
+    assert len(reader.index(root.key_id, 2)) == 1
+
+
+def test_index_keys_fold_long_serials_without_losing_short_ones() -> None:
+    from saas.jpki.store import RevocationIndex, index_key
+
+    serials = [1, 2**63, 2**64 - 1, 2**64 + 1, 2**159 - 1]
+    index = RevocationIndex.build(serials)
+    assert all(index.may_contain(s) for s in serials)
+    assert index_key(2**64 + 1) == 0 and not index.may_contain(3)
+    assert RevocationIndex.from_bytes(index.to_bytes()).keys == index.keys

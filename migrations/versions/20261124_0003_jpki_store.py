@@ -28,6 +28,12 @@ def upgrade() -> None:
     sa.Column("entries", sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint("issuer_key_id", name=op.f("pk_jpki_crls"))
     )
+    op.create_table("jpki_crl_indexes",
+    sa.Column("issuer_key_id", sa.LargeBinary(length=32), nullable=False),
+    sa.Column("crl_number", sa.BigInteger(), nullable=False),
+    sa.Column("serial_keys", sa.LargeBinary(), nullable=False),
+    sa.PrimaryKeyConstraint("issuer_key_id", name=op.f("pk_jpki_crl_indexes"))
+    )
     op.create_table("jpki_nonces",
     sa.Column("key", sa.LargeBinary(length=32), nullable=False),
     sa.Column("expires_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
@@ -73,4 +79,5 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_jpki_nonces_expires_at"))
 
     op.drop_table("jpki_nonces")
+    op.drop_table("jpki_crl_indexes")
     op.drop_table("jpki_crls")
