@@ -184,6 +184,8 @@ class RevocationStore:
 
     def __init__(self, engine: Engine, tables: dict[str, Table] = TABLES) -> None:
         self.engine = engine
+        # Lookups are single statements: autocommit spares a BEGIN and a ROLLBACK each.
+        self.reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.crls = tables["crls"]
         self.entries = tables["revocations"]
         self.indexes = tables["indexes"]
@@ -195,7 +197,7 @@ class RevocationStore:
         cached = self._index.get(issuer_key_id)
         if cached is not None and cached[0] == crl_number:
             return cached[1]
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             row = connection.execute(select(self.indexes.c.crl_number, self.indexes.c.serial_keys).where(
                 self.indexes.c.issuer_key_id == issuer_key_id)).first()
         index = RevocationIndex.from_bytes(row.serial_keys) if row is not None and row.crl_number == crl_number else None
@@ -206,7 +208,7 @@ class RevocationStore:
         cached = self._states.get(issuer_key_id)
         if cached is not None and time.monotonic() - cached[0] < self.STATE_TTL:
             return cached[1]
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             row = connection.execute(select(
                 self.crls.c.crl_number, self.crls.c.this_update, self.crls.c.next_update)
                 .where(self.crls.c.issuer_key_id == issuer_key_id)).first()
@@ -226,7 +228,7 @@ class RevocationStore:
         index = self.index(issuer_key_id, state.crl_number)
         if index is not None and not index.may_contain(serial):
             return None
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             row = connection.execute(select(self.entries.c.reason, self.entries.c.revoked_at).where(
                 self.entries.c.issuer_key_id == issuer_key_id,
                 self.entries.c.serial == serial_key(serial))).first()
@@ -324,22 +326,23 @@ class NonceStore:
     """Single-use challenges shared by all web instances (only their hashes are kept)."""
 
     def __init__(self, engine: Engine, tables: dict[str, Table] = TABLES) -> None:
-        self.engine = engine
+        # Each operation is one statement, atomic by itself.
+        self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.table = tables["nonces"]
 
     def put(self, challenge: Challenge) -> None:
-        with self.engine.begin() as connection:
+        with self.engine.connect() as connection:
             connection.execute(insert(self.table).values(key=nonce_key(challenge.nonce),
                                                          expires_at=challenge.expires_at))
 
     def take(self, nonce: str) -> datetime | None:
-        with self.engine.begin() as connection:
+        with self.engine.connect() as connection:
             # DELETE … RETURNING: exactly one taker, even with concurrent verifiers.
             return connection.execute(delete(self.table).where(self.table.c.key == nonce_key(nonce))
                                       .returning(self.table.c.expires_at)).scalar()
 
     def purge(self, *, before: datetime) -> int:
-        with self.engine.begin() as connection:
+        with self.engine.connect() as connection:
             return connection.execute(delete(self.table).where(self.table.c.expires_at < before)).rowcount
 
 

@@ -1,0 +1,116 @@
+"""The sandbox OCSP responder (RFC 6960): pure functions from a request to a signed answer.
+
+The web endpoint owns the database; here the caller passes ``lookup`` (serial → the
+revocation, None when good, ``"unknown"`` when the authority never issued it) and the time.
+Answers are signed with SHA-256 by the root itself, or by a short-lived delegated
+responder certificate, as a live responder may do either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Literal
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from saas.jpki import profiles
+from saas.jpki.ocsp import issuer_hashes
+from saas.jpki.revocation import Reason
+from saas.sandbox.ca import SANDBOX_OU, CertificateAuthority, new_rsa_key
+
+ANSWER_VALIDITY = timedelta(hours=1)
+RESPONDER_VALIDITY = timedelta(days=2)
+
+Lookup = Callable[[int], tuple[Reason, datetime] | None | Literal["unknown"]]
+
+
+def respond(request_der: bytes, *, authority: CertificateAuthority, lookup: Lookup, now: datetime,
+            responder: tuple[x509.Certificate, rsa.RSAPrivateKey] | None = None) -> bytes:
+    """The DER response to ``request_der`` for a certificate ``authority`` issued."""
+    try:
+        request = ocsp.load_der_ocsp_request(request_der)
+        algorithm = request.hash_algorithm
+        nonce = _nonce(request)
+    except (ValueError, UnsupportedAlgorithm):
+        return malformed_response()
+    if (request.issuer_name_hash, request.issuer_key_hash) != issuer_hashes(authority.certificate,
+                                                                            algorithm):
+        return _unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
+    answer = lookup(request.serial_number)
+    status, revoked_at, reason = ocsp.OCSPCertStatus.GOOD, None, None
+    if answer == "unknown":
+        status = ocsp.OCSPCertStatus.UNKNOWN
+    elif answer is not None:
+        status = ocsp.OCSPCertStatus.REVOKED
+        reason, revoked_at = x509.ReasonFlags(answer[0].value), answer[1]
+    signer, key = responder or (authority.certificate, authority.key)
+    builder = (ocsp.OCSPResponseBuilder()
+               .add_response_by_hash(request.issuer_name_hash, request.issuer_key_hash,
+                                     request.serial_number, algorithm, status, now,
+                                     now + ANSWER_VALIDITY, revoked_at, reason)
+               .responder_id(ocsp.OCSPResponderEncoding.HASH, signer))
+    if responder is not None:
+        builder = builder.certificates([signer])
+    if nonce is not None:
+        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
+    # producedAt is the signing moment; cryptography takes it from the system clock, so the
+    # sandbox's (possibly frozen) ``now`` can only be honoured in thisUpdate/nextUpdate.
+    return builder.sign(key, hashes.SHA256()).public_bytes(Encoding.DER)
+
+
+def malformed_response() -> bytes:
+    return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+
+
+def delegated_responder(authority: CertificateAuthority,
+                        now: datetime) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    """A responder certificate the authority delegates OCSP signing to (RFC 6960 §4.2.2.2).
+
+    Short-lived and carrying id-pkix-ocsp-nocheck, so no one asks about the responder itself.
+    """
+    key = new_rsa_key()
+    public = key.public_key()
+    subject = x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, profiles.TEST_ORGANISATION),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, SANDBOX_OU),
+        x509.NameAttribute(NameOID.COMMON_NAME, f"OCSP Responder ({authority.kind})"),
+    ])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(authority.certificate.subject)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + RESPONDER_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                     key_encipherment=False, data_encipherment=False,
+                                     key_agreement=False, key_cert_sign=False, crl_sign=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
+        .add_extension(x509.OCSPNoCheck(), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier(authority.key_id, None, None), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .sign(authority.key, hashes.SHA256())
+    )
+    return certificate, key
+
+
+def _nonce(request: ocsp.OCSPRequest) -> bytes | None:
+    try:
+        return request.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _unsuccessful(status: ocsp.OCSPResponseStatus) -> bytes:
+    return ocsp.OCSPResponseBuilder.build_unsuccessful(status).public_bytes(Encoding.DER)
