@@ -18,7 +18,7 @@ from saas.jpki.errors import JPKIError, VerificationFailed
 from saas.jpki.revocation import Reason
 from saas.jpki.store import TABLES, NonceStore, PersonRegistry, RevocationStore
 from saas.jpki.trust import Mode, TrustStore
-from saas.jpki.webeid import new_challenge
+from saas.jpki.webeid import new_challenge, nonce_key
 from saas.sandbox import ca as sandbox_ca
 from saas.sandbox.crl_writer import RevokedEntry, build_crl
 from tests.conftest import empty_database
@@ -219,3 +219,21 @@ def test_index_keys_fold_long_serials_without_losing_short_ones() -> None:
     assert all(index.may_contain(s) for s in serials)
     assert index_key(2**64 + 1) == 0 and not index.may_contain(3)
     assert RevocationIndex.from_bytes(index.to_bytes()).keys == index.keys
+
+
+@pytest.mark.redis
+def test_redis_challenges_are_taken_once(redis_url: str) -> None:
+    from redis import Redis
+
+    from saas.jpki.store import RedisNonceStore
+
+    redis = Redis.from_url(redis_url)
+    nonces = RedisNonceStore(redis)
+    challenge = new_challenge(at=datetime.now(UTC))
+    nonces.put(challenge)
+    key = RedisNonceStore.PREFIX + nonce_key(challenge.nonce).hex()
+    assert 0 < redis.ttl(key) <= 300  # Redis drops it at expiry if nobody takes it
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: nonces.take(challenge.nonce), range(8)))
+    assert [r for r in results if r is not None] == [challenge.expires_at]
+    assert redis.exists(key) == 0

@@ -19,6 +19,7 @@ CRL's nextUpdate, fails closed.
 from __future__ import annotations
 
 import io
+import math
 import sys
 import time
 from array import array
@@ -26,6 +27,7 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 from sqlalchemy import (
@@ -344,6 +346,29 @@ class NonceStore:
     def purge(self, *, before: datetime) -> int:
         with self.engine.connect() as connection:
             return connection.execute(delete(self.table).where(self.table.c.expires_at < before)).rowcount
+
+
+class RedisNonceStore:
+    """Single-use challenges in Redis: one round trip and no disk write per login.
+
+    ``GETDEL`` hands a challenge to exactly one taker; Redis drops unused ones at their
+    expiry. Used when the service has Redis; the database store is the embedded default.
+    Losing Redis loses only pending challenges: people press "log in" again.
+    """
+
+    PREFIX = "kk:webeid:"
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+
+    def put(self, challenge: Challenge) -> None:
+        ttl = max(1, math.ceil((challenge.expires_at - datetime.now(UTC)).total_seconds()))
+        self.redis.set(self.PREFIX + nonce_key(challenge.nonce).hex(),
+                       challenge.expires_at.isoformat(), ex=ttl, nx=True)
+
+    def take(self, nonce: str) -> datetime | None:
+        value = self.redis.getdel(self.PREFIX + nonce_key(nonce).hex())
+        return datetime.fromisoformat(value.decode() if isinstance(value, bytes) else value) if value else None
 
 
 class PersonRegistry:

@@ -9,18 +9,19 @@ responder certificate, as a live responder may do either.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from saas.jpki import profiles
+from saas.jpki.der import read_tlv
 from saas.jpki.ocsp import issuer_hashes
 from saas.jpki.revocation import Reason
 from saas.sandbox.ca import SANDBOX_OU, CertificateAuthority, new_rsa_key
@@ -60,9 +61,7 @@ def respond(request_der: bytes, *, authority: CertificateAuthority, lookup: Look
         builder = builder.certificates([signer])
     if nonce is not None:
         builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
-    # producedAt is the signing moment; cryptography takes it from the system clock, so the
-    # sandbox's (possibly frozen) ``now`` can only be honoured in thisUpdate/nextUpdate.
-    return builder.sign(key, hashes.SHA256()).public_bytes(Encoding.DER)
+    return _produced_at(builder.sign(key, hashes.SHA256()).public_bytes(Encoding.DER), key, now)
 
 
 def malformed_response() -> bytes:
@@ -110,6 +109,43 @@ def _nonce(request: ocsp.OCSPRequest) -> bytes | None:
         return request.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
     except x509.ExtensionNotFound:
         return None
+
+
+def _produced_at(response: bytes, key: rsa.RSAPrivateKey, now: datetime) -> bytes:
+    """``response`` with producedAt set to ``now`` and the signature made again.
+
+    cryptography stamps producedAt from the system clock, not the sandbox's ``now``. The
+    GeneralizedTime and the signature keep their lengths, so both are replaced in place.
+    """
+    offset, _, _ = _enter(response, 0)  # OCSPResponse
+    _, _, offset = read_tlv(response, offset)  # responseStatus
+    for _ in range(2):  # [0] EXPLICIT, ResponseBytes
+        offset, _, _ = _enter(response, offset)
+    _, _, offset = read_tlv(response, offset)  # responseType
+    offset, _, _ = _enter(response, offset)  # OCTET STRING
+    offset, _, _ = _enter(response, offset)  # BasicOCSPResponse
+    tbs_start = offset
+    position, _, tbs_end = _enter(response, tbs_start)
+    tag, _, _ = read_tlv(response, position)
+    if tag == 0xA0:  # version, when not the default
+        _, _, position = read_tlv(response, position)
+    _, _, position = read_tlv(response, position)  # responderID
+    time_start, time_value, _ = _enter(response, position)
+    stamp = now.astimezone(UTC).strftime("%Y%m%d%H%M%SZ").encode()
+    assert response[position] == 0x18 and len(time_value) == len(stamp)  # GeneralizedTime
+    tbs = response[tbs_start:time_start] + stamp + response[time_start + len(stamp):tbs_end]
+    _, _, position = read_tlv(response, tbs_end)  # signatureAlgorithm
+    bits_start, bits, _ = _enter(response, position)
+    signature = key.sign(tbs, padding.PKCS1v15(), hashes.SHA256())
+    assert len(signature) == len(bits) - 1
+    return (response[:tbs_start] + tbs + response[tbs_end:bits_start + 1] + signature
+            + response[bits_start + len(bits):])
+
+
+def _enter(data: bytes, offset: int) -> tuple[int, bytes, int]:
+    """``(value_offset, value, next_offset)`` of the TLV at ``offset``."""
+    _, value, next_offset = read_tlv(data, offset)
+    return next_offset - len(value), value, next_offset
 
 
 def _unsuccessful(status: ocsp.OCSPResponseStatus) -> bytes:
