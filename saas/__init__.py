@@ -45,11 +45,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from saas.openapi import register_api_blueprint
+    from saas.sandbox.views import bp as sandbox
     from saas.tenants.views import bp as tenants
     from saas.web.views import bp as web
 
     app.register_blueprint(web)
     app.register_blueprint(tenants)
+    register_api_blueprint(app, sandbox)
 
 
 def _commit_successful_requests(app: Flask) -> None:

@@ -86,8 +86,9 @@ def build_document(app: Flask) -> dict[str, Any]:
         if spec is None:
             continue
         path = paths.setdefault(openapi_path(rule.rule), {})
+        described = {(p["name"], p["in"]) for p in spec.get("parameters", [])}
         params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                  for name in rule.arguments]
+                  for name in sorted(rule.arguments) if (name, "path") not in described]
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             op = {"operationId": rule.endpoint.replace(".", "_") + "_" + method.lower(), **spec}
             if params:

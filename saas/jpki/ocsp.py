@@ -133,10 +133,11 @@ def check_response(der: bytes, request: OCSPRequest, *, issuer: x509.Certificate
                    max_age: timedelta = DEFAULT_MAX_AGE,
                    skew: timedelta = DEFAULT_SKEW) -> OCSPStatus:
     """The status a response gives for ``request``, as of ``at``, or :class:`VerificationFailed`."""
-    expected = _request_cert_id(request)
-    name_hash, key_hash = issuer_hashes(issuer, _hash_named(expected.algorithm))
-    if (expected.name_hash, expected.key_hash) != (name_hash, key_hash):
+    asked = ocsp.load_der_ocsp_request(request.der)
+    if (asked.issuer_name_hash, asked.issuer_key_hash) != issuer_hashes(issuer, asked.hash_algorithm):
         raise ValueError("the request was not built for this issuer")
+    expected = _CertID(asked.hash_algorithm.name, asked.issuer_name_hash, asked.issuer_key_hash,
+                       asked.serial_number)
     answer = _read(der)
     _check_signer(answer, issuer, at=at, skew=skew)
     if answer.nonce != request.nonce:
@@ -163,12 +164,6 @@ def check_response(der: bytes, request: OCSPRequest, *, issuer: x509.Certificate
     return OCSPStatus(good=revocation is None, revocation=revocation,
                       this_update=answer.this_update, next_update=answer.next_update,
                       produced_at=answer.produced_at)
-
-
-def _request_cert_id(request: OCSPRequest) -> _CertID:
-    parsed = ocsp.load_der_ocsp_request(request.der)
-    return _CertID(parsed.hash_algorithm.name, parsed.issuer_name_hash, parsed.issuer_key_hash,
-                   parsed.serial_number)
 
 
 def _read(data: bytes) -> _Answer:
@@ -251,10 +246,6 @@ def _delegated(responder: x509.Certificate, issuer: x509.Certificate, *, at: dat
         return False
     return (ExtendedKeyUsageOID.OCSP_SIGNING in usages
             and responder.not_valid_before_utc - skew <= at <= responder.not_valid_after_utc + skew)
-
-
-def _hash_named(name: str) -> hashes.HashAlgorithm:
-    return {"sha1": hashes.SHA1(), "sha256": hashes.SHA256()}[name]
 
 
 def _digest(algorithm: hashes.HashAlgorithm, data: bytes) -> bytes:

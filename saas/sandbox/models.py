@@ -90,4 +90,47 @@ class SandboxLinkage(Base):
     event: Mapped[str] = mapped_column(String(24))
 
 
-__all__ = ["SandboxAuthority", "SandboxCertificate", "SandboxLinkage", "SandboxPerson"]
+
+
+class SandboxPublishedCRL(Base):
+    """The newest CRL the sandbox published for an authority, served as is until stale."""
+
+    __tablename__ = "sandbox_published_crls"
+
+    authority_id: Mapped[int] = mapped_column(ForeignKey("sandbox_authorities.id"), primary_key=True)
+    crl_number: Mapped[int]
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    published_at: Mapped[datetime]
+    next_update: Mapped[datetime]
+
+
+class SandboxCorporation(Base):
+    """A corporation in the commercial-register stand-in (商業登記の代わり)."""
+
+    __tablename__ = "sandbox_corporations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    corporate_number: Mapped[str] = mapped_column(String(13), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str] = mapped_column(String(300))
+    # Since 2024 a company may keep its representative's address out of certificates
+    # (代表取締役等住所非表示措置): matching by JPKI address then fails, by design.
+    representative_address_hidden: Mapped[bool] = mapped_column(default=False)
+    registered_at: Mapped[datetime]
+
+    representatives: Mapped[list[SandboxRepresentative]] = relationship(
+        back_populates="corporation", order_by="SandboxRepresentative.id")
+
+
+class SandboxRepresentative(Base):
+    __tablename__ = "sandbox_representatives"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    corporation_id: Mapped[int] = mapped_column(ForeignKey("sandbox_corporations.id"), index=True)
+    title: Mapped[str] = mapped_column(String(40))  # 代表取締役, 代表理事, …
+    name: Mapped[str] = mapped_column(String(100))
+    address: Mapped[str] = mapped_column(String(300))
+    appointed_on: Mapped[date]
+    resigned_on: Mapped[date | None]
+
+    corporation: Mapped[SandboxCorporation] = relationship(back_populates="representatives")

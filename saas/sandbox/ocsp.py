@@ -50,7 +50,10 @@ def respond(request_der: bytes, *, authority: CertificateAuthority, lookup: Look
         status = ocsp.OCSPCertStatus.UNKNOWN
     elif answer is not None:
         status = ocsp.OCSPCertStatus.REVOKED
-        reason, revoked_at = x509.ReasonFlags(answer[0].value), answer[1]
+        revoked_at = answer[1]
+        # RFC 5280 §5.3.1: rather than say "unspecified", leave the reason out.
+        if answer[0] is not Reason.UNSPECIFIED:
+            reason = x509.ReasonFlags(answer[0].value)
     signer, key = responder or (authority.certificate, authority.key)
     builder = (ocsp.OCSPResponseBuilder()
                .add_response_by_hash(request.issuer_name_hash, request.issuer_key_hash,

@@ -15,16 +15,21 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sqlalchemy import select
+from cryptography.x509 import ocsp as x509_ocsp
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import func, select
 
 from saas import clock, db
 from saas.errors import NotFound, ServiceError
 from saas.jpki.certificates import CertificateKind, Era, Gender, PersonAttributes
+from saas.jpki.ocsp import issuer_hashes
 from saas.jpki.revocation import Reason
 from saas.jpki.trust import Mode, TrustStore, TrustStores
 from saas.sandbox import ca as sandbox_ca
+from saas.sandbox import ocsp as sandbox_ocsp
 from saas.sandbox.cards import (
     CardKey,
     SandboxCard,
@@ -34,7 +39,13 @@ from saas.sandbox.cards import (
     issue_card as make_card,
 )
 from saas.sandbox.crl_writer import RevokedEntry, build_crl
-from saas.sandbox.models import SandboxAuthority, SandboxCertificate, SandboxLinkage, SandboxPerson
+from saas.sandbox.models import (
+    SandboxAuthority,
+    SandboxCertificate,
+    SandboxLinkage,
+    SandboxPerson,
+    SandboxPublishedCRL,
+)
 from saas.sandbox.persons import SyntheticPerson, synthetic_person
 
 CRL_LIFETIME = timedelta(hours=24)
@@ -81,6 +92,8 @@ def rotate_root(kind: CertificateKind) -> SandboxAuthority:
 
 
 def roots(kind: CertificateKind) -> list[x509.Certificate]:
+    """Every root generation of ``kind``, oldest first (the first is made on first use)."""
+    authority(kind)
     rows = db.session.scalars(select(SandboxAuthority).where(SandboxAuthority.kind == kind)
                               .order_by(SandboxAuthority.id))
     return [x509.load_pem_x509_certificate(row.certificate_pem.encode()) for row in rows]
@@ -88,8 +101,6 @@ def roots(kind: CertificateKind) -> list[x509.Certificate]:
 
 def trust_stores() -> TrustStores:
     """The sandbox trust stores: every sandbox root generation, never a live one."""
-    for kind in CertificateKind:
-        authority(kind)
     return TrustStores(Mode.SANDBOX,
                        auth=TrustStore(CertificateKind.AUTH, Mode.SANDBOX, roots(CertificateKind.AUTH)),
                        signature=TrustStore(CertificateKind.SIGNATURE, Mode.SANDBOX,
@@ -144,7 +155,7 @@ def change_attributes(serial: int, *, name: str | None = None,
     now = clock.now()
     old = next((c for c in _current(holder) if c.kind is CertificateKind.SIGNATURE), None)
     if old is None:
-        raise SandboxError("this holder has no valid signature certificate",
+        raise SandboxError(_l("This holder has no valid signature certificate."),
                            code="no_signature_certificate")
     if name:
         holder.name, holder.name_substitutes = name, ""
@@ -176,7 +187,7 @@ def end_card(serial: int, *, deceased: bool = False) -> list[SandboxCertificate]
 def revoke(serial: int, reason: Reason) -> SandboxCertificate:
     certificate = _certificate(serial)
     if certificate.revoked_at is not None:
-        raise SandboxError("this certificate is already revoked", code="already_revoked")
+        raise SandboxError(_l("This certificate is already revoked."), code="already_revoked")
     _revoke(certificate, reason, clock.now())
     return certificate
 
@@ -200,6 +211,60 @@ def publish_crl(kind: CertificateKind, *, at: datetime | None = None) -> bytes:
     return build_crl(issuer_name=issuer.certificate.subject, issuer_key=issuer.key,
                      authority_key_id=issuer.key_id, crl_number=row.last_crl_number,
                      this_update=now, next_update=now + CRL_LIFETIME, entries=entries)
+
+
+CRL_REPUBLISH = timedelta(hours=1)
+
+
+def current_crl(kind: CertificateKind) -> bytes:
+    """The CRL to serve: the last one published, unless it is an hour old or a
+    certificate was revoked since, in which case the next one is published."""
+    row, _ = authority(kind)
+    published = db.session.get(SandboxPublishedCRL, row.id)
+    now = clock.now()
+    if published is not None and now - published.published_at < CRL_REPUBLISH:
+        newest = db.session.scalar(select(func.max(SandboxCertificate.revoked_at)).where(
+            SandboxCertificate.authority_id == row.id))
+        if newest is None or newest < published.published_at:
+            return published.der
+    der = publish_crl(kind, at=now)
+    if published is None:
+        published = SandboxPublishedCRL(authority_id=row.id)
+        db.session.add(published)
+    published.crl_number, published.der = row.last_crl_number, der
+    published.published_at, published.next_update = now, now + CRL_LIFETIME
+    db.session.flush()
+    return der
+
+
+MAX_OCSP_REQUEST = 8 * 1024
+
+
+def ocsp_response(request_der: bytes) -> bytes:
+    """The sandbox OCSP responder: answers for any sandbox root generation's certificates."""
+    if len(request_der) > MAX_OCSP_REQUEST:
+        return sandbox_ocsp.malformed_response()
+    try:
+        request = x509_ocsp.load_der_ocsp_request(request_der)
+        wanted = (request.issuer_name_hash, request.issuer_key_hash)
+        algorithm = request.hash_algorithm
+    except (ValueError, UnsupportedAlgorithm):
+        return sandbox_ocsp.malformed_response()
+    rows = list(db.session.scalars(select(SandboxAuthority).order_by(SandboxAuthority.id)))
+    row = next((r for r in rows if issuer_hashes(_load(r).certificate, algorithm) == wanted), None)
+    if row is None:  # not ours: respond() refuses it as unauthorized
+        row = authority(CertificateKind.AUTH)[0]
+
+    def lookup(serial: int) -> tuple[Reason, datetime] | None | str:
+        issued = db.session.scalar(select(SandboxCertificate).where(
+            SandboxCertificate.authority_id == row.id, SandboxCertificate.serial == serial))
+        if issued is None:
+            return "unknown"
+        if issued.revoked_at is None:
+            return None
+        return issued.reason or Reason.UNSPECIFIED, issued.revoked_at
+
+    return sandbox_ocsp.respond(request_der, authority=_load(row), lookup=lookup, now=clock.now())
 
 
 def linkage_feed(after: int = 0, limit: int = 1000) -> list[dict[str, object]]:
@@ -267,7 +332,7 @@ def _register(holder: SandboxPerson, row: SandboxAuthority, key: CardKey,
 def _certificate(serial: int) -> SandboxCertificate:
     certificate = db.session.scalar(select(SandboxCertificate).where(SandboxCertificate.serial == serial))
     if certificate is None:
-        raise NotFound(f"no sandbox certificate with serial {serial}", code="certificate_not_found")
+        raise NotFound(_l("There is no sandbox certificate with serial %(serial)s.", serial=serial), code="certificate_not_found")
     return certificate
 
 
@@ -297,7 +362,7 @@ def _end(serial: int, reason: Reason) -> list[SandboxCertificate]:
     holder = _holder_of(serial)
     current = _current(holder)
     if not current:
-        raise SandboxError("this card has no valid certificate left", code="already_revoked")
+        raise SandboxError(_l("This card has no valid certificate left."), code="already_revoked")
     now = clock.now()
     for certificate in current:
         _revoke(certificate, reason, now)
