@@ -51,7 +51,7 @@ def upgrade() -> None:
     sa.Column("issuer_key_id", sa.LargeBinary(length=32), nullable=False),
     sa.Column("serial", sa.String(length=40), nullable=False),
     sa.Column("reason", sa.SmallInteger(), nullable=False),
-    sa.Column("revoked_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint("issuer_key_id", "serial", name=op.f("pk_jpki_revocations"))
     )
     op.create_table("jpki_person_certificates",

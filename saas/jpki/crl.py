@@ -79,7 +79,7 @@ class CRLHeader:
     next_update: datetime | None
     authority_key_id: bytes | None
     signature_algorithm_oid: str
-    tbs: bytes
+    tbs: memoryview  # a view into the CRL: a full CRL is hundreds of megabytes
     signature: bytes
     entry_count_hint: int | None = None  # not known without scanning the entries
 
@@ -110,7 +110,7 @@ def read_crl(der: bytes) -> CRLHeader:
         next_update=layout.next_update,
         authority_key_id=layout.authority_key_id,
         signature_algorithm_oid=layout.signature_algorithm_oid,
-        tbs=buf[layout.tbs_span[0] : layout.tbs_span[1]],
+        tbs=memoryview(buf)[layout.tbs_span[0] : layout.tbs_span[1]],
         signature=layout.signature,
     )
 
