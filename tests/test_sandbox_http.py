@@ -135,3 +135,28 @@ def test_the_ocsp_responder_answers_the_ocsp_client(client: Any, db_session: Any
     assert getattr(unknown.value, "code", None) == "revocation_unknown"
     garbage = client.post("/sandbox/ocsp", data=b"\x30\x00")
     assert garbage.status_code == 200 and garbage.data == bytes.fromhex("30030a0101")
+
+
+def test_a_person_follows_a_renewed_card_through_the_linkage_feed(tmp_path: Path) -> None:
+    from saas.jpki.certificates import CertificateKind
+    from saas.jpki.store import PersonRegistry
+
+    with empty_database("sandbox_linkage", tmp_path) as url:
+        migrate_database(url)
+        app = make_app(url, tmp_path)
+        registry = PersonRegistry(db.get_database(app).engine)
+        with app.app_context():
+            card = sandbox.issue_card(seed=29)
+            issuer = sandbox.trust_stores().auth.anchors[-1].key_id
+            db.session.commit()
+        person = registry.resolve(issuer, card.auth.certificate.serial_number, CertificateKind.AUTH,
+                                  at=clock.now())  # the first login
+        with app.app_context():
+            renewed = sandbox.renew(card.auth.certificate.serial_number)
+            db.session.commit()
+        feed = app.test_client().get("/sandbox/linkage").get_json()["entries"]
+        assert registry.apply_linkage("sandbox", feed, at=clock.now()) == 1  # the auth pair
+        assert registry.person_of(issuer, renewed.auth.certificate.serial_number) == person
+        assert registry.apply_linkage("sandbox", feed, at=clock.now()) == 0  # resumed: nothing twice
+        assert registry.position("sandbox") == feed[-1]["sequence"]
+        db.get_database(app).engine.dispose()

@@ -34,6 +34,11 @@ def upgrade() -> None:
     sa.Column("serial_keys", sa.LargeBinary(), nullable=False),
     sa.PrimaryKeyConstraint("issuer_key_id", name=op.f("pk_jpki_crl_indexes"))
     )
+    op.create_table("jpki_feed_positions",
+    sa.Column("feed", sa.String(length=40), nullable=False),
+    sa.Column("position", sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint("feed", name=op.f("pk_jpki_feed_positions"))
+    )
     op.create_table("jpki_nonces",
     sa.Column("key", sa.LargeBinary(length=32), nullable=False),
     sa.Column("expires_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
@@ -49,10 +54,11 @@ def upgrade() -> None:
     )
     op.create_table("jpki_revocations",
     sa.Column("issuer_key_id", sa.LargeBinary(length=32), nullable=False),
+    sa.Column("key", sa.BigInteger(), nullable=False),
     sa.Column("serial", sa.String(length=40), nullable=False),
     sa.Column("reason", sa.SmallInteger(), nullable=False),
     sa.Column("revoked_at", sa.BigInteger(), nullable=False),
-    sa.PrimaryKeyConstraint("issuer_key_id", "serial", name=op.f("pk_jpki_revocations"))
+    sa.PrimaryKeyConstraint("issuer_key_id", "key", "serial", name=op.f("pk_jpki_revocations"))
     )
     op.create_table("jpki_person_certificates",
     sa.Column("issuer_key_id", sa.LargeBinary(length=32), nullable=False),
@@ -79,5 +85,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_jpki_nonces_expires_at"))
 
     op.drop_table("jpki_nonces")
+    op.drop_table("jpki_feed_positions")
     op.drop_table("jpki_crl_indexes")
     op.drop_table("jpki_crls")

@@ -91,3 +91,12 @@ def publish_crl_command(kind: str, out: Path) -> None:
     der = _run(lambda: services.publish_crl(CertificateKind(kind)))
     out.write_bytes(der)
     click.echo(f"{kind} CRL written to {out} ({len(der):,} bytes)")
+
+
+@group.command("refresh")
+def refresh_command() -> None:
+    """Ingest the sandbox CRLs and linkage feed into the service's stores now."""
+    from saas.sandbox.jobs import refresh_revocation_data
+
+    result = _run(refresh_revocation_data)
+    click.echo(f"CRL entries ingested: {result['crl_entries']}; certificates linked: {result['linked']}")

@@ -1,0 +1,43 @@
+"""Keeping the service's view of the sandbox current (queue ``crl``).
+
+The same ingest code reads the live feeds: a CRL goes through
+:meth:`RevocationStore.ingest` and a linkage feed through
+:meth:`PersonRegistry.apply_linkage`, whoever published them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from saas import clock, db
+from saas.jpki.certificates import CertificateKind
+from saas.jpki.errors import JPKIError
+from saas.jpki.store import PersonRegistry, RevocationStore
+from saas.sandbox import services
+
+LINKAGE_FEED = "sandbox"
+PAGE = 1000
+
+
+def refresh_revocation_data() -> dict[str, Any]:
+    """Ingest the sandbox's newest CRLs and apply its linkage feed; safe to repeat."""
+    stores = services.trust_stores()
+    crls = {kind: services.current_crl(kind) for kind in CertificateKind}
+    db.session.commit()  # publish first: the stores below use their own connections
+    engine = db.get_database().engine
+    revocations = RevocationStore(engine)
+    ingested: dict[str, int | None] = {}
+    for kind, der in crls.items():
+        try:
+            ingested[kind.value] = revocations.ingest(der, stores.for_kind(kind), at=clock.now()).entries
+        except JPKIError as error:
+            if error.code != "stale_crl_number":  # already have this one: nothing to do
+                raise
+            ingested[kind.value] = None
+    registry = PersonRegistry(engine)
+    linked = 0
+    while entries := services.linkage_feed(after=registry.position(LINKAGE_FEED), limit=PAGE):
+        linked += registry.apply_linkage(LINKAGE_FEED, entries, at=clock.now())
+        if len(entries) < PAGE:
+            break
+    return {"crl_entries": ingested, "linked": linked}
