@@ -153,7 +153,7 @@ def phase_lookups(path: Path, database: str, count: int) -> dict[str, float]:
 
     root = x509.load_pem_x509_certificate(path.with_suffix(".root").read_bytes())
     issuer = root.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    engine = make_engine(database, pool_size=2)
+    engine = make_engine(database)
     store = RevocationStore(engine)
     at = THIS_UPDATE + timedelta(hours=1)
     started = time.perf_counter()

@@ -33,14 +33,12 @@ from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy import (
-    Engine,
     ForeignKey,
     ForeignKeyConstraint,
     MetaData,
     String,
     Table,
     UniqueConstraint,
-    create_engine,
     event,
     inspect,
 )
@@ -58,6 +56,7 @@ from sqlalchemy.orm import (
 from sqlalchemy.sql import visitors
 
 from saas import clock
+from saas.engines import make_engine
 from saas.ids import new_id
 from saas.sqltypes import NAMING_CONVENTION, BigId, UTCDateTime
 
@@ -348,31 +347,6 @@ class TenantSession(Session):
 def _refuse_legacy_bulk(mapper: Any) -> None:
     if issubclass(inspect(mapper).class_, TenantScoped):
         raise CrossTenantAccess("legacy bulk mappings bypass tenant isolation")
-
-
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine with the settings the service relies on for each backend."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url, **kwargs)
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_connect(dbapi_connection: Any, record: Any) -> None:
-            # Let SQLAlchemy, not pysqlite, issue BEGIN, so SAVEPOINTs work as documented.
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=10000")
-            if ":memory:" not in url and url != "sqlite://":
-                cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.close()
-
-        @event.listens_for(engine, "begin")
-        def _sqlite_begin(connection: Any) -> None:
-            if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-                connection.exec_driver_sql("BEGIN")
-
-        return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
 class Database:

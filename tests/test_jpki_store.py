@@ -237,3 +237,20 @@ def test_redis_challenges_are_taken_once(redis_url: str) -> None:
         results = list(pool.map(lambda _: nonces.take(challenge.nonce), range(8)))
     assert [r for r in results if r is not None] == [challenge.expires_at]
     assert redis.exists(key) == 0
+
+
+def test_a_lookup_survives_a_dropped_database_connection(clean: Engine, sandbox_roots: dict[str, Any],
+                                                         auth_store: TrustStore) -> None:
+    from sqlalchemy import text
+
+    if clean.dialect.name != "postgresql":
+        pytest.skip("terminating a server connection needs PostgreSQL; this runs in the PostgreSQL pass")
+    root = sandbox_roots["auth"]
+    store = RevocationStore(clean)
+    store.ingest(crl(root, 1, [entry(10, None)]), auth_store, at=NOW)
+    assert store.revocation(root.key_id, 10, at=NOW) is not None  # the lookup pool holds a connection
+    with clean.connect() as admin:
+        admin.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+        admin.commit()
+    assert store.revocation(root.key_id, 10, at=NOW) is not None

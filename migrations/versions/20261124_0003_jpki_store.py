@@ -20,13 +20,15 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_table("jpki_crls",
+    sa.Column("id", sa.Integer(), nullable=False),
     sa.Column("issuer_key_id", sa.LargeBinary(length=32), nullable=False),
     sa.Column("crl_number", sa.BigInteger(), nullable=False),
     sa.Column("this_update", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
     sa.Column("next_update", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
     sa.Column("ingested_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
     sa.Column("entries", sa.Integer(), nullable=False),
-    sa.PrimaryKeyConstraint("issuer_key_id", name=op.f("pk_jpki_crls"))
+    sa.PrimaryKeyConstraint("id", name=op.f("pk_jpki_crls")),
+    sa.UniqueConstraint("issuer_key_id", name=op.f("uq_jpki_crls_issuer_key_id"))
     )
     op.create_table("jpki_crl_indexes",
     sa.Column("issuer_key_id", sa.LargeBinary(length=32), nullable=False),
@@ -53,12 +55,12 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint("id", name=op.f("pk_jpki_persons"))
     )
     op.create_table("jpki_revocations",
-    sa.Column("issuer_key_id", sa.LargeBinary(length=32), nullable=False),
+    sa.Column("crl_id", sa.Integer(), nullable=False),
     sa.Column("key", sa.BigInteger(), nullable=False),
     sa.Column("serial", sa.String(length=40), nullable=False),
     sa.Column("reason", sa.SmallInteger(), nullable=False),
     sa.Column("revoked_at", sa.BigInteger(), nullable=False),
-    sa.PrimaryKeyConstraint("issuer_key_id", "key", "serial", name=op.f("pk_jpki_revocations"))
+    sa.PrimaryKeyConstraint("crl_id", "key", "serial", name=op.f("pk_jpki_revocations"))
     )
     op.create_table("jpki_person_certificates",
     sa.Column("issuer_key_id", sa.LargeBinary(length=32), nullable=False),

@@ -47,7 +47,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
+from saas.engines import make_engine
 from saas.jpki import crl as crl_reader
 from saas.jpki.certificates import CertificateKind
 from saas.jpki.errors import JPKIError, VerificationFailed
@@ -65,7 +67,8 @@ def _define_tables(metadata: MetaData) -> dict[str, Table]:
     return {
         "crls": Table(
             "jpki_crls", metadata,
-            Column("issuer_key_id", LargeBinary(32), primary_key=True),
+            Column("id", Integer, primary_key=True),  # short, as every entry repeats it
+            Column("issuer_key_id", LargeBinary(32), nullable=False, unique=True),
             Column("crl_number", BigInteger, nullable=False),
             Column("this_update", when, nullable=False),
             Column("next_update", when, nullable=False),
@@ -74,11 +77,15 @@ def _define_tables(metadata: MetaData) -> dict[str, Table]:
         ),
         "revocations": Table(
             "jpki_revocations", metadata,
-            Column("issuer_key_id", LargeBinary(32), primary_key=True),
+            # No foreign key: a referential check per row would triple the load time of a
+            # ten-million-entry CRL; ingest writes both tables in one transaction.
+            Column("crl_id", Integer, primary_key=True),
             # The serial folded to a signed 64-bit key leads the primary key, so a CRL's
-            # rows are loaded in key order and the index grows at its end (10x faster).
+            # rows are loaded in key order and the index grows at its end.
             Column("key", BigInteger, primary_key=True),
-            Column("serial", String(40), primary_key=True),  # lower-case hex, no leading zeros
+            # Empty when the key is the serial itself (every serial up to 64 bits, as
+            # JPKI's are); the hex of longer serials, whose keys may collide.
+            Column("serial", String(40), primary_key=True),
             Column("reason", SmallInteger, nullable=False),  # CRLReason code
             # Seconds since 1970 UTC: ten million of these load as plain integers.
             Column("revoked_at", BigInteger, nullable=False),
@@ -118,12 +125,28 @@ def _define_tables(metadata: MetaData) -> dict[str, Table]:
 TABLES = _define_tables(metadata)
 
 
+def lookup_engine(engine: Engine) -> Engine:
+    """A small pool of its own for lookups on the login path: autocommit (no BEGIN and
+    ROLLBACK around each read) and no ping before each use. A connection that died
+    meanwhile fails one lookup, is invalidated, and the lookup is retried once."""
+    if engine.url.get_backend_name() == "sqlite":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return make_engine(engine.url.render_as_string(hide_password=False), pool_pre_ping=False,
+                       pool_recycle=900, pool_size=4, max_overflow=4,
+                       isolation_level="AUTOCOMMIT", hide_parameters=engine.hide_parameters)
+
+
 def serial_hex(serial: int) -> str:
     return format(serial, "x")
 
 
 _NO_REASON = 0  # an entry without reasonCode is "unspecified"
 _MASK64 = (1 << 64) - 1
+
+
+def long_serial(serial: int) -> str:
+    """The ``serial`` column: empty when the 64-bit key is the serial itself."""
+    return "" if serial <= _MASK64 else format(serial, "x")
 
 
 def signed_key(serial: int) -> int:
@@ -183,6 +206,7 @@ class RevocationIndex:
 
 @dataclass(frozen=True)
 class CRLState:
+    id: int
     crl_number: int
     this_update: datetime
     next_update: datetime
@@ -204,8 +228,7 @@ class RevocationStore:
 
     def __init__(self, engine: Engine, tables: dict[str, Table] = TABLES) -> None:
         self.engine = engine
-        # Lookups are single statements: autocommit spares a BEGIN and a ROLLBACK each.
-        self.reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.reader = lookup_engine(engine)
         self.crls = tables["crls"]
         self.entries = tables["revocations"]
         self.indexes = tables["indexes"]
@@ -230,7 +253,7 @@ class RevocationStore:
             return cached[1]
         with self.reader.connect() as connection:
             row = connection.execute(select(
-                self.crls.c.crl_number, self.crls.c.this_update, self.crls.c.next_update)
+                self.crls.c.id, self.crls.c.crl_number, self.crls.c.this_update, self.crls.c.next_update)
                 .where(self.crls.c.issuer_key_id == issuer_key_id)).first()
         state = CRLState(*row) if row is not None else None
         self._states[issuer_key_id] = (time.monotonic(), state)
@@ -248,11 +271,17 @@ class RevocationStore:
         index = self.index(issuer_key_id, state.crl_number)
         if index is not None and not index.may_contain(serial):
             return None
-        with self.reader.connect() as connection:
-            row = connection.execute(select(self.entries.c.reason, self.entries.c.revoked_at).where(
-                self.entries.c.issuer_key_id == issuer_key_id,
-                self.entries.c.key == signed_key(serial),
-                self.entries.c.serial == serial_hex(serial))).first()
+        query = select(self.entries.c.reason, self.entries.c.revoked_at).where(
+            self.entries.c.crl_id == state.id, self.entries.c.key == signed_key(serial),
+            self.entries.c.serial == long_serial(serial))
+        try:
+            with self.reader.connect() as connection:
+                row = connection.execute(query).first()
+        except DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+            with self.reader.connect() as connection:  # the pool replaced the dead connection
+                row = connection.execute(query).first()
         if row is None or row.revoked_at > at.timestamp():
             return None
         return Revocation(Reason(crl_reader.REASON_NAMES[row.reason]),
@@ -284,10 +313,10 @@ class RevocationStore:
             raise JPKIError(f"CRL entries: {error}", code="malformed_crl") from None
         with self.engine.begin() as connection:
             # Lock the issuer's state row (or see a concurrent ingest win) before replacing.
-            self._claim_number(connection, anchor.key_id, header, at, len(columns.serials))
-            connection.execute(delete(self.entries).where(self.entries.c.issuer_key_id == anchor.key_id))
+            crl_id = self._claim_number(connection, anchor.key_id, header, at, len(columns.serials))
+            connection.execute(delete(self.entries).where(self.entries.c.crl_id == crl_id))
             keys = fold_keys(columns.serials)
-            self._load(connection, anchor.key_id, columns, keys)
+            self._load(connection, crl_id, columns, keys)
             index = RevocationIndex.build(keys)
             connection.execute(delete(self.indexes).where(self.indexes.c.issuer_key_id == anchor.key_id))
             connection.execute(insert(self.indexes).values(
@@ -298,21 +327,24 @@ class RevocationStore:
                             header.this_update, header.next_update)
 
     def _claim_number(self, connection: Connection, issuer_key_id: bytes,
-                      header: crl_reader.CRLHeader, at: datetime, count: int) -> None:
+                      header: crl_reader.CRLHeader, at: datetime, count: int) -> int:
+        """Take the issuer's CRL slot for this number (locking its row); returns its id."""
         values = {"crl_number": header.crl_number, "this_update": header.this_update,
                   "next_update": header.next_update, "ingested_at": at, "entries": count}
-        changed = connection.execute(update(self.crls).where(
+        claimed = connection.execute(update(self.crls).where(
             self.crls.c.issuer_key_id == issuer_key_id,
-            self.crls.c.crl_number < header.crl_number).values(**values)).rowcount
-        if changed:
-            return
+            self.crls.c.crl_number < header.crl_number).values(**values)
+            .returning(self.crls.c.id)).scalar()
+        if claimed is not None:
+            return claimed
         exists = connection.execute(select(func.count()).select_from(self.crls).where(
             self.crls.c.issuer_key_id == issuer_key_id)).scalar()
         if exists:
             raise JPKIError("a newer CRL was ingested meanwhile", code="stale_crl_number")
-        connection.execute(insert(self.crls).values(issuer_key_id=issuer_key_id, **values))
+        return connection.execute(insert(self.crls).values(issuer_key_id=issuer_key_id, **values)
+                                  .returning(self.crls.c.id)).scalar_one()
 
-    def _load(self, connection: Connection, issuer_key_id: bytes,
+    def _load(self, connection: Connection, crl_id: int,
               columns: crl_reader.RevokedColumns, keys: np.ndarray) -> None:
         """Write the entries in primary-key order: COPY on PostgreSQL, batches elsewhere."""
         signed = keys.view(np.int64)
@@ -321,16 +353,16 @@ class RevocationStore:
         codes = np.frombuffer(columns.reasons, dtype=np.int8)
         if connection.dialect.name == "postgresql":
             raw = connection.connection.driver_connection
-            issuer = "\\\\x" + issuer_key_id.hex()
             with raw.cursor() as cursor, cursor.copy(
-                    f"COPY {self.entries.name} (issuer_key_id, key, serial, reason, revoked_at) "
+                    f"COPY {self.entries.name} (crl_id, key, serial, reason, revoked_at) "
                     "FROM STDIN") as copy:
                 for rows in _chunks(order, signed, columns.serials, times, codes):
-                    copy.write("".join([f"{issuer}\t{k}\t{s:x}\t{c}\t{t}\n" for k, s, c, t in rows]))
+                    copy.write("".join([f"{crl_id}\t{k}\t{'' if s <= _MASK64 else format(s, 'x')}\t{c}\t{t}\n"
+                                        for k, s, c, t in rows]))
             return
         for rows in _chunks(order, signed, columns.serials, times, codes):
             connection.execute(insert(self.entries), [
-                {"issuer_key_id": issuer_key_id, "key": k, "serial": serial_hex(s), "reason": c,
+                {"crl_id": crl_id, "key": k, "serial": long_serial(s), "reason": c,
                  "revoked_at": t} for k, s, c, t in rows])
 
 
