@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
+from saas import clock
 from saas.jpki.errors import VerificationFailed
 
 
@@ -49,3 +50,30 @@ def require_not_revoked(checker: RevocationChecker, issuer_key_id: bytes, serial
         raise VerificationFailed(
             f"revoked ({revocation.reason}) at {revocation.revoked_at:%Y-%m-%d %H:%M}Z",
             code=f"revoked:{revocation.reason}")
+
+
+class LayeredRevocation:
+    """OCSP for the present, the CRL store for the rest.
+
+    A check about now (a login, a signature being made) asks the OCSP responder when one
+    is configured: its answer is current, where a CRL can be a day old. When the responder
+    cannot be reached, the CRL store answers instead (it still fails closed when stale).
+    Checks about a past moment (a signature made last year) go to the CRL store, which
+    keeps revocation dates. Any other OCSP failure (bad signature, nonce, staleness) is
+    raised, never papered over.
+    """
+
+    PRESENT = timedelta(minutes=5)
+
+    def __init__(self, crl: RevocationChecker, ocsp: RevocationChecker | None = None) -> None:
+        self.crl = crl
+        self.ocsp = ocsp
+
+    def revocation(self, issuer_key_id: bytes, serial: int, *, at: datetime) -> Revocation | None:
+        if self.ocsp is not None and abs(clock.now() - at) <= self.PRESENT:
+            try:
+                return self.ocsp.revocation(issuer_key_id, serial, at=at)
+            except VerificationFailed as error:
+                if error.code != "ocsp_unavailable":
+                    raise
+        return self.crl.revocation(issuer_key_id, serial, at=at)
