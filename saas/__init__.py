@@ -25,6 +25,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     instance_path = Path(overrides.pop("INSTANCE_PATH", None) or ROOT / "instance")
     app = Flask(__name__, instance_path=str(instance_path), instance_relative_config=False)
     app.config.update(settings.load(instance_path, overrides))
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Japanese stays readable in JSON
 
     logs.init_app(app)
     Htmx(app)

@@ -116,6 +116,7 @@ def test_errors_are_json_for_api_clients_and_pages_for_browsers(client: Any) -> 
     api = client.get("/api/v1/nothing", headers={"Accept-Language": "ja"})
     assert api.status_code == 404 and api.is_json
     assert api.get_json() == {"error": "not_found", "message": "ページが見つかりません。"}
+    assert "ページが見つかりません" in api.get_data(as_text=True)  # readable, not \u-escaped
     page = client.get("/nothing", headers={"Accept": "text/html"})
     assert page.status_code == 404 and page.mimetype == "text/html"
     wrong_method = client.post("/healthz", headers={"Accept": "application/json"})
