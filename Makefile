@@ -22,7 +22,7 @@ demo: install
 	@echo ""
 	$(BIN)/kakehashi serve --host $(HOST) --port $(PORT)
 
-test: install-dev system-packages lint
+test: system-packages install-dev lint
 	$(MAKE) --no-print-directory test-sqlite
 	@if [ -n "$$TEST_DATABASE_URL" ] || [ "$$CI" = "true" ]; then \
 		$(MAKE) --no-print-directory test-postgresql; \
@@ -31,15 +31,15 @@ test: install-dev system-packages lint
 	fi
 
 lint: install-dev
-	$(BIN)/ruff check saas tests bench migrations/env.py
+	$(BIN)/ruff check saas tests bench bridge-agent migrations/env.py
 
 test-sqlite:
 	@echo "== tests on SQLite =="
-	env -u TEST_DATABASE_URL $(BIN)/pytest -n 2 $(PYTEST_ARGS)
+	env -u TEST_DATABASE_URL $(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 test-postgresql:
 	@echo "== tests on PostgreSQL =="
-	TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$(PG_TEST_URL)}" $(BIN)/pytest -n 2 $(PYTEST_ARGS)
+	TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$(PG_TEST_URL)}" $(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 install: $(VENV)/.installed translations
 install-dev: $(VENV)/.installed-dev translations
@@ -53,8 +53,8 @@ $(VENV)/.installed: $(VENV)/bin/python pyproject.toml
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/bin/python pyproject.toml
-	$(BIN)/pip install --quiet -e '.[dev]'
+$(VENV)/.installed-dev: $(VENV)/bin/python pyproject.toml bridge-agent/pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev]' -e bridge-agent
 	touch $@ $(VENV)/.installed
 
 translations: $(VENV)/.installed

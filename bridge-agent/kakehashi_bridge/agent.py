@@ -1,0 +1,301 @@
+"""The bridge agent: a loopback HTTP server between a web page and the card reader.
+
+Rules it never bends (shared DESIGN.md):
+
+- it listens on 127.0.0.1 only, and answers only requests whose ``Host`` is exactly
+  ``127.0.0.1:<port>`` or ``localhost:<port>`` (a DNS-rebinding page gets nothing);
+- it serves only the origins it was configured with, taken from the ``Origin`` header,
+  compared exactly; there is no wildcard CORS;
+- it offers high-level operations only: status, authenticate (a ``web-eid:1.0`` token
+  over the page's origin and challenge), sign (a SHA-256 digest, with the text shown to
+  the person); no APDU pass-through, no signing of raw hashes with the auth key;
+- the PIN is typed into the agent's own consent page (its own origin, opened by the web
+  page as a pop-up), which says which site asks and what for; the web page never sees it;
+- one operation is pending at a time (a second gets 409).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Request, Response
+
+from kakehashi_bridge import __version__
+from kakehashi_bridge.card import CardError, InvalidPinFormat, JPKICard, PinBlocked, WrongPin
+from kakehashi_bridge.jpki import Kind
+from kakehashi_bridge.ui import render_consent, render_result
+
+DEFAULT_PORT = 24817
+FALLBACK_PORTS = (24817, 24818, 24819)  # the login page tries these in order
+MAX_REQUEST = 16 * 1024
+OPERATION_LIFETIME = 300  # seconds: the server's challenge lives five minutes too
+MAX_TEXT = 2000
+APP_VERSION_URL = f"https://kakehashi.example/bridge-agent/{__version__}"
+
+CardOpener = Callable[[], Any]  # returns a context manager yielding a JPKICard
+
+
+@dataclass
+class Operation:
+    id: str
+    kind: str  # authenticate | sign
+    origin: str
+    challenge: str | None = None
+    digest: bytes | None = None
+    text: str | None = None
+    form_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    status: str = "awaiting_consent"  # → done | failed | cancelled
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    created: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class AgentConfig:
+    allowed_origins: frozenset[str]
+    port: int = DEFAULT_PORT
+    test_pins: dict[Kind, str] | None = None  # virtual card only: PINs from configuration
+
+
+class Agent:
+    """The WSGI application of the agent."""
+
+    def __init__(self, config: AgentConfig, open_card: CardOpener) -> None:
+        self.config = config
+        self.open_card = open_card
+        self.hosts = {f"127.0.0.1:{config.port}", f"localhost:{config.port}"}
+        self.own_origins = {f"http://{host}" for host in self.hosts}
+        self._operations: dict[str, Operation] = {}
+        self._lock = threading.Lock()
+        self._card_lock = threading.Lock()
+
+    # -- WSGI ---------------------------------------------------------------------------
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        request = Request(environ)
+        request.max_content_length = MAX_REQUEST
+        try:
+            response = self.dispatch(request)
+        except HTTPException as error:
+            response = _json({"error": error.name.lower().replace(" ", "_")}, error.code or 500)
+        return response(environ, start_response)
+
+    def dispatch(self, request: Request) -> Response:
+        if request.host not in self.hosts:
+            return _json({"error": "wrong_host"}, 421)  # DNS rebinding and other strangers
+        path = request.path.rstrip("/") or "/"
+        if path.startswith("/consent/"):
+            return self._consent(request, path.removeprefix("/consent/"))
+        if path == "/static/consent.js":
+            return _static("consent.js", "text/javascript")
+        if path == "/static/consent.css":
+            return _static("consent.css", "text/css")
+        origin = request.headers.get("Origin")
+        if origin is None or origin not in self.config.allowed_origins:
+            return _json({"error": "origin_not_allowed"}, 403)  # and no CORS headers
+        if request.method == "OPTIONS":
+            response = Response(status=204)
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST"
+            response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+            response.headers["Access-Control-Max-Age"] = "600"
+            if request.headers.get("Access-Control-Request-Private-Network") == "true":
+                response.headers["Access-Control-Allow-Private-Network"] = "true"
+            return self._cors(response, origin)
+        routes: dict[tuple[str, str], Callable[[Request, str], Response]] = {
+            ("GET", "/version"): self._version,
+            ("GET", "/status"): self._status,
+            ("POST", "/operations"): self._create,
+        }
+        handler = routes.get((request.method, path))
+        if handler is None and request.method == "GET" and path.startswith("/operations/"):
+            return self._cors(self._poll(path.removeprefix("/operations/"), origin), origin)
+        if handler is None:
+            return self._cors(_json({"error": "not_found"}, 404), origin)
+        return self._cors(handler(request, origin), origin)
+
+    def _cors(self, response: Response, origin: str) -> Response:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = "Origin"
+        return response
+
+    # -- API ------------------------------------------------------------------------------
+
+    def _version(self, request: Request, origin: str) -> Response:
+        return _json({"name": "kakehashi-bridge", "version": __version__, "protocol": 1})
+
+    def _status(self, request: Request, origin: str) -> Response:
+        try:
+            with self._card() as card:
+                tries = {kind.value: card.tries_left(kind) for kind in Kind}
+        except CardError as error:
+            return _json({"card": False, "error": error.code})
+        return _json({"card": True, "tries_left": tries})
+
+    def _create(self, request: Request, origin: str) -> Response:
+        try:
+            body = json.loads(request.get_data(cache=False) or b"{}")
+        except ValueError:
+            return _json({"error": "malformed_json"}, 400)
+        if not isinstance(body, dict):
+            return _json({"error": "malformed_json"}, 400)
+        kind = body.get("type")
+        operation = Operation(id=secrets.token_urlsafe(16), kind=str(kind), origin=origin)
+        if kind == "authenticate":
+            challenge = body.get("challenge")
+            if not isinstance(challenge, str) or not 32 <= len(challenge) <= 200:
+                return _json({"error": "invalid_challenge"}, 400)
+            operation.challenge = challenge
+        elif kind == "sign":
+            try:
+                digest = base64.b64decode(body.get("digest", ""), validate=True)
+            except (binascii.Error, TypeError):
+                digest = b""
+            text = body.get("text")
+            if len(digest) != 32:
+                return _json({"error": "invalid_digest", "message": "a base64 SHA-256 digest"}, 400)
+            if not isinstance(text, str) or not 1 <= len(text) <= MAX_TEXT:
+                return _json({"error": "invalid_text", "message": "the text the person approves"}, 400)
+            operation.digest, operation.text = digest, text
+        else:
+            return _json({"error": "unknown_operation"}, 400)
+        with self._lock:
+            self._expire()
+            if any(op.status == "awaiting_consent" for op in self._operations.values()):
+                return _json({"error": "busy", "message": "another operation is pending"}, 409)
+            self._operations[operation.id] = operation
+        consent = f"http://127.0.0.1:{self.config.port}/consent/{operation.id}"
+        return _json({"id": operation.id, "consent_url": consent}, 201)
+
+    def _poll(self, operation_id: str, origin: str) -> Response:
+        with self._lock:
+            operation = self._operations.get(operation_id)
+            if operation is None or operation.origin != origin:
+                return _json({"error": "not_found"}, 404)
+            body: dict[str, Any] = {"status": operation.status}
+            if operation.status == "done":
+                body["result"] = operation.result
+                del self._operations[operation_id]  # handed over once
+            elif operation.status in ("failed", "cancelled"):
+                body["error"] = operation.error
+                del self._operations[operation_id]
+        return _json(body)
+
+    # -- consent page -------------------------------------------------------------------
+
+    def _consent(self, request: Request, operation_id: str) -> Response:
+        with self._lock:
+            operation = self._operations.get(operation_id)
+        if operation is None or operation.status != "awaiting_consent":
+            return _page(render_result("expired", request.accept_languages), 404)
+        language = request.accept_languages
+        if request.method == "GET":
+            return _page(render_consent(operation, self._tries(operation), language,
+                                        test_mode=self.config.test_pins is not None))
+        if request.method != "POST":
+            return _page(render_result("expired", language), 405)
+        if request.headers.get("Origin") not in self.own_origins or \
+                not secrets.compare_digest(request.form.get("form_token", ""), operation.form_token):
+            return _page(render_result("forbidden", language), 403)
+        if request.form.get("action") != "approve":
+            self._finish(operation, "cancelled", error="cancelled")
+            return _page(render_result("cancelled", language))
+        pin = request.form.get("pin", "")
+        kind = Kind.AUTH if operation.kind == "authenticate" else Kind.SIGNATURE
+        if not pin and self.config.test_pins is not None:
+            pin = self.config.test_pins.get(kind, "")
+        try:
+            result = self._perform(operation, kind, pin)
+        except WrongPin as error:
+            return _page(render_consent(operation, error.tries_left, language,
+                                        test_mode=self.config.test_pins is not None,
+                                        problem="wrong_pin"), 200)
+        except InvalidPinFormat:
+            return _page(render_consent(operation, self._tries(operation), language,
+                                        test_mode=self.config.test_pins is not None,
+                                        problem="invalid_pin_format"), 200)
+        except PinBlocked:
+            self._finish(operation, "failed", error="pin_blocked")
+            return _page(render_result("pin_blocked", language))
+        except CardError as error:
+            return _page(render_consent(operation, None, language,
+                                        test_mode=self.config.test_pins is not None,
+                                        problem=error.code), 200)
+        self._finish(operation, "done", result=result)
+        return _page(render_result("done", language))
+
+    def _tries(self, operation: Operation) -> int | None:
+        kind = Kind.AUTH if operation.kind == "authenticate" else Kind.SIGNATURE
+        try:
+            with self._card() as card:
+                return card.tries_left(kind)
+        except CardError:
+            return None
+
+    def _perform(self, operation: Operation, kind: Kind, pin: str) -> dict[str, Any]:
+        with self._card() as card:
+            if kind is Kind.AUTH:
+                certificate = card.read_certificate(Kind.AUTH)
+                card.verify_pin(Kind.AUTH, pin)
+                assert operation.challenge is not None
+                signed = (hashlib.sha256(operation.origin.encode()).digest()
+                          + hashlib.sha256(operation.challenge.encode()).digest())
+                signature = card.sign(Kind.AUTH, hashlib.sha256(signed).digest())
+                return {"format": "web-eid:1.0", "algorithm": "RS256",
+                        "unverifiedCertificate": base64.b64encode(certificate).decode(),
+                        "signature": base64.b64encode(signature).decode(),
+                        "appVersion": APP_VERSION_URL, "origin": operation.origin}
+            card.verify_pin(Kind.SIGNATURE, pin)
+            assert operation.digest is not None
+            signature = card.sign(Kind.SIGNATURE, operation.digest)
+            return {"signature": base64.b64encode(signature).decode(),
+                    "certificate": base64.b64encode(card.read_certificate(Kind.SIGNATURE)).decode(),
+                    "algorithm": "RS256"}
+
+    @contextmanager
+    def _card(self) -> Iterator[JPKICard]:
+        with self._card_lock, self.open_card() as card:
+            yield card
+
+    def _finish(self, operation: Operation, status: str, *, result: dict[str, Any] | None = None,
+                error: str | None = None) -> None:
+        with self._lock:
+            operation.status, operation.result, operation.error = status, result, error
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, op in self._operations.items() if now - op.created > OPERATION_LIFETIME]:
+            del self._operations[key]
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    response = Response(json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _page(html: str, status: int = 200) -> Response:
+    response = Response(html, status=status, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; script-src 'self'; style-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'")
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _static(name: str, mimetype: str) -> Response:
+    data = (resources.files("kakehashi_bridge") / "static" / name).read_bytes()
+    return Response(data, mimetype=mimetype)

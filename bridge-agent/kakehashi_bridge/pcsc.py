@@ -1,0 +1,111 @@
+"""PC/SC through pyscard: readers, card presence, and an APDU transport.
+
+Works with any reader pcscd (Linux, macOS) or WinSCard (Windows) knows; the virtual
+card is just one more reader when plugged in through vpcd.
+"""
+
+from __future__ import annotations
+
+import time
+
+from kakehashi_bridge.card import (
+    CardRemoved,
+    JPKICard,
+    NoCard,
+    NoReader,
+    NotJPKICard,
+    ReaderGone,
+    SharingViolation,
+)
+
+SCARD_E_SHARING_VIOLATION = 0x8010000B
+SCARD_E_NO_SMARTCARD = 0x8010000C
+SCARD_W_REMOVED_CARD = 0x80100069
+SCARD_E_READER_UNAVAILABLE = 0x80100017
+SCARD_E_NO_READERS_AVAILABLE = 0x8010002E
+SCARD_E_UNKNOWN_READER = 0x80100009
+
+
+def reader_names() -> list[str]:
+    from smartcard.Exceptions import ListReadersException
+    from smartcard.System import readers
+
+    try:
+        return [str(r) for r in readers()]
+    except ListReadersException as error:
+        if getattr(error, "hresult", None) in (SCARD_E_NO_READERS_AVAILABLE, None):
+            return []
+        raise NoReader(f"PC/SC is not available: {error}") from None
+
+
+class PCSCTransport:
+    """A connection to the card in one reader."""
+
+    def __init__(self, reader_name: str) -> None:
+        from smartcard.Exceptions import CardConnectionException, NoCardException
+        from smartcard.System import readers
+
+        matches = [r for r in readers() if str(r) == reader_name]
+        if not matches:
+            raise ReaderGone(f"reader {reader_name!r} is not connected")
+        self.connection = matches[0].createConnection()
+        try:
+            self.connection.connect()
+        except NoCardException:
+            raise NoCard(f"no card in {reader_name}") from None
+        except CardConnectionException as error:
+            raise _translate(error) from None
+
+    def transmit(self, apdu: bytes) -> tuple[bytes, int]:
+        from smartcard.Exceptions import CardConnectionException
+
+        try:
+            data, sw1, sw2 = self.connection.transmit(list(apdu))
+        except CardConnectionException as error:
+            raise _translate(error) from None
+        return bytes(data), (sw1 << 8) | sw2
+
+    def close(self) -> None:
+        try:
+            self.connection.disconnect()
+        except Exception:  # already gone with the card: nothing left to release
+            pass
+
+
+def _translate(error: Exception) -> Exception:
+    code = getattr(error, "hresult", None)
+    text = str(error)
+    if code == SCARD_E_SHARING_VIOLATION or "sharing violation" in text.lower():
+        return SharingViolation("another program is using the card")
+    if code in (SCARD_W_REMOVED_CARD, SCARD_E_NO_SMARTCARD) or "removed" in text.lower():
+        return CardRemoved("the card was removed")
+    if code in (SCARD_E_READER_UNAVAILABLE, SCARD_E_UNKNOWN_READER):
+        return ReaderGone("the reader was disconnected")
+    return CardRemoved(f"the card stopped answering: {text}")
+
+
+def find_jpki_card(timeout: float = 0.0) -> tuple[str, JPKICard, PCSCTransport]:
+    """The first reader holding a JPKI card, recognised by selecting the JPKI AP.
+
+    Waits up to ``timeout`` seconds for one to be inserted.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        names = reader_names()
+        if not names and time.monotonic() >= deadline:
+            raise NoReader("no card reader is connected")
+        for name in names:
+            try:
+                transport = PCSCTransport(name)
+            except (NoCard, SharingViolation, ReaderGone):
+                continue
+            card = JPKICard(transport)
+            try:
+                card.select_jpki()
+            except NotJPKICard:
+                transport.close()
+                continue
+            return name, card, transport
+        if time.monotonic() >= deadline:
+            raise NoCard("no My Number Card in any reader")
+        time.sleep(0.25)
