@@ -229,3 +229,21 @@ def _signature_certificate_with(root: Any, names: list[x509.GeneralName],
     if extra is not None:
         builder = builder.add_extension(extra, critical=False)
     return builder.sign(root.key, hashes.SHA256())
+
+
+def test_a_certificate_with_a_negative_serial_is_malformed(sandbox_roots: dict[str, Any]) -> None:
+    import warnings
+
+    root = sandbox_roots["auth"]
+    now = datetime.now(UTC)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        certificate = sandbox_ca.leaf_builder(root, x509.Name([]), _leaf_key().public_key(), 1, now,
+                                              now.replace(year=now.year + 1), profiles.POLICY_TEST_AUTH,
+                                              content_commitment=False).sign(root.key, hashes.SHA256())
+    data = bytearray(der(certificate))
+    # serialNumber INTEGER 1 (02 01 01) becomes -1 (02 01 FF): a hostile issuer's doing.
+    position = data.index(b"\x02\x01\x01", 4)
+    data[position + 2] = 0xFF
+    with pytest.raises(MalformedCertificate, match="positive"):
+        parse_certificate(bytes(data))

@@ -165,3 +165,7 @@ def test_malformed_tokens(setup: dict[str, Any], sandbox_card: Any, change: dict
 @pytest.mark.parametrize("raw", ["not json", "[1, 2]", "x" * 20_000, b"\xff\xfe"])
 def test_tokens_that_are_not_objects(setup: dict[str, Any], raw: Any) -> None:
     assert code_of(setup, raw) == "malformed"
+
+
+def test_deeply_nested_json_is_malformed_not_a_crash(setup: dict[str, Any]) -> None:
+    assert code_of(setup, "[" * 10_000) == "malformed"

@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from saas import clock
 from saas.jpki import profiles
@@ -468,3 +470,19 @@ def test_default_post_does_not_follow_redirects(authority: ca.CertificateAuthori
     with pytest.raises(VerificationFailed) as raised:
         client.revocation(authority.key_id, 0x1001, at=clock.now())
     assert raised.value.code == "ocsp_unavailable"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_responses_raise_only_the_typed_error(authority: ca.CertificateAuthority,
+                                                     delegated: Responder, data: st.DataObject) -> None:
+    request = build_request_for_serial(4242, authority.certificate)
+    original = bytearray(respond(request.der, authority=authority, lookup=good, now=NOW,
+                                 responder=delegated))
+    for _ in range(data.draw(st.integers(1, 6))):
+        position = data.draw(st.integers(0, len(original) - 1))
+        original[position] ^= data.draw(st.integers(1, 255))
+    try:
+        check_response(bytes(original), request, issuer=authority.certificate, at=NOW)
+    except VerificationFailed:
+        pass

@@ -168,6 +168,8 @@ def parse_certificate(data: bytes) -> JPKICertificate:
 def _read(data: bytes, certificate: x509.Certificate) -> JPKICertificate:
     if certificate.version != x509.Version.v3:
         raise MalformedCertificate("not an X.509 v3 certificate")
+    if certificate.serial_number <= 0:  # RFC 5280 §4.1.2.2; a CRL could never list it
+        raise MalformedCertificate("the serial number is not a positive integer")
     if not isinstance(certificate.public_key(), rsa.RSAPublicKey):
         raise MalformedCertificate("JPKI keys are RSA")
     extensions = certificate.extensions  # raises DuplicateExtension on duplicates
@@ -214,8 +216,6 @@ def _extension(extensions: x509.Extensions, oid: x509.ObjectIdentifier) -> Any:
 
 
 def _usage(usage: x509.KeyUsage, name: str) -> bool:
-    if name in ("encipher_only", "decipher_only") and not usage.key_agreement:
-        return False
     return bool(getattr(usage, name))
 
 

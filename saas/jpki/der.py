@@ -8,8 +8,6 @@ from __future__ import annotations
 
 UTF8_STRING = 0x0C
 OCTET_STRING = 0x04
-PRINTABLE_STRING = 0x13
-IA5_STRING = 0x16
 
 
 def read_tlv(data: bytes, offset: int = 0) -> tuple[int, bytes, int]:
@@ -50,6 +48,6 @@ def read_single(data: bytes) -> tuple[int, bytes]:
 def read_text(data: bytes) -> str:
     """A string value given as UTF8String, or as an OCTET STRING holding UTF-8."""
     tag, value = read_single(data)
-    if tag not in (UTF8_STRING, OCTET_STRING, PRINTABLE_STRING, IA5_STRING):
+    if tag not in (UTF8_STRING, OCTET_STRING):
         raise ValueError(f"expected a string, got DER tag 0x{tag:02x}")
     return value.decode("utf-8")

@@ -138,8 +138,12 @@ def check_response(der: bytes, request: OCSPRequest, *, issuer: x509.Certificate
         raise ValueError("the request was not built for this issuer")
     expected = _CertID(asked.hash_algorithm.name, asked.issuer_name_hash, asked.issuer_key_hash,
                        asked.serial_number)
-    answer = _read(der)
-    _check_signer(answer, issuer, at=at, skew=skew)
+    try:
+        answer = _read(der)
+        _check_signer(answer, issuer, at=at, skew=skew)
+    except _HOSTILE as error:  # whatever the bytes make cryptography say: one typed error
+        raise VerificationFailed(f"the OCSP response: {type(error).__name__}: {error}",
+                                 code="ocsp_malformed") from None
     if answer.nonce != request.nonce:
         raise VerificationFailed("the response does not echo this request's nonce",
                                  code="ocsp_nonce_mismatch")
@@ -164,6 +168,10 @@ def check_response(der: bytes, request: OCSPRequest, *, issuer: x509.Certificate
     return OCSPStatus(good=revocation is None, revocation=revocation,
                       this_update=answer.this_update, next_update=answer.next_update,
                       produced_at=answer.produced_at)
+
+
+_HOSTILE = (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension,
+            x509.InvalidVersion, x509.UnsupportedGeneralNameType)
 
 
 def _read(data: bytes) -> _Answer:

@@ -9,7 +9,7 @@ made before a later revocation stays valid, and one made after it does not.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from saas.jpki.certificates import CertificateKind, PersonAttributes, parse_certificate
 from saas.jpki.errors import MalformedCertificate, VerificationFailed
 from saas.jpki.revocation import RevocationChecker, require_not_revoked
-from saas.jpki.trust import TrustStore
+from saas.jpki.trust import DEFAULT_SKEW, TrustStore
 
 SHA256_SIZE = 32
 
@@ -36,7 +36,8 @@ class VerifiedSignature:
 
 
 def verify_signature(*, digest: bytes, signature: bytes, certificate: bytes, store: TrustStore,
-                     revocation: RevocationChecker, signed_at: datetime) -> VerifiedSignature:
+                     revocation: RevocationChecker, signed_at: datetime,
+                     skew: timedelta = DEFAULT_SKEW) -> VerifiedSignature:
     """Verify a signature over a SHA-256 ``digest`` as of ``signed_at``."""
     if store.kind is not CertificateKind.SIGNATURE:
         raise ValueError("document signatures are verified against the signature trust store")
@@ -46,7 +47,7 @@ def verify_signature(*, digest: bytes, signature: bytes, certificate: bytes, sto
         parsed = parse_certificate(certificate)
     except MalformedCertificate as error:
         raise VerificationFailed(f"certificate: {error.detail}", code="malformed") from None
-    trusted = store.validate(parsed, at=signed_at)
+    trusted = store.validate(parsed, at=signed_at, skew=skew)
     try:
         parsed.public_key.verify(signature, digest, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
     except InvalidSignature:

@@ -49,6 +49,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from saas import clock
 from saas.engines import make_engine
 from saas.jpki import crl as crl_reader
 from saas.jpki.certificates import CertificateKind
@@ -166,6 +167,8 @@ def fold_keys(serials: list[int]) -> np.ndarray:
 def index_key(serial: int) -> int:
     """A serial folded to 64 bits: equal serials give equal keys; a collision only costs
     a database read, never a wrong answer."""
+    if serial <= 0:
+        raise ValueError("certificate serial numbers are positive")
     key = serial & _MASK64
     serial >>= 64
     while serial:
@@ -414,7 +417,7 @@ class RedisNonceStore:
         self.redis = redis
 
     def put(self, challenge: Challenge) -> None:
-        ttl = max(1, math.ceil((challenge.expires_at - datetime.now(UTC)).total_seconds()))
+        ttl = max(1, math.ceil((challenge.expires_at - clock.now()).total_seconds()))
         self.redis.set(self.PREFIX + nonce_key(challenge.nonce).hex(),
                        challenge.expires_at.isoformat(), ex=ttl, nx=True)
 

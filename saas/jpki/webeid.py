@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from saas.jpki.certificates import CertificateKind, parse_certificate
 from saas.jpki.errors import MalformedCertificate, VerificationFailed
 from saas.jpki.revocation import RevocationChecker, require_not_revoked
-from saas.jpki.trust import Mode, TrustStore
+from saas.jpki.trust import DEFAULT_SKEW, Mode, TrustStore
 
 TOKEN_FORMAT = "web-eid:1.0"
 NONCE_BYTES = 32
@@ -92,7 +92,7 @@ class VerifiedAuthentication:
 
 def verify_token(token: Mapping[str, Any] | str | bytes, *, nonce: str, origin: str,
                  nonces: NonceStore, store: TrustStore, revocation: RevocationChecker,
-                 at: datetime) -> VerifiedAuthentication:
+                 at: datetime, skew: timedelta = DEFAULT_SKEW) -> VerifiedAuthentication:
     """Verify a ``web-eid:1.0`` token or raise :class:`VerificationFailed` with its code."""
     if store.kind is not CertificateKind.AUTH:
         raise ValueError("web-eid tokens are verified against the auth trust store")
@@ -106,7 +106,7 @@ def verify_token(token: Mapping[str, Any] | str | bytes, *, nonce: str, origin: 
         certificate = parse_certificate(fields["certificate"])
     except MalformedCertificate as error:
         raise VerificationFailed(f"certificate: {error.detail}", code="malformed") from None
-    trusted = store.validate(certificate, at=at)
+    trusted = store.validate(certificate, at=at, skew=skew)
     claimed_origin = fields["origin"]
     if claimed_origin is not None and claimed_origin != origin:
         raise VerificationFailed(f"signed for {claimed_origin}, not {origin}", code="wrong_origin")
@@ -132,7 +132,7 @@ def _fields(token: Mapping[str, Any] | str | bytes) -> dict[str, Any]:
             raise VerificationFailed("the token is too large", code="malformed")
         try:
             token = json.loads(token)
-        except (ValueError, UnicodeError):
+        except (ValueError, UnicodeError, RecursionError):
             raise VerificationFailed("the token is not JSON", code="malformed") from None
     if not isinstance(token, Mapping):
         raise VerificationFailed("the token is not a JSON object", code="malformed")
