@@ -35,11 +35,11 @@ lint: install-dev
 
 test-sqlite:
 	@echo "== tests on SQLite =="
-	env -u TEST_DATABASE_URL $(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	env -u TEST_DATABASE_URL $(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 test-postgresql:
 	@echo "== tests on PostgreSQL =="
-	TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$(PG_TEST_URL)}" $(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$(PG_TEST_URL)}" $(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 install: $(VENV)/.installed translations
 install-dev: $(VENV)/.installed-dev translations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,34 +60,56 @@ def _answers() -> bool:
 
 
 class PluggedCard:
-    """A virtual card plugged into pcscd through vpcd, on its own thread."""
+    """A virtual card plugged into pcscd through vpcd, in its own process (as
+    ``kakehashi-bridge virtual-card`` runs), so pyscard in the test never waits on it."""
 
     def __init__(self, card_file: Path, port: int = 35963) -> None:
-        from kakehashi_bridge.virtual_card import VirtualCard
-        from kakehashi_bridge.vpcd import VpcdConnection
-
-        self.card = VirtualCard(card_file)
-        self.connection = VpcdConnection(self.card, port=port)
-        self.thread = threading.Thread(target=self.connection.serve, daemon=True)
-        self.thread.start()
+        self.apdu_log_file = card_file.with_suffix(".apdu.log")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kakehashi_bridge.cli", "virtual-card", "--card", str(card_file),
+             "--vpcd", f"127.0.0.1:{port}", "--apdu-log", str(self.apdu_log_file)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.wait_present()
 
-    def wait_present(self) -> None:
-        from smartcard.System import readers
+    @property
+    def apdu_log(self) -> list[bytes]:
+        if not self.apdu_log_file.exists():
+            return []
+        return [bytes.fromhex(line) for line in self.apdu_log_file.read_text().split()]
 
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            for reader in readers():
-                connection = reader.createConnection()
-                try:
-                    connection.connect()
-                    connection.disconnect()
+    def wait_present(self) -> None:
+        """Until pcscd reports a card in a vpcd reader (its status only: no connection,
+        which would power the card up and down under the test's feet)."""
+        from smartcard.scard import (
+            SCARD_S_SUCCESS,
+            SCARD_SCOPE_USER,
+            SCARD_STATE_PRESENT,
+            SCARD_STATE_UNAWARE,
+            SCardEstablishContext,
+            SCardGetStatusChange,
+            SCardListReaders,
+            SCardReleaseContext,
+        )
+
+        result, context = SCardEstablishContext(SCARD_SCOPE_USER)
+        assert result == SCARD_S_SUCCESS
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                _, names = SCardListReaders(context, [])
+                result, states = SCardGetStatusChange(context, 100, [(n, SCARD_STATE_UNAWARE) for n in names])
+                if result == SCARD_S_SUCCESS and any(state & SCARD_STATE_PRESENT and atr
+                                                     for _, state, atr in states):
+                    # pcscd powers a new card up on its own thread: let it finish, as a
+                    # person would before pressing "log in".
+                    time.sleep(0.5)
                     return
-                except Exception:  # not this reader, or not yet
-                    continue
-            time.sleep(0.1)
+                time.sleep(0.05)
+        finally:
+            SCardReleaseContext(context)
         raise AssertionError("the virtual card did not appear in pcscd")
 
     def unplug(self) -> None:
-        self.connection.stop()
-        self.thread.join(timeout=5)
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)

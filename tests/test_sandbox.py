@@ -129,3 +129,42 @@ def test_the_linkage_feed_pages_by_sequence(db_session: Any) -> None:
     first = everything[0]["sequence"]
     assert [e["sequence"] for e in sandbox.linkage_feed(after=first)] == [e["sequence"] for e in everything[1:]]
     assert sandbox.linkage_feed(after=everything[-1]["sequence"]) == []
+
+
+def test_old_root_generations_keep_publishing_crls(db_session: Any) -> None:
+    before = sandbox.issue_card(seed=31)
+    new_generation = sandbox.rotate_root(CertificateKind.AUTH)
+    sandbox.report_lost(before.auth.certificate.serial_number)
+    crls = {key: x509.load_der_x509_crl(der) for key, der in sandbox.current_crls(CertificateKind.AUTH).items()}
+    assert len(crls) == 2 and new_generation.key_id in crls
+    listed = [key for key, crl in crls.items()
+              if crl.get_revoked_certificate_by_serial_number(before.auth.certificate.serial_number)]
+    assert listed and listed[0] != new_generation.key_id  # listed by the generation that issued it
+
+
+def test_a_move_to_another_prefecture_changes_the_locality(db_session: Any) -> None:
+    card = sandbox.issue_card(seed=32)
+    key = sandbox.change_attributes(card.auth.certificate.serial_number, address="沖縄県那覇市泉崎１丁目")
+    localities = key.certificate.subject.get_attributes_for_oid(x509.oid.NameOID.LOCALITY_NAME)
+    assert [a.value for a in localities] == ["Okinawa-ken"]
+    with pytest.raises(sandbox.SandboxError) as error:
+        sandbox.change_attributes(card.auth.certificate.serial_number)
+    assert error.value.code == "nothing_changed"
+
+
+def test_a_deceased_holders_card_cannot_be_renewed(db_session: Any) -> None:
+    card = sandbox.issue_card(seed=33)
+    sandbox.end_card(card.auth.certificate.serial_number, deceased=True)
+    with pytest.raises(sandbox.SandboxError) as error:
+        sandbox.renew(card.auth.certificate.serial_number)
+    assert error.value.code == "holder_deceased"
+
+
+def test_synthetic_people_on_29_february() -> None:
+    from datetime import date
+    from random import Random
+
+    from saas.sandbox.persons import synthetic_person
+
+    person = synthetic_person(Random(1), today=date(2028, 2, 29))
+    assert person.attributes.birthdate <= date(2013, 3, 1)

@@ -155,8 +155,12 @@ def test_a_person_follows_a_renewed_card_through_the_linkage_feed(tmp_path: Path
             renewed = sandbox.renew(card.auth.certificate.serial_number)
             db.session.commit()
         feed = app.test_client().get("/sandbox/linkage").get_json()["entries"]
-        assert registry.apply_linkage("sandbox", feed, at=clock.now()) == 1  # the auth pair
+        # The first card's auth→signature pair, then old→new for both certificates.
+        assert registry.apply_linkage("sandbox", feed, at=clock.now()) == 3
         assert registry.person_of(issuer, renewed.auth.certificate.serial_number) == person
+        with app.app_context():
+            signature_issuer = sandbox.trust_stores().signature.anchors[-1].key_id
+        assert registry.person_of(signature_issuer, renewed.signature.certificate.serial_number) == person
         assert registry.apply_linkage("sandbox", feed, at=clock.now()) == 0  # resumed: nothing twice
         assert registry.position("sandbox") == feed[-1]["sequence"]
         db.get_database(app).engine.dispose()

@@ -96,7 +96,7 @@ def virtual_card(args: argparse.Namespace) -> int:
     from kakehashi_bridge.vpcd import DEFAULT_PORT, VpcdConnection
 
     host, _, port = (args.vpcd or f"127.0.0.1:{DEFAULT_PORT}").rpartition(":")
-    card = VirtualCard(args.card)
+    card = VirtualCard(args.card, apdu_log_file=args.apdu_log)
     print(f"virtual card {args.card} → vpcd {host}:{port}", flush=True)
     while True:
         try:
@@ -151,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     virtual = commands.add_parser("virtual-card", help="plug a sandbox card file into pcscd via vpcd")
     virtual.add_argument("--card", type=Path, required=True)
     virtual.add_argument("--vpcd", default=None, help="HOST:PORT of vpcd (default 127.0.0.1:35963)")
+    virtual.add_argument("--apdu-log", type=Path, default=None, help="append every APDU received (hex)")
     virtual.set_defaults(handler=virtual_card)
     check = commands.add_parser("selftest", help="print readers, card type and certificate")
     check.add_argument("--wait", type=float, default=0.0, help="seconds to wait for a card")

@@ -24,6 +24,9 @@ SCARD_W_REMOVED_CARD = 0x80100069
 SCARD_E_READER_UNAVAILABLE = 0x80100017
 SCARD_E_NO_READERS_AVAILABLE = 0x8010002E
 SCARD_E_UNKNOWN_READER = 0x80100009
+SCARD_W_RESET_CARD = 0x80100068
+SCARD_E_PROTO_MISMATCH = 0x8010000F
+_RESET_BY_OTHERS = (SCARD_W_RESET_CARD, SCARD_E_PROTO_MISMATCH)
 
 
 def reader_names() -> list[str]:
@@ -45,6 +48,7 @@ class PCSCTransport:
         from smartcard.Exceptions import CardConnectionException, NoCardException
         from smartcard.System import readers
 
+        self.commands = 0
         matches = [r for r in readers() if str(r) == reader_name]
         if not matches:
             raise ReaderGone(f"reader {reader_name!r} is not connected")
@@ -62,7 +66,16 @@ class PCSCTransport:
         try:
             data, sw1, sw2 = self.connection.transmit(list(apdu))
         except CardConnectionException as error:
-            raise _translate(error) from None
+            if getattr(error, "hresult", None) not in _RESET_BY_OTHERS or self.commands:
+                raise _translate(error) from None
+            # Reset (by insertion or another program) before our first command: nothing of
+            # ours was lost, so reconnect and go on. Later, a reset means starting over.
+            try:
+                self.connection.reconnect()
+                data, sw1, sw2 = self.connection.transmit(list(apdu))
+            except CardConnectionException as again:
+                raise _translate(again) from None
+        self.commands += 1
         return bytes(data), (sw1 << 8) | sw2
 
     def close(self) -> None:

@@ -40,7 +40,8 @@ class CardFileError(ValueError):
 
 
 class VirtualCard:
-    def __init__(self, card_file: Path, state_file: Path | None = None) -> None:
+    def __init__(self, card_file: Path, state_file: Path | None = None,
+                 apdu_log_file: Path | None = None) -> None:
         try:
             document = json.loads(Path(card_file).read_text())
         except (OSError, ValueError) as error:
@@ -65,6 +66,7 @@ class VirtualCard:
             self.pins[kind] = entry[secret].upper().encode()
         self.tries = self._load_tries()
         self.apdu_log: list[bytes] = []
+        self.apdu_log_file = apdu_log_file
         self._lock = threading.Lock()
         self.reset()
 
@@ -81,6 +83,9 @@ class VirtualCard:
     def process(self, apdu: bytes) -> bytes:
         with self._lock:
             self.apdu_log.append(bytes(apdu))
+            if self.apdu_log_file is not None:
+                with self.apdu_log_file.open("a") as log:
+                    log.write(apdu.hex().upper() + "\n")
             try:
                 data, sw = self._dispatch(bytes(apdu))
             except _Status as status:

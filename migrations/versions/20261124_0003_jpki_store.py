@@ -52,6 +52,7 @@ def upgrade() -> None:
     op.create_table("jpki_persons",
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
     sa.Column("created_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("merged_into", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
     sa.PrimaryKeyConstraint("id", name=op.f("pk_jpki_persons"))
     )
     op.create_table("jpki_revocations",

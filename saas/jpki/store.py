@@ -106,6 +106,8 @@ def _define_tables(metadata: MetaData) -> dict[str, Table]:
             "jpki_persons", metadata,
             Column("id", BigId, primary_key=True),
             Column("created_at", when, nullable=False),
+            # Set when linkage showed this person to be an older one (see PersonRegistry.link).
+            Column("merged_into", BigId, nullable=True),
         ),
         "feed_positions": Table(
             "jpki_feed_positions", metadata,
@@ -460,17 +462,28 @@ class PersonRegistry:
 
     def link(self, old: tuple[bytes, int], new: tuple[bytes, int], kind: CertificateKind, *,
              at: datetime) -> int | None:
-        """Attach ``new`` to the person of ``old``; None when ``old`` belongs to no one here."""
+        """Attach ``new`` to the person of ``old``; None when ``old`` belongs to no one here.
+
+        When ``new`` already has a person of its own (someone logged in with a renewed card
+        before the linkage arrived), the two are one person: the newer record's
+        certificates move to the older one, and the newer is marked ``merged_into`` it.
+        """
         with self.engine.begin() as connection:
             person_id = self._person(connection, *old)
             if person_id is None:
                 return None
             current = self._person(connection, *new)
-            if current is not None and current != person_id:
-                raise JPKIError("linkage would merge two persons", code="linkage_conflict")
             if current is None:
                 self._attach(connection, *new, person_id, kind, at)
-            return person_id
+                return person_id
+            if current == person_id:
+                return person_id
+            keep, merged = sorted((person_id, current))
+            connection.execute(update(self.certificates).where(self.certificates.c.person_id == merged)
+                               .values(person_id=keep))
+            connection.execute(update(self.persons).where(self.persons.c.id == merged)
+                               .values(merged_into=keep))
+            return keep
 
     def apply_linkage(self, feed: str, entries: Iterable[Mapping[str, Any]], *, at: datetime) -> int:
         """Apply a linkage feed's entries (old → new certificate) in order; returns how many

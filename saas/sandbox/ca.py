@@ -18,6 +18,7 @@ from cryptography.x509.oid import NameOID
 
 from saas.jpki import der, profiles
 from saas.jpki.certificates import CertificateKind, Gender, PersonAttributes, format_birthdate
+from saas.sandbox.persons import substitute_flags
 
 SANDBOX_OU = "Kakehashi Sandbox"
 ROOT_VALIDITY = timedelta(days=3652)
@@ -111,11 +112,13 @@ def attribute_names(attributes: PersonAttributes) -> list[x509.GeneralName]:
     """The otherNames of the four attributes, as UTF8String values."""
     values = [
         (profiles.OID_NAME, attributes.name),
-        (profiles.OID_NAME_SUBSTITUTES, _flags(attributes.name, attributes.name_substitutes)),
+        (profiles.OID_NAME_SUBSTITUTES,
+         substitute_flags(attributes.name, attributes.name_substitutes) or "0" * len(attributes.name)),
         (profiles.OID_GENDER, _GENDER_CODES[attributes.gender]),
         (profiles.OID_BIRTHDATE, format_birthdate(attributes.birthdate)),
         (profiles.OID_ADDRESS, attributes.address),
-        (profiles.OID_ADDRESS_SUBSTITUTES, _flags(attributes.address, attributes.address_substitutes)),
+        (profiles.OID_ADDRESS_SUBSTITUTES,
+         substitute_flags(attributes.address, attributes.address_substitutes) or "0" * len(attributes.address)),
     ]
     return [x509.OtherName(oid, utf8_string(text)) for oid, text in values]
 
@@ -130,11 +133,6 @@ def _length(length: int) -> bytes:
         return bytes([length])
     body = length.to_bytes((length.bit_length() + 7) // 8, "big")
     return bytes([0x80 | len(body)]) + body
-
-
-def _flags(text: str, positions: tuple[int, ...]) -> str:
-    marked = set(positions)
-    return "".join("1" if i in marked else "0" for i in range(len(text)))
 
 
 def _opaque_id() -> str:

@@ -22,18 +22,20 @@ PAGE = 1000
 def refresh_revocation_data() -> dict[str, Any]:
     """Ingest the sandbox's newest CRLs and apply its linkage feed; safe to repeat."""
     stores = services.trust_stores()
-    crls = {kind: services.current_crl(kind) for kind in CertificateKind}
+    crls = {kind: services.current_crls(kind) for kind in CertificateKind}  # every generation
     db.session.commit()  # publish first: the stores below use their own connections
     engine = db.get_database().engine
     revocations = RevocationStore(engine)
-    ingested: dict[str, int | None] = {}
-    for kind, der in crls.items():
-        try:
-            ingested[kind.value] = revocations.ingest(der, stores.for_kind(kind), at=clock.now()).entries
-        except JPKIError as error:
-            if error.code != "stale_crl_number":  # already have this one: nothing to do
-                raise
-            ingested[kind.value] = None
+    ingested: dict[str, int] = {}
+    for kind, generations in crls.items():
+        for der in generations.values():
+            try:
+                entries = revocations.ingest(der, stores.for_kind(kind), at=clock.now()).entries
+            except JPKIError as error:
+                if error.code != "stale_crl_number":  # already have this one: nothing to do
+                    raise
+                continue
+            ingested[kind.value] = ingested.get(kind.value, 0) + entries
     registry = PersonRegistry(engine)
     linked = 0
     while entries := services.linkage_feed(after=registry.position(LINKAGE_FEED), limit=PAGE):

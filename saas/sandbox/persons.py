@@ -45,6 +45,37 @@ OUTSIDE_TOWNS = [("髙田", "高田"), ("﨑山町", "崎山町")]
 FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
 
 
+PREFECTURES = {
+    "北海道": "Hokkaido", "青森県": "Aomori-ken", "岩手県": "Iwate-ken", "宮城県": "Miyagi-ken",
+    "秋田県": "Akita-ken", "山形県": "Yamagata-ken", "福島県": "Fukushima-ken", "茨城県": "Ibaraki-ken",
+    "栃木県": "Tochigi-ken", "群馬県": "Gunma-ken", "埼玉県": "Saitama-ken", "千葉県": "Chiba-ken",
+    "東京都": "Tokyo-to", "神奈川県": "Kanagawa-ken", "新潟県": "Niigata-ken", "富山県": "Toyama-ken",
+    "石川県": "Ishikawa-ken", "福井県": "Fukui-ken", "山梨県": "Yamanashi-ken", "長野県": "Nagano-ken",
+    "岐阜県": "Gifu-ken", "静岡県": "Shizuoka-ken", "愛知県": "Aichi-ken", "三重県": "Mie-ken",
+    "滋賀県": "Shiga-ken", "京都府": "Kyoto-fu", "大阪府": "Osaka-fu", "兵庫県": "Hyogo-ken",
+    "奈良県": "Nara-ken", "和歌山県": "Wakayama-ken", "鳥取県": "Tottori-ken", "島根県": "Shimane-ken",
+    "岡山県": "Okayama-ken", "広島県": "Hiroshima-ken", "山口県": "Yamaguchi-ken", "徳島県": "Tokushima-ken",
+    "香川県": "Kagawa-ken", "愛媛県": "Ehime-ken", "高知県": "Kochi-ken", "福岡県": "Fukuoka-ken",
+    "佐賀県": "Saga-ken", "長崎県": "Nagasaki-ken", "熊本県": "Kumamoto-ken", "大分県": "Oita-ken",
+    "宮崎県": "Miyazaki-ken", "鹿児島県": "Kagoshima-ken", "沖縄県": "Okinawa-ken",
+}
+
+
+def prefecture_romaji(address: str) -> str | None:
+    """The romanised prefecture an address starts with (the certificate's L= value)."""
+    return next((romaji for name, romaji in PREFECTURES.items() if address.startswith(name)), None)
+
+
+def substitute_flags(text: str, positions: tuple[int, ...]) -> str:
+    """One digit per character, 1 where the character is a substitute ("" when none is)."""
+    marked = set(positions)
+    return "".join("1" if i in marked else "0" for i in range(len(text))) if marked else ""
+
+
+def substitute_positions(flags: str) -> tuple[int, ...]:
+    return tuple(i for i, flag in enumerate(flags) if flag != "0")
+
+
 @dataclass(frozen=True)
 class SyntheticPerson:
     attributes: PersonAttributes
@@ -85,7 +116,7 @@ def synthetic_person(rng: random.Random, *, era: Era | None = None,
 
 
 def _birthdate(rng: random.Random, era: Era | None, today: date) -> date:
-    oldest = today.replace(year=today.year - 110)
+    oldest = date(today.year - 110, today.month, min(today.day, 28))  # 29 February safe
     if era is None:
         start, end = oldest, today - timedelta(days=15 * 366)
     else:

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import ocsp as x509_ocsp
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from saas import clock, db
 from saas.errors import NotFound, ServiceError
@@ -46,7 +46,13 @@ from saas.sandbox.models import (
     SandboxPerson,
     SandboxPublishedCRL,
 )
-from saas.sandbox.persons import SyntheticPerson, synthetic_person
+from saas.sandbox.persons import (
+    SyntheticPerson,
+    prefecture_romaji,
+    substitute_flags,
+    substitute_positions,
+    synthetic_person,
+)
 
 CRL_LIFETIME = timedelta(hours=24)
 
@@ -120,15 +126,18 @@ def issue_card(*, person: SyntheticPerson | None = None, seed: int | None = None
     card = make_card(auth_ca, sign_ca, person, now=now, auth_serial=_serial(),
                      signature_serial=_serial(), auth_pin=auth_pin,
                      signature_password=signature_password)
-    _register(holder, auth_row, card.auth, CertificateKind.AUTH)
+    auth = _register(holder, auth_row, card.auth, CertificateKind.AUTH)
     if card.signature is not None:
-        _register(holder, sign_row, card.signature, CertificateKind.SIGNATURE)
+        signature = _register(holder, sign_row, card.signature, CertificateKind.SIGNATURE)
+        _link(auth, signature, "pair", now)  # 証明書紐付け情報: one holder's two certificates
     return card
 
 
 def renew(serial: int) -> SandboxCard:
     """Renewal: new keys and certificates; the old ones revoked ``superseded`` and linked."""
     holder = _holder_of(serial)
+    if holder.deceased:
+        raise SandboxError(_l("This holder has died: the card cannot be renewed."), code="holder_deceased")
     now = clock.now()
     person = _synthetic(holder)
     (auth_row, auth_ca), (sign_row, sign_ca) = authority(CertificateKind.AUTH), authority(CertificateKind.SIGNATURE)
@@ -137,6 +146,8 @@ def renew(serial: int) -> SandboxCard:
     new_auth = _register(holder, auth_row, card.auth, CertificateKind.AUTH)
     new_sign = _register(holder, sign_row, card.signature, CertificateKind.SIGNATURE) \
         if card.signature is not None else None
+    if new_sign is not None:
+        _link(new_auth, new_sign, "pair", now)
     for old in _current(holder):
         if old.id in {new_auth.id, getattr(new_sign, "id", None)}:
             continue
@@ -151,6 +162,8 @@ def change_attributes(serial: int, *, name: str | None = None,
                       address: str | None = None) -> CardKey:
     """A move or a marriage: the signature certificate is revoked ``affiliationChanged``
     and a new one issued with the new attributes (the auth certificate is untouched)."""
+    if not name and not address:
+        raise SandboxError(_l("Give a new name or a new address."), code="nothing_changed")
     holder = _holder_of(serial)
     now = clock.now()
     old = next((c for c in _current(holder) if c.kind is CertificateKind.SIGNATURE), None)
@@ -161,6 +174,7 @@ def change_attributes(serial: int, *, name: str | None = None,
         holder.name, holder.name_substitutes = name, ""
     if address:
         holder.address, holder.address_substitutes = address, ""
+        holder.prefecture_romaji = prefecture_romaji(address) or holder.prefecture_romaji
     person = _synthetic(holder)
     sign_row, sign_ca = authority(CertificateKind.SIGNATURE)
     key = issue_signature_key(sign_ca, person.attributes, person.prefecture_romaji, now=now,
@@ -192,12 +206,31 @@ def revoke(serial: int, reason: Reason) -> SandboxCertificate:
     return certificate
 
 
-def publish_crl(kind: CertificateKind, *, at: datetime | None = None) -> bytes:
-    """A full CRL of the active root generation of ``kind``, with the next CRL number."""
-    row, issuer = authority(kind)
-    now = at or clock.now()
-    row.last_crl_number += 1
-    db.session.flush()
+def publish_crl(kind: CertificateKind, *, at: datetime | None = None,
+                generation: bytes | None = None) -> bytes:
+    """A full CRL of one root generation of ``kind`` (the active one unless ``generation``
+    names another by key id), with the next CRL number."""
+    return _publish(_generation(kind, generation), at or clock.now())
+
+
+def _generation(kind: CertificateKind, key_id: bytes | None) -> SandboxAuthority:
+    if key_id is None:
+        return authority(kind)[0]
+    row = db.session.scalar(select(SandboxAuthority).where(
+        SandboxAuthority.kind == kind, SandboxAuthority.key_id == key_id))
+    if row is None:
+        raise NotFound(_l("There is no such sandbox root generation."), code="unknown_generation")
+    return row
+
+
+def _publish(row: SandboxAuthority, now: datetime) -> bytes:
+    issuer = _load(row)
+    # Incremented in SQL, so two publishers can never hand out the same number.
+    number = db.session.execute(
+        update(SandboxAuthority).where(SandboxAuthority.id == row.id)
+        .values(last_crl_number=SandboxAuthority.last_crl_number + 1)
+        .returning(SandboxAuthority.last_crl_number)
+        .execution_options(synchronize_session="fetch")).scalar_one()
     revoked = db.session.execute(
         select(SandboxCertificate.serial, SandboxCertificate.revoked_at, SandboxCertificate.reason)
         .where(SandboxCertificate.authority_id == row.id,
@@ -209,17 +242,17 @@ def publish_crl(kind: CertificateKind, *, at: datetime | None = None) -> bytes:
         RevokedEntry(serial, revoked_at, x509.ReasonFlags(reason.value) if reason else None)
         for serial, revoked_at, reason in revoked)
     return build_crl(issuer_name=issuer.certificate.subject, issuer_key=issuer.key,
-                     authority_key_id=issuer.key_id, crl_number=row.last_crl_number,
+                     authority_key_id=issuer.key_id, crl_number=number,
                      this_update=now, next_update=now + CRL_LIFETIME, entries=entries)
 
 
 CRL_REPUBLISH = timedelta(hours=1)
 
 
-def current_crl(kind: CertificateKind) -> bytes:
-    """The CRL to serve: the last one published, unless it is an hour old or a
-    certificate was revoked since, in which case the next one is published."""
-    row, _ = authority(kind)
+def current_crl(kind: CertificateKind, generation: bytes | None = None) -> bytes:
+    """The CRL to serve for one root generation: the last one published, unless it is an
+    hour old or a certificate was revoked since, in which case the next one is published."""
+    row = _generation(kind, generation)
     published = db.session.get(SandboxPublishedCRL, row.id)
     now = clock.now()
     if published is not None and now - published.published_at < CRL_REPUBLISH:
@@ -227,7 +260,7 @@ def current_crl(kind: CertificateKind) -> bytes:
             SandboxCertificate.authority_id == row.id))
         if newest is None or newest < published.published_at:
             return published.der
-    der = publish_crl(kind, at=now)
+    der = _publish(row, now)
     if published is None:
         published = SandboxPublishedCRL(authority_id=row.id)
         db.session.add(published)
@@ -235,6 +268,14 @@ def current_crl(kind: CertificateKind) -> bytes:
     published.published_at, published.next_update = now, now + CRL_LIFETIME
     db.session.flush()
     return der
+
+
+def current_crls(kind: CertificateKind) -> dict[bytes, bytes]:
+    """The CRL of every root generation of ``kind``: old cards stay revocable."""
+    authority(kind)
+    rows = db.session.scalars(select(SandboxAuthority).where(SandboxAuthority.kind == kind)
+                              .order_by(SandboxAuthority.id))
+    return {row.key_id: current_crl(kind, row.key_id) for row in list(rows)}
 
 
 MAX_OCSP_REQUEST = 8 * 1024
@@ -278,7 +319,7 @@ def linkage_feed(after: int = 0, limit: int = 1000) -> list[dict[str, object]]:
         assert old is not None and new is not None
         feed.append({
             "sequence": link.id, "event": link.event, "published_at": link.published_at.isoformat(),
-            "kind": old.kind.value,
+            "kind": new.kind.value,
             "old": {"issuer_key_id": old.authority.key_id.hex(), "serial": str(old.serial)},
             "new": {"issuer_key_id": new.authority.key_id.hex(), "serial": str(new.serial)},
         })
@@ -293,9 +334,9 @@ def _serial() -> int:
 def _store_person(person: SyntheticPerson, now: datetime) -> SandboxPerson:
     attributes = person.attributes
     holder = SandboxPerson(
-        name=attributes.name, name_substitutes=_flags(attributes.name, attributes.name_substitutes),
+        name=attributes.name, name_substitutes=substitute_flags(attributes.name, attributes.name_substitutes),
         gender=attributes.gender.value, birthdate=attributes.birthdate, address=attributes.address,
-        address_substitutes=_flags(attributes.address, attributes.address_substitutes),
+        address_substitutes=substitute_flags(attributes.address, attributes.address_substitutes),
         prefecture_romaji=person.prefecture_romaji, created_at=now)
     db.session.add(holder)
     db.session.flush()
@@ -304,19 +345,11 @@ def _store_person(person: SyntheticPerson, now: datetime) -> SandboxPerson:
 
 def _synthetic(holder: SandboxPerson) -> SyntheticPerson:
     return SyntheticPerson(attributes=PersonAttributes(
-        name=holder.name, name_substitutes=_positions(holder.name_substitutes),
+        name=holder.name, name_substitutes=substitute_positions(holder.name_substitutes),
         gender=Gender(holder.gender), birthdate=holder.birthdate,
         birth_era=Era.of(holder.birthdate), address=holder.address,
-        address_substitutes=_positions(holder.address_substitutes)),
+        address_substitutes=substitute_positions(holder.address_substitutes)),
         prefecture_romaji=holder.prefecture_romaji)
-
-
-def _flags(text: str, positions: tuple[int, ...]) -> str:
-    return "".join("1" if i in positions else "0" for i in range(len(text))) if positions else ""
-
-
-def _positions(flags: str) -> tuple[int, ...]:
-    return tuple(i for i, flag in enumerate(flags) if flag != "0")
 
 
 def _register(holder: SandboxPerson, row: SandboxAuthority, key: CardKey,

@@ -76,7 +76,25 @@ def roots(kind: str) -> Response:
            responses={200: {"description": "A signed X.509 v2 CRL", **BINARY},
                       404: openapi.json_response("Unknown kind", openapi.ERROR)})
 def crl(kind: str) -> Response:
-    der = services.current_crl(_kind(kind))
+    return _crl_response(kind, services.current_crl(_kind(kind)))
+
+
+@bp.get("/crls/<kind>/<generation>")
+@operation(summary="The newest full CRL of one sandbox root generation (by key id, hex)",
+           tags=["Sandbox"], security=[],
+           parameters=[KIND, {"name": "generation", "in": "path", "required": True,
+                              "schema": {"type": "string", "pattern": "^[0-9a-f]{40,64}$"}}],
+           responses={200: {"description": "A signed X.509 v2 CRL", **BINARY},
+                      404: openapi.json_response("Unknown kind or generation", openapi.ERROR)})
+def generation_crl(kind: str, generation: str) -> Response:
+    try:
+        key_id = bytes.fromhex(generation)
+    except ValueError:
+        raise NotFound(_l("There is no such sandbox root generation."), code="unknown_generation") from None
+    return _crl_response(kind, services.current_crl(_kind(kind), key_id))
+
+
+def _crl_response(kind: str, der: bytes) -> Response:
     response = Response(der, mimetype="application/pkix-crl")
     response.headers["Content-Disposition"] = f'attachment; filename="sandbox-{kind}.crl"'
     return response
