@@ -69,7 +69,11 @@ class PluggedCard:
             [sys.executable, "-m", "kakehashi_bridge.cli", "virtual-card", "--card", str(card_file),
              "--vpcd", f"127.0.0.1:{port}", "--apdu-log", str(self.apdu_log_file)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.wait_present()
+        try:
+            self.wait_present()
+        except BaseException:
+            self.unplug()
+            raise
 
     @property
     def apdu_log(self) -> list[bytes]:
@@ -112,4 +116,8 @@ class PluggedCard:
     def unplug(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(timeout=10)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)

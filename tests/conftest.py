@@ -29,6 +29,7 @@ CI = os.environ.get("CI", "").lower() == "true"
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SECRET = "test-secret-" + "x" * 40
+ROOT_ARTIFACTS = Path(__file__).resolve().parent / "artifacts"  # screenshots, not committed
 
 
 def backend() -> str:

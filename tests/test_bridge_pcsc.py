@@ -56,3 +56,178 @@ def test_a_card_removed_mid_operation_is_reported(plugged: PluggedCard) -> None:
     with pytest.raises(CardRemoved):
         card.read_certificate(Kind.AUTH)
     transport.close()
+
+
+# --- end to end: a web page, the agent and the card, in headless Chromium ------------------
+
+LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>RP login</title></head>
+<body><button id="login">Log in with My Number Card</button><button id="twice">Twice</button>
+<pre id="out"></pre><script>
+const q = new URLSearchParams(location.search), AGENT = q.get("agent"), out = document.getElementById("out");
+async function start(challenge) {
+  const r = await fetch(AGENT + "/operations", {method: "POST", headers: {"Content-Type": "application/json"},
+                        body: JSON.stringify({type: "authenticate", challenge})});
+  return [r.status, await r.json()];
+}
+document.getElementById("login").onclick = async () => {
+  try {
+    const [status, op] = await start(q.get("challenge"));
+    if (status !== 201) { out.textContent = "error:" + status + ":" + op.error; return; }
+    window.open(op.consent_url, "kk-consent", "width=480,height=640");
+    for (;;) {
+      await new Promise(r => setTimeout(r, 200));
+      const p = await (await fetch(AGENT + "/operations/" + op.id)).json();
+      if (p.status !== "awaiting_consent") { out.textContent = JSON.stringify(p); return; }
+    }
+  } catch (e) { out.textContent = "unreachable: " + e; }
+};
+document.getElementById("twice").onclick = async () => {
+  const first = await start("a".repeat(44)), second = await start("b".repeat(44));
+  out.textContent = first[0] + "," + second[0] + ":" + second[1].error;
+};
+</script></body></html>"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _serve(app: Any, port: int) -> Any:
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def stack(plugged: PluggedCard) -> Any:
+    from kakehashi_bridge.agent import Agent, AgentConfig
+    from kakehashi_bridge.cli import pcsc_opener
+    from werkzeug.wrappers import Response
+
+    def page(environ: Any, start_response: Any) -> Any:
+        return Response(LOGIN_PAGE, mimetype="text/html")(environ, start_response)
+
+    site_port, other_port, agent_port = _free_port(), _free_port(), _free_port()
+    site = f"http://127.0.0.1:{site_port}"
+    servers = [_serve(page, site_port), _serve(page, other_port),
+               _serve(Agent(AgentConfig(allowed_origins=frozenset({site}), port=agent_port), pcsc_opener()),
+                      agent_port)]
+    yield {"site": site, "other": f"http://127.0.0.1:{other_port}", "agent": f"http://127.0.0.1:{agent_port}",
+           "agent_port": agent_port}
+    for server in servers:
+        server.shutdown()
+
+
+@pytest.fixture
+def browser() -> Any:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", headless=True,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--no-first-run",
+                  "--disable-component-update", "--disable-sync"])
+        yield instance
+        instance.close()
+
+
+def _login_page(browser: Any, stack: dict[str, Any], origin: str, challenge: str) -> Any:
+    from urllib.parse import urlencode
+
+    page = browser.new_context(locale="ja-JP").new_page()
+    page.goto(f"{origin}/?{urlencode({'agent': stack['agent'], 'challenge': challenge})}")
+    return page
+
+
+def _consent(page: Any) -> Any:
+    with page.expect_popup() as opened:
+        page.click("#login")
+    popup = opened.value
+    popup.wait_for_selector("#pin")
+    return popup
+
+
+def test_a_page_on_an_allowed_origin_gets_a_token_saas_verifies(stack: dict[str, Any], browser: Any,
+                                                                sandbox_roots: dict[str, Any]) -> None:
+    import json
+    from datetime import UTC, datetime
+
+    from saas.jpki.certificates import CertificateKind
+    from saas.jpki.trust import Mode, TrustStore
+    from saas.jpki.webeid import MemoryNonceStore, new_challenge, verify_token
+    from tests.conftest import ROOT_ARTIFACTS
+
+    challenge = new_challenge(at=datetime.now(UTC))
+    page = _login_page(browser, stack, stack["site"], challenge.nonce)
+    popup = _consent(page)
+    assert stack["site"] in popup.inner_text("main") and "残り 3 回" in popup.inner_text("main")
+    ROOT_ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    popup.screenshot(path=str(ROOT_ARTIFACTS / "agent-consent-ja.png"), full_page=True)
+    popup.fill("#pin", "1234")
+    popup.click("button[value=approve]")
+    page.wait_for_function("document.getElementById('out').textContent.length > 0", timeout=15_000)
+    result = json.loads(page.inner_text("#out"))
+    assert result["status"] == "done"
+    nonces = MemoryNonceStore()
+    nonces.put(challenge)
+
+    class NotRevoked:
+        def revocation(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    verified = verify_token(result["result"], nonce=challenge.nonce, origin=stack["site"], nonces=nonces,
+                            store=TrustStore(CertificateKind.AUTH, Mode.SANDBOX, [sandbox_roots["auth"].certificate]),
+                            revocation=NotRevoked(), at=datetime.now(UTC))
+    assert verified.serial == 0x1001
+
+
+def test_a_page_on_another_origin_gets_nothing(stack: dict[str, Any], browser: Any) -> None:
+    page = _login_page(browser, stack, stack["other"], "c" * 44)
+    page.click("#login")
+    page.wait_for_function("document.getElementById('out').textContent.length > 0", timeout=15_000)
+    assert page.inner_text("#out").startswith("unreachable")
+
+
+def test_a_rebinding_host_gets_nothing(stack: dict[str, Any]) -> None:
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", stack["agent_port"], timeout=5)
+    connection.request("GET", "/version", headers={"Host": f"rebind.example:{stack['agent_port']}",
+                                                   "Origin": stack["site"]})
+    response = connection.getresponse()
+    assert response.status == 421 and response.getheader("Access-Control-Allow-Origin") is None
+
+
+def test_three_wrong_pins_block_and_the_fourth_try_says_blocked(stack: dict[str, Any], browser: Any) -> None:
+    page = _login_page(browser, stack, stack["site"], "d" * 44)
+    popup = _consent(page)
+    for left in (2, 1):
+        popup.fill("#pin", "0000")
+        popup.click("button[value=approve]")
+        popup.wait_for_selector("#problem")
+        assert f"残り {left} 回" in popup.inner_text("main")
+    popup.fill("#pin", "0000")
+    popup.click("button[value=approve]")
+    popup.wait_for_selector(".result[data-outcome=pin_blocked]")
+    page.wait_for_function("document.getElementById('out').textContent.includes('pin_blocked')", timeout=15_000)
+    again = _login_page(browser, stack, stack["site"], "e" * 44)
+    popup = _consent(again)
+    assert "ロックされています" in popup.inner_text("main")
+    popup.fill("#pin", "1234")  # even the right PIN
+    popup.click("button[value=approve]")
+    popup.wait_for_selector(".result[data-outcome=pin_blocked]")
+
+
+def test_a_second_concurrent_request_gets_409(stack: dict[str, Any], browser: Any) -> None:
+    page = _login_page(browser, stack, stack["site"], "f" * 44)
+    page.click("#twice")
+    page.wait_for_function("document.getElementById('out').textContent.length > 0", timeout=15_000)
+    assert page.inner_text("#out") == "201,409:busy"

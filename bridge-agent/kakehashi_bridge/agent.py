@@ -291,7 +291,9 @@ def _page(html: str, status: int = 200) -> Response:
         "default-src 'none'; script-src 'self'; style-src 'self'; form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'")
     response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    # same-origin, not no-referrer: with no-referrer Chrome sends "Origin: null" on the
+    # form post, and the Origin check of the consent post would refuse the person.
+    response.headers["Referrer-Policy"] = "same-origin"
     response.headers["Cache-Control"] = "no-store"
     return response
 
