@@ -68,7 +68,7 @@ class PluggedCard:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "kakehashi_bridge.cli", "virtual-card", "--card", str(card_file),
              "--vpcd", f"127.0.0.1:{port}", "--apdu-log", str(self.apdu_log_file)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=(card_file.parent / "virtual-card.err").open("w"))
         try:
             self.wait_present()
         except BaseException:
@@ -98,8 +98,10 @@ class PluggedCard:
         result, context = SCardEstablishContext(SCARD_SCOPE_USER)
         assert result == SCARD_S_SUCCESS
         try:
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 30  # a loaded CI machine starts Python slowly
             while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise AssertionError(f"the virtual card exited with {self.process.returncode}")
                 _, names = SCardListReaders(context, [])
                 result, states = SCardGetStatusChange(context, 100, [(n, SCARD_STATE_UNAWARE) for n in names])
                 if result == SCARD_S_SUCCESS and any(state & SCARD_STATE_PRESENT and atr
