@@ -27,6 +27,7 @@ SCARD_E_UNKNOWN_READER = 0x80100009
 SCARD_W_RESET_CARD = 0x80100068
 SCARD_E_PROTO_MISMATCH = 0x8010000F
 _RESET_BY_OTHERS = (SCARD_W_RESET_CARD, SCARD_E_PROTO_MISMATCH)
+SCARD_RESET_CARD = 1  # SCardDisconnect disposition
 
 
 def reader_names() -> list[str]:
@@ -54,7 +55,9 @@ class PCSCTransport:
             raise ReaderGone(f"reader {reader_name!r} is not connected")
         self.connection = matches[0].createConnection()
         try:
-            self.connection.connect()
+            # On disconnect, reset rather than power the card down: the verified PIN is
+            # forgotten just the same, and the next connection skips a power-up.
+            self.connection.connect(disposition=SCARD_RESET_CARD)
         except NoCardException:
             raise NoCard(f"no card in {reader_name}") from None
         except CardConnectionException as error:

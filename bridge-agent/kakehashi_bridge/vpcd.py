@@ -22,6 +22,10 @@ class VpcdConnection:
         self.card = card
         self.socket = socket.create_connection((host, port), timeout=10)
         self.socket.settimeout(None)
+        # vpcd writes a length and then its payload; with Nagle on one side and delayed
+        # ACKs on the other every APDU would stall about 40 ms.
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._quick_ack()
         self._stopped = threading.Event()
 
     def serve(self) -> None:
@@ -64,7 +68,13 @@ class VpcdConnection:
             if not chunk:
                 return None
             data += chunk
+            self._quick_ack()
         return bytes(data)
+
+    def _quick_ack(self) -> None:
+        quick_ack = getattr(socket, "TCP_QUICKACK", None)  # Linux only; re-armed per read
+        if quick_ack is not None:
+            self.socket.setsockopt(socket.IPPROTO_TCP, quick_ack, 1)
 
     def _send(self, payload: bytes) -> None:
         self.socket.sendall(len(payload).to_bytes(2, "big") + payload)
