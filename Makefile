@@ -16,11 +16,16 @@ PYTEST_ARGS ?=
 demo: install
 	$(BIN)/kakehashi migrate
 	$(BIN)/kakehashi seed-demo
+	@test -f instance/demo-card.json || $(BIN)/kakehashi sandbox issue-card \
+		--out instance/demo-card.json --pin 1234 --password DEMO1234 --seed 1
 	@echo ""
 	@echo "  Kakehashi is starting on http://$(HOST):$(PORT)/"
 	@echo "  (demo tenant: http://$(HOST):$(PORT)/t/demo/)"
+	@echo "  The bridge agent runs beside it with a virtual sandbox card: PIN 1234, password DEMO1234."
 	@echo ""
-	$(BIN)/kakehashi serve --host $(HOST) --port $(PORT)
+	@$(BIN)/kakehashi-bridge serve --origin http://$(HOST):$(PORT) --virtual-card instance/demo-card.json & \
+		agent=$$!; trap 'kill $$agent 2>/dev/null' EXIT INT TERM; \
+		$(BIN)/kakehashi serve --host $(HOST) --port $(PORT)
 
 test: system-packages install-dev lint
 	$(MAKE) --no-print-directory test-sqlite
@@ -49,8 +54,8 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: $(VENV)/bin/python pyproject.toml
-	$(BIN)/pip install --quiet -e .
+$(VENV)/.installed: $(VENV)/bin/python pyproject.toml bridge-agent/pyproject.toml
+	$(BIN)/pip install --quiet -e . -e bridge-agent
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/bin/python pyproject.toml bridge-agent/pyproject.toml
