@@ -14,6 +14,7 @@ to start with SQLite, a missing or short ``SECRET_KEY``, or debug on.
 | ``KAKEHASHI_TRUSTED_PROXIES`` | ``0`` | how many reverse proxies set ``X-Forwarded-*`` in front of the app |
 | ``JOB_QUEUE_PREFIX`` | empty | prefix of the rq queue names, to share one Redis between deployments |
 | ``LOG_LEVEL`` | ``INFO`` | level of the JSON log on standard error |
+| ``BRIDGE_ORIGINS`` | empty | more origins (comma-separated) whose pages may use the bridge agent, besides the service's own |
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ def load(instance_path: Path, overrides: Mapping[str, Any] | None = None) -> dic
         "TRUSTED_PROXIES": int(source.get("KAKEHASHI_TRUSTED_PROXIES") or 0),
         "JOB_QUEUE_PREFIX": str(source.get("JOB_QUEUE_PREFIX") or ""),
         "LOG_LEVEL": str(source.get("LOG_LEVEL") or "INFO").upper(),
+        "BRIDGE_ORIGINS": tuple(o.strip() for o in str(source.get("BRIDGE_ORIGINS") or "").split(",")
+                                if o.strip()),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import subprocess
@@ -46,6 +47,9 @@ def pcscd() -> Iterator[None]:
             time.sleep(0.1)
     yield
     if started is not None:
+        # pyscard releases its PC/SC context when a connection object is collected; do
+        # that while pcscd still answers, not at interpreter exit.
+        gc.collect()
         started.terminate()
         started.wait(timeout=10)
 

@@ -201,3 +201,64 @@ def test_version_and_status(agent: Client) -> None:
     assert call(agent, "GET", "/version").get_json()["name"] == "kakehashi-bridge"
     assert call(agent, "GET", "/status").get_json() == {"card": True,
                                                         "tries_left": {"auth": 3, "signature": 5}}
+
+
+def test_the_service_extends_the_allowlist_and_a_failure_keeps_it(card_file: Path) -> None:
+    import json
+
+    from kakehashi_bridge.agent import Agent, AgentConfig
+
+    service = "https://kakehashi.example"
+    agent = Agent(AgentConfig(allowed_origins=frozenset({service}), port=PORT, service=service),
+                  virtual_opener(card_file))
+    client = Client(agent)
+    assert call(client, "GET", "/version", origin="https://login.bank.example").status_code == 403
+    listed = {"origins": [service, "https://login.bank.example", "http://evil.example",
+                          "https://x.example/path", 42]}
+    assert agent.refresh_origins(lambda url: json.dumps(listed).encode())
+    assert agent.origins == {service, "https://login.bank.example"}
+    assert call(client, "GET", "/version", origin="https://login.bank.example").status_code == 200
+
+    def down(url: str) -> bytes:
+        raise OSError("unreachable")
+
+    assert not agent.refresh_origins(down)
+    assert "https://login.bank.example" in agent.origins
+
+
+@pytest.mark.parametrize("value, ok", [
+    ("https://kakehashi.example", True), ("https://kakehashi.example:8443", True),
+    ("http://127.0.0.1:5000", True), ("http://kakehashi.example", False),
+    ("https://kakehashi.example/", False), ("https://kakehashi.example/login", False),
+    ("https://user@kakehashi.example", False), ("javascript:alert(1)", False), ("", False),
+])
+def test_what_counts_as_an_origin(value: str, ok: bool) -> None:
+    from kakehashi_bridge.agent import is_origin
+
+    assert is_origin(value) is ok
+
+
+def test_the_agent_fetches_origins_from_a_running_service(card_file: Path, database_url: str,
+                                                           tmp_path: Path) -> None:
+    import socket
+    import threading
+
+    from kakehashi_bridge.agent import Agent, AgentConfig
+    from werkzeug.serving import make_server
+
+    from tests.conftest import make_app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    service = f"http://127.0.0.1:{port}"
+    app = make_app(database_url, tmp_path, BRIDGE_ORIGINS="https://login.bank.example")
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        agent = Agent(AgentConfig(allowed_origins=frozenset({service}), port=PORT, service=service),
+                      virtual_opener(card_file))
+        assert agent.refresh_origins()
+        assert agent.origins == {service, "https://login.bank.example"}
+    finally:
+        server.shutdown()

@@ -224,6 +224,31 @@ def test_a_second_concurrent_request_gets_409(stack: dict[str, Any], browser: An
     assert page.inner_text("#out") == "201,409:busy"
 
 
+def test_a_card_held_by_another_program_is_reported_as_in_use(plugged: PluggedCard) -> None:
+    import time
+
+    from kakehashi_bridge.card import SharingViolation
+    from smartcard.scard import SCARD_SHARE_EXCLUSIVE
+    from smartcard.System import readers
+
+    holder = next(r for r in readers() if "Virtual PCD 00 00" in str(r)).createConnection()
+    deadline = time.monotonic() + 10
+    while True:  # the previous test's connections may take a moment to be let go
+        try:
+            holder.connect(mode=SCARD_SHARE_EXCLUSIVE)
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    try:
+        with pytest.raises(SharingViolation):
+            find_jpki_card(timeout=0)
+    finally:
+        holder.disconnect()
+    find_jpki_card(timeout=5)[2].close()  # free again
+
+
 # Last in the file: pcscd's vpcd driver can take a while to accept a card again after
 # one vanished mid-transaction.
 def test_a_card_removed_mid_operation_is_reported(plugged: PluggedCard) -> None:

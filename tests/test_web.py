@@ -214,3 +214,9 @@ def test_landing_page_says_what_the_service_is_in_both_languages(client: Any) ->
 
 def test_static_files_ship_with_the_package() -> None:
     assert (ROOT / "saas" / "static" / "htmx.min.js").stat().st_size > 40_000
+
+
+def test_the_bridge_agent_learns_its_origins_from_the_service(database_url: str, tmp_path: Path) -> None:
+    app = make_app(database_url, tmp_path, BRIDGE_ORIGINS="https://login.hospital.example, ")
+    body = app.test_client().get("/bridge/origins", base_url="https://kakehashi.example").get_json()
+    assert body == {"origins": ["https://kakehashi.example", "https://login.hospital.example"]}

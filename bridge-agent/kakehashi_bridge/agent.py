@@ -23,11 +23,13 @@ import json
 import secrets
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
@@ -67,6 +69,17 @@ class AgentConfig:
     allowed_origins: frozenset[str]
     port: int = DEFAULT_PORT
     test_pins: dict[Kind, str] | None = None  # virtual card only: PINs from configuration
+    service: str | None = None  # the Kakehashi service whose /bridge/origins extends the list
+
+
+def is_origin(value: str) -> bool:
+    """``https://host[:port]``, or plain http on loopback only; nothing after the host."""
+    parts = urlsplit(value)
+    if parts.path or parts.query or parts.fragment or parts.username or not parts.hostname:
+        return False
+    if parts.scheme == "https":
+        return True
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")
 
 
 class Agent:
@@ -74,6 +87,7 @@ class Agent:
 
     def __init__(self, config: AgentConfig, open_card: CardOpener) -> None:
         self.config = config
+        self.origins = set(config.allowed_origins)
         self.open_card = open_card
         self.hosts = {f"127.0.0.1:{config.port}", f"localhost:{config.port}"}
         self.own_origins = {f"http://{host}" for host in self.hosts}
@@ -103,7 +117,7 @@ class Agent:
         if path == "/static/consent.css":
             return _static("consent.css", "text/css")
         origin = request.headers.get("Origin")
-        if origin is None or origin not in self.config.allowed_origins:
+        if origin is None or origin not in self.origins:
             return _json({"error": "origin_not_allowed"}, 403)  # and no CORS headers
         if request.method == "OPTIONS":
             response = Response(status=204)
@@ -129,6 +143,31 @@ class Agent:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Vary"] = "Origin"
         return response
+
+    # -- origins from the service ---------------------------------------------------------
+
+    def refresh_origins(self, fetch: Callable[[str], bytes] | None = None) -> bool:
+        """Replace the service's extra origins with what it lists now; keep them on failure."""
+        if self.config.service is None:
+            return False
+        url = self.config.service.rstrip("/") + "/bridge/origins"
+        try:
+            body = json.loads((fetch or _fetch)(url))
+            listed = {o for o in body["origins"] if isinstance(o, str) and is_origin(o)}
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        self.origins = set(self.config.allowed_origins) | listed
+        return True
+
+    def keep_origins_fresh(self, every: float = 3600.0) -> threading.Thread:
+        def loop() -> None:
+            while True:
+                self.refresh_origins()
+                time.sleep(every)
+
+        thread = threading.Thread(target=loop, name="origins", daemon=True)
+        thread.start()
+        return thread
 
     # -- API ------------------------------------------------------------------------------
 
@@ -277,6 +316,24 @@ class Agent:
         now = time.monotonic()
         for key in [k for k, op in self._operations.items() if now - op.created > OPERATION_LIFETIME]:
             del self._operations[key]
+
+
+MAX_ORIGINS_DOCUMENT = 64 * 1024
+
+
+def _fetch(url: str) -> bytes:
+    """GET the service's origins list: https (or loopback http) only, no redirects, small."""
+    if not (url.startswith("https://") or url.startswith(("http://127.0.0.1", "http://localhost"))):
+        raise ValueError("the service URL must be https")
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    opener = urllib.request.build_opener(_NoRedirect)
+    with opener.open(request, timeout=10) as response:
+        return response.read(MAX_ORIGINS_DOCUMENT + 1)[:MAX_ORIGINS_DOCUMENT]
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
 
 def _json(body: dict[str, Any], status: int = 200) -> Response:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from kakehashi_bridge import __version__
-from kakehashi_bridge.agent import FALLBACK_PORTS, Agent, AgentConfig
+from kakehashi_bridge.agent import FALLBACK_PORTS, Agent, AgentConfig, is_origin
 from kakehashi_bridge.card import CardError, InProcessTransport, JPKICard
 from kakehashi_bridge.jpki import Kind
 
@@ -62,9 +62,17 @@ def card_file_pins(card_file: Path) -> dict[Kind, str]:
 def serve(args: argparse.Namespace) -> int:
     from werkzeug.serving import make_server
 
-    origins = frozenset(args.origin)
+    origins = frozenset(args.origin or ())
+    if args.service:
+        if not is_origin(args.service.rstrip("/")):
+            print(f"error: {args.service!r} is not the service's https origin", file=sys.stderr)
+            return 2
+        origins |= {args.service.rstrip("/")}
+    if not origins:
+        print("error: name the allowed sites with --origin or the service with --service", file=sys.stderr)
+        return 2
     for origin in origins:
-        if not origin.startswith(("https://", "http://127.0.0.1", "http://localhost")) or origin.endswith("/"):
+        if not is_origin(origin):
             print(f"error: {origin!r} is not an origin (https://host[:port], or http on loopback)",
                   file=sys.stderr)
             return 2
@@ -74,12 +82,15 @@ def serve(args: argparse.Namespace) -> int:
     opener = virtual_opener(args.virtual_card) if args.virtual_card else pcsc_opener()
     ports = [args.port] if args.port else list(FALLBACK_PORTS)
     for port in ports:
-        config = AgentConfig(allowed_origins=origins, port=port,
+        config = AgentConfig(allowed_origins=origins, port=port, service=args.service,
                              test_pins=card_file_pins(args.virtual_card) if args.test_pin else None)
+        agent = Agent(config, opener)
         try:
-            server = make_server("127.0.0.1", port, Agent(config, opener), threaded=True)
+            server = make_server("127.0.0.1", port, agent, threaded=True)
         except OSError:
             continue
+        if args.service:
+            agent.keep_origins_fresh()
         print(f"kakehashi-bridge {__version__} on http://127.0.0.1:{port}/ for {', '.join(sorted(origins))}",
               flush=True)
         try:
@@ -143,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("serve", help="run the agent on 127.0.0.1")
-    run.add_argument("--origin", action="append", required=True, help="an allowed web origin (repeat)")
+    run.add_argument("--origin", action="append", help="an allowed web origin (repeat)")
+    run.add_argument("--service", default=None,
+                     help="the Kakehashi service (https origin): allowed, and asked hourly for more origins")
     run.add_argument("--port", type=int, default=None, help=f"default: first free of {FALLBACK_PORTS}")
     run.add_argument("--virtual-card", type=Path, default=None, help="use this sandbox card file in-process")
     run.add_argument("--test-pin", action="store_true", help="virtual card only: PIN from the card file")

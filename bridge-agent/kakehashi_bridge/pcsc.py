@@ -110,10 +110,14 @@ def find_jpki_card(timeout: float = 0.0) -> tuple[str, JPKICard, PCSCTransport]:
         names = reader_names()
         if not names and time.monotonic() >= deadline:
             raise NoReader("no card reader is connected")
+        busy: SharingViolation | None = None
         for name in names:
             try:
                 transport = PCSCTransport(name)
-            except (NoCard, SharingViolation, ReaderGone):
+            except SharingViolation as error:
+                busy = error  # a card is there, but another program holds it
+                continue
+            except (NoCard, ReaderGone):
                 continue
             card = JPKICard(transport)
             try:
@@ -123,5 +127,7 @@ def find_jpki_card(timeout: float = 0.0) -> tuple[str, JPKICard, PCSCTransport]:
                 continue
             return name, card, transport
         if time.monotonic() >= deadline:
+            if busy is not None:
+                raise busy
             raise NoCard("no My Number Card in any reader")
         time.sleep(0.25)

@@ -75,6 +75,25 @@ def readyz() -> tuple[Response, int]:
     return jsonify(body), 200 if ready else 503
 
 
+BRIDGE_ORIGINS = openapi.schema("BridgeOrigins", {
+    "type": "object", "required": ["origins"],
+    "properties": {"origins": {"type": "array", "items": {"type": "string", "format": "uri"},
+                               "description": "Origins whose pages may use the bridge agent"}},
+})
+
+
+@bp.get("/bridge/origins")
+@operation(summary="The web origins a bridge agent should allow (it refreshes them from here)",
+           tags=["Bridge agent"], security=[],
+           responses={200: json_response("The origins", BRIDGE_ORIGINS)})
+def bridge_origins() -> Response:
+    own = request.host_url.rstrip("/")
+    origins = [own, *(o for o in current_app.config["BRIDGE_ORIGINS"] if o != own)]
+    response = jsonify(origins=origins)
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
 @bp.get("/openapi.json")
 @operation(summary="This OpenAPI 3.1 document", tags=["Operations"], security=[],
            responses={200: json_response("The document", {"type": "object"})})
