@@ -251,6 +251,15 @@ def test_a_card_held_by_another_program_is_reported_as_in_use(plugged: PluggedCa
 
 # Last in the file: pcscd's vpcd driver can take a while to accept a card again after
 # one vanished mid-transaction.
+def test_insertion_and_removal_are_waited_for(plugged: PluggedCard) -> None:
+    from kakehashi_bridge.pcsc import wait_for_card
+
+    assert wait_for_card(True, timeout=5) == "Virtual PCD 00 00"
+    assert wait_for_card(False, timeout=0.3, reader_name="Virtual PCD 00 00") is None  # still there
+    plugged.unplug()
+    assert wait_for_card(False, timeout=10, reader_name="Virtual PCD 00 00") == "Virtual PCD 00 00"
+
+
 def test_a_card_removed_mid_operation_is_reported(plugged: PluggedCard) -> None:
     _, card, transport = find_jpki_card(timeout=5)
     card.read_certificate(Kind.AUTH)

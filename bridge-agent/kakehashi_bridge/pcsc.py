@@ -131,3 +131,51 @@ def find_jpki_card(timeout: float = 0.0) -> tuple[str, JPKICard, PCSCTransport]:
                 raise busy
             raise NoCard("no My Number Card in any reader")
         time.sleep(0.25)
+
+
+def wait_for_card(present: bool, timeout: float, reader_name: str | None = None) -> str | None:
+    """Block until a card is inserted (``present``) or removed, in ``reader_name`` or in
+    any reader; returns the reader's name, or None when ``timeout`` seconds pass first.
+
+    Uses PC/SC's own change notification (SCardGetStatusChange), not polling connects,
+    which would power the card up and down.
+    """
+    from smartcard.scard import (
+        SCARD_E_TIMEOUT,
+        SCARD_S_SUCCESS,
+        SCARD_SCOPE_USER,
+        SCARD_STATE_CHANGED,
+        SCARD_STATE_PRESENT,
+        SCARD_STATE_UNAWARE,
+        SCardEstablishContext,
+        SCardGetStatusChange,
+        SCardListReaders,
+        SCardReleaseContext,
+    )
+
+    result, context = SCardEstablishContext(SCARD_SCOPE_USER)
+    if result != SCARD_S_SUCCESS:
+        raise NoReader("PC/SC is not available (is pcscd running?)")
+    try:
+        _, names = SCardListReaders(context, [])
+        names = [n for n in (names or []) if reader_name in (None, n)]
+        if not names:
+            raise NoReader("no card reader is connected")
+        result, states = SCardGetStatusChange(context, 0, [(n, SCARD_STATE_UNAWARE) for n in names])
+        deadline = time.monotonic() + timeout
+        while True:
+            for name, state, _atr in states:
+                if bool(state & SCARD_STATE_PRESENT) == present:
+                    return name
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            result, changed = SCardGetStatusChange(
+                context, int(min(remaining, 1.0) * 1000),
+                [(name, state & ~SCARD_STATE_CHANGED) for name, state, _ in states])
+            if result == SCARD_S_SUCCESS:
+                states = changed
+            elif result != SCARD_E_TIMEOUT:
+                raise ReaderGone("the reader stopped answering")
+    finally:
+        SCardReleaseContext(context)
