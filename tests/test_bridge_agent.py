@@ -262,3 +262,12 @@ def test_the_agent_fetches_origins_from_a_running_service(card_file: Path, datab
         assert agent.origins == {service, "https://login.bank.example"}
     finally:
         server.shutdown()
+
+
+def test_the_page_can_cancel_its_operation_and_free_the_agent(agent: Client) -> None:
+    first = start(agent, "i" * 44)
+    assert call(agent, "DELETE", f"/operations/{first['id']}", origin="https://evil.example").status_code == 403
+    assert call(agent, "DELETE", f"/operations/{first['id']}").get_json() == {"status": "cancelled"}
+    second = start(agent, "j" * 44)  # no 409 any more
+    page = call(agent, "GET", f"/consent/{first['id']}", origin=None).get_data(as_text=True)
+    assert 'data-outcome="expired"' in page and second["id"] != first["id"]

@@ -121,7 +121,7 @@ class Agent:
             return _json({"error": "origin_not_allowed"}, 403)  # and no CORS headers
         if request.method == "OPTIONS":
             response = Response(status=204)
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE"
             response.headers["Access-Control-Allow-Headers"] = "Content-Type"
             response.headers["Access-Control-Max-Age"] = "600"
             if request.headers.get("Access-Control-Request-Private-Network") == "true":
@@ -135,6 +135,8 @@ class Agent:
         handler = routes.get((request.method, path))
         if handler is None and request.method == "GET" and path.startswith("/operations/"):
             return self._cors(self._poll(path.removeprefix("/operations/"), origin), origin)
+        if handler is None and request.method == "DELETE" and path.startswith("/operations/"):
+            return self._cors(self._cancel(path.removeprefix("/operations/"), origin), origin)
         if handler is None:
             return self._cors(_json({"error": "not_found"}, 404), origin)
         return self._cors(handler(request, origin), origin)
@@ -230,6 +232,16 @@ class Agent:
                 body["error"] = operation.error
                 del self._operations[operation_id]
         return _json(body)
+
+    def _cancel(self, operation_id: str, origin: str) -> Response:
+        """The page gave up (its pop-up was closed): free the agent for the next request."""
+        with self._lock:
+            operation = self._operations.get(operation_id)
+            if operation is None or operation.origin != origin:
+                return _json({"error": "not_found"}, 404)
+            if operation.status == "awaiting_consent":
+                operation.status, operation.error = "cancelled", "cancelled"
+        return _json({"status": operation.status})
 
     # -- consent page -------------------------------------------------------------------
 
