@@ -271,3 +271,90 @@ def test_the_page_can_cancel_its_operation_and_free_the_agent(agent: Client) -> 
     second = start(agent, "j" * 44)  # no 409 any more
     page = call(agent, "GET", f"/consent/{first['id']}", origin=None).get_data(as_text=True)
     assert 'data-outcome="expired"' in page and second["id"] != first["id"]
+
+
+def _form_token(agent: Client, operation: dict[str, Any]) -> str:
+    page = call(agent, "GET", f"/consent/{operation['id']}", origin=None).get_data(as_text=True)
+    return re.search(r'name="form_token" value="([^"]+)"', page).group(1)
+
+
+def test_a_consent_form_is_good_for_one_post_only(agent: Client) -> None:
+    operation = start(agent, "k" * 44)
+    token = _form_token(agent, operation)
+    post = {"form_token": token, "pin": "0000", "action": "approve"}
+    first = call(agent, "POST", f"/consent/{operation['id']}", origin=AGENT, data=post)
+    assert "残り 2 回" in first.get_data(as_text=True) or "2 tries left" in first.get_data(as_text=True)
+    replay = call(agent, "POST", f"/consent/{operation['id']}", origin=AGENT, data=post)  # reload
+    assert replay.status_code == 403
+    assert call(agent, "GET", "/status").get_json()["tries_left"]["auth"] == 2  # one try spent, not two
+
+
+def test_a_stale_operation_can_no_longer_be_approved(agent: Client) -> None:
+    operation = start(agent, "l" * 44)
+    token = _form_token(agent, operation)
+    app = agent.application
+    app._operations[operation["id"]].created -= 10_000  # older than the challenge's five minutes
+    post = {"form_token": token, "pin": "1234", "action": "approve"}
+    assert call(agent, "POST", f"/consent/{operation['id']}", origin=AGENT, data=post).status_code == 404
+    assert call(agent, "GET", f"/operations/{operation['id']}").status_code == 404
+
+
+def test_another_allowed_origin_cannot_read_or_cancel_an_operation(card_file: Path) -> None:
+    other = "https://other.kakehashi.example"
+    agent = Client(Agent(AgentConfig(allowed_origins=frozenset({SITE, other}), port=PORT),
+                         virtual_opener(card_file)))
+    operation = start(agent, "m" * 44)
+    assert call(agent, "GET", f"/operations/{operation['id']}", origin=other).status_code == 404
+    assert call(agent, "DELETE", f"/operations/{operation['id']}", origin=other).status_code == 404
+    assert call(agent, "GET", f"/operations/{operation['id']}").get_json()["status"] == "awaiting_consent"
+
+
+def test_text_that_could_disguise_what_is_signed_is_refused(agent: Client) -> None:
+    digest = base64.b64encode(bytes(32)).decode()
+    for text in ("金額: 1000\u202e0001 円", "zero\u200bwidth", "bell\x07"):
+        response = call(agent, "POST", "/operations", json={"type": "sign", "digest": digest, "text": text})
+        assert response.status_code == 400 and response.get_json()["error"] == "invalid_text"
+    ok = call(agent, "POST", "/operations", json={"type": "sign", "digest": digest, "text": "一行目\n二行目"})
+    assert ok.status_code == 201
+
+
+def test_status_of_a_card_without_a_signature_key(sandbox_roots: dict[str, Any], tmp_path: Path) -> None:
+    import random
+
+    from saas.jpki.certificates import Era
+    from saas.sandbox.cards import issue_card
+    from saas.sandbox.persons import synthetic_person
+
+    child = issue_card(sandbox_roots["auth"], sandbox_roots["signature"],
+                       synthetic_person(random.Random(4), era=Era.REIWA), now=datetime.now(UTC),
+                       auth_serial=91, signature_serial=92, auth_pin="1234")
+    agent = make_agent(write_card_file(child, tmp_path, "child.json"))
+    assert call(agent, "GET", "/status").get_json() == {"card": True,
+                                                        "tries_left": {"auth": 3, "signature": None}}
+
+
+def test_the_agent_never_selects_the_my_number_application(card_file: Path) -> None:
+    from kakehashi_bridge.agent import Agent, AgentConfig
+    from kakehashi_bridge.card import InProcessTransport, JPKICard
+    from kakehashi_bridge.virtual_card import VirtualCard
+
+    virtual = VirtualCard(card_file)
+
+    from contextlib import contextmanager
+
+    @contextmanager
+    def opener() -> Any:
+        virtual.reset()
+        card = JPKICard(InProcessTransport(virtual))
+        card.select_jpki()
+        yield card
+
+    agent = Client(Agent(AgentConfig(allowed_origins=frozenset({SITE}), port=PORT), opener))
+    call(agent, "GET", "/status")
+    operation = start(agent, "n" * 44)
+    consent(agent, operation, "1234")
+    digest = base64.b64encode(bytes(32)).decode()
+    signing = call(agent, "POST", "/operations", json={"type": "sign", "digest": digest, "text": "同意"}).get_json()
+    consent(agent, signing, "SANDBOX1")
+    selected = {apdu[5:].hex() for apdu in virtual.apdu_log if apdu[:4] == bytes.fromhex("00A4040C")}
+    assert selected == {"d392f000260100000001"}

@@ -49,7 +49,8 @@ def test_certificates_are_read_in_chunks(card: JPKICard, virtual: VirtualCard, s
     der = card.read_certificate(Kind.AUTH)
     assert der == sandbox_card.auth.certificate.public_bytes(serialization.Encoding.DER)
     reads = [a for a in virtual.apdu_log if a[:2] == b"\x00\xb0"]
-    assert len(reads) >= 2 and all(a[4] <= 255 or a[4] == 0 for a in reads)
+    # The 4-byte DER header first, then chunks of at most 256 bytes (Le 00 means 256).
+    assert reads[0][4] == 4 and len(reads) == 1 + -(-(len(der) - 4) // 256)
     assert x509.load_der_x509_certificate(card.read_ca_certificate(Kind.AUTH)) == sandbox_card.auth_ca
 
 
@@ -162,3 +163,11 @@ def test_bad_card_files_are_refused(tmp_path: Path) -> None:
         VirtualCard(tmp_path / "x.json")
     with pytest.raises(CardFileError):
         VirtualCard(tmp_path / "missing.json")
+
+
+def test_a_changed_pin_survives_a_power_cycle(card: JPKICard, tmp_path: Path) -> None:
+    card.verify_pin(Kind.AUTH, "1234")
+    card.change_pin(Kind.AUTH, "8642")
+    again = JPKICard(InProcessTransport(VirtualCard(tmp_path / "card.json")))
+    again.select_jpki()
+    again.verify_pin(Kind.AUTH, "8642")

@@ -23,6 +23,7 @@ import json
 import secrets
 import threading
 import time
+import unicodedata
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,7 +36,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
 from kakehashi_bridge import __version__
-from kakehashi_bridge.card import CardError, InvalidPinFormat, JPKICard, PinBlocked, WrongPin
+from kakehashi_bridge.card import CardError, FileNotFound, InvalidPinFormat, JPKICard, PinBlocked, WrongPin
 from kakehashi_bridge.jpki import Kind
 from kakehashi_bridge.ui import render_consent, render_result
 
@@ -179,7 +180,12 @@ class Agent:
     def _status(self, request: Request, origin: str) -> Response:
         try:
             with self._card() as card:
-                tries = {kind.value: card.tries_left(kind) for kind in Kind}
+                tries: dict[str, int | None] = {}
+                for kind in Kind:
+                    try:
+                        tries[kind.value] = card.tries_left(kind)
+                    except FileNotFound:  # no signature key on a card of a holder under 15
+                        tries[kind.value] = None
         except CardError as error:
             return _json({"card": False, "error": error.code})
         return _json({"card": True, "tries_left": tries})
@@ -206,14 +212,16 @@ class Agent:
             text = body.get("text")
             if len(digest) != 32:
                 return _json({"error": "invalid_digest", "message": "a base64 SHA-256 digest"}, 400)
-            if not isinstance(text, str) or not 1 <= len(text) <= MAX_TEXT:
-                return _json({"error": "invalid_text", "message": "the text the person approves"}, 400)
+            if not isinstance(text, str) or not 1 <= len(text) <= MAX_TEXT or not _displayable(text):
+                return _json({"error": "invalid_text",
+                              "message": "1–2000 characters the person can read: no control or "
+                                         "direction-changing characters"}, 400)
             operation.digest, operation.text = digest, text
         else:
             return _json({"error": "unknown_operation"}, 400)
         with self._lock:
             self._expire()
-            if any(op.status == "awaiting_consent" for op in self._operations.values()):
+            if any(op.status in ("awaiting_consent", "in_progress") for op in self._operations.values()):
                 return _json({"error": "busy", "message": "another operation is pending"}, 409)
             self._operations[operation.id] = operation
         consent = f"http://127.0.0.1:{self.config.port}/consent/{operation.id}"
@@ -221,6 +229,7 @@ class Agent:
 
     def _poll(self, operation_id: str, origin: str) -> Response:
         with self._lock:
+            self._expire()
             operation = self._operations.get(operation_id)
             if operation is None or operation.origin != origin:
                 return _json({"error": "not_found"}, 404)
@@ -236,9 +245,12 @@ class Agent:
     def _cancel(self, operation_id: str, origin: str) -> Response:
         """The page gave up (its pop-up was closed): free the agent for the next request."""
         with self._lock:
+            self._expire()
             operation = self._operations.get(operation_id)
             if operation is None or operation.origin != origin:
                 return _json({"error": "not_found"}, 404)
+            if operation.status == "in_progress":
+                return _json({"error": "busy", "message": "the card is working on it"}, 409)
             if operation.status == "awaiting_consent":
                 operation.status, operation.error = "cancelled", "cancelled"
         return _json({"status": operation.status})
@@ -246,45 +258,52 @@ class Agent:
     # -- consent page -------------------------------------------------------------------
 
     def _consent(self, request: Request, operation_id: str) -> Response:
-        with self._lock:
-            operation = self._operations.get(operation_id)
-        if operation is None or operation.status != "awaiting_consent":
-            return _page(render_result("expired", request.accept_languages), 404)
         language = request.accept_languages
+        test_mode = self.config.test_pins is not None
+        with self._lock:
+            self._expire()
+            operation = self._operations.get(operation_id)
+            if operation is None or operation.status != "awaiting_consent":
+                return _page(render_result("expired", language), 404)
+            if request.method == "POST":
+                if request.headers.get("Origin") not in self.own_origins or \
+                        not secrets.compare_digest(request.form.get("form_token", ""), operation.form_token):
+                    return _page(render_result("forbidden", language), 403)
+                # One post per rendered form: a double click, a reload or a parallel post
+                # finds the token spent and costs no PIN try.
+                operation.form_token = secrets.token_urlsafe(24)
+                operation.status = "in_progress"
         if request.method == "GET":
-            return _page(render_consent(operation, self._tries(operation), language,
-                                        test_mode=self.config.test_pins is not None))
+            return _page(render_consent(operation, self._tries(operation), language, test_mode=test_mode))
         if request.method != "POST":
             return _page(render_result("expired", language), 405)
-        if request.headers.get("Origin") not in self.own_origins or \
-                not secrets.compare_digest(request.form.get("form_token", ""), operation.form_token):
-            return _page(render_result("forbidden", language), 403)
         if request.form.get("action") != "approve":
             self._finish(operation, "cancelled", error="cancelled")
             return _page(render_result("cancelled", language))
         pin = request.form.get("pin", "")
         kind = Kind.AUTH if operation.kind == "authenticate" else Kind.SIGNATURE
-        if not pin and self.config.test_pins is not None:
-            pin = self.config.test_pins.get(kind, "")
+        if not pin and test_mode:
+            pin = self.config.test_pins.get(kind, "")  # type: ignore[union-attr]
         try:
             result = self._perform(operation, kind, pin)
         except WrongPin as error:
-            return _page(render_consent(operation, error.tries_left, language,
-                                        test_mode=self.config.test_pins is not None,
-                                        problem="wrong_pin"), 200)
+            return self._again(operation, error.tries_left, language, "wrong_pin")
         except InvalidPinFormat:
-            return _page(render_consent(operation, self._tries(operation), language,
-                                        test_mode=self.config.test_pins is not None,
-                                        problem="invalid_pin_format"), 200)
+            return self._again(operation, self._tries(operation), language, "invalid_pin_format")
         except PinBlocked:
             self._finish(operation, "failed", error="pin_blocked")
             return _page(render_result("pin_blocked", language))
         except CardError as error:
-            return _page(render_consent(operation, None, language,
-                                        test_mode=self.config.test_pins is not None,
-                                        problem=error.code), 200)
+            return self._again(operation, None, language, error.code)
         self._finish(operation, "done", result=result)
         return _page(render_result("done", language))
+
+    def _again(self, operation: Operation, tries: int | None, language: Any, problem: str) -> Response:
+        """Back to the form (with a fresh token) after a wrong PIN or a card problem."""
+        with self._lock:
+            operation.status = "awaiting_consent"
+        return _page(render_consent(operation, tries, language, test_mode=self.config.test_pins is not None,
+                                    problem=problem))
 
     def _tries(self, operation: Operation) -> int | None:
         kind = Kind.AUTH if operation.kind == "authenticate" else Kind.SIGNATURE
@@ -322,6 +341,8 @@ class Agent:
     def _finish(self, operation: Operation, status: str, *, result: dict[str, Any] | None = None,
                 error: str | None = None) -> None:
         with self._lock:
+            if operation.status == "cancelled":
+                return  # the page gave up first: its decision stands
             operation.status, operation.result, operation.error = status, result, error
 
     def _expire(self) -> None:
@@ -331,6 +352,12 @@ class Agent:
 
 
 MAX_ORIGINS_DOCUMENT = 64 * 1024
+
+
+def _displayable(text: str) -> bool:
+    """No control or format characters (bidi overrides, zero-width) that could make the
+    shown text differ from what is signed; line breaks are fine."""
+    return all(ch == "\n" or unicodedata.category(ch) not in ("Cc", "Cf", "Co", "Cs") for ch in text)
 
 
 def _fetch(url: str) -> bytes:

@@ -66,6 +66,14 @@ class SharingViolation(CardError):
     code = "card_in_use"
 
 
+class FileNotFound(CardError):
+    code = "file_not_found"
+
+
+class WrongParameters(CardError):
+    code = "wrong_parameters"
+
+
 class CommandFailed(CardError):
     code = "card_command_failed"
 
@@ -107,6 +115,7 @@ class JPKICard:
             return sw & 0x0F
         if sw == jpki.SW_OK:  # some cards answer 90 00 while verified
             return jpki.MAX_TRIES[kind]
+        _check(sw, "VERIFY (tries left)")
         raise CommandFailed(sw, "VERIFY (tries left)")
 
     def verify_pin(self, kind: Kind, pin: str) -> None:
@@ -178,6 +187,10 @@ def _check(sw: int, what: str) -> None:
         raise SecurityNotSatisfied(f"{what}: the PIN has not been verified")
     if sw == jpki.SW_BLOCKED:
         raise PinBlocked(f"{what}: the PIN is blocked")
+    if sw == jpki.SW_FILE_NOT_FOUND:
+        raise FileNotFound(f"{what}: no such file on this card")
+    if sw in (jpki.SW_WRONG_P1P2, jpki.SW_WRONG_LENGTH):
+        raise WrongParameters(f"{what}: status {sw:04X}")
     raise CommandFailed(sw, what)
 
 

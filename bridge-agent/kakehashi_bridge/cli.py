@@ -29,7 +29,11 @@ def pcsc_opener():  # type: ignore[no-untyped-def]
     def open_card() -> Iterator[JPKICard]:
         _, card, transport = find_jpki_card(timeout=0)
         try:
-            yield card
+            transport.begin_transaction()
+            try:
+                yield card
+            finally:
+                transport.end_transaction()
         finally:
             transport.close()
 

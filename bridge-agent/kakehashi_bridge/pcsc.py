@@ -9,11 +9,11 @@ from __future__ import annotations
 import time
 
 from kakehashi_bridge.card import (
+    CardError,
     CardRemoved,
     JPKICard,
     NoCard,
     NoReader,
-    NotJPKICard,
     ReaderGone,
     SharingViolation,
 )
@@ -81,6 +81,24 @@ class PCSCTransport:
         self.commands += 1
         return bytes(data), (sw1 << 8) | sw2
 
+    def begin_transaction(self) -> None:
+        """Hold the card for one operation: no other PC/SC program can slip a command in
+        between our VERIFY and our signature."""
+        from smartcard.scard import SCARD_S_SUCCESS, SCardBeginTransaction
+
+        if SCardBeginTransaction(self._handle()) != SCARD_S_SUCCESS:
+            raise SharingViolation("another program is using the card")
+
+    def end_transaction(self) -> None:
+        from smartcard.scard import SCARD_RESET_CARD as RESET
+        from smartcard.scard import SCardEndTransaction
+
+        SCardEndTransaction(self._handle(), RESET)  # forget the verified PIN at once
+
+    def _handle(self) -> int:
+        connection = getattr(self.connection, "component", self.connection)
+        return connection.hcard
+
     def close(self) -> None:
         try:
             self.connection.disconnect()
@@ -122,7 +140,7 @@ def find_jpki_card(timeout: float = 0.0) -> tuple[str, JPKICard, PCSCTransport]:
             card = JPKICard(transport)
             try:
                 card.select_jpki()
-            except NotJPKICard:
+            except CardError:  # not a JPKI card, or it went away: try the next reader
                 transport.close()
                 continue
             return name, card, transport

@@ -180,6 +180,7 @@ class VirtualCard:
         if not jpki.valid_pin(kind, body.decode("ascii", "replace")):
             raise _Status(jpki.SW_WRONG_DATA)
         self.pins[kind] = body
+        self._save_tries()  # a real card keeps its new PIN through power cycles
         return b"", jpki.SW_OK
 
     def _sign(self, p1: int, p2: int, body: bytes) -> tuple[bytes, int]:
@@ -208,11 +209,15 @@ class VirtualCard:
             value = saved.get("tries", {}).get(kind.value)
             if isinstance(value, int) and 0 <= value <= jpki.MAX_TRIES[kind]:
                 tries[kind] = value
+            pin = saved.get("pins", {}).get(kind.value)
+            if isinstance(pin, str) and jpki.valid_pin(kind, pin):
+                self.pins[kind] = pin.encode()
         return tries
 
     def _save_tries(self) -> None:
         temporary = self.state_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"tries": {k.value: v for k, v in self.tries.items()}}))
+        temporary.write_text(json.dumps({"tries": {k.value: v for k, v in self.tries.items()},
+                                         "pins": {k.value: v.decode() for k, v in self.pins.items()}}))
         temporary.replace(self.state_file)
 
 
