@@ -68,7 +68,7 @@ document.getElementById("login").onclick = async () => {
     for (;;) {
       await new Promise(r => setTimeout(r, 200));
       const p = await (await fetch(AGENT + "/operations/" + op.id)).json();
-      if (p.status !== "awaiting_consent") { out.textContent = JSON.stringify(p); return; }
+      if (!["awaiting_consent", "in_progress"].includes(p.status)) { out.textContent = JSON.stringify(p); return; }
     }
   } catch (e) { out.textContent = "unreachable: " + e; }
 };
@@ -247,6 +247,17 @@ def test_a_card_held_by_another_program_is_reported_as_in_use(plugged: PluggedCa
     finally:
         holder.disconnect()
     find_jpki_card(timeout=5)[2].close()  # free again
+
+
+def test_selftest_prints_readers_card_type_and_subjects(plugged: PluggedCard) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "kakehashi_bridge.cli", "selftest", "--wait", "5"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Virtual PCD" in result.stdout and "card type: My Number Card" in result.stdout
+    assert "auth certificate: CN=" in result.stdout and "O=JPKI-TEST" in result.stdout
 
 
 # Last in the file: pcscd's vpcd driver can take a while to accept a card again after

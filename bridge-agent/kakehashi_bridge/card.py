@@ -105,6 +105,13 @@ class JPKICard:
     def read_ca_certificate(self, kind: Kind) -> bytes:
         return self._read_der(jpki.CA_FILES[kind])
 
+    def card_type(self) -> str:
+        """What kind of JPKI token this is, from the token-info file's label."""
+        self._select_ef(jpki.TOKEN_INFO)
+        label = self._read(0, 32).decode("ascii", "replace").strip()
+        return {"JPKIAPICCTOKEN2": "My Number Card", "JPKIAPICCTOKEN": "Basic Resident Register card",
+                "JPKIAPGPSETOKEN": "smartphone (JPKI on Android)"}.get(label, f"unknown ({label})")
+
     def tries_left(self, kind: Kind) -> int:
         """Tries left for the PIN of ``kind``, without spending one."""
         self._select_ef(jpki.FILES[kind][1])

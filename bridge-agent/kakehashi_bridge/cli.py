@@ -142,11 +142,16 @@ def selftest(args: argparse.Namespace) -> int:
         return 1
     try:
         print(f"JPKI card in: {name}")
+        print(f"card type: {card.card_type()}")
         for kind in Kind:
             print(f"{kind} PIN tries left: {card.tries_left(kind)}")
         certificate = x509.load_der_x509_certificate(card.read_certificate(Kind.AUTH))
         print(f"auth certificate: {certificate.subject.rfc4514_string()} "
-              f"(issuer {certificate.issuer.rfc4514_string()}, until {certificate.not_valid_after_utc:%Y-%m-%d})")
+              f"(until {certificate.not_valid_after_utc:%Y-%m-%d})")
+        for kind in Kind:
+            issuer = x509.load_der_x509_certificate(card.read_ca_certificate(kind))
+            print(f"{kind} CA on the card: {issuer.subject.rfc4514_string()}")
+        print("signature certificate: readable only with the signature password")
     finally:
         transport.close()
     return 0
