@@ -19,6 +19,26 @@ from tests.conftest import CI
 PCSCD_SOCKET = Path("/run/pcscd/pcscd.comm")
 
 
+def verify_agent_token(token: dict[str, Any], challenge: Any, origin: str, auth_root: Any) -> Any:
+    """What the service does with an agent's token: saas.jpki verification against the
+    sandbox auth root (revocation is another test's business: nothing is revoked here)."""
+    from datetime import UTC, datetime
+
+    from saas.jpki.certificates import CertificateKind
+    from saas.jpki.trust import Mode, TrustStore
+    from saas.jpki.webeid import MemoryNonceStore, verify_token
+
+    class NothingRevoked:
+        def revocation(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    nonces = MemoryNonceStore()
+    nonces.put(challenge)
+    return verify_token(token, nonce=challenge.nonce, origin=origin, nonces=nonces,
+                        store=TrustStore(CertificateKind.AUTH, Mode.SANDBOX, [auth_root.certificate]),
+                        revocation=NothingRevoked(), at=datetime.now(UTC))
+
+
 def write_card_file(card: Any, directory: Path, name: str = "card.json") -> Path:
     path = directory / name
     card.write(path)
@@ -86,37 +106,23 @@ class PluggedCard:
         return [bytes.fromhex(line) for line in self.apdu_log_file.read_text().split()]
 
     def wait_present(self) -> None:
-        """Until pcscd reports a card in a vpcd reader (its status only: no connection,
-        which would power the card up and down under the test's feet)."""
-        from smartcard.scard import (
-            SCARD_S_SUCCESS,
-            SCARD_SCOPE_USER,
-            SCARD_STATE_PRESENT,
-            SCARD_STATE_UNAWARE,
-            SCardEstablishContext,
-            SCardGetStatusChange,
-            SCardListReaders,
-            SCardReleaseContext,
-        )
+        """Until pcscd reports the card (PC/SC change notification: connecting would power
+        the card up and down under the test's feet)."""
+        from kakehashi_bridge.card import NoReader
+        from kakehashi_bridge.pcsc import wait_for_card
 
-        result, context = SCardEstablishContext(SCARD_SCOPE_USER)
-        assert result == SCARD_S_SUCCESS
-        try:
-            deadline = time.monotonic() + 30  # a loaded CI machine starts Python slowly
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise AssertionError(f"the virtual card exited with {self.process.returncode}")
-                _, names = SCardListReaders(context, [])
-                result, states = SCardGetStatusChange(context, 100, [(n, SCARD_STATE_UNAWARE) for n in names])
-                if result == SCARD_S_SUCCESS and any(state & SCARD_STATE_PRESENT and atr
-                                                     for _, state, atr in states):
+        deadline = time.monotonic() + 30  # a loaded CI machine starts Python slowly
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the virtual card exited with {self.process.returncode}")
+            try:
+                if wait_for_card(True, timeout=1.0):
                     # pcscd powers a new card up on its own thread: let it finish, as a
                     # person would before pressing "log in".
                     time.sleep(0.5)
                     return
-                time.sleep(0.05)
-        finally:
-            SCardReleaseContext(context)
+            except NoReader:
+                time.sleep(0.2)
         raise AssertionError("the virtual card did not appear in pcscd")
 
     def unplug(self) -> None:

@@ -17,10 +17,8 @@ from kakehashi_bridge.agent import Agent, AgentConfig
 from kakehashi_bridge.cli import card_file_pins, virtual_opener
 from werkzeug.test import Client
 
-from saas.jpki.certificates import CertificateKind
-from saas.jpki.trust import Mode, TrustStore
-from saas.jpki.webeid import MemoryNonceStore, new_challenge, verify_token
-from tests.bridge_fixtures import write_card_file
+from saas.jpki.webeid import new_challenge
+from tests.bridge_fixtures import verify_agent_token, write_card_file
 
 PORT = 24899
 SITE = "https://login.kakehashi.example"
@@ -71,16 +69,7 @@ def test_a_login_token_verifies_on_the_server(agent: Client, sandbox_roots: dict
     assert 'data-outcome="done"' in done.get_data(as_text=True)
     result = call(agent, "GET", f"/operations/{operation['id']}").get_json()
     assert result["status"] == "done"
-    nonces = MemoryNonceStore()
-    nonces.put(challenge)
-
-    class NotRevoked:
-        def revocation(self, *args: Any, **kwargs: Any) -> None:
-            return None
-
-    verified = verify_token(result["result"], nonce=challenge.nonce, origin=SITE, nonces=nonces,
-                            store=TrustStore(CertificateKind.AUTH, Mode.SANDBOX, [sandbox_roots["auth"].certificate]),
-                            revocation=NotRevoked(), at=datetime.now(UTC))
+    verified = verify_agent_token(result["result"], challenge, SITE, sandbox_roots["auth"])
     assert verified.serial > 0
     assert call(agent, "GET", f"/operations/{operation['id']}").status_code == 404  # handed over once
 

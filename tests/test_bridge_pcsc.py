@@ -14,7 +14,7 @@ from kakehashi_bridge.card import CardRemoved, WrongPin
 from kakehashi_bridge.jpki import Kind
 from kakehashi_bridge.pcsc import find_jpki_card, reader_names
 
-from tests.bridge_fixtures import PluggedCard, pcscd, write_card_file  # noqa: F401 - fixture
+from tests.bridge_fixtures import PluggedCard, pcscd, verify_agent_token, write_card_file  # noqa: F401 - fixture
 
 # pcscd and the vpcd port are one per machine: every test that uses them lives in this
 # file, and `make test` runs with --dist loadfile, so they never run in parallel.
@@ -151,9 +151,7 @@ def test_a_page_on_an_allowed_origin_gets_a_token_saas_verifies(stack: dict[str,
     import json
     from datetime import UTC, datetime
 
-    from saas.jpki.certificates import CertificateKind
-    from saas.jpki.trust import Mode, TrustStore
-    from saas.jpki.webeid import MemoryNonceStore, new_challenge, verify_token
+    from saas.jpki.webeid import new_challenge
     from tests.conftest import ROOT_ARTIFACTS
 
     challenge = new_challenge(at=datetime.now(UTC))
@@ -167,16 +165,7 @@ def test_a_page_on_an_allowed_origin_gets_a_token_saas_verifies(stack: dict[str,
     page.wait_for_function("document.getElementById('out').textContent.length > 0", timeout=15_000)
     result = json.loads(page.inner_text("#out"))
     assert result["status"] == "done"
-    nonces = MemoryNonceStore()
-    nonces.put(challenge)
-
-    class NotRevoked:
-        def revocation(self, *args: Any, **kwargs: Any) -> None:
-            return None
-
-    verified = verify_token(result["result"], nonce=challenge.nonce, origin=stack["site"], nonces=nonces,
-                            store=TrustStore(CertificateKind.AUTH, Mode.SANDBOX, [sandbox_roots["auth"].certificate]),
-                            revocation=NotRevoked(), at=datetime.now(UTC))
+    verified = verify_agent_token(result["result"], challenge, stack["site"], sandbox_roots["auth"])
     assert verified.serial == 0x1001
 
 

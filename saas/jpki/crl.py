@@ -28,9 +28,9 @@ from datetime import UTC, date, datetime, timedelta
 from itertools import repeat
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from saas.jpki.trust import rs256_valid
 
 SHA256_WITH_RSA_OID = "1.2.840.113549.1.1.11"
 
@@ -117,17 +117,8 @@ def read_crl(der: bytes) -> CRLHeader:
 
 def verify_crl_signature(header: CRLHeader, issuer_public_key: rsa.RSAPublicKey) -> bool:
     """True only for a valid sha256WithRSAEncryption PKCS#1 v1.5 signature by this key."""
-    if header.signature_algorithm_oid != SHA256_WITH_RSA_OID:
-        return False
-    if not isinstance(issuer_public_key, rsa.RSAPublicKey):
-        return False
-    try:
-        # OpenSSL re-encodes the DigestInfo and compares it whole, which is the strict
-        # PKCS#1 v1.5 check (no lenient parsing of the padding).
-        issuer_public_key.verify(header.signature, header.tbs, padding.PKCS1v15(), hashes.SHA256())
-    except InvalidSignature:
-        return False
-    return True
+    return (header.signature_algorithm_oid == SHA256_WITH_RSA_OID
+            and rs256_valid(issuer_public_key, header.signature, header.tbs))
 
 
 def iter_revoked(der: bytes) -> Iterator[tuple[int, datetime, str | None]]:

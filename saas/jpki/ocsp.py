@@ -22,9 +22,8 @@ from functools import partial
 from urllib.parse import urlsplit
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
 
@@ -32,7 +31,7 @@ from saas import clock
 from saas.jpki.der import read_single, read_tlv
 from saas.jpki.errors import VerificationFailed
 from saas.jpki.revocation import Reason, Revocation
-from saas.jpki.trust import DEFAULT_SKEW, signed_by
+from saas.jpki.trust import DEFAULT_SKEW, rs256_valid, signed_by
 
 NONCE_SIZE = 32  # RFC 8954 allows 1 to 32 octets; the most the responder must accept
 MAX_RESPONSE_SIZE = 64 * 1024  # a one-certificate answer is a few KiB
@@ -233,14 +232,7 @@ def _is_responder(answer: _Answer, certificate: x509.Certificate) -> bool:
 
 
 def _verifies(answer: _Answer, certificate: x509.Certificate) -> bool:
-    key = certificate.public_key()
-    if not isinstance(key, rsa.RSAPublicKey):
-        return False
-    try:
-        key.verify(answer.signature, answer.tbs, padding.PKCS1v15(), hashes.SHA256())
-    except InvalidSignature:
-        return False
-    return True
+    return rs256_valid(certificate.public_key(), answer.signature, answer.tbs)
 
 
 def _delegated(responder: x509.Certificate, issuer: x509.Certificate, *, at: datetime,

@@ -136,13 +136,20 @@ class TrustStore:
 
 def signed_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
     """True when ``issuer``'s key made ``certificate``'s sha256WithRSAEncryption signature."""
-    key = issuer.public_key()
-    if (certificate.signature_algorithm_oid != SignatureAlgorithmOID.RSA_WITH_SHA256
-            or not isinstance(key, rsa.RSAPublicKey)):
+    return (certificate.signature_algorithm_oid == SignatureAlgorithmOID.RSA_WITH_SHA256
+            and rs256_valid(issuer.public_key(), certificate.signature, certificate.tbs_certificate_bytes))
+
+
+def rs256_valid(key: object, signature: bytes, data: bytes | memoryview) -> bool:
+    """A sha256WithRSAEncryption signature by ``key`` over ``data``; False for any other key.
+
+    OpenSSL re-encodes the DigestInfo and compares it whole: the strict PKCS#1 v1.5
+    check, with no lenient parsing of the padding.
+    """
+    if not isinstance(key, rsa.RSAPublicKey):
         return False
     try:
-        key.verify(certificate.signature, certificate.tbs_certificate_bytes,
-                   padding.PKCS1v15(), hashes.SHA256())
+        key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature:
         return False
     return True
