@@ -46,6 +46,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from saas.oidc.views import bp as oidc
     from saas.openapi import register_api_blueprint
     from saas.sandbox.views import bp as sandbox
     from saas.tenants.views import bp as tenants
@@ -54,6 +55,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(web)
     app.register_blueprint(tenants)
     register_api_blueprint(app, sandbox)
+    register_api_blueprint(app, oidc)
 
 
 def _commit_successful_requests(app: Flask) -> None:

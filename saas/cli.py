@@ -134,9 +134,10 @@ COMMANDS = (migrate_command, create_tenant_command, seed_demo_command, worker_co
 
 
 def init_app(app: Flask) -> None:
+    from saas.oidc.cli import group as oidc_group
     from saas.sandbox.cli import group as sandbox_group
 
-    for command in (*COMMANDS, sandbox_group):
+    for command in (*COMMANDS, sandbox_group, oidc_group):
         app.cli.add_command(command)
 
 

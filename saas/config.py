@@ -14,11 +14,14 @@ to start with SQLite, a missing or short ``SECRET_KEY``, or debug on.
 | ``KAKEHASHI_TRUSTED_PROXIES`` | ``0`` | how many reverse proxies set ``X-Forwarded-*`` in front of the app |
 | ``JOB_QUEUE_PREFIX`` | empty | prefix of the rq queue names, to share one Redis between deployments |
 | ``LOG_LEVEL`` | ``INFO`` | level of the JSON log on standard error |
+| ``KEY_ENCRYPTION_KEY`` | generated into ``instance/key_encryption_key`` (development only) | 32 bytes, base64: encrypts the tenants' token-signing keys at rest |
 | ``BRIDGE_ORIGINS`` | empty | more origins (comma-separated) whose pages may use the bridge agent, besides the service's own |
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import secrets
 from collections.abc import Mapping
@@ -60,18 +63,26 @@ def load(instance_path: Path, overrides: Mapping[str, Any] | None = None) -> dic
             problems.append("KAKEHASHI_DEBUG is on")
         if not source.get("REDIS_URL"):
             problems.append("REDIS_URL is not set; production runs jobs on rq workers")
+        if _key(source.get("KEY_ENCRYPTION_KEY")) is None:
+            problems.append("KEY_ENCRYPTION_KEY is not 32 bytes of base64")
     if problems:
         raise ConfigurationError(
             "Kakehashi refuses to start in production: " + "; ".join(problems) + "."
         )
     if not secret_key:
         secret_key = _instance_secret(instance_path)
+    key_encryption_key = _key(source.get("KEY_ENCRYPTION_KEY"))
+    if key_encryption_key is None:
+        if source.get("KEY_ENCRYPTION_KEY"):
+            raise ConfigurationError("KEY_ENCRYPTION_KEY must be 32 bytes, base64-encoded")
+        key_encryption_key = bytes.fromhex(_instance_secret(instance_path, "key_encryption_key"))
 
     config: dict[str, Any] = {
         "KAKEHASHI_ENV": env,
         "DATABASE_URL": database_url,
         "REDIS_URL": source.get("REDIS_URL") or None,
         "SECRET_KEY": secret_key,
+        "KEY_ENCRYPTION_KEY": key_encryption_key,
         "DEBUG": debug,
         "TRUSTED_PROXIES": int(source.get("KAKEHASHI_TRUSTED_PROXIES") or 0),
         "JOB_QUEUE_PREFIX": str(source.get("JOB_QUEUE_PREFIX") or ""),
@@ -107,9 +118,20 @@ def _flag(value: Any) -> bool:
     return str(value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _instance_secret(instance_path: Path) -> str:
-    """A secret generated once and kept in ``instance/secret_key`` (mode 0600)."""
-    path = instance_path / "secret_key"
+def _key(value: Any) -> bytes | None:
+    """32 bytes from base64 (either alphabet), or None."""
+    if not value:
+        return None
+    try:
+        raw = base64.b64decode(str(value).replace("-", "+").replace("_", "/") + "==", validate=False)
+    except (ValueError, binascii.Error):
+        return None
+    return raw if len(raw) == 32 else None
+
+
+def _instance_secret(instance_path: Path, name: str = "secret_key") -> str:
+    """A secret generated once and kept in ``instance/<name>`` (mode 0600)."""
+    path = instance_path / name
     if path.exists():
         return path.read_text().strip()
     instance_path.mkdir(parents=True, exist_ok=True)

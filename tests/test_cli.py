@@ -84,6 +84,7 @@ def test_serve_runs_gunicorn_in_production(database_url: str) -> None:
     if database_url.startswith("sqlite"):
         pytest.skip("production refuses SQLite; this runs in the PostgreSQL pass")
     env = {**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": SECRET,
-           "KAKEHASHI_ENV": "production", "REDIS_URL": "redis://127.0.0.1:6379/0"}
+           "KAKEHASHI_ENV": "production", "REDIS_URL": "redis://127.0.0.1:6379/0",
+           "KEY_ENCRYPTION_KEY": "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s="}
     status, body = serve_and_get(env, "/readyz")
     assert status == 200 and '"ready"' in body

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import os
 import stat
 import subprocess
@@ -16,11 +17,12 @@ STRONG = "s" * 48
 
 
 REDIS = "redis://redis.internal:6379/0"
+KEK = base64.b64encode(bytes(range(32))).decode()
 
 
 def production(tmp_path: Path, **values: str) -> dict[str, str]:
     return {"KAKEHASHI_ENV": "production", "INSTANCE_PATH": str(tmp_path), "REDIS_URL": REDIS,
-            **values}
+            "KEY_ENCRYPTION_KEY": KEK, **values}
 
 
 def test_production_refuses_sqlite(tmp_path: Path) -> None:
@@ -62,6 +64,22 @@ def test_production_lists_every_problem_at_once(tmp_path: Path, monkeypatch: pyt
 def test_production_refuses_in_process_jobs(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="REDIS_URL is not set"):
         create_app(production(tmp_path, DATABASE_URL=PG, SECRET_KEY=STRONG, REDIS_URL=""))
+
+
+def test_production_refuses_a_missing_key_encryption_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="KEY_ENCRYPTION_KEY"):
+        create_app(production(tmp_path, DATABASE_URL=PG, SECRET_KEY=STRONG, KEY_ENCRYPTION_KEY=""))
+
+
+def test_a_malformed_key_encryption_key_is_refused_everywhere(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="32 bytes"):
+        load(tmp_path, {"KEY_ENCRYPTION_KEY": "c2hvcnQ="})
+
+
+def test_development_generates_a_key_encryption_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KEY_ENCRYPTION_KEY", raising=False)
+    first, second = load(tmp_path)["KEY_ENCRYPTION_KEY"], load(tmp_path)["KEY_ENCRYPTION_KEY"]
+    assert first == second and len(first) == 32
 
 
 def test_production_with_postgresql_and_a_secret_starts(tmp_path: Path) -> None:

@@ -36,7 +36,8 @@ def test_pages_carry_strict_security_headers(client: Any) -> None:
 def test_production_sends_hsts(database_url: str, tmp_path: Path) -> None:
     if database_url.startswith("sqlite"):
         pytest.skip("production refuses SQLite; this runs in the PostgreSQL pass")
-    app = make_app(database_url, tmp_path, KAKEHASHI_ENV="production", REDIS_URL="redis://127.0.0.1:6379/0")
+    app = make_app(database_url, tmp_path, KAKEHASHI_ENV="production", REDIS_URL="redis://127.0.0.1:6379/0",
+                   KEY_ENCRYPTION_KEY="a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=")
     response = app.test_client().get("/healthz")
     assert response.headers["Strict-Transport-Security"].startswith("max-age=63072000")
 
@@ -45,7 +46,8 @@ def test_forms_work_over_https_in_production(database_url: str, tmp_path: Path) 
     # Flask-WTF checks the Referer over HTTPS; the Referrer-Policy must let our own pages send it.
     if database_url.startswith("sqlite"):
         pytest.skip("production refuses SQLite; this runs in the PostgreSQL pass")
-    app = make_app(database_url, tmp_path, KAKEHASHI_ENV="production", REDIS_URL="redis://127.0.0.1:6379/0")
+    app = make_app(database_url, tmp_path, KAKEHASHI_ENV="production", REDIS_URL="redis://127.0.0.1:6379/0",
+                   KEY_ENCRYPTION_KEY="a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=")
     client = app.test_client()
     page = client.get("/", base_url="https://kakehashi.example")
     assert page.headers["Referrer-Policy"] == "same-origin"

@@ -1,0 +1,1 @@
+"""Each tenant as its own OpenID Provider (issue 6): signing keys and JWKS first."""

@@ -1,0 +1,111 @@
+"""Per-tenant signing keys: RS256 and ES256, encrypted at rest, rotated with overlap.
+
+Rotation makes a new key active and moves the old one to ``retiring`` until every token
+it signed has expired (``retire_after``); the JWKS lists active and retiring keys, so a
+relying party can verify tokens across a rotation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from flask import current_app
+from joserfc.jwk import ECKey, RSAKey
+from sqlalchemy import select
+
+from saas import clock, db
+from saas.errors import ServiceError
+from saas.oidc.models import KeyStatus, SigningKey
+from saas.tenants.models import Tenant
+
+ALGORITHMS = ("RS256", "ES256")
+# The longest a token signed by a key may live (ID and access tokens are shorter):
+# a retiring key stays published this long after rotation.
+TOKEN_LIFETIME = timedelta(hours=1)
+
+
+class SigningKeyError(ServiceError):
+    status = 422
+
+
+def _kek() -> AESGCM:
+    return AESGCM(current_app.config["KEY_ENCRYPTION_KEY"])
+
+
+def _aad(tenant: Tenant, kid: str) -> bytes:
+    # Bound to its tenant and kid: a ciphertext copied onto another row does not decrypt.
+    return f"{tenant.public_id}:{kid}".encode()
+
+
+def _new_private_key(alg: str) -> Any:
+    if alg == "RS256":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def create_key(tenant: Tenant, alg: str) -> SigningKey:
+    if alg not in ALGORITHMS:
+        raise SigningKeyError(f"unsupported algorithm {alg!r}; one of {', '.join(ALGORITHMS)}",
+                        code="unsupported_algorithm")
+    private = _new_private_key(alg)
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    key_class = RSAKey if alg == "RS256" else ECKey
+    jwk = key_class.import_key(pem, {"alg": alg, "use": "sig"})
+    kid = jwk.thumbprint()
+    nonce = os.urandom(12)
+    public = key_class.import_key(pem, {"alg": alg, "use": "sig", "kid": kid}).as_dict(private=False)
+    key = SigningKey(tenant_id=tenant.id, kid=kid, alg=alg, status=KeyStatus.ACTIVE,
+                     public_jwk=json.dumps(public, sort_keys=True), created_at=clock.now(),
+                     encrypted_private_key=nonce + _kek().encrypt(nonce, pem, _aad(tenant, kid)))
+    db.session.add(key)
+    db.session.flush()
+    return key
+
+
+def ensure_keys(tenant: Tenant) -> list[SigningKey]:
+    """An active key for every algorithm, made on first use."""
+    active = {k.alg: k for k in _keys(tenant) if k.status is KeyStatus.ACTIVE}
+    return [active.get(alg) or create_key(tenant, alg) for alg in ALGORITHMS]
+
+
+def rotate(tenant: Tenant, alg: str) -> SigningKey:
+    """A new active key for ``alg``; the previous one retires once its tokens expire."""
+    now = clock.now()
+    for key in _keys(tenant):
+        if key.alg == alg and key.status is KeyStatus.ACTIVE:
+            key.status, key.retire_after = KeyStatus.RETIRING, now + TOKEN_LIFETIME
+    return create_key(tenant, alg)
+
+
+def jwks(tenant: Tenant) -> dict[str, Any]:
+    """The published key set: active keys, and retiring ones whose tokens may still live."""
+    ensure_keys(tenant)
+    now = clock.now()
+    published = []
+    for key in _keys(tenant):
+        if key.status is KeyStatus.RETIRING and key.retire_after is not None and key.retire_after <= now:
+            key.status = KeyStatus.RETIRED
+        if key.status in (KeyStatus.ACTIVE, KeyStatus.RETIRING):
+            published.append(json.loads(key.public_jwk))
+    return {"keys": published}
+
+
+def private_key(tenant: Tenant, alg: str) -> tuple[str, Any]:
+    """(kid, private key) of the active key for ``alg``, decrypted for signing."""
+    key = next(k for k in ensure_keys(tenant) if k.alg == alg)
+    blob = key.encrypted_private_key
+    pem = _kek().decrypt(blob[:12], blob[12:], _aad(tenant, key.kid))
+    return key.kid, serialization.load_pem_private_key(pem, password=None)
+
+
+def _keys(tenant: Tenant) -> list[SigningKey]:
+    # The session is bound to the tenant (URL or tenant_scope): no filter by hand.
+    return list(db.session.scalars(select(SigningKey).order_by(SigningKey.id)))
+
