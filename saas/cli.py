@@ -44,6 +44,16 @@ def alembic_config(url: str) -> AlembicConfig:
     return config
 
 
+def require_current_schema() -> None:
+    """Commands that use the database say what to do when it is not migrated yet."""
+    from saas.web.health import check_schema
+
+    check = check_schema()
+    if not check.ok:
+        raise click.ClickException(
+            f"the database is not at the newest schema ({check.error}): run `kakehashi migrate` first")
+
+
 def migrate_database(url: str, revision: str = "head") -> None:
     if url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///")
@@ -70,6 +80,7 @@ def migrate_command(revision: str) -> None:
 def create_tenant_command(slug: str, display_name: str, kind: str, corporate_number: str | None,
                           mode: str) -> None:
     """Register a tenant."""
+    require_current_schema()
     try:
         tenant = tenants.create_tenant(slug=slug, display_name=display_name, kind=kind,
                                        corporate_number=corporate_number, mode=TenantMode(mode))
@@ -83,6 +94,7 @@ def create_tenant_command(slug: str, display_name: str, kind: str, corporate_num
 @click.command("seed-demo")
 def seed_demo_command() -> None:
     """Create the demo sandbox tenant unless it exists."""
+    require_current_schema()
     tenant = tenants.find_by_slug(DEMO_TENANT["slug"])
     if tenant is None:
         tenant = tenants.create_tenant(**DEMO_TENANT)

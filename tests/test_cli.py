@@ -88,3 +88,12 @@ def test_serve_runs_gunicorn_in_production(database_url: str) -> None:
            "KEY_ENCRYPTION_KEY": "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s="}
     status, body = serve_and_get(env, "/readyz")
     assert status == 200 and '"ready"' in body
+
+
+def test_commands_on_an_unmigrated_database_say_to_migrate(tmp_path: Path) -> None:
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}", "SECRET_KEY": SECRET,
+           "KAKEHASHI_ENV": "development"}
+    for args in (["seed-demo"], ["sandbox", "issue-card", "--out", str(tmp_path / "c.json")]):
+        result = subprocess.run([sys.executable, "-m", "saas.cli", *args], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1 and "run `kakehashi migrate` first" in result.stderr, result.stderr

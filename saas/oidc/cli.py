@@ -19,6 +19,9 @@ group = AppGroup("oidc", help="Per-tenant OpenID Provider: signing keys.")
 @click.option("--alg", type=click.Choice(keys.ALGORITHMS), required=True)
 def rotate_key_command(slug: str, alg: str) -> None:
     """Make a new active signing key; the old one stays published until its tokens expire."""
+    from saas.cli import require_current_schema
+
+    require_current_schema()
     try:
         tenant = tenants.active_tenant(slug)
         with tenant_scope(db.session, tenant.id):

@@ -19,11 +19,15 @@ T = TypeVar("T")
 
 group = AppGroup("sandbox", help="The sandbox J-LIS: test cards, revocations, CRLs.")
 
+
 _ERAS = {era.name.lower(): era for era in Era}
 
 
 def _run(action: Callable[[], T]) -> T:
     """Run a service call and commit, turning a service error into a clear CLI error."""
+    from saas.cli import require_current_schema
+
+    require_current_schema()
     try:
         result = action()
         db.session.commit()
