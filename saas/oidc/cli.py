@@ -32,3 +32,39 @@ def rotate_key_command(slug: str, alg: str) -> None:
         db.session.rollback()
         raise click.ClickException(f"{error.code}: {error.message}") from None
     click.echo(f"{slug}: new {alg} key {kid}; the previous one retires in {keys.TOKEN_LIFETIME}")
+
+
+@group.command("create-client")
+@click.option("--tenant", "slug", required=True)
+@click.option("--name", required=True)
+@click.option("--redirect-uri", "redirect_uris", multiple=True, required=True, help="Repeat for more.")
+@click.option("--scope", "scopes", multiple=True, default=("openid",), show_default=True,
+              help="openid, name, address, birthdate, gender, sign (repeat).")
+@click.option("--auth", "auth_method", type=click.Choice(["private_key_jwt", "client_secret_basic"]),
+              default="private_key_jwt", show_default=True)
+@click.option("--jwks-file", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--jwks-uri", default=None)
+def create_client_command(slug: str, name: str, redirect_uris: tuple[str, ...], scopes: tuple[str, ...],
+                          auth_method: str, jwks_file: str | None, jwks_uri: str | None) -> None:
+    """Register a relying party; a client secret (sandbox only) is printed once."""
+    from pathlib import Path
+
+    from saas.cli import require_current_schema
+    from saas.oidc import clients
+
+    require_current_schema()
+    try:
+        tenant = tenants.active_tenant(slug)
+        with tenant_scope(db.session, tenant.id):
+            client, secret = clients.register_client(
+                tenant, name=name, redirect_uris=list(redirect_uris), scopes=list(scopes),
+                auth_method=auth_method, jwks=Path(jwks_file).read_text() if jwks_file else None,
+                jwks_uri=jwks_uri)
+            client_id = client.public_id
+            db.session.commit()
+    except ServiceError as error:
+        db.session.rollback()
+        raise click.ClickException(f"{error.code}: {error.message}") from None
+    click.echo(f"client_id: {client_id}")
+    if secret:
+        click.echo(f"client_secret: {secret}   (shown once: store it now)")

@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import Enum, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from saas.db import Base, BigId, TenantScoped
+from saas.db import Base, BigId, HasPublicId, TenantScoped
 
 
 class KeyStatus(enum.StrEnum):
@@ -31,3 +31,27 @@ class SigningKey(TenantScoped, Base):
     encrypted_private_key: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime]
     retire_after: Mapped[datetime | None]
+
+
+class ClientAuthMethod(enum.StrEnum):
+    PRIVATE_KEY_JWT = "private_key_jwt"
+    CLIENT_SECRET_BASIC = "client_secret_basic"  # sandbox tenants only
+
+
+class OIDCClient(HasPublicId, TenantScoped, Base):
+    """A relying party of one tenant's OpenID Provider."""
+
+    __tablename__ = "oidc_clients"
+    __id_prefix__ = "cli"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    redirect_uris: Mapped[str] = mapped_column(Text)  # JSON list, compared exactly
+    scopes: Mapped[str] = mapped_column(Text)  # JSON list of the scopes it may ask for
+    auth_method: Mapped[ClientAuthMethod] = mapped_column(Enum(
+        ClientAuthMethod, name="client_auth_method", native_enum=False, length=32,
+        create_constraint=True, values_callable=lambda members: [m.value for m in members]))
+    jwks: Mapped[str | None] = mapped_column(Text)  # JSON key set for private_key_jwt
+    jwks_uri: Mapped[str | None] = mapped_column(String(500))
+    secret_hash: Mapped[str | None] = mapped_column(String(200))  # scrypt, never the secret
+    created_at: Mapped[datetime]

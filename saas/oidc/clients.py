@@ -1,0 +1,124 @@
+"""Relying parties of a tenant's OpenID Provider: registration and their credentials.
+
+Redirect URIs are compared exactly at authorization time, so they are validated strictly
+here: https (http only on loopback, for development), no fragment, no wildcard.
+``private_key_jwt`` clients give a JWKS or an https ``jwks_uri``; ``client_secret_basic``
+is for sandbox tenants only, and the secret is shown once and kept only as a scrypt hash.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from urllib.parse import urlsplit
+
+from flask_babel import lazy_gettext as _l
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from saas import clock, db
+from saas.errors import ServiceError
+from saas.oidc.models import ClientAuthMethod, OIDCClient
+from saas.tenants.models import Tenant, TenantMode
+
+SCOPES = ("openid", "name", "address", "birthdate", "gender", "sign")
+MAX_REDIRECT_URIS = 20
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+
+
+class ClientError(ServiceError):
+    status = 422
+
+
+def validate_redirect_uri(uri: str) -> str:
+    parts = urlsplit(uri)
+    loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if not (parts.scheme == "https" or loopback) or not parts.hostname:
+        raise ClientError(_l("A redirect URI must be https (http only on this computer's loopback)."),
+                          code="invalid_redirect_uri", field="redirect_uris")
+    if parts.fragment or "#" in uri or "*" in uri or parts.username or parts.password:
+        raise ClientError(_l("A redirect URI has no fragment, wildcard or user name."),
+                          code="invalid_redirect_uri", field="redirect_uris")
+    return uri
+
+
+def register_client(tenant: Tenant, *, name: str, redirect_uris: list[str], scopes: list[str],
+                    auth_method: str, jwks: str | None = None,
+                    jwks_uri: str | None = None) -> tuple[OIDCClient, str | None]:
+    """Register a client; returns it and, for client_secret_basic, its secret (shown once)."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise ClientError(_l("The name must be 1–200 characters."), code="invalid_name", field="name")
+    if not redirect_uris or len(redirect_uris) > MAX_REDIRECT_URIS:
+        raise ClientError(_l("Give 1–20 redirect URIs."), code="invalid_redirect_uri", field="redirect_uris")
+    uris = [validate_redirect_uri(u.strip()) for u in redirect_uris]
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown or "openid" not in scopes:
+        raise ClientError(_l("Scopes are openid plus any of name, address, birthdate, gender, sign."),
+                          code="invalid_scope", field="scopes")
+    try:
+        method = ClientAuthMethod(auth_method)
+    except ValueError:
+        raise ClientError(_l("Unknown client authentication method."), code="invalid_auth_method",
+                          field="auth_method") from None
+    secret = secret_hash = None
+    if method is ClientAuthMethod.CLIENT_SECRET_BASIC:
+        if tenant.mode is not TenantMode.SANDBOX:
+            raise ClientError(_l("Live clients authenticate with private_key_jwt."),
+                              code="invalid_auth_method", field="auth_method")
+        secret = secrets.token_urlsafe(32)
+        secret_hash = hash_secret(secret)
+    else:
+        jwks = _validated_jwks(jwks, jwks_uri)
+    client = OIDCClient(tenant_id=tenant.id, name=name, redirect_uris=json.dumps(uris, ensure_ascii=False),
+                        scopes=json.dumps(sorted(set(scopes))), auth_method=method, jwks=jwks,
+                        jwks_uri=jwks_uri, secret_hash=secret_hash, created_at=clock.now())
+    db.session.add(client)
+    db.session.flush()
+    return client, secret
+
+
+def _validated_jwks(jwks: str | None, jwks_uri: str | None) -> str | None:
+    if bool(jwks) == bool(jwks_uri):
+        raise ClientError(_l("private_key_jwt needs a JWKS or a jwks_uri (one of them)."),
+                          code="invalid_jwks", field="jwks")
+    if jwks_uri:
+        if urlsplit(jwks_uri).scheme != "https":
+            raise ClientError(_l("The jwks_uri must be https."), code="invalid_jwks", field="jwks_uri")
+        return None
+    try:
+        key_set = KeySet.import_key_set(json.loads(jwks or ""))
+    except (ValueError, JoseError, TypeError, KeyError):
+        raise ClientError(_l("The JWKS is not a valid JSON Web Key Set."), code="invalid_jwks",
+                          field="jwks") from None
+    if any(key.is_private for key in key_set.keys):
+        raise ClientError(_l("The JWKS holds a private key: give only the public keys."),
+                          code="invalid_jwks", field="jwks")
+    return json.dumps(key_set.as_dict(private=False), sort_keys=True)
+
+
+def hash_secret(secret: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT)
+    return "scrypt$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(digest).decode()
+
+
+def secret_matches(client: OIDCClient, secret: str) -> bool:
+    if client.secret_hash is None:
+        return False
+    _, salt, digest = client.secret_hash.split("$")
+    candidate = hashlib.scrypt(secret.encode(), salt=base64.b64decode(salt), **_SCRYPT)
+    return hmac.compare_digest(candidate, base64.b64decode(digest))
+
+
+def rotate_secret(client: OIDCClient) -> str:
+    if client.auth_method is not ClientAuthMethod.CLIENT_SECRET_BASIC:
+        raise ClientError(_l("This client has no secret: it uses private_key_jwt."),
+                          code="invalid_auth_method", field="auth_method")
+    secret = secrets.token_urlsafe(32)
+    client.secret_hash = hash_secret(secret)
+    db.session.flush()
+    return secret
