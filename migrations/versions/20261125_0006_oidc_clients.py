@@ -1,4 +1,4 @@
-"""OIDC: the tenants' relying parties
+"""OIDC: the tenants' relying parties and the pairwise subjects of their users
 
 Revision ID: 0006
 Revises: 0005
@@ -41,7 +41,25 @@ def upgrade() -> None:
 
 
 
+    op.create_table("oidc_subjects",
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("person_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("sub", sa.String(length=64), nullable=False),
+    sa.Column("created_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("tenant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_oidc_subjects_tenant_id_tenants")),
+    sa.PrimaryKeyConstraint("id", name=op.f("pk_oidc_subjects")),
+    sa.UniqueConstraint("sub", name=op.f("uq_oidc_subjects_sub")),
+    sa.UniqueConstraint("tenant_id", "id", name=op.f("uq_oidc_subjects_tenant_id_id")),
+    sa.UniqueConstraint("tenant_id", "person_id", name=op.f("uq_oidc_subjects_tenant_id_person_id"))
+    )
+    with op.batch_alter_table("oidc_subjects", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_oidc_subjects_person_id"), ["person_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_oidc_subjects_tenant_id"), ["tenant_id"], unique=False)
+
+
 def downgrade() -> None:
+    op.drop_table("oidc_subjects")
     with op.batch_alter_table("oidc_clients", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_oidc_clients_tenant_id"))
 

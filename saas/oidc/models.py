@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, LargeBinary, String, Text
+from sqlalchemy import Enum, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from saas.db import Base, BigId, HasPublicId, TenantScoped
@@ -54,4 +54,17 @@ class OIDCClient(HasPublicId, TenantScoped, Base):
     jwks: Mapped[str | None] = mapped_column(Text)  # JSON key set for private_key_jwt
     jwks_uri: Mapped[str | None] = mapped_column(String(500))
     secret_hash: Mapped[str | None] = mapped_column(String(200))  # scrypt, never the secret
+    created_at: Mapped[datetime]
+
+
+class Subject(TenantScoped, Base):
+    """The pairwise ``sub`` of a person at one tenant: random, stored, never derived from a
+    secret that might one day rotate, and meaningless at any other tenant."""
+
+    __tablename__ = "oidc_subjects"
+    __extra_table_args__ = (UniqueConstraint("tenant_id", "person_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    person_id: Mapped[int] = mapped_column(BigId, index=True)  # saas.jpki.store's persons
+    sub: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]

@@ -1,0 +1,87 @@
+"""Card login for a tenant: the challenge, the token's verification, and the subject.
+
+The trust stores follow the tenant's mode (live: the pinned J-LIS roots; sandbox: the
+sandbox roots, never both). Revocation comes from the shared store (and OCSP when one is
+configured); a first verified login creates the person, renewals keep it through the
+linkage feed, and the relying party sees a pairwise ``sub``: the same person has a
+different, stable subject at every tenant, and no global identifier leaves the service.
+The session must be bound to the tenant (the URL does it; tenant_scope elsewhere).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import select
+
+from saas import clock, db
+from saas.jpki.certificates import CertificateKind
+from saas.jpki.revocation import LayeredRevocation
+from saas.jpki.store import NonceStore, PersonRegistry, RedisNonceStore, RevocationStore
+from saas.jpki.trust import TrustStores, live_stores
+from saas.jpki.webeid import Challenge, VerifiedAuthentication, new_challenge, verify_token
+from saas.oidc.models import Subject
+from saas.tenants.models import Tenant, TenantMode
+
+
+@dataclass(frozen=True)
+class CardLogin:
+    sub: str
+    person_id: int
+    authentication: VerifiedAuthentication
+
+
+def _nonces() -> NonceStore | RedisNonceStore:
+    if current_app.config.get("REDIS_URL"):
+        from redis import Redis
+
+        return RedisNonceStore(Redis.from_url(current_app.config["REDIS_URL"]))
+    return NonceStore(db.get_database().engine)
+
+
+def trust_stores(tenant: Tenant) -> TrustStores:
+    if tenant.mode is TenantMode.LIVE:
+        return live_stores()
+    from saas.sandbox import services as sandbox
+
+    return sandbox.trust_stores()
+
+
+def issue_challenge() -> Challenge:
+    """A single-use challenge for the login page to hand to the bridge agent."""
+    challenge = new_challenge(at=clock.now())
+    _nonces().put(challenge)
+    return challenge
+
+
+def verify_card_login(tenant: Tenant, token: object, *, nonce: str, origin: str) -> CardLogin:
+    """Verify the agent's token for this tenant; raises VerificationFailed with its code."""
+    # The stores below write on their own connections (a spent challenge must stay spent
+    # even when this request fails). End this session's read-only transaction first:
+    # SQLite refuses a write to a transaction whose snapshot predates another's commit.
+    if db.session.new or db.session.dirty or db.session.deleted:
+        raise RuntimeError("verify_card_login must run before the request changes anything")
+    auth_store = trust_stores(tenant).auth
+    db.session.commit()
+    engine = db.get_database().engine
+    now = clock.now()
+    authentication = verify_token(token, nonce=nonce, origin=origin, nonces=_nonces(),
+                                  store=auth_store,
+                                  revocation=LayeredRevocation(RevocationStore(engine)), at=now)
+    person_id = PersonRegistry(engine).resolve(authentication.issuer_key_id, authentication.serial,
+                                               CertificateKind.AUTH, at=now)
+    return CardLogin(sub=pairwise_sub(tenant, person_id), person_id=person_id,
+                     authentication=authentication)
+
+
+def pairwise_sub(tenant: Tenant, person_id: int) -> str:
+    """The person's subject at this tenant, made on the first login there."""
+    subject = db.session.scalar(select(Subject).where(Subject.person_id == person_id))
+    if subject is None:
+        subject = Subject(tenant_id=tenant.id, person_id=person_id, created_at=clock.now(),
+                          sub=secrets.token_urlsafe(32))
+        db.session.add(subject)
+        db.session.flush()
+    return subject.sub
