@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Callable
+from typing import TypeVar
 
 import click
 from alembic import command as alembic_command
@@ -24,6 +26,8 @@ from saas import ROOT, db, jobs
 from saas.errors import ServiceError
 from saas.tenants import services as tenants
 from saas.tenants.models import TenantKind, TenantMode
+
+T = TypeVar("T")
 
 DEMO_TENANT = {
     "slug": "demo",
@@ -54,6 +58,19 @@ def require_current_schema() -> None:
             f"the database is not at the newest schema ({check.error}): run `kakehashi migrate` first")
 
 
+def run_service(action: Callable[[], T]) -> T:
+    """Run a service call on a migrated database and commit, or roll back and turn its
+    error into a clear CLI error (code and message, no traceback)."""
+    require_current_schema()
+    try:
+        result = action()
+        db.session.commit()
+        return result
+    except ServiceError as error:
+        db.session.rollback()
+        raise click.ClickException(f"{error.code}: {error.message}") from None
+
+
 def migrate_database(url: str, revision: str = "head") -> None:
     if url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///")
@@ -80,14 +97,9 @@ def migrate_command(revision: str) -> None:
 def create_tenant_command(slug: str, display_name: str, kind: str, corporate_number: str | None,
                           mode: str) -> None:
     """Register a tenant."""
-    require_current_schema()
-    try:
-        tenant = tenants.create_tenant(slug=slug, display_name=display_name, kind=kind,
-                                       corporate_number=corporate_number, mode=TenantMode(mode))
-        db.session.commit()
-    except ServiceError as error:
-        db.session.rollback()
-        raise click.ClickException(f"{error.code}: {error.message}") from None
+    tenant = run_service(lambda: tenants.create_tenant(
+        slug=slug, display_name=display_name, kind=kind, corporate_number=corporate_number,
+        mode=TenantMode(mode)))
     click.echo(f"{tenant.public_id} /t/{tenant.slug}/ ({tenant.mode}, {tenant.kind})")
 
 

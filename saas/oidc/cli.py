@@ -6,8 +6,8 @@ import click
 from flask.cli import AppGroup
 
 from saas import db
+from saas.cli import run_service
 from saas.db import tenant_scope
-from saas.errors import ServiceError
 from saas.oidc import keys
 from saas.tenants import services as tenants
 
@@ -19,18 +19,12 @@ group = AppGroup("oidc", help="Per-tenant OpenID Provider: signing keys.")
 @click.option("--alg", type=click.Choice(keys.ALGORITHMS), required=True)
 def rotate_key_command(slug: str, alg: str) -> None:
     """Make a new active signing key; the old one stays published until its tokens expire."""
-    from saas.cli import require_current_schema
-
-    require_current_schema()
-    try:
+    def rotate() -> str:
         tenant = tenants.active_tenant(slug)
         with tenant_scope(db.session, tenant.id):
-            key = keys.rotate(tenant, alg)
-            kid = key.kid
-            db.session.commit()
-    except ServiceError as error:
-        db.session.rollback()
-        raise click.ClickException(f"{error.code}: {error.message}") from None
+            return keys.rotate(tenant, alg).kid
+
+    kid = run_service(rotate)
     click.echo(f"{slug}: new {alg} key {kid}; the previous one retires in {keys.TOKEN_LIFETIME}")
 
 
@@ -49,22 +43,18 @@ def create_client_command(slug: str, name: str, redirect_uris: tuple[str, ...], 
     """Register a relying party; a client secret (sandbox only) is printed once."""
     from pathlib import Path
 
-    from saas.cli import require_current_schema
     from saas.oidc import clients
 
-    require_current_schema()
-    try:
+    def register() -> tuple[str, str | None]:
         tenant = tenants.active_tenant(slug)
         with tenant_scope(db.session, tenant.id):
             client, secret = clients.register_client(
                 tenant, name=name, redirect_uris=list(redirect_uris), scopes=list(scopes),
                 auth_method=auth_method, jwks=Path(jwks_file).read_text() if jwks_file else None,
                 jwks_uri=jwks_uri)
-            client_id = client.public_id
-            db.session.commit()
-    except ServiceError as error:
-        db.session.rollback()
-        raise click.ClickException(f"{error.code}: {error.message}") from None
+            return client.public_id, secret
+
+    client_id, secret = run_service(register)
     click.echo(f"client_id: {client_id}")
     if secret:
         click.echo(f"client_secret: {secret}   (shown once: store it now)")

@@ -2,39 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import click
 from flask.cli import AppGroup
 
-from saas import db
-from saas.errors import ServiceError
+from saas.cli import run_service
 from saas.jpki.certificates import CertificateKind, Era, Gender
 from saas.jpki.revocation import Reason
 from saas.sandbox import services
-
-T = TypeVar("T")
 
 group = AppGroup("sandbox", help="The sandbox J-LIS: test cards, revocations, CRLs.")
 
 
 _ERAS = {era.name.lower(): era for era in Era}
-
-
-def _run(action: Callable[[], T]) -> T:
-    """Run a service call and commit, turning a service error into a clear CLI error."""
-    from saas.cli import require_current_schema
-
-    require_current_schema()
-    try:
-        result = action()
-        db.session.commit()
-        return result
-    except ServiceError as error:
-        db.session.rollback()
-        raise click.ClickException(f"{error.code}: {error.message}") from None
 
 
 @group.command("issue-card")
@@ -53,7 +34,7 @@ def issue_card_command(out: Path, era: str | None, gender: str | None, seed: int
     if password is not None and not (6 <= len(password) <= 16 and password.isalnum()
                                      and password.isascii() and password.upper() == password):
         raise click.BadParameter("6–16 characters of A–Z and 0–9", param_hint="--password")
-    card = _run(lambda: services.issue_card(
+    card = run_service(lambda: services.issue_card(
         seed=seed, era=_ERAS[era] if era else None, gender=Gender(gender) if gender else None,
         auth_pin=pin, signature_password=password))
     card.write(out)
@@ -72,7 +53,7 @@ def issue_card_command(out: Path, era: str | None, gender: str | None, seed: int
               show_default=True)
 def revoke_command(serial: int, reason: str) -> None:
     """Revoke one sandbox certificate."""
-    _run(lambda: services.revoke(serial, Reason(reason)))
+    run_service(lambda: services.revoke(serial, Reason(reason)))
     click.echo(f"revoked {serial} ({reason})")
 
 
@@ -82,7 +63,7 @@ def revoke_command(serial: int, reason: str) -> None:
               help="Card file to write with the renewed keys.")
 def renew_command(serial: int, out: Path) -> None:
     """Renew a card: new keys and certificates, the old ones superseded and linked."""
-    card = _run(lambda: services.renew(serial))
+    card = run_service(lambda: services.renew(serial))
     card.write(out)
     click.echo(f"renewed: new auth certificate {card.auth.certificate.serial_number}; card file {out}")
 
@@ -92,7 +73,7 @@ def renew_command(serial: int, out: Path) -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def publish_crl_command(kind: str, out: Path) -> None:
     """Write the next full CRL (DER) of the active root generation of KIND."""
-    der = _run(lambda: services.publish_crl(CertificateKind(kind)))
+    der = run_service(lambda: services.publish_crl(CertificateKind(kind)))
     out.write_bytes(der)
     click.echo(f"{kind} CRL written to {out} ({len(der):,} bytes)")
 
@@ -102,5 +83,5 @@ def refresh_command() -> None:
     """Ingest the sandbox CRLs and linkage feed into the service's stores now."""
     from saas.sandbox.jobs import refresh_revocation_data
 
-    result = _run(refresh_revocation_data)
+    result = run_service(refresh_revocation_data)
     click.echo(f"CRL entries ingested: {result['crl_entries']}; certificates linked: {result['linked']}")
