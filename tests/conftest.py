@@ -94,6 +94,15 @@ def make_app(database_url: str, tmp_path: Path, **overrides: Any) -> Flask:
     return application
 
 
+@pytest.fixture
+def committed_url(tmp_path: Path) -> Iterator[str]:
+    """A migrated database of the test's own, for code that commits on other connections
+    or in other threads and processes (jobs, stores, servers)."""
+    with empty_database("committed", tmp_path) as url:
+        migrate_database(url)
+        yield url
+
+
 @pytest.fixture(scope="session")
 def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     application = make_app(database_url, tmp_path_factory.mktemp("instance"))

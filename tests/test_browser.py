@@ -14,9 +14,8 @@ import pytest
 from werkzeug.serving import make_server
 
 from saas import ROOT, db
-from saas.cli import migrate_database
 from saas.tenants import services as tenants
-from tests.conftest import empty_database, make_app
+from tests.conftest import make_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -25,21 +24,18 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[str]:
-    with empty_database("browser", tmp_path) as url:
-        migrate_database(url)
-        app = make_app(url, tmp_path)
-        with app.app_context():
-            tenants.create_tenant(slug="demo", display_name="架け橋デモ銀行", kind="bank")
-            db.session.commit()
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_port}"
-        finally:
-            server.shutdown()
-            db.get_database(app).engine.dispose()
+def live_server(committed_url: str, tmp_path: Path) -> Iterator[str]:
+    app = make_app(committed_url, tmp_path)
+    with app.app_context():
+        tenants.create_tenant(slug="demo", display_name="架け橋デモ銀行", kind="bank")
+        db.session.commit()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        db.get_database(app).engine.dispose()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,17 +14,8 @@ from flask import Flask
 from sqlalchemy import select
 
 from saas import ROOT, db, jobs
-from saas.cli import migrate_database
 from saas.tenants.models import Tenant
-from tests.conftest import SECRET, empty_database, make_app
-
-
-@pytest.fixture
-def committed_url(tmp_path: Path) -> Iterator[str]:
-    """A migrated database whose commits are real (jobs run in other threads/processes)."""
-    with empty_database("jobs", tmp_path) as url:
-        migrate_database(url)
-        yield url
+from tests.conftest import SECRET, make_app
 
 
 def tenant_slugs(app: Flask) -> set[str]:

@@ -10,7 +10,6 @@ import pytest
 from flask import Flask
 
 from saas import db
-from saas.cli import migrate_database
 from saas.db import tenant_scope
 from saas.jpki.errors import VerificationFailed
 from saas.oidc import login
@@ -18,25 +17,23 @@ from saas.sandbox import jobs as sandbox_jobs
 from saas.sandbox import services as sandbox
 from saas.tenants import services as tenants
 from saas.tenants.models import TenantMode
-from tests.conftest import empty_database, make_app
+from tests.conftest import make_app
 from tests.test_jpki_webeid import sign_token
 
 ORIGIN = "https://kakehashi.example"
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    with empty_database("login", tmp_path) as url:
-        migrate_database(url)
-        application = make_app(url, tmp_path)
-        with application.app_context():
-            tenants.create_tenant(slug="login-bank", display_name="ログイン銀行", kind="bank")
-            tenants.create_tenant(slug="login-clinic", display_name="ログイン医院", kind="hospital")
-            tenants.create_tenant(slug="live-bank", display_name="本番銀行", kind="bank",
-                                  mode=TenantMode.LIVE)
-            db.session.commit()
-        yield application
-        db.get_database(application).engine.dispose()
+def app(committed_url: str, tmp_path: Path) -> Iterator[Flask]:
+    application = make_app(committed_url, tmp_path)
+    with application.app_context():
+        tenants.create_tenant(slug="login-bank", display_name="ログイン銀行", kind="bank")
+        tenants.create_tenant(slug="login-clinic", display_name="ログイン医院", kind="hospital")
+        tenants.create_tenant(slug="live-bank", display_name="本番銀行", kind="bank",
+                              mode=TenantMode.LIVE)
+        db.session.commit()
+    yield application
+    db.get_database(application).engine.dispose()
 
 
 def log_in(slug: str, card: Any) -> login.CardLogin:
@@ -110,3 +107,13 @@ def test_without_revocation_data_a_login_fails_closed(app: Flask) -> None:
         with pytest.raises(VerificationFailed) as error:
             log_in("login-bank", card)
     assert error.value.code == "revocation_unknown"
+
+
+def test_the_stores_live_as_long_as_the_app(app: Flask) -> None:
+    # Rebuilt per login, the revocation index would be reloaded and a pool opened each time.
+    from saas.stores import jpki_stores
+
+    with app.app_context():
+        first = jpki_stores()
+    with app.app_context():
+        assert jpki_stores() is first

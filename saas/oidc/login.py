@@ -13,16 +13,15 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from flask import current_app
 from sqlalchemy import select
 
 from saas import clock, db
 from saas.jpki.certificates import CertificateKind
 from saas.jpki.revocation import LayeredRevocation
-from saas.jpki.store import NonceStore, PersonRegistry, RedisNonceStore, RevocationStore
 from saas.jpki.trust import TrustStores, live_stores
 from saas.jpki.webeid import Challenge, VerifiedAuthentication, new_challenge, verify_token
 from saas.oidc.models import Subject
+from saas.stores import jpki_stores
 from saas.tenants.models import Tenant, TenantMode
 
 
@@ -31,14 +30,6 @@ class CardLogin:
     sub: str
     person_id: int
     authentication: VerifiedAuthentication
-
-
-def _nonces() -> NonceStore | RedisNonceStore:
-    if current_app.config.get("REDIS_URL"):
-        from redis import Redis
-
-        return RedisNonceStore(Redis.from_url(current_app.config["REDIS_URL"]))
-    return NonceStore(db.get_database().engine)
 
 
 def trust_stores(tenant: Tenant) -> TrustStores:
@@ -52,7 +43,7 @@ def trust_stores(tenant: Tenant) -> TrustStores:
 def issue_challenge() -> Challenge:
     """A single-use challenge for the login page to hand to the bridge agent."""
     challenge = new_challenge(at=clock.now())
-    _nonces().put(challenge)
+    jpki_stores().nonces.put(challenge)
     return challenge
 
 
@@ -65,13 +56,13 @@ def verify_card_login(tenant: Tenant, token: object, *, nonce: str, origin: str)
         raise RuntimeError("verify_card_login must run before the request changes anything")
     auth_store = trust_stores(tenant).auth
     db.session.commit()
-    engine = db.get_database().engine
+    shared = jpki_stores()
     now = clock.now()
-    authentication = verify_token(token, nonce=nonce, origin=origin, nonces=_nonces(),
-                                  store=auth_store,
-                                  revocation=LayeredRevocation(RevocationStore(engine)), at=now)
-    person_id = PersonRegistry(engine).resolve(authentication.issuer_key_id, authentication.serial,
-                                               CertificateKind.AUTH, at=now)
+    authentication = verify_token(token, nonce=nonce, origin=origin, nonces=shared.nonces,
+                                  store=auth_store, revocation=LayeredRevocation(shared.revocations),
+                                  at=now)
+    person_id = shared.persons.resolve(authentication.issuer_key_id, authentication.serial,
+                                       CertificateKind.AUTH, at=now)
     return CardLogin(sub=pairwise_sub(tenant, person_id), person_id=person_id,
                      authentication=authentication)
 

@@ -29,6 +29,15 @@ def new_rsa_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
+def key_usage(*, digital_signature: bool = False, content_commitment: bool = False,
+              key_cert_sign: bool = False, crl_sign: bool = False) -> x509.KeyUsage:
+    """A KeyUsage naming only the usages JPKI certificates have."""
+    return x509.KeyUsage(digital_signature=digital_signature, content_commitment=content_commitment,
+                         key_encipherment=False, data_encipherment=False, key_agreement=False,
+                         key_cert_sign=key_cert_sign, crl_sign=crl_sign, encipher_only=False,
+                         decipher_only=False)
+
+
 def root_name(kind: CertificateKind) -> x509.Name:
     unit = profiles.OU_AUTH if kind is CertificateKind.AUTH else profiles.OU_SIGNATURE
     return x509.Name([
@@ -66,10 +75,7 @@ def create_root(kind: CertificateKind, now: datetime,
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + ROOT_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
-                                     key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(key_usage(key_cert_sign=True, crl_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -152,10 +158,7 @@ def leaf_builder(ca: CertificateAuthority, subject: x509.Name, public_key: rsa.R
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=content_commitment,
-                                     key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(key_usage(digital_signature=True, content_commitment=content_commitment), critical=True)
         .add_extension(x509.CertificatePolicies([
             x509.PolicyInformation(x509.ObjectIdentifier(policy), None)]), critical=True)
         .add_extension(x509.AuthorityKeyIdentifier(ca.key_id, None, None), critical=False)

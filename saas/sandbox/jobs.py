@@ -12,8 +12,8 @@ from typing import Any
 from saas import clock, db
 from saas.jpki.certificates import CertificateKind
 from saas.jpki.errors import JPKIError
-from saas.jpki.store import PersonRegistry, RevocationStore
 from saas.sandbox import services
+from saas.stores import jpki_stores
 
 LINKAGE_FEED = "sandbox"
 PAGE = 1000
@@ -24,8 +24,8 @@ def refresh_revocation_data() -> dict[str, Any]:
     stores = services.trust_stores()
     crls = {kind: services.current_crls(kind) for kind in CertificateKind}  # every generation
     db.session.commit()  # publish first: the stores below use their own connections
-    engine = db.get_database().engine
-    revocations = RevocationStore(engine)
+    shared = jpki_stores()
+    revocations = shared.revocations
     ingested: dict[str, int] = {}
     for kind, generations in crls.items():
         for der in generations.values():
@@ -36,7 +36,7 @@ def refresh_revocation_data() -> dict[str, Any]:
                     raise
                 continue
             ingested[kind.value] = ingested.get(kind.value, 0) + entries
-    registry = PersonRegistry(engine)
+    registry = shared.persons
     linked = 0
     while entries := services.linkage_feed(after=registry.position(LINKAGE_FEED), limit=PAGE):
         linked += registry.apply_linkage(LINKAGE_FEED, entries, at=clock.now())

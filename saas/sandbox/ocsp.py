@@ -24,7 +24,7 @@ from saas.jpki import profiles
 from saas.jpki.der import read_tlv
 from saas.jpki.ocsp import issuer_hashes
 from saas.jpki.revocation import Reason
-from saas.sandbox.ca import SANDBOX_OU, CertificateAuthority, new_rsa_key
+from saas.sandbox.ca import SANDBOX_OU, CertificateAuthority, key_usage, new_rsa_key
 
 ANSWER_VALIDITY = timedelta(hours=1)
 RESPONDER_VALIDITY = timedelta(days=2)
@@ -94,10 +94,7 @@ def delegated_responder(authority: CertificateAuthority,
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + RESPONDER_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                     key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(key_usage(digital_signature=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
         .add_extension(x509.OCSPNoCheck(), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier(authority.key_id, None, None), critical=False)
