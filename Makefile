@@ -7,6 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
+RP_PORT ?= 5001
 PG_TEST_URL := postgresql+psycopg://postgres@127.0.0.1:5432/test
 APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev swig chromium fonts-ipafont-gothic
 PYTEST_ARGS ?=
@@ -15,16 +16,20 @@ PYTEST_ARGS ?=
 
 demo: install
 	$(BIN)/kakehashi migrate
-	$(BIN)/kakehashi seed-demo
+	$(BIN)/kakehashi seed-demo --service-url http://$(HOST):$(PORT) --rp-url http://$(HOST):$(RP_PORT)
 	@test -f instance/demo-card.json || $(BIN)/kakehashi sandbox issue-card \
 		--out instance/demo-card.json --pin 1234 --password DEMO1234 --seed 1
+	$(BIN)/kakehashi sandbox refresh
 	@echo ""
 	@echo "  Kakehashi is starting on http://$(HOST):$(PORT)/"
 	@echo "  (demo tenant: http://$(HOST):$(PORT)/t/demo/)"
 	@echo "  The bridge agent runs beside it with a virtual sandbox card: PIN 1234, password DEMO1234."
+	@echo "  The demo relying party: http://$(HOST):$(RP_PORT)/  (click \"log in with My Number Card\")"
 	@echo ""
 	@$(BIN)/kakehashi-bridge serve --origin http://$(HOST):$(PORT) --virtual-card instance/demo-card.json & \
-		agent=$$!; trap 'kill $$agent 2>/dev/null' EXIT INT TERM; \
+		agent=$$!; $(BIN)/python -m examples.demo_rp.app --config instance/demo-rp.json \
+		--host $(HOST) --port $(RP_PORT) & rp=$$!; \
+		trap 'kill $$agent $$rp 2>/dev/null' EXIT INT TERM; \
 		$(BIN)/kakehashi serve --host $(HOST) --port $(PORT)
 
 test: system-packages install-dev lint
@@ -36,7 +41,7 @@ test: system-packages install-dev lint
 	fi
 
 lint: install-dev
-	$(BIN)/ruff check saas tests bench bridge-agent migrations/env.py
+	$(BIN)/ruff check saas tests bench bridge-agent examples migrations/env.py
 
 test-sqlite:
 	@echo "== tests on SQLite =="

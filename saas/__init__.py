@@ -46,7 +46,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from saas.oidc import server as oidc_server
     from saas.oidc.views import bp as oidc
+    from saas.oidc.views import pages as oidc_pages
     from saas.openapi import register_api_blueprint
     from saas.sandbox.views import bp as sandbox
     from saas.tenants.views import bp as tenants
@@ -56,6 +58,8 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(tenants)
     register_api_blueprint(app, sandbox)
     register_api_blueprint(app, oidc)
+    app.register_blueprint(oidc_pages)
+    oidc_server.init_app(app)
 
 
 def _commit_successful_requests(app: Flask) -> None:

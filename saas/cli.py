@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import click
@@ -25,7 +26,7 @@ from werkzeug.serving import run_simple
 from saas import ROOT, db, jobs
 from saas.errors import ServiceError
 from saas.tenants import services as tenants
-from saas.tenants.models import TenantKind, TenantMode
+from saas.tenants.models import Tenant, TenantKind, TenantMode
 
 T = TypeVar("T")
 
@@ -104,8 +105,14 @@ def create_tenant_command(slug: str, display_name: str, kind: str, corporate_num
 
 
 @click.command("seed-demo")
-def seed_demo_command() -> None:
-    """Create the demo sandbox tenant unless it exists."""
+@click.option("--service-url", default="http://127.0.0.1:5000", show_default=True,
+              help="Where the service is reached (the demo relying party's issuer is under it).")
+@click.option("--rp-url", default="http://127.0.0.1:5001", show_default=True,
+              help="Where the demo relying party runs (its redirect URI is under it).")
+@click.option("--rp-config", default="instance/demo-rp.json", show_default=True,
+              type=click.Path(dir_okay=False), help="Where the demo relying party's registration goes.")
+def seed_demo_command(service_url: str, rp_url: str, rp_config: str) -> None:
+    """Create the demo sandbox tenant and register the demo relying party, unless they exist."""
     require_current_schema()
     tenant = tenants.find_by_slug(DEMO_TENANT["slug"])
     if tenant is None:
@@ -114,6 +121,42 @@ def seed_demo_command() -> None:
         click.echo(f"created demo tenant {tenant.public_id} at /t/{tenant.slug}/")
     else:
         click.echo(f"demo tenant {tenant.public_id} already at /t/{tenant.slug}/")
+    _seed_demo_rp(tenant, service_url.rstrip("/"), rp_url.rstrip("/"), Path(rp_config))
+
+
+def _seed_demo_rp(tenant: Tenant, service_url: str, rp_url: str, path: Path) -> None:
+    import json
+    import secrets
+
+    from joserfc.jwk import KeySet, RSAKey
+    from sqlalchemy import select
+
+    from saas.db import tenant_scope
+    from saas.oidc.clients import register_client
+    from saas.oidc.models import OIDCClient
+
+    issuer = f"{service_url}/t/{tenant.slug}"
+    with tenant_scope(db.session, tenant.id):
+        if path.exists():
+            existing = json.loads(path.read_text())
+            if existing.get("issuer") == issuer and db.session.scalar(
+                    select(OIDCClient).where(OIDCClient.public_id == existing.get("client_id"))):
+                click.echo(f"demo relying party {existing['client_id']} already registered ({path})")
+                return
+        key = RSAKey.generate_key(2048, {"use": "sig", "alg": "RS256"})
+        key = RSAKey.import_key(key.as_dict(private=True) | {"kid": key.thumbprint()})
+        public = KeySet([RSAKey.import_key(key.as_dict(private=False))]).as_dict()
+        client, _ = register_client(tenant, name="デモ RP (Demo relying party)",
+                                    redirect_uris=[f"{rp_url}/callback"],
+                                    scopes=["openid", "name", "address", "birthdate", "gender"],
+                                    auth_method="private_key_jwt", jwks=json.dumps(public))
+        db.session.commit()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = {"issuer": issuer, "client_id": client.public_id, "private_jwk": key.as_dict(private=True),
+              "session_secret": secrets.token_hex(32)}
+    path.write_text(json.dumps(config, indent=2))
+    path.chmod(0o600)
+    click.echo(f"registered demo relying party {client.public_id} ({path})")
 
 
 @click.command("worker")

@@ -78,6 +78,17 @@ def openapi_path(rule: str) -> str:
     return _CONVERTER.sub(r"{\1}", rule)
 
 
+SECURITY_SCHEMES = {
+    "privateKeyJwt": {
+        "type": "openIdConnect", "openIdConnectUrl": "/t/{tenant_slug}/.well-known/openid-configuration",
+        "description": "RFC 7523 client assertion (client_assertion_type "
+                       "urn:ietf:params:oauth:client-assertion-type:jwt-bearer), each jti used once."},
+    "clientSecretBasic": {"type": "http", "scheme": "basic",
+                          "description": "Sandbox tenants' clients only."},
+    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT (RFC 9068)"},
+}
+
+
 def build_document(app: Flask) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
@@ -107,7 +118,7 @@ def build_document(app: Flask) -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "paths": paths,
-        "components": {"schemas": dict(sorted(_SCHEMAS.items()))},
+        "components": {"schemas": dict(sorted(_SCHEMAS.items())), "securitySchemes": SECURITY_SCHEMES},
     }
 
 

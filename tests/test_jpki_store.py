@@ -167,7 +167,13 @@ def test_a_person_survives_renewal_through_linkage(clean: Engine) -> None:
     assert registry.link((issuer, 100), (issuer, 200), CertificateKind.AUTH, at=NOW) == person
     assert registry.resolve(issuer, 200, CertificateKind.AUTH, at=NOW) == person
     assert registry.person_of(issuer, 200) == person
-    assert registry.link((issuer, 999), (issuer, 1000), CertificateKind.AUTH, at=NOW) is None
+    # Linkage of certificates no one has used yet makes a person of its own: a later
+    # login with either finds the other.
+    stranger = registry.link((issuer, 999), (issuer, 1000), CertificateKind.SIGNATURE, at=NOW,
+                             old_kind=CertificateKind.AUTH)
+    assert stranger != person
+    assert registry.resolve(issuer, 999, CertificateKind.AUTH, at=NOW) == stranger
+    assert registry.person_of(issuer, 1000) == stranger
 
 
 def test_a_login_with_the_new_card_before_the_linkage_is_merged_into_the_person(clean: Engine) -> None:

@@ -18,6 +18,7 @@ from saas import clock
 from saas.db import all_tenants, tenant_scope
 from saas.oidc import keys
 from saas.oidc.models import KeyStatus, SigningKey
+from saas.sealing import unseal
 from saas.tenants import services as tenants
 
 
@@ -50,8 +51,7 @@ def test_private_keys_are_stored_encrypted_and_bound_to_their_row(app: Flask, db
         stored.kid = "another-kid"  # a ciphertext moved to another identity does not decrypt
         db_session.flush()
         with pytest.raises(InvalidTag):
-            keys._kek().decrypt(stored.encrypted_private_key[:12], stored.encrypted_private_key[12:],
-                                keys._aad(tenant, "another-kid"))
+            unseal(stored.encrypted_private_key, keys._context(tenant, "another-kid"))
         db_session.rollback()
     assert isinstance(private, rsa.RSAPrivateKey)
 

@@ -155,8 +155,9 @@ def test_a_person_follows_a_renewed_card_through_the_linkage_feed(tmp_path: Path
             renewed = sandbox.renew(card.auth.certificate.serial_number)
             db.session.commit()
         feed = app.test_client().get("/sandbox/linkage").get_json()["entries"]
-        # The first card's auth→signature pair, then old→new for both certificates.
-        assert registry.apply_linkage("sandbox", feed, at=clock.now()) == 3
+        # Both cards' auth→signature pairs, and old→new for both certificates.
+        assert len(feed) == 4
+        assert registry.apply_linkage("sandbox", feed, at=clock.now()) == 4
         assert registry.person_of(issuer, renewed.auth.certificate.serial_number) == person
         with app.app_context():
             signature_issuer = sandbox.trust_stores().signature.anchors[-1].key_id

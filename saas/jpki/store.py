@@ -461,18 +461,29 @@ class PersonRegistry:
             return person_id
 
     def link(self, old: tuple[bytes, int], new: tuple[bytes, int], kind: CertificateKind, *,
-             at: datetime) -> int | None:
-        """Attach ``new`` to the person of ``old``; None when ``old`` belongs to no one here.
+             at: datetime, old_kind: CertificateKind | None = None) -> int:
+        """Attach ``new`` to the person of ``old``; returns the person.
 
-        When ``new`` already has a person of its own (someone logged in with a renewed card
-        before the linkage arrived), the two are one person: the newer record's
-        certificates move to the older one, and the newer is marked ``merged_into`` it.
+        The feed speaks of every certificate, whether or not anyone has logged in with it
+        yet: when neither is known, the two start a person of their own (so that a later
+        login, or a signature for the four attributes, finds the pair). When ``new``
+        already has a person of its own (someone logged in with a renewed card before the
+        linkage arrived), the two are one person: the newer record's certificates move to
+        the older one, and the newer is marked ``merged_into`` it.
         """
         with self.engine.begin() as connection:
             person_id = self._person(connection, *old)
-            if person_id is None:
-                return None
             current = self._person(connection, *new)
+            if person_id is None and current is None:
+                person_id = connection.execute(insert(self.persons).values(created_at=at)
+                                               .returning(self.persons.c.id)).scalar_one()
+                self._attach(connection, *old, person_id, old_kind or kind, at)
+                self._attach(connection, *new, person_id, kind, at)
+                return person_id
+            if person_id is None:
+                assert current is not None
+                self._attach(connection, *old, current, old_kind or kind, at)
+                return current
             if current is None:
                 self._attach(connection, *new, person_id, kind, at)
                 return person_id
@@ -498,10 +509,13 @@ class PersonRegistry:
             if sequence <= done:
                 continue
             old, new = entry["old"], entry["new"]
-            person = self.link((bytes.fromhex(old["issuer_key_id"]), int(old["serial"])),
-                               (bytes.fromhex(new["issuer_key_id"]), int(new["serial"])),
-                               CertificateKind(entry["kind"]), at=at)
-            applied += person is not None
+            kind = CertificateKind(entry["kind"])
+            # A pair (証明書紐付け情報) links a holder's auth certificate to their signature one.
+            old_kind = CertificateKind.AUTH if entry.get("event") == "pair" else kind
+            self.link((bytes.fromhex(old["issuer_key_id"]), int(old["serial"])),
+                      (bytes.fromhex(new["issuer_key_id"]), int(new["serial"])), kind, at=at,
+                      old_kind=old_kind)
+            applied += 1
             with self.engine.begin() as connection:
                 moved = connection.execute(update(positions).where(positions.c.feed == feed)
                                            .values(position=sequence)).rowcount

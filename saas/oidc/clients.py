@@ -13,6 +13,8 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
+import urllib.request
 from urllib.parse import urlsplit
 
 from flask_babel import lazy_gettext as _l
@@ -122,3 +124,23 @@ def rotate_secret(client: OIDCClient) -> str:
     client.secret_hash = hash_secret(secret)
     db.session.flush()
     return secret
+
+
+JWKS_URI_TTL = 300  # seconds a fetched jwks_uri key set is used before it is fetched again
+_FETCHED: dict[str, tuple[float, KeySet]] = {}
+
+
+def public_keys(client: OIDCClient) -> KeySet:
+    """The client's key set for private_key_jwt: registered, or fetched from its jwks_uri."""
+    if client.jwks:
+        return KeySet.import_key_set(json.loads(client.jwks))
+    if not client.jwks_uri:
+        raise ClientError(_l("This client has no keys."), code="invalid_client")
+    now = time.monotonic()
+    cached = _FETCHED.get(client.jwks_uri)
+    if cached is None or now - cached[0] > JWKS_URI_TTL:
+        with urllib.request.urlopen(client.jwks_uri, timeout=5) as response:  # noqa: S310 (https only)
+            body = response.read(64 * 1024)
+        key_set = KeySet.import_key_set(json.loads(body))
+        cached = _FETCHED[client.jwks_uri] = (now, KeySet([k for k in key_set.keys if not k.is_private]))
+    return cached[1]

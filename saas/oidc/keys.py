@@ -8,20 +8,18 @@ relying party can verify tokens across a rotation.
 from __future__ import annotations
 
 import json
-import os
 from datetime import timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from flask import current_app
-from joserfc.jwk import ECKey, RSAKey
+from joserfc.jwk import ECKey, KeySet, RSAKey
 from sqlalchemy import select
 
 from saas import clock, db
 from saas.errors import ServiceError
 from saas.oidc.models import KeyStatus, SigningKey
+from saas.sealing import seal, unseal
 from saas.tenants.models import Tenant
 
 ALGORITHMS = ("RS256", "ES256")
@@ -34,13 +32,9 @@ class SigningKeyError(ServiceError):
     status = 422
 
 
-def _kek() -> AESGCM:
-    return AESGCM(current_app.config["KEY_ENCRYPTION_KEY"])
-
-
-def _aad(tenant: Tenant, kid: str) -> bytes:
+def _context(tenant: Tenant, kid: str) -> str:
     # Bound to its tenant and kid: a ciphertext copied onto another row does not decrypt.
-    return f"{tenant.public_id}:{kid}".encode()
+    return f"{tenant.public_id}:{kid}"
 
 
 def _new_private_key(alg: str) -> Any:
@@ -59,11 +53,10 @@ def create_key(tenant: Tenant, alg: str) -> SigningKey:
     key_class = RSAKey if alg == "RS256" else ECKey
     jwk = key_class.import_key(pem, {"alg": alg, "use": "sig"})
     kid = jwk.thumbprint()
-    nonce = os.urandom(12)
     public = key_class.import_key(pem, {"alg": alg, "use": "sig", "kid": kid}).as_dict(private=False)
     key = SigningKey(tenant_id=tenant.id, kid=kid, alg=alg, status=KeyStatus.ACTIVE,
                      public_jwk=json.dumps(public, sort_keys=True), created_at=clock.now(),
-                     encrypted_private_key=nonce + _kek().encrypt(nonce, pem, _aad(tenant, kid)))
+                     encrypted_private_key=seal(pem, _context(tenant, kid)))
     db.session.add(key)
     db.session.flush()
     return key
@@ -97,11 +90,29 @@ def jwks(tenant: Tenant) -> dict[str, Any]:
     return {"keys": published}
 
 
+_SIGNING_KEYS: dict[str, Any] = {}  # kid → joserfc key: decrypt and parse once per process
+
+
+def signing_key(tenant: Tenant, alg: str) -> tuple[str, Any]:
+    """(kid, joserfc private key) of the tenant's active key for ``alg``."""
+    key = next(k for k in ensure_keys(tenant) if k.alg == alg)
+    cached = _SIGNING_KEYS.get(key.kid)
+    if cached is None:
+        pem = unseal(key.encrypted_private_key, _context(tenant, key.kid))
+        key_class = RSAKey if alg == "RS256" else ECKey
+        cached = _SIGNING_KEYS[key.kid] = key_class.import_key(pem, {"kid": key.kid, "alg": alg})
+    return key.kid, cached
+
+
+def verification_keys(tenant: Tenant) -> KeySet:
+    """The published keys, for checking the provider's own tokens."""
+    return KeySet.import_key_set(jwks(tenant))
+
+
 def private_key(tenant: Tenant, alg: str) -> tuple[str, Any]:
     """(kid, private key) of the active key for ``alg``, decrypted for signing."""
     key = next(k for k in ensure_keys(tenant) if k.alg == alg)
-    blob = key.encrypted_private_key
-    pem = _kek().decrypt(blob[:12], blob[12:], _aad(tenant, key.kid))
+    pem = unseal(key.encrypted_private_key, _context(tenant, key.kid))
     return key.kid, serialization.load_pem_private_key(pem, password=None)
 
 

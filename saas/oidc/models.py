@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import enum
+import json
 from datetime import datetime
 
 from sqlalchemy import Enum, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from saas.db import Base, BigId, HasPublicId, TenantScoped
+from saas.db import Base, BigId, HasPublicId, TenantScoped, tenant_foreign_key
 
 
 class KeyStatus(enum.StrEnum):
@@ -54,7 +55,41 @@ class OIDCClient(HasPublicId, TenantScoped, Base):
     jwks: Mapped[str | None] = mapped_column(Text)  # JSON key set for private_key_jwt
     jwks_uri: Mapped[str | None] = mapped_column(String(500))
     secret_hash: Mapped[str | None] = mapped_column(String(200))  # scrypt, never the secret
+    post_logout_redirect_uris: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")  # JSON, exact
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime]
+
+    # Authlib's ClientMixin
+    def get_client_id(self) -> str:
+        return self.public_id
+
+    def get_default_redirect_uri(self) -> None:
+        return None  # every request names its redirect URI
+
+    def get_allowed_scope(self, scope: str) -> str | None:
+        """The requested scope if the tenant allowed all of it to this client, else None."""
+        requested = (scope or "").split()
+        allowed = set(json.loads(self.scopes))
+        if not requested or any(s not in allowed for s in requested):
+            return None
+        return " ".join(dict.fromkeys(requested))
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return redirect_uri in json.loads(self.redirect_uris)  # exact, character for character
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        from saas.oidc.clients import secret_matches
+
+        return secret_matches(self, client_secret)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        return method == self.auth_method.value
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code"
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type in ("authorization_code", "refresh_token", "client_credentials")
 
 
 class Subject(TenantScoped, Base):
@@ -68,3 +103,137 @@ class Subject(TenantScoped, Base):
     person_id: Mapped[int] = mapped_column(BigId, index=True)  # saas.jpki.store's persons
     sub: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
+
+
+class RequestStatus(enum.StrEnum):
+    PENDING = "pending"  # waiting for the card
+    AUTHENTICATED = "authenticated"  # the card logged in; waiting for the attribute consent
+    COMPLETED = "completed"  # a code went back to the client
+    FAILED = "failed"
+
+
+class AuthorizationRequest(HasPublicId, TenantScoped, Base):
+    """A validated authorization request waiting for the person (and a pushed one, RFC 9126).
+
+    Bound to the browser that started it (``browser_hash``): its id in the login page's URL
+    is of no use to anyone else.
+    """
+
+    __tablename__ = "oidc_authorization_requests"
+    __id_prefix__ = "areq"
+    __extra_table_args__ = (tenant_foreign_key("client_id", "oidc_clients", ondelete="CASCADE"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    client_id: Mapped[int] = mapped_column(BigId, index=True)
+    params: Mapped[str] = mapped_column(Text)  # JSON: the validated request parameters
+    pushed: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[RequestStatus] = mapped_column(Enum(
+        RequestStatus, name="request_status", native_enum=False, length=16, create_constraint=True,
+        values_callable=lambda members: [m.value for m in members]))
+    browser_hash: Mapped[str | None] = mapped_column(String(64))
+    challenge: Mapped[str | None] = mapped_column(String(64))  # the card login's nonce
+    release_digest: Mapped[bytes | None] = mapped_column(LargeBinary)  # what the signature key signs
+    release_text: Mapped[str | None] = mapped_column(Text)
+    person_id: Mapped[int | None] = mapped_column(BigId)
+    sub: Mapped[str | None] = mapped_column(String(64))
+    auth_time: Mapped[datetime | None]
+    sealed_attributes: Mapped[bytes | None] = mapped_column(LargeBinary)
+    error: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class LoginSession(TenantScoped, Base):
+    """The person's session at the tenant's provider (the ``sid`` of ID and logout tokens)."""
+
+    __tablename__ = "oidc_sessions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    sid: Mapped[str] = mapped_column(String(64), unique=True)
+    browser_hash: Mapped[str] = mapped_column(String(64), index=True)
+    person_id: Mapped[int] = mapped_column(BigId)
+    sub: Mapped[str] = mapped_column(String(64))
+    auth_time: Mapped[datetime]
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+
+class AuthorizationCode(TenantScoped, Base):
+    """A code handed to the client once; kept after use so a replay revokes its tokens."""
+
+    __tablename__ = "oidc_authorization_codes"
+    __extra_table_args__ = (tenant_foreign_key("client_id", "oidc_clients", ondelete="CASCADE"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[int] = mapped_column(BigId, index=True)
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(Text)
+    nonce: Mapped[str] = mapped_column(String(255))
+    acr: Mapped[str] = mapped_column(String(64))
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    code_challenge_method: Mapped[str] = mapped_column(String(8))
+    person_id: Mapped[int] = mapped_column(BigId)
+    sub: Mapped[str] = mapped_column(String(64))
+    sid: Mapped[str] = mapped_column(String(64))
+    auth_time: Mapped[datetime]
+    sealed_attributes: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    grant_id: Mapped[int | None] = mapped_column(BigId)
+
+    # Authlib's AuthorizationCodeMixin
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
+
+class Grant(TenantScoped, Base):
+    """What one code granted: the family of tokens issued from it and its refreshes.
+    Revoking the grant revokes every token of the family."""
+
+    __tablename__ = "oidc_grants"
+    __extra_table_args__ = (tenant_foreign_key("client_id", "oidc_clients", ondelete="CASCADE"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    client_id: Mapped[int] = mapped_column(BigId, index=True)
+    person_id: Mapped[int | None] = mapped_column(BigId)
+    sub: Mapped[str | None] = mapped_column(String(64))
+    sid: Mapped[str | None] = mapped_column(String(64), index=True)
+    scope: Mapped[str] = mapped_column(Text)
+    acr: Mapped[str | None] = mapped_column(String(64))
+    auth_time: Mapped[datetime | None]
+    sealed_attributes: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]  # no refresh after this
+    revoked_at: Mapped[datetime | None]
+    revoked_reason: Mapped[str | None] = mapped_column(String(64))
+
+
+class Token(TenantScoped, Base):
+    """One token response: the access token's ``jti`` and the refresh token's hash."""
+
+    __tablename__ = "oidc_tokens"
+    __extra_table_args__ = (tenant_foreign_key("grant_id", "oidc_grants", ondelete="CASCADE"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    grant_id: Mapped[int] = mapped_column(BigId, index=True)
+    access_jti: Mapped[str] = mapped_column(String(64), unique=True)
+    access_expires_at: Mapped[datetime]
+    refresh_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    refreshed_at: Mapped[datetime | None]  # the refresh token was spent (rotation)
+    revoked_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class UsedAssertion(Base):
+    """Client assertions (private_key_jwt) seen until they expire: a replay is refused."""
+
+    __tablename__ = "oidc_used_assertions"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # H(tenant, client, jti)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -1,13 +1,29 @@
+"""The provider's HTTP surface: protocol endpoints (JSON, described in OpenAPI) in ``bp``,
+and the browser's side (authorize, the login page and its steps) in ``pages``."""
+
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from typing import Any
 
-from saas import openapi
-from saas.oidc import keys
+from authlib.oauth2.rfc6749.errors import OAuth2Error
+from flask import Blueprint, Response, jsonify, render_template, request
+from flask_babel import lazy_gettext as _l
+
+from saas import db, openapi
+from saas.errors import ServiceError
+from saas.oidc import authorize as flow
+from saas.oidc import keys, server
+from saas.oidc.claims import ATTRIBUTE_SCOPES, JPKI_CLAIM, person_claims
+from saas.oidc.clients import SCOPES
+from saas.oidc.models import Grant, RequestStatus, Token
 from saas.openapi import json_response, operation
+from saas.security import CONTENT_SECURITY_POLICY
 from saas.tenants.context import current_tenant
 
 bp = Blueprint("oidc", __name__, url_prefix="/t/<tenant_slug>")
+pages = Blueprint("oidc_pages", __name__, url_prefix="/t/<tenant_slug>")
+
+AGENT_PORTS = (24817, 24818, 24819)
 
 JWKS = openapi.schema("JWKS", {
     "type": "object", "required": ["keys"],
@@ -16,6 +32,19 @@ JWKS = openapi.schema("JWKS", {
         "properties": {"kty": {"enum": ["RSA", "EC"]}, "kid": {"type": "string"},
                        "alg": {"enum": list(keys.ALGORITHMS)}, "use": {"const": "sig"}}}}},
 })
+OAUTH_ERROR = openapi.schema("OAuthError", {
+    "type": "object", "required": ["error"],
+    "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
+})
+TOKEN_RESPONSE = openapi.schema("TokenResponse", {
+    "type": "object", "required": ["access_token", "token_type", "expires_in", "scope"],
+    "properties": {"access_token": {"type": "string", "description": "RFC 9068 JWT (ES256)"},
+                   "token_type": {"const": "Bearer"}, "expires_in": {"type": "integer"},
+                   "scope": {"type": "string"}, "refresh_token": {"type": "string"},
+                   "id_token": {"type": "string", "description": "RS256 JWT"}},
+})
+FORM = {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
+CLIENT_AUTH = [{"privateKeyJwt": []}, {"clientSecretBasic": []}]
 
 
 @bp.get("/jwks.json")
@@ -27,3 +56,202 @@ def jwks() -> Response:
     response = jsonify(keys.jwks(current_tenant()))
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
+
+
+@bp.get("/.well-known/openid-configuration")
+@operation(summary="OpenID Provider metadata of the tenant (discovery)", tags=["OpenID Provider"],
+           security=[], responses={200: json_response("Provider metadata", {"type": "object"}),
+                                   404: json_response("No such tenant", openapi.ERROR)})
+def discovery() -> Response:
+    issuer = server.issuer()
+    document: dict[str, Any] = {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/authorize",
+        "token_endpoint": f"{issuer}/token",
+        "userinfo_endpoint": f"{issuer}/userinfo",
+        "jwks_uri": f"{issuer}/jwks.json",
+        "pushed_authorization_request_endpoint": f"{issuer}/par",
+        "revocation_endpoint": f"{issuer}/revoke",
+        "introspection_endpoint": f"{issuer}/introspect",
+        "scopes_supported": list(SCOPES),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": [server.ID_TOKEN_ALG],
+        "token_endpoint_auth_methods_supported": server.CLIENT_AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "PS256"],
+        "revocation_endpoint_auth_methods_supported": server.CLIENT_AUTH_METHODS,
+        "introspection_endpoint_auth_methods_supported": server.CLIENT_AUTH_METHODS,
+        "code_challenge_methods_supported": ["S256"],
+        "acr_values_supported": list(server.ACR_VALUES),
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid",
+                             "name", "family_name", "given_name", "address", "birthdate", "gender",
+                             JPKI_CLAIM, server.MODE_CLAIM],
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": True,
+        "require_pushed_authorization_requests": False,
+        "authorization_response_iss_parameter_supported": False,
+        "ui_locales_supported": ["ja", "en"],
+    }
+    response = jsonify(document)
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@bp.post("/token")
+@operation(summary="Exchange a code (with PKCE) or a refresh token for tokens",
+           description="Client authentication: private_key_jwt (each assertion once) or, in sandbox, "
+                       "client_secret_basic. A reused code revokes what it granted; a reused refresh "
+                       "token revokes its family.",
+           tags=["OpenID Provider"], security=CLIENT_AUTH, request_body=FORM,
+           responses={200: json_response("Tokens", TOKEN_RESPONSE),
+                      400: json_response("OAuth error", OAUTH_ERROR),
+                      401: json_response("Client authentication failed", OAUTH_ERROR)})
+def token() -> Response:
+    response = server.provider().create_token_response()
+    db.session.commit()  # a revocation after a replay, and a spent assertion, stand even on errors
+    return response
+
+
+@bp.post("/par")
+@operation(summary="Push an authorization request (RFC 9126); returns its request_uri",
+           tags=["OpenID Provider"], security=CLIENT_AUTH, request_body=FORM,
+           responses={201: json_response("The request_uri", {"type": "object"}),
+                      400: json_response("OAuth error", OAUTH_ERROR),
+                      401: json_response("Client authentication failed", OAUTH_ERROR)})
+def par() -> Response:
+    provider = server.provider()
+    oauth_request = provider.create_oauth2_request(request)
+    try:
+        client = provider.authenticate_client(oauth_request, server.CLIENT_AUTH_METHODS, "par")
+    except OAuth2Error as error:
+        db.session.commit()
+        return provider.handle_error_response(oauth_request, error)
+    try:
+        body = flow.push(client)
+    except ServiceError as error:
+        db.session.commit()
+        return _oauth_error(error.code, str(error.message))
+    response = jsonify(body)
+    response.status_code = 201
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/revoke")
+@operation(summary="Revoke a token (RFC 7009); a refresh token takes its access tokens with it",
+           tags=["OpenID Provider"], security=CLIENT_AUTH, request_body=FORM,
+           responses={200: json_response("Revoked (or unknown)", {"type": "object"}),
+                      401: json_response("Client authentication failed", OAUTH_ERROR)})
+def revoke() -> Response:
+    response = server.provider().create_endpoint_response("revocation")
+    db.session.commit()
+    return response
+
+
+@bp.post("/introspect")
+@operation(summary="Introspect a token (RFC 7662): active only while neither expired nor revoked",
+           tags=["OpenID Provider"], security=CLIENT_AUTH, request_body=FORM,
+           responses={200: json_response("Token state", {"type": "object"}),
+                      401: json_response("Client authentication failed", OAUTH_ERROR)})
+def introspect() -> Response:
+    response = server.provider().create_endpoint_response("introspection")
+    db.session.commit()
+    return response
+
+
+@bp.route("/userinfo", methods=["GET", "POST"])
+@operation(summary="Claims about the person the access token speaks for",
+           tags=["OpenID Provider"], security=[{"bearer": []}],
+           responses={200: json_response("Claims", {"type": "object", "required": ["sub"]}),
+                      401: json_response("Missing, invalid, expired or revoked token", OAUTH_ERROR)})
+def userinfo() -> Response:
+    authorization = request.headers.get("Authorization", "")
+    scheme, _sep, value = authorization.partition(" ")
+    claims = server.decode_access_token(value.strip()) if scheme.lower() == "bearer" else None
+    if claims is None:
+        response = _oauth_error("invalid_token", "The access token is missing, invalid, expired or revoked.", 401)
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return response
+    token_row = db.session.query(Token).filter(Token.access_jti == claims["jti"]).one()
+    grant = db.session.get(Grant, token_row.grant_id)
+    assert grant is not None
+    if grant.sub is None or "openid" not in grant.scope.split():
+        return _oauth_error("insufficient_scope", "This token does not speak for a person.", 403)
+    response = jsonify(person_claims(current_tenant(), grant.sub, grant.scope, grant.sealed_attributes))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _oauth_error(error: str, description: str, status: int = 400) -> Response:
+    response = jsonify({"error": error, "error_description": description})
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# -- the browser's side -------------------------------------------------------------------
+
+@pages.route("/authorize", methods=["GET", "POST"])
+def authorize() -> Response:
+    return flow.set_browser_cookie(flow.authorize())
+
+
+@pages.get("/login/<request_id>")
+def login_page(request_id: str) -> Response:
+    row = flow.waiting_request(request_id, statuses=(RequestStatus.PENDING, RequestStatus.AUTHENTICATED))
+    page = render_template("oidc/login.html", request_id=request_id, ports=AGENT_PORTS,
+                           tenant=current_tenant(), attribute_names=_attribute_labels(), **flow.describe(row))
+    response = Response(page, mimetype="text/html")
+    # The page keeps its handle on the agent's pop-up (to see it closed) but is cut off
+    # from whatever opened it; the pop-up is the agent's own origin.
+    response.headers["Cross-Origin-Opener-Policy"] = "same-origin-allow-popups"
+    response.headers["Cache-Control"] = "no-store"
+    agents = " ".join(f"http://127.0.0.1:{port}" for port in AGENT_PORTS)
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
+        "connect-src 'self'", f"connect-src 'self' {agents}")
+    return response
+
+
+@pages.post("/login/<request_id>/challenge")
+def login_challenge(request_id: str) -> Response:
+    row = flow.waiting_request(request_id)
+    return _json({"challenge": flow.new_challenge(row), "origin": flow.service_origin()})
+
+
+@pages.post("/login/<request_id>/card")
+def login_card(request_id: str) -> Response:
+    row = flow.waiting_request(request_id)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("token"), dict):
+        raise flow.LoginError(_l("The agent's answer is malformed."), code="malformed")
+    return _json(flow.card_login(row, body["token"]))
+
+
+@pages.post("/login/<request_id>/release")
+def login_release(request_id: str) -> Response:
+    row = flow.waiting_request(request_id, statuses=(RequestStatus.AUTHENTICATED,))
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise flow.LoginError(_l("The agent's answer is malformed."), code="malformed")
+    return _json(flow.release_attributes(row, body))
+
+
+@pages.post("/login/<request_id>/cancel")
+def login_cancel(request_id: str) -> Response:
+    row = flow.waiting_request(request_id, statuses=(RequestStatus.PENDING, RequestStatus.AUTHENTICATED))
+    return _json(flow.cancel(row))
+
+
+def _json(body: dict[str, Any]) -> Response:
+    response = jsonify(body)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _attribute_labels() -> dict[str, str]:
+    labels = {"name": _l("Name"), "address": _l("Address"), "birthdate": _l("Date of birth"),
+              "gender": _l("Gender")}
+    return {name: str(labels[name]) for name in ATTRIBUTE_SCOPES}

@@ -1,0 +1,434 @@
+"""The tenants' OpenID Provider on Authlib's server classes.
+
+One :class:`Provider` serves every tenant: the request's URL binds the session to its
+tenant (``/t/<slug>/…``), so clients, codes and tokens are looked up inside that tenant
+only, and the issuer, keys and endpoints are the tenant's own.
+
+- Authorization code grant only, PKCE S256 required, ``nonce`` and ``state`` required.
+- Client authentication: ``private_key_jwt`` (with ``jti`` replay protection) and, for
+  sandbox tenants, ``client_secret_basic``.
+- Access tokens are JWTs (RFC 9068, ES256), ID tokens RS256; both carry ``acr``, ``amr``,
+  ``auth_time`` and ``sid``; the tenant's mode is in every token.
+- A code is kept after its use: a second use revokes every token issued from it.
+  Refresh tokens rotate; presenting a spent one revokes its whole family.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749 import OAuth2Request, TokenMixin, grants
+from authlib.oauth2.rfc6749.errors import InvalidClientError
+from authlib.oauth2.rfc6750 import BearerTokenGenerator
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oidc.core.grants import OpenIDCode
+from flask import Flask, current_app, g, request
+from joserfc import jwt
+from joserfc.errors import JoseError
+from sqlalchemy import select, update
+
+from saas import clock, db
+from saas.oidc import clients, keys, replay
+from saas.oidc.claims import person_claims
+from saas.oidc.models import AuthorizationCode, Grant, OIDCClient, Token
+from saas.tenants.context import current_tenant
+
+ACCESS_TOKEN_LIFETIME = 600  # seconds
+ID_TOKEN_LIFETIME = 600
+CODE_LIFETIME = timedelta(seconds=60)
+REFRESH_LIFETIME = timedelta(hours=12)  # a family ends this long after the card login
+ASSERTION_MAX_LIFETIME = timedelta(minutes=10)
+ACCESS_TOKEN_ALG = "ES256"
+ID_TOKEN_ALG = "RS256"
+# RFC 8176: a hardware-held key (the card), its PIN, a smart card; together two factors.
+AMR = ["hwk", "pin", "sc", "mfa"]
+ACR_VALUES = ("aal3", "crl")  # what every card login satisfies: AAL3, revocation by CRL
+DEFAULT_ACR = "aal3"
+MODE_CLAIM = "https://kakehashi.jp/claims/mode"
+CLIENT_AUTH_METHODS = ["private_key_jwt", "client_secret_basic"]
+
+
+def issuer() -> str:
+    return f"{request.url_root}t/{current_tenant().slug}"
+
+
+def endpoint(path: str) -> str:
+    return f"{issuer()}/{path}"
+
+
+def token_hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def timestamp(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+@dataclass(frozen=True)
+class EndUser:
+    """The person a code or token speaks for, as of the card login."""
+
+    sub: str
+    person_id: int
+    sid: str
+    auth_time: datetime
+    acr: str
+    sealed_attributes: bytes | None = None
+
+    def get_user_id(self) -> str:
+        return self.sub
+
+
+@dataclass
+class IssuedToken(TokenMixin):
+    """A token row with its grant, as Authlib's revocation and introspection see it."""
+
+    row: Token
+    grant: Grant
+    kind: str  # access_token | refresh_token
+
+    def check_client(self, client: OIDCClient) -> bool:
+        return self.grant.client_id == client.id
+
+    def get_scope(self) -> str:
+        return self.grant.scope
+
+    def get_expires_in(self) -> int:
+        return ACCESS_TOKEN_LIFETIME
+
+    def expires_at(self) -> datetime:
+        return self.row.access_expires_at if self.kind == "access_token" else self.grant.expires_at
+
+    def is_expired(self) -> bool:
+        return self.expires_at() <= clock.now()
+
+    def is_revoked(self) -> bool:
+        if self.grant.revoked_at is not None or self.row.revoked_at is not None:
+            return True
+        return self.kind == "refresh_token" and self.row.refreshed_at is not None
+
+    def get_user(self) -> str | None:
+        return self.grant.sub
+
+    def get_client(self) -> OIDCClient:
+        client = db.session.get(OIDCClient, self.grant.client_id)
+        assert client is not None
+        return client
+
+
+def revoke_grant(grant_id: int, reason: str) -> None:
+    now = clock.now()
+    db.session.execute(update(Grant).where(Grant.id == grant_id, Grant.revoked_at.is_(None))
+                       .values(revoked_at=now, revoked_reason=reason))
+    db.session.execute(update(Token).where(Token.grant_id == grant_id, Token.revoked_at.is_(None))
+                       .values(revoked_at=now))
+
+
+# -- client authentication ----------------------------------------------------------------
+
+class PrivateKeyJWT(JWTBearerClientAssertion):
+    """RFC 7523 client assertions, each ``jti`` accepted once per client."""
+
+    CLIENT_AUTH_METHOD = "private_key_jwt"
+
+    def __init__(self) -> None:
+        super().__init__(validate_jti=True, leeway=30)
+
+    def get_audiences(self) -> list[str]:
+        # The issuer, or the URL of the endpoint being called (token, PAR, introspection…).
+        return [issuer(), request.base_url]
+
+    def resolve_client_public_key(self, client: OIDCClient) -> Any:
+        return clients.public_keys(client)
+
+    def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
+        expires = datetime.fromtimestamp(int(claims["exp"]), tz=clock.now().tzinfo)
+        if expires - clock.now() > ASSERTION_MAX_LIFETIME:
+            raise InvalidClientError(description="The client assertion lives too long (at most 10 minutes).")
+        key = token_hash(f"{current_tenant().public_id}|{claims['sub']}|{jti}")
+        return replay.first_use(key, expires_at=expires + timedelta(seconds=self.leeway))
+
+
+# -- tokens ------------------------------------------------------------------------------
+
+class JWTAccessTokens(BearerTokenGenerator):
+    """RFC 9068 access tokens signed with the tenant's ES256 key; opaque refresh tokens."""
+
+    def __init__(self) -> None:
+        super().__init__(self.access_token, self.refresh_token, ACCESS_TOKEN_LIFETIME)
+
+    def access_token(self, client: OIDCClient, grant_type: str, user: EndUser | None, scope: str) -> str:
+        now = clock.now()
+        jti = secrets.token_urlsafe(18)
+        g.oidc_access_jti = jti
+        claims: dict[str, Any] = {
+            "iss": issuer(), "aud": issuer(), "client_id": client.public_id, "scope": scope,
+            "jti": jti, "iat": timestamp(now), "exp": timestamp(now) + ACCESS_TOKEN_LIFETIME,
+            "sub": user.sub if user else client.public_id, MODE_CLAIM: current_tenant().mode.value,
+        }
+        if user is not None:
+            claims.update(auth_time=timestamp(user.auth_time), acr=user.acr, amr=AMR, sid=user.sid)
+        kid, key = keys.signing_key(current_tenant(), ACCESS_TOKEN_ALG)
+        return jwt.encode({"alg": ACCESS_TOKEN_ALG, "typ": "at+jwt", "kid": kid}, claims, key)
+
+    @staticmethod
+    def refresh_token(client: OIDCClient, grant_type: str, user: EndUser | None, scope: str) -> str:
+        return secrets.token_urlsafe(32)
+
+
+def decode_access_token(value: str) -> dict[str, Any] | None:
+    """The claims of a live access token of this tenant, or None."""
+    try:
+        token = jwt.decode(value, keys.verification_keys(current_tenant()), algorithms=[ACCESS_TOKEN_ALG])
+    except (JoseError, ValueError):
+        return None
+    claims = token.claims
+    if token.header.get("typ") != "at+jwt" or claims.get("iss") != issuer():
+        return None
+    if not isinstance(claims.get("exp"), int) or claims["exp"] <= timestamp(clock.now()):
+        return None
+    row = db.session.scalar(select(Token).where(Token.access_jti == str(claims.get("jti"))))
+    if row is None or row.revoked_at is not None:
+        return None
+    grant = db.session.get(Grant, row.grant_id)
+    if grant is None or grant.revoked_at is not None:
+        return None
+    return claims
+
+
+def save_token(token: dict[str, Any], oauth_request: OAuth2Request) -> None:
+    now = clock.now()
+    client: OIDCClient = oauth_request.client
+    if oauth_request.refresh_token is not None:
+        grant = oauth_request.refresh_token.grant
+    else:
+        code: AuthorizationCode | None = oauth_request.authorization_code
+        user: EndUser | None = oauth_request.user
+        grant = Grant(tenant_id=client.tenant_id, client_id=client.id, scope=token["scope"],
+                      created_at=now, expires_at=now + REFRESH_LIFETIME)
+        if user is not None:
+            grant.person_id, grant.sub, grant.sid = user.person_id, user.sub, user.sid
+            grant.acr, grant.auth_time, grant.sealed_attributes = user.acr, user.auth_time, user.sealed_attributes
+        db.session.add(grant)
+        db.session.flush()
+        if code is not None:
+            code.grant_id = grant.id
+    refresh = token.get("refresh_token")
+    db.session.add(Token(tenant_id=client.tenant_id, grant_id=grant.id, access_jti=g.oidc_access_jti,
+                         access_expires_at=now + timedelta(seconds=ACCESS_TOKEN_LIFETIME),
+                         refresh_hash=token_hash(refresh) if refresh else None, created_at=now))
+    db.session.flush()
+
+
+# -- grants ------------------------------------------------------------------------------
+
+class CodeGrant(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+
+    def save_authorization_code(self, code: str, oauth_request: OAuth2Request) -> None:
+        user: EndUser = oauth_request.user
+        data = oauth_request.payload.data
+        now = clock.now()
+        db.session.add(AuthorizationCode(
+            tenant_id=current_tenant().id, code_hash=token_hash(code), client_id=oauth_request.client.id,
+            redirect_uri=data["redirect_uri"], scope=oauth_request.scope, nonce=data["nonce"],
+            acr=user.acr, code_challenge=data["code_challenge"],
+            code_challenge_method=data["code_challenge_method"], person_id=user.person_id,
+            sub=user.sub, sid=user.sid, auth_time=user.auth_time,
+            sealed_attributes=user.sealed_attributes, created_at=now, expires_at=now + CODE_LIFETIME))
+        db.session.flush()
+
+    def query_authorization_code(self, code: str, client: OIDCClient) -> AuthorizationCode | None:
+        row = db.session.scalar(select(AuthorizationCode).where(
+            AuthorizationCode.code_hash == token_hash(code), AuthorizationCode.client_id == client.id))
+        if row is None or row.expires_at <= clock.now():
+            return None
+        if row.used_at is not None:
+            # RFC 6749 §4.1.2: a code used twice was stolen; what it granted is revoked.
+            if row.grant_id is not None:
+                revoke_grant(row.grant_id, "code_reused")
+            return None
+        return row
+
+    def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
+        authorization_code.used_at = clock.now()
+        authorization_code.sealed_attributes = None  # the grant holds them now
+        db.session.flush()
+
+    def authenticate_user(self, authorization_code: AuthorizationCode) -> EndUser:
+        return EndUser(sub=authorization_code.sub, person_id=authorization_code.person_id,
+                       sid=authorization_code.sid, auth_time=authorization_code.auth_time,
+                       acr=authorization_code.acr, sealed_attributes=authorization_code.sealed_attributes)
+
+
+class S256Only(CodeChallenge):
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+
+class OpenIDCodeFlow(OpenIDCode):
+    def __init__(self) -> None:
+        super().__init__(require_nonce=True)
+
+    def exists_nonce(self, nonce: str, oauth_request: OAuth2Request) -> bool:
+        # A nonce is the client's own replay protection; the same nonce again from the
+        # same client is a replayed authorization request.
+        return db.session.scalar(select(AuthorizationCode.id).where(
+            AuthorizationCode.client_id == oauth_request.client.id,
+            AuthorizationCode.nonce == nonce).limit(1)) is not None
+
+    def resolve_client_private_key(self, client: OIDCClient) -> Any:
+        return keys.signing_key(current_tenant(), ID_TOKEN_ALG)[1]
+
+    def get_client_algorithm(self, client: OIDCClient) -> str:
+        return ID_TOKEN_ALG
+
+    def get_encode_header(self, client: OIDCClient) -> dict[str, str]:
+        return {"alg": ID_TOKEN_ALG, "typ": "JWT", "kid": keys.signing_key(current_tenant(), ID_TOKEN_ALG)[0]}
+
+    def get_compatible_claims(self, oauth_request: OAuth2Request) -> dict[str, Any]:
+        now = timestamp(clock.now())
+        return {"iss": issuer(), "aud": oauth_request.client.public_id, "iat": now,
+                "exp": now + ID_TOKEN_LIFETIME, MODE_CLAIM: current_tenant().mode.value}
+
+    def get_authorization_code_claims(self, authorization_code: AuthorizationCode) -> dict[str, Any]:
+        return {"nonce": authorization_code.nonce, "auth_time": timestamp(authorization_code.auth_time),
+                "acr": authorization_code.acr, "amr": AMR, "sid": authorization_code.sid}
+
+    def generate_user_info(self, user: EndUser, scope: str) -> dict[str, Any]:
+        return person_claims(current_tenant(), user.sub, scope, user.sealed_attributes)
+
+
+class RefreshGrant(grants.RefreshTokenGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token: str) -> IssuedToken | None:
+        row = db.session.scalar(select(Token).where(Token.refresh_hash == token_hash(refresh_token)))
+        if row is None:
+            return None
+        grant = db.session.get(Grant, row.grant_id)
+        assert grant is not None
+        if row.refreshed_at is not None:
+            # A spent refresh token presented again: one of the two holders is a thief.
+            revoke_grant(grant.id, "refresh_reused")
+            return None
+        issued = IssuedToken(row, grant, "refresh_token")
+        return None if issued.is_revoked() or issued.is_expired() else issued
+
+    def authenticate_user(self, refresh_token: IssuedToken) -> EndUser | None:
+        grant = refresh_token.grant
+        if grant.sub is None or grant.person_id is None or grant.sid is None or grant.auth_time is None:
+            return None
+        return EndUser(sub=grant.sub, person_id=grant.person_id, sid=grant.sid, auth_time=grant.auth_time,
+                       acr=grant.acr or DEFAULT_ACR, sealed_attributes=grant.sealed_attributes)
+
+    def revoke_old_credential(self, refresh_token: IssuedToken) -> None:
+        refresh_token.row.refreshed_at = clock.now()
+        db.session.flush()
+
+
+# -- revocation and introspection ---------------------------------------------------------
+
+def find_token(value: str, hint: str | None) -> IssuedToken | None:
+    kinds = ["refresh_token", "access_token"] if hint == "refresh_token" else ["access_token", "refresh_token"]
+    for kind in kinds:
+        if kind == "refresh_token":
+            row = db.session.scalar(select(Token).where(Token.refresh_hash == token_hash(value)))
+        else:
+            try:
+                jti = jwt.decode(value, keys.verification_keys(current_tenant()),
+                                 algorithms=[ACCESS_TOKEN_ALG]).claims.get("jti")
+            except (JoseError, ValueError):
+                continue
+            row = db.session.scalar(select(Token).where(Token.access_jti == str(jti)))
+        if row is not None:
+            grant = db.session.get(Grant, row.grant_id)
+            assert grant is not None
+            return IssuedToken(row, grant, kind)
+    return None
+
+
+class Revocation(RevocationEndpoint):
+    CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> IssuedToken | None:
+        return find_token(token_string, token_type_hint)
+
+    def revoke_token(self, token: IssuedToken, oauth_request: OAuth2Request) -> None:
+        if token.kind == "refresh_token":
+            revoke_grant(token.grant.id, "revoked_by_client")  # RFC 7009 §2.1: and its access tokens
+        else:
+            token.row.revoked_at = clock.now()
+        db.session.flush()
+
+
+class Introspection(IntrospectionEndpoint):
+    CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> IssuedToken | None:
+        return find_token(token_string, token_type_hint)
+
+    def check_permission(self, token: IssuedToken, client: OIDCClient, oauth_request: OAuth2Request) -> bool:
+        return token.check_client(client)
+
+    def introspect_token(self, token: IssuedToken) -> dict[str, Any]:
+        grant = token.grant
+        body: dict[str, Any] = {
+            "active": True, "scope": grant.scope, "client_id": token.get_client().public_id,
+            "token_type": "Bearer" if token.kind == "access_token" else "refresh_token",
+            "exp": timestamp(token.expires_at()), "iat": timestamp(token.row.created_at),
+            "iss": issuer(), "sub": grant.sub or token.get_client().public_id,
+            MODE_CLAIM: current_tenant().mode.value}
+        if grant.auth_time is not None:
+            body.update(auth_time=timestamp(grant.auth_time), acr=grant.acr, amr=AMR, sid=grant.sid)
+        return body
+
+
+# -- the server ---------------------------------------------------------------------------
+
+class Provider(AuthorizationServer):
+    def __init__(self, app: Flask) -> None:
+        super().__init__()
+        self.init_app(app, query_client=_query_client, save_token=save_token)
+        self.register_token_generator("default", JWTAccessTokens())
+        self.register_client_auth_method("private_key_jwt", PrivateKeyJWT())
+        self.register_grant(CodeGrant, [S256Only(required=True), OpenIDCodeFlow()])
+        self.register_grant(RefreshGrant)
+        self.register_endpoint(Revocation)
+        self.register_endpoint(Introspection)
+
+    def create_oauth2_request(self, oauth_request: Any) -> OAuth2Request:
+        if isinstance(oauth_request, OAuth2Request):
+            return oauth_request
+        return super().create_oauth2_request(oauth_request)
+
+    def handle_response(self, status_code: int, payload: Any, headers: Any) -> Any:
+        response = super().handle_response(status_code, payload, headers)
+        if isinstance(payload, dict):
+            response.headers["Content-Type"] = "application/json"
+            response.set_data(json.dumps(payload, ensure_ascii=False))
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+
+def _query_client(client_id: str) -> OIDCClient | None:
+    if not isinstance(client_id, str) or not client_id.startswith("cli_"):
+        return None
+    return db.session.scalar(select(OIDCClient).where(OIDCClient.public_id == client_id))
+
+
+def provider() -> Provider:
+    return current_app.extensions["kakehashi.oidc"]
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["kakehashi.oidc"] = Provider(app)

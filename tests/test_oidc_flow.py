@@ -1,0 +1,321 @@
+"""The provider end to end in-process: authorize → login page steps → code → tokens,
+with every negative case the dialect names."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from saas import clock, db
+from saas.sandbox import jobs as sandbox_jobs
+from saas.sandbox import services as sandbox
+from saas.tenants import services as tenants
+from tests.conftest import make_app
+from tests.oidc_helpers import REDIRECT_URI, RP, callback, card_steps, claims_of, log_in, register, start
+
+
+@pytest.fixture
+def app(committed_url: str, tmp_path: Path) -> Iterator[Flask]:
+    application = make_app(committed_url, tmp_path)
+    with application.app_context():
+        tenants.create_tenant(slug="bank", display_name="かけはし銀行", kind="bank")
+        tenants.create_tenant(slug="clinic", display_name="かけはし医院", kind="hospital")
+        db.session.commit()
+    yield application
+    db.get_database(application).engine.dispose()
+
+
+@pytest.fixture
+def card(app: Flask) -> Any:
+    with app.app_context():
+        issued = sandbox.issue_card(seed=7)
+        db.session.commit()
+        sandbox_jobs.refresh_revocation_data()
+        db.session.commit()
+    return issued
+
+
+@pytest.fixture
+def rp(app: Flask) -> RP:
+    return register(app, "bank")
+
+
+def tokens(app: Flask, rp: RP, card: Any, **params: str) -> dict[str, Any]:
+    client = app.test_client()
+    result = log_in(client, rp, card, **params)
+    response = rp.exchange(client, result["code"])
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def verified_id_token(client: Any, rp: RP, id_token: str) -> dict[str, Any]:
+    key_set = KeySet.import_key_set(client.get(f"/t/{rp.slug}/jwks.json").get_json())
+    token = jwt.decode(id_token, key_set, algorithms=["RS256"])
+    return token.claims
+
+
+def test_discovery_publishes_the_endpoints_that_exist(app: Flask) -> None:
+    client = app.test_client()
+    document = client.get("/t/bank/.well-known/openid-configuration").get_json()
+    assert document["issuer"] == "http://localhost/t/bank"
+    assert document["code_challenge_methods_supported"] == ["S256"]
+    assert document["token_endpoint_auth_methods_supported"] == ["private_key_jwt", "client_secret_basic"]
+    for name in ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri",
+                 "pushed_authorization_request_endpoint", "revocation_endpoint", "introspection_endpoint"):
+        path = document[name].removeprefix("http://localhost")
+        assert client.open(path, method="OPTIONS").status_code != 404, name
+    assert client.get("/t/nobody/.well-known/openid-configuration").status_code == 404
+
+
+def test_a_card_login_gives_an_id_token_an_access_token_and_userinfo(app: Flask, rp: RP, card: Any) -> None:
+    client = app.test_client()
+    result = log_in(client, rp, card)
+    assert result["state"] == rp.state
+    body = rp.exchange(client, result["code"]).get_json()
+    claims = verified_id_token(client, rp, body["id_token"])
+    assert claims["iss"] == rp.issuer and claims["aud"] == rp.client_id and claims["nonce"] == rp.nonce
+    assert claims["acr"] == "aal3" and set(claims["amr"]) >= {"hwk", "pin", "sc"}
+    assert abs(claims["auth_time"] - time.time()) < 60 and claims["sid"]
+    assert "name" not in claims  # openid only: no attribute
+    access = claims_of(body["access_token"])
+    assert access["sub"] == claims["sub"] and access["client_id"] == rp.client_id
+    assert access["https://kakehashi.jp/claims/mode"] == "sandbox"
+    info = client.get("/t/bank/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert info.status_code == 200 and info.get_json() == {"sub": claims["sub"]}
+    assert body["refresh_token"] and body["token_type"] == "Bearer"
+
+
+def test_the_four_attributes_need_the_signature_and_are_released_to_the_client(
+        app: Flask, rp: RP, card: Any) -> None:
+    client = app.test_client()
+    result = log_in(client, rp, card, scope="openid name address birthdate gender")
+    body = rp.exchange(client, result["code"]).get_json()
+    claims = verified_id_token(client, rp, body["id_token"])
+    person = card.person.attributes
+    assert claims["name"] == person.name.replace("\u3000", " ")
+    assert claims["address"]["formatted"] == person.address
+    assert claims["birthdate"] == person.birthdate.isoformat() and claims["gender"] == person.gender.value
+    raw = claims["https://kakehashi.jp/claims/jpki"]
+    assert raw["name"] == person.name and raw["name_substitutes"] == list(person.name_substitutes)
+    info = client.get("/t/bank/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"}).get_json()
+    assert info["name"] == claims["name"] and info["address"] == claims["address"]
+
+
+def test_attributes_are_not_released_without_the_signature_step(app: Flask, rp: RP, card: Any) -> None:
+    client = app.test_client()
+    waiting = log_in(client, rp, card, release=False, scope="openid name")
+    assert waiting["next"] == "release"
+    assert "氏名" in waiting["text"] and "テスト RP" in waiting["text"]
+
+
+def test_a_scope_the_client_was_not_allowed_is_refused(app: Flask, card: Any) -> None:
+    narrow = register(app, "bank", scopes="openid")
+    response = start(app.test_client(), narrow, scope="openid name")
+    assert callback(response.headers["Location"])["error"] == "invalid_scope"
+
+
+def test_a_session_answers_the_next_request_and_max_age_forces_the_card(app: Flask, rp: RP, card: Any) -> None:
+    client = app.test_client()
+    first = log_in(client, rp, card)
+    first_claims = claims_of(rp.exchange(client, first["code"]).get_json()["id_token"])
+    again = start(client, rp)
+    assert again.headers["Location"].startswith(REDIRECT_URI)  # no card needed
+    second = rp.exchange(client, callback(again.headers["Location"])["code"]).get_json()
+    assert claims_of(second["id_token"])["auth_time"] == first_claims["auth_time"]
+    with clock.frozen(clock.now()) as frozen:
+        frozen.tick(timedelta(seconds=120))
+        forced = start(client, rp, max_age="60")
+        assert "/login/" in forced.headers["Location"]
+        fresh = start(client, rp, max_age="600")
+        assert fresh.headers["Location"].startswith(REDIRECT_URI)
+    assert "/login/" in start(client, rp, prompt="login").headers["Location"]
+
+
+def test_prompt_none_without_a_session_is_login_required(app: Flask, rp: RP) -> None:
+    response = start(app.test_client(), rp, prompt="none")
+    answer = callback(response.headers["Location"])
+    assert answer["error"] == "login_required" and answer["state"] == rp.state
+
+
+def test_acr_values_are_reflected(app: Flask, rp: RP, card: Any) -> None:
+    body = tokens(app, rp, card, acr_values="crl aal3")
+    assert claims_of(body["id_token"])["acr"] == "crl"
+
+
+@pytest.mark.parametrize("change, error", [
+    ({"code_challenge": None, "code_challenge_method": None}, "invalid_request"),
+    ({"code_challenge_method": "plain"}, "invalid_request"),
+    ({"nonce": None}, "invalid_request"),
+    ({"state": None}, "invalid_request"),
+    ({"response_type": "token"}, "unsupported_response_type"),
+    ({"prompt": "none login"}, "invalid_request"),
+    ({"max_age": "soon"}, "invalid_request"),
+])
+def test_malformed_authorization_requests_go_back_with_an_error(app: Flask, rp: RP, change: dict[str, Any],
+                                                                error: str) -> None:
+    response = start(app.test_client(), rp, **change)
+    assert response.status_code == 302
+    assert callback(response.headers["Location"])["error"] == error
+
+
+def test_a_wrong_redirect_uri_or_client_is_shown_not_redirected(app: Flask, rp: RP) -> None:
+    client = app.test_client()
+    for change in ({"redirect_uri": "https://rp.example/callback/"}, {"redirect_uri": "https://evil.example/cb"},
+                   {"client_id": "cli_unknown"}):
+        response = start(client, rp, **change)
+        assert response.status_code == 400 and "Location" not in response.headers
+
+
+def test_pkce_is_checked_at_the_token_endpoint(app: Flask, rp: RP, card: Any) -> None:
+    client = app.test_client()
+    result = log_in(client, rp, card)
+    wrong = rp.exchange(client, result["code"], verifier="x" * 50)
+    assert wrong.status_code == 400 and wrong.get_json()["error"] == "invalid_grant"
+    result = log_in(client, rp, card, prompt="login")
+    missing = rp.post(client, "token", {"grant_type": "authorization_code", "code": result["code"],
+                                        "redirect_uri": REDIRECT_URI})
+    assert missing.status_code == 400 and missing.get_json()["error"] == "invalid_request"
+
+
+def test_a_reused_code_is_refused_and_revokes_its_tokens(app: Flask, rp: RP, card: Any) -> None:
+    client = app.test_client()
+    result = log_in(client, rp, card)
+    first = rp.exchange(client, result["code"]).get_json()
+    replay = rp.exchange(client, result["code"])
+    assert replay.status_code == 400 and replay.get_json()["error"] == "invalid_grant"
+    info = client.get("/t/bank/userinfo", headers={"Authorization": f"Bearer {first['access_token']}"})
+    assert info.status_code == 401
+    refresh = rp.post(client, "token", {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]})
+    assert refresh.status_code == 400
+
+
+def test_the_redirect_uri_must_match_at_the_token_endpoint(app: Flask, rp: RP, card: Any) -> None:
+    client = app.test_client()
+    result = log_in(client, rp, card)
+    response = rp.post(client, "token", {"grant_type": "authorization_code", "code": result["code"],
+                                         "redirect_uri": "https://rp.example/other", "code_verifier": rp.verifier})
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_grant"
+
+
+def test_a_replayed_or_expired_client_assertion_is_refused(app: Flask, rp: RP, card: Any) -> None:
+    client = app.test_client()
+    result = log_in(client, rp, card)
+    assert rp.exchange(client, result["code"], jti="once").status_code == 200
+    result = log_in(client, rp, card, prompt="login")
+    replayed = rp.exchange(client, result["code"], jti="once")
+    assert replayed.status_code == 400 and replayed.get_json()["error"] == "invalid_client"
+    expired = rp.exchange(client, result["code"], issued=int(time.time()) - 3600)
+    assert expired.status_code == 400 and expired.get_json()["error"] == "invalid_client"
+    too_long = rp.exchange(client, result["code"], lifetime=86400)
+    assert too_long.status_code == 400 and too_long.get_json()["error"] == "invalid_client"
+    elsewhere = rp.exchange(client, result["code"], audience="https://other.example/token")
+    assert elsewhere.status_code == 400
+    assert rp.exchange(client, result["code"]).status_code == 200  # the code survived the failures
+
+
+def test_a_token_of_another_tenant_is_rejected(app: Flask, rp: RP, card: Any) -> None:
+    client = app.test_client()
+    body = tokens(app, rp, card)
+    other = register(app, "clinic")
+    assert client.get("/t/clinic/userinfo",
+                      headers={"Authorization": f"Bearer {body['access_token']}"}).status_code == 401
+    cross = other.post(client, "token", {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})
+    assert cross.status_code == 400
+    # the bank's client does not exist at the clinic
+    wrong_place = client.post("/t/clinic/token", data={
+        "grant_type": "refresh_token", "refresh_token": body["refresh_token"],
+        **rp.auth(audience="http://localhost/t/clinic/token")[0]})
+    assert wrong_place.status_code in (400, 401) and wrong_place.get_json()["error"] == "invalid_client"
+    introspected = other.post(client, "introspect", {"token": body["access_token"]},
+                              audience="http://localhost/t/clinic/introspect")
+    assert introspected.get_json() == {"active": False}
+
+
+def test_refresh_tokens_rotate_and_a_reused_one_revokes_the_family(app: Flask, rp: RP, card: Any) -> None:
+    client = app.test_client()
+    first = tokens(app, rp, card)
+    second = rp.post(client, "token", {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]})
+    assert second.status_code == 200
+    rotated = second.get_json()
+    assert rotated["refresh_token"] != first["refresh_token"]
+    reuse = rp.post(client, "token", {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]})
+    assert reuse.status_code == 400 and reuse.get_json()["error"] == "invalid_grant"
+    after = rp.post(client, "token", {"grant_type": "refresh_token", "refresh_token": rotated["refresh_token"]})
+    assert after.status_code == 400  # the thief's reuse ended the family
+    info = client.get("/t/bank/userinfo", headers={"Authorization": f"Bearer {rotated['access_token']}"})
+    assert info.status_code == 401
+
+
+def test_revocation_and_introspection_honour_each_other(app: Flask, rp: RP, card: Any) -> None:
+    client = app.test_client()
+    body = tokens(app, rp, card)
+    active = rp.post(client, "introspect", {"token": body["access_token"]},
+                     audience=f"{rp.issuer}/introspect").get_json()
+    assert active["active"] is True and active["client_id"] == rp.client_id and active["acr"] == "aal3"
+    assert rp.post(client, "revoke", {"token": body["refresh_token"], "token_type_hint": "refresh_token"},
+                   audience=f"{rp.issuer}/revoke").status_code == 200
+    for value in (body["access_token"], body["refresh_token"]):
+        assert rp.post(client, "introspect", {"token": value}, audience=f"{rp.issuer}/introspect"
+                       ).get_json() == {"active": False}
+    assert rp.post(client, "token", {"grant_type": "refresh_token",
+                                     "refresh_token": body["refresh_token"]}).status_code == 400
+
+
+def test_client_secret_basic_works_for_a_sandbox_client(app: Flask, card: Any) -> None:
+    basic = register(app, "bank", basic=True)
+    client = app.test_client()
+    result = log_in(client, basic, card)
+    assert basic.exchange(client, result["code"]).status_code == 200
+    basic.secret = "wrong"
+    result = log_in(client, basic, card)
+    assert basic.exchange(client, result["code"]).status_code == 401
+
+
+def test_pushed_authorization_requests(app: Flask, rp: RP, card: Any) -> None:
+    client = app.test_client()
+    pushed = rp.post(client, "par", rp.authorize_params(), audience=f"{rp.issuer}/par")
+    assert pushed.status_code == 201, pushed.get_json()
+    request_uri = pushed.get_json()["request_uri"]
+    response = client.get(f"/t/bank/authorize?client_id={rp.client_id}&request_uri={request_uri}")
+    assert "/login/" in response.headers["Location"]
+    result = card_steps(client, response.headers["Location"], card)
+    assert result["state"] == rp.state and rp.exchange(client, result["code"]).status_code == 200
+    again = client.get(f"/t/bank/authorize?client_id={rp.client_id}&request_uri={request_uri}")
+    assert again.status_code == 400  # single use
+    bad = rp.post(client, "par", rp.authorize_params(code_challenge_method="plain"), audience=f"{rp.issuer}/par")
+    assert bad.status_code == 400 and bad.get_json()["error"] == "invalid_request"
+
+
+def test_the_login_page_belongs_to_the_browser_that_started_it(app: Flask, rp: RP, card: Any) -> None:
+    response = start(app.test_client(), rp)
+    stranger = app.test_client()
+    assert stranger.get(response.headers["Location"].removeprefix("http://localhost")).status_code == 404
+
+
+def test_a_revoked_card_is_refused_with_its_reason(app: Flask, rp: RP, card: Any) -> None:
+    with app.app_context():
+        sandbox.report_lost(card.auth.certificate.serial_number)
+        db.session.commit()
+        sandbox_jobs.refresh_revocation_data()
+        db.session.commit()
+    result = log_in(app.test_client(), rp, card)
+    assert result["status"] == 400 and result["error"] == "revoked:keyCompromise"
+    assert "紛失" in result["message"]  # the reason in plain words (Japanese by default)
+
+
+def test_a_renewed_card_logs_into_the_same_sub(app: Flask, rp: RP, card: Any) -> None:
+    first = claims_of(tokens(app, rp, card)["id_token"])["sub"]
+    with app.app_context():
+        renewed = sandbox.renew(card.auth.certificate.serial_number)
+        db.session.commit()
+        sandbox_jobs.refresh_revocation_data()
+        db.session.commit()
+    assert claims_of(tokens(app, rp, renewed)["id_token"])["sub"] == first
