@@ -16,6 +16,7 @@ to start with SQLite, a missing or short ``SECRET_KEY``, or debug on.
 | ``LOG_LEVEL`` | ``INFO`` | level of the JSON log on standard error |
 | ``KEY_ENCRYPTION_KEY`` | generated into ``instance/key_encryption_key`` (development only) | 32 bytes, base64: encrypts the tenants' token-signing keys at rest |
 | ``BRIDGE_ORIGINS`` | empty | more origins (comma-separated) whose pages may use the bridge agent, besides the service's own |
+| ``BRIDGE_AGENT_PORTS`` | ``24817,24818,24819`` | loopback ports the login page tries, in order, to find the bridge agent |
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def load(instance_path: Path, overrides: Mapping[str, Any] | None = None) -> dic
         "LOG_LEVEL": str(source.get("LOG_LEVEL") or "INFO").upper(),
         "BRIDGE_ORIGINS": tuple(o.strip() for o in str(source.get("BRIDGE_ORIGINS") or "").split(",")
                                 if o.strip()),
+        "BRIDGE_AGENT_PORTS": _ports(source.get("BRIDGE_AGENT_PORTS") or "24817,24818,24819"),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,
@@ -143,3 +145,14 @@ def _instance_secret(instance_path: Path, name: str = "secret_key") -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(secret + "\n")
     return secret
+
+
+def _ports(value: Any) -> tuple[int, ...]:
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    try:
+        ports = tuple(int(str(item).strip()) for item in items if str(item).strip())
+    except ValueError:
+        raise ConfigurationError(f"BRIDGE_AGENT_PORTS must be port numbers, not {value!r}") from None
+    if not ports or any(not 1024 <= port <= 65535 for port in ports):
+        raise ConfigurationError(f"BRIDGE_AGENT_PORTS must be ports 1024-65535, not {value!r}")
+    return ports

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -258,6 +260,160 @@ def test_insertion_and_removal_are_waited_for(plugged: PluggedCard) -> None:
     assert wait_for_card(False, timeout=0.3, reader_name="Virtual PCD 00 00") is None  # still there
     plugged.unplug()
     assert wait_for_card(False, timeout=10, reader_name="Virtual PCD 00 00") == "Virtual PCD 00 00"
+
+
+# -- the OpenID Provider from the demo relying party, through the agent and pcscd ------------
+
+@pytest.fixture
+def oidc_stack(pcscd: None, committed_url: str, tmp_path: Path) -> Any:  # noqa: F811
+    """The service, the demo relying party and the agent on loopback ports, a sandbox card
+    of the service's own sandbox plugged into pcscd. The login page is told to try a port
+    where something else answers first, then the agent's."""
+    from kakehashi_bridge.agent import Agent, AgentConfig
+    from kakehashi_bridge.cli import pcsc_opener
+    from werkzeug.wrappers import Response
+
+    from examples.demo_rp.app import create_app as create_rp
+    from saas import db
+    from saas.cli import _seed_demo_rp
+    from saas.sandbox import jobs as sandbox_jobs
+    from saas.sandbox import services as sandbox
+    from saas.tenants import services as tenants
+    from tests.conftest import make_app
+
+    def stranger(environ: Any, start_response: Any) -> Any:  # not an agent: the page moves on
+        return Response("{}", status=404, mimetype="application/json")(environ, start_response)
+
+    service_port, rp_port, agent_port, other_port = (_free_port() for _ in range(4))
+    service, rp_url = f"http://127.0.0.1:{service_port}", f"http://127.0.0.1:{rp_port}"
+    app = make_app(committed_url, tmp_path, BRIDGE_AGENT_PORTS=[other_port, agent_port])
+    with app.app_context():
+        tenant = tenants.create_tenant(slug="demo", display_name="架け橋デモ銀行", kind="bank")
+        db.session.commit()
+        card = sandbox.issue_card(seed=3)
+        db.session.commit()
+        sandbox_jobs.refresh_revocation_data()
+        db.session.commit()
+        _seed_demo_rp(tenant, service, rp_url, tmp_path / "demo-rp.json")
+    rp_config = json.loads((tmp_path / "demo-rp.json").read_text())
+    servers = [_serve(app, service_port), _serve(create_rp(rp_config), rp_port), _serve(stranger, other_port),
+               _serve(Agent(AgentConfig(allowed_origins=frozenset({service}), port=agent_port), pcsc_opener()),
+                      agent_port)]
+    stack = {"app": app, "service": service, "rp": rp_url, "card": card, "tmp": tmp_path,
+             "plugged": PluggedCard(write_card_file(card, tmp_path))}
+    yield stack
+    stack["plugged"].unplug()
+    for server in servers:
+        server.shutdown()
+    db.get_database(app).engine.dispose()
+
+
+def _rp_login(browser: Any, stack: dict[str, Any], button: str = "#login", *, pin: str | None = None,
+              password: str | None = None, context: Any = None) -> Any:
+    """Click a login button on the demo RP and do what a person does in the agent's window."""
+    page = (context or browser.new_context(locale="ja-JP")).new_page()
+    page.goto(stack["rp"] + "/")
+    page.click(button)
+    page.wait_for_selector("#login-start")
+    with page.expect_popup() as opened:
+        page.click("#login-start")
+    popup = opened.value
+    popup.wait_for_selector("#pin")
+    popup.fill("#pin", pin or stack["card"].auth_pin)
+    popup.click("button[value=approve]")
+    if password is not None:
+        popup.wait_for_selector("text=署名用電子証明書", timeout=20_000)
+        popup.wait_for_selector("#pin")
+        popup.fill("#pin", password)
+        popup.click("button[value=approve]")
+    return page
+
+
+def _logged_in(page: Any, stack: dict[str, Any]) -> str:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_url(stack["rp"] + "/", timeout=20_000)
+    except PlaywrightTimeout:
+        raise AssertionError(f"not back at the RP: {page.url}\n{page.inner_text('main')}") from None
+    return page.inner_text("#sub")
+
+
+def test_the_demo_rp_logs_in_with_the_card_and_with_the_four_attributes(oidc_stack: dict[str, Any],
+                                                                       browser: Any) -> None:
+    from tests.conftest import ROOT_ARTIFACTS
+
+    page = _rp_login(browser, oidc_stack)
+    sub = _logged_in(page, oidc_stack)
+    assert len(sub) >= 40 and page.query_selector("#name") is None  # openid only: no attribute
+    context = browser.new_context(locale="ja-JP")
+    page = _rp_login(browser, oidc_stack, "#login-attributes", password=oidc_stack["card"].signature_password,
+                     context=context)
+    assert _logged_in(page, oidc_stack) == sub
+    person = oidc_stack["card"].person.attributes
+    assert page.inner_text("#name") == person.name.replace("\u3000", " ")
+    assert page.inner_text("#address") == person.address
+    assert page.inner_text("#birthdate") == person.birthdate.isoformat()
+    assert person.name in page.inner_text("#userinfo")  # the raw form, full-width space and all
+    ROOT_ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ROOT_ARTIFACTS / "demo-rp-attributes.png"), full_page=True)
+
+
+def test_max_age_forces_a_new_card_authentication(oidc_stack: dict[str, Any], browser: Any) -> None:
+    context = browser.new_context(locale="ja-JP")
+    page = _rp_login(browser, oidc_stack, context=context)
+    _logged_in(page, oidc_stack)
+    first = int(page.inner_text("#auth-time"))
+    page.click("#login")  # the provider's session answers: no card
+    page.wait_for_url(oidc_stack["rp"] + "/", timeout=20_000)
+    assert int(page.inner_text("#auth-time")) == first
+    time.sleep(1.1)
+    page.click("#login-fresh")  # max_age=0: the card again
+    page.wait_for_selector("#login-start")
+    with page.expect_popup() as opened:
+        page.click("#login-start")
+    popup = opened.value
+    popup.wait_for_selector("#pin")
+    popup.fill("#pin", oidc_stack["card"].auth_pin)
+    popup.click("button[value=approve]")
+    page.wait_for_url(oidc_stack["rp"] + "/", timeout=20_000)
+    assert int(page.inner_text("#auth-time")) > first
+
+
+def test_a_revoked_card_is_refused_with_the_reason(oidc_stack: dict[str, Any], browser: Any) -> None:
+    from saas import db
+    from saas.sandbox import jobs as sandbox_jobs
+    from saas.sandbox import services as sandbox
+
+    with oidc_stack["app"].app_context():
+        sandbox.report_lost(oidc_stack["card"].auth.certificate.serial_number)
+        db.session.commit()
+        sandbox_jobs.refresh_revocation_data()
+        db.session.commit()
+    page = _rp_login(browser, oidc_stack)
+    page.wait_for_selector(".login-error", timeout=20_000)
+    message = page.inner_text("#login-status")
+    assert "失効" in message and "紛失" in message
+    page.click("#login-cancel")
+    page.wait_for_selector("#rp-error")
+    assert "access_denied" in page.inner_text("#rp-error")
+
+
+def test_a_renewed_card_logs_into_the_same_sub(oidc_stack: dict[str, Any], browser: Any) -> None:
+    from saas import db
+    from saas.sandbox import jobs as sandbox_jobs
+    from saas.sandbox import services as sandbox
+
+    sub = _logged_in(_rp_login(browser, oidc_stack), oidc_stack)
+    with oidc_stack["app"].app_context():
+        renewed = sandbox.renew(oidc_stack["card"].auth.certificate.serial_number)
+        db.session.commit()
+        sandbox_jobs.refresh_revocation_data()
+        db.session.commit()
+    oidc_stack["plugged"].unplug()
+    oidc_stack["plugged"] = PluggedCard(write_card_file(renewed, oidc_stack["tmp"], "renewed.json"))
+    oidc_stack["card"] = renewed
+    assert _logged_in(_rp_login(browser, oidc_stack), oidc_stack) == sub
 
 
 def test_a_card_removed_mid_operation_is_reported(plugged: PluggedCard) -> None:

@@ -17,6 +17,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from authlib.integrations.base_client import OAuthError
 from authlib.integrations.flask_client import OAuth
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from flask import Flask, redirect, render_template, request, session, url_for
@@ -43,7 +44,9 @@ def create_app(config: dict[str, Any]) -> Flask:
 
     @app.get("/")
     def home() -> str:
-        return render_template("home.html", user=session.get("user"), claims=session.get("claims"),
+        user = session.get("user")
+        shown = json.dumps(user, ensure_ascii=False, indent=2) if user else None
+        return render_template("home.html", user=shown, claims=session.get("claims"),
                                issuer=config["issuer"], error=request.args.get("error"),
                                error_description=request.args.get("error_description"))
 
@@ -61,7 +64,10 @@ def create_app(config: dict[str, Any]) -> Flask:
         if "error" in request.args:
             return redirect(url_for("home", error=request.args["error"],
                                     error_description=request.args.get("error_description", "")))
-        token = client.authorize_access_token()  # checks state, PKCE, the ID token and nonce
+        try:
+            token = client.authorize_access_token()  # checks state, PKCE, the ID token and nonce
+        except OAuthError as error:
+            return redirect(url_for("home", error=error.error, error_description=error.description or ""))
         claims = dict(token["userinfo"])
         session["claims"] = claims
         session["user"] = client.userinfo(token=token)

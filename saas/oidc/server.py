@@ -46,7 +46,7 @@ ACCESS_TOKEN_LIFETIME = 600  # seconds
 ID_TOKEN_LIFETIME = 600
 CODE_LIFETIME = timedelta(seconds=60)
 REFRESH_LIFETIME = timedelta(hours=12)  # a family ends this long after the card login
-ASSERTION_MAX_LIFETIME = timedelta(minutes=10)
+ASSERTION_MAX_LIFETIME = timedelta(hours=1)  # what client libraries use (Authlib: 3600 s)
 ACCESS_TOKEN_ALG = "ES256"
 ID_TOKEN_ALG = "RS256"
 # RFC 8176: a hardware-held key (the card), its PIN, a smart card; together two factors.
@@ -153,7 +153,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
     def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
         expires = datetime.fromtimestamp(int(claims["exp"]), tz=clock.now().tzinfo)
         if expires - clock.now() > ASSERTION_MAX_LIFETIME:
-            raise InvalidClientError(description="The client assertion lives too long (at most 10 minutes).")
+            raise InvalidClientError(description="The client assertion lives too long (at most one hour).")
         key = token_hash(f"{current_tenant().public_id}|{claims['sub']}|{jti}")
         return replay.first_use(key, expires_at=expires + timedelta(seconds=self.leeway))
 

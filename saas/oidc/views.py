@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from authlib.oauth2.rfc6749.errors import OAuth2Error
-from flask import Blueprint, Response, jsonify, render_template, request
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
 from flask_babel import lazy_gettext as _l
 
 from saas import db, openapi
@@ -22,8 +22,6 @@ from saas.tenants.context import current_tenant
 
 bp = Blueprint("oidc", __name__, url_prefix="/t/<tenant_slug>")
 pages = Blueprint("oidc_pages", __name__, url_prefix="/t/<tenant_slug>")
-
-AGENT_PORTS = (24817, 24818, 24819)
 
 JWKS = openapi.schema("JWKS", {
     "type": "object", "required": ["keys"],
@@ -202,14 +200,14 @@ def authorize() -> Response:
 @pages.get("/login/<request_id>")
 def login_page(request_id: str) -> Response:
     row = flow.waiting_request(request_id, statuses=(RequestStatus.PENDING, RequestStatus.AUTHENTICATED))
-    page = render_template("oidc/login.html", request_id=request_id, ports=AGENT_PORTS,
+    page = render_template("oidc/login.html", request_id=request_id, ports=current_app.config["BRIDGE_AGENT_PORTS"],
                            tenant=current_tenant(), attribute_names=_attribute_labels(), **flow.describe(row))
     response = Response(page, mimetype="text/html")
     # The page keeps its handle on the agent's pop-up (to see it closed) but is cut off
     # from whatever opened it; the pop-up is the agent's own origin.
     response.headers["Cross-Origin-Opener-Policy"] = "same-origin-allow-popups"
     response.headers["Cache-Control"] = "no-store"
-    agents = " ".join(f"http://127.0.0.1:{port}" for port in AGENT_PORTS)
+    agents = " ".join(f"http://127.0.0.1:{port}" for port in current_app.config["BRIDGE_AGENT_PORTS"])
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
         "connect-src 'self'", f"connect-src 'self' {agents}")
     return response

@@ -69,13 +69,26 @@
 
   function sleep(ms) { return new Promise(function (resolve) { setTimeout(resolve, ms); }); }
 
+  // An operation this tab left waiting (a reload, a crash) would keep the agent busy for
+  // minutes: the tab remembers its pending operation and withdraws it before the next.
+  const PENDING = "kakehashi-agent-operation";
+
+  async function withdrawLeftover() {
+    const leftover = sessionStorage.getItem(PENDING);
+    if (!leftover) return;
+    sessionStorage.removeItem(PENDING);
+    try { await fetch(leftover, {method: "DELETE"}); } catch (e) { /* the agent is gone */ }
+  }
+
   async function operate(agent, body, waitingState) {
+    await withdrawLeftover();
     const created = await fetch(agent + "/operations", {
       method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body),
     });
     if (created.status === 409) throw new Stop("busy");
     if (!created.ok) throw new Stop("error");
     const operation = await created.json();
+    sessionStorage.setItem(PENDING, agent + "/operations/" + operation.id);
     const popup = window.open(operation.consent_url, "kakehashi-agent", "popup,width=520,height=720");
     if (!popup) {
       await fetch(agent + "/operations/" + operation.id, {method: "DELETE"});
@@ -85,6 +98,9 @@
     for (;;) {
       await sleep(400);
       const answer = await (await fetch(agent + "/operations/" + operation.id)).json();
+      if (answer.status !== "awaiting_consent" && answer.status !== "in_progress") {
+        sessionStorage.removeItem(PENDING);
+      }
       if (answer.status === "done") return answer.result;
       if (answer.status === "failed") throw new Stop(answer.error || "error");
       if (answer.status === "cancelled") throw new Stop("cancelled");
