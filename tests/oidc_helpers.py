@@ -86,14 +86,14 @@ class RP:
 
 
 def register(app: Flask, slug: str, *, scopes: str = "openid name address birthdate gender",
-             basic: bool = False, redirect_uris: list[str] | None = None) -> RP:
+             basic: bool = False, redirect_uris: list[str] | None = None, **extra: Any) -> RP:
     with app.app_context():
         tenant = tenants.active_tenant(slug)
         with tenant_scope(db.session, tenant.id):
             if basic:
                 client, secret = clients.register_client(
                     tenant, name="テスト RP", redirect_uris=redirect_uris or [REDIRECT_URI],
-                    scopes=scopes.split(), auth_method="client_secret_basic")
+                    scopes=scopes.split(), auth_method="client_secret_basic", **extra)
                 rp = RP(slug, client.public_id, secret=secret)
             else:
                 key = ECKey.generate_key("P-256", {"use": "sig"})
@@ -101,7 +101,7 @@ def register(app: Flask, slug: str, *, scopes: str = "openid name address birthd
                 public = KeySet([ECKey.import_key(key.as_dict(private=False))]).as_dict()
                 client, _ = clients.register_client(
                     tenant, name="テスト RP", redirect_uris=redirect_uris or [REDIRECT_URI],
-                    scopes=scopes.split(), auth_method="private_key_jwt", jwks=json.dumps(public))
+                    scopes=scopes.split(), auth_method="private_key_jwt", jwks=json.dumps(public), **extra)
                 rp = RP(slug, client.public_id, key=key)
             db.session.commit()
     return rp
@@ -159,6 +159,8 @@ def card_steps(client: Any, login_url: str, card: Any, *, release: bool = True) 
         body = answer.get_json()
         if answer.status_code != 200:
             return {"status": answer.status_code, **body}
+    if not body["redirect"].startswith(REDIRECT_URI):
+        return body  # not a relying party's redirect (the device flow's "done" page)
     return callback(body["redirect"])
 
 

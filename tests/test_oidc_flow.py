@@ -3,11 +3,13 @@ with every negative case the dialect names."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from flask import Flask
@@ -19,7 +21,17 @@ from saas.sandbox import jobs as sandbox_jobs
 from saas.sandbox import services as sandbox
 from saas.tenants import services as tenants
 from tests.conftest import make_app
-from tests.oidc_helpers import REDIRECT_URI, RP, callback, card_steps, claims_of, log_in, register, start
+from tests.oidc_helpers import (
+    REDIRECT_URI,
+    RP,
+    callback,
+    card_steps,
+    claims_of,
+    csrf_of,
+    log_in,
+    register,
+    start,
+)
 
 
 @pytest.fixture
@@ -319,3 +331,131 @@ def test_a_renewed_card_logs_into_the_same_sub(app: Flask, rp: RP, card: Any) ->
         sandbox_jobs.refresh_revocation_data()
         db.session.commit()
     assert claims_of(tokens(app, rp, renewed)["id_token"])["sub"] == first
+
+
+# -- logout ------------------------------------------------------------------------------
+
+class Receiver:
+    """A relying party's back-channel logout endpoint on a loopback port."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs
+
+        received = self.received = []
+        self.arrived = threading.Event()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                length = int(self.headers["Content-Length"])
+                received.append(parse_qs(self.rfile.read(length).decode())["logout_token"][0])
+                self.send_response(200)
+                self.end_headers()
+                outer.arrived.set()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        outer = self
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/backchannel"
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_logout_with_a_hint_ends_the_session_revokes_tokens_and_notifies_clients(app: Flask, card: Any) -> None:
+    receiver = Receiver()
+    try:
+        rp = register(app, "bank", post_logout_redirect_uris=["https://rp.example/bye"],
+                      backchannel_logout_uri=receiver.url)
+        client = app.test_client()
+        result = log_in(client, rp, card)
+        body = rp.exchange(client, result["code"]).get_json()
+        id_claims = claims_of(body["id_token"])
+        response = client.get("/t/bank/logout?" + urlencode({
+            "id_token_hint": body["id_token"], "post_logout_redirect_uri": "https://rp.example/bye",
+            "state": "s1"}))
+        assert response.status_code == 303 and response.headers["Location"] == "https://rp.example/bye?state=s1"
+        assert "/login/" in start(client, rp).headers["Location"]  # the session is over
+        refresh = rp.post(client, "token", {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})
+        assert refresh.status_code == 400
+        assert receiver.arrived.wait(10), "no back-channel logout arrived"
+        key_set = KeySet.import_key_set(client.get("/t/bank/jwks.json").get_json())
+        notice = jwt.decode(receiver.received[0], key_set, algorithms=["RS256"])
+        assert notice.header["typ"] == "logout+jwt"
+        assert notice.claims["sid"] == id_claims["sid"] and notice.claims["sub"] == id_claims["sub"]
+        assert notice.claims["aud"] == rp.client_id and "nonce" not in notice.claims
+        assert "http://schemas.openid.net/event/backchannel-logout" in notice.claims["events"]
+    finally:
+        receiver.close()
+
+
+def test_logout_without_a_hint_asks_the_person_and_ignores_unregistered_redirects(
+        app: Flask, rp: RP, card: Any) -> None:
+    client = app.test_client()
+    log_in(client, rp, card)
+    page = client.get("/t/bank/logout?post_logout_redirect_uri=https://evil.example/")
+    assert page.status_code == 200 and 'name="confirm"' in page.get_data(as_text=True)
+    assert start(client, rp).headers["Location"].startswith(REDIRECT_URI)  # still logged in
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+    done = client.post("/t/bank/logout", data={"confirm": "yes", "csrf_token": token,
+                                               "post_logout_redirect_uri": "https://evil.example/"})
+    assert done.status_code == 200 and "Location" not in done.headers
+    assert "/login/" in start(client, rp).headers["Location"]
+
+
+# -- the device flow -----------------------------------------------------------------------
+
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+def test_a_device_logs_in_while_the_person_approves_on_a_pc(app: Flask, rp: RP, card: Any) -> None:
+    tv, pc = app.test_client(), app.test_client()
+    started = rp.post(tv, "device_authorization", {"scope": "openid name"},
+                      audience=f"{rp.issuer}/device_authorization")
+    assert started.status_code == 200, started.get_json()
+    codes = started.get_json()
+    assert codes["verification_uri"] == f"{rp.issuer}/device" and codes["interval"] == 5
+    poll = {"grant_type": DEVICE_GRANT, "device_code": codes["device_code"]}
+    assert rp.post(tv, "token", poll).get_json()["error"] == "authorization_pending"
+    assert rp.post(tv, "token", poll).get_json()["error"] == "slow_down"
+    page = pc.get(codes["verification_uri_complete"].removeprefix("http://localhost"))
+    assert codes["user_code"] in page.get_data(as_text=True)
+    typed = codes["user_code"].lower().replace("-", " ")  # people type codes loosely
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+    login = pc.post("/t/bank/device", data={"user_code": typed, "csrf_token": csrf})
+    assert login.status_code == 303 and "/login/" in login.headers["Location"]
+    done = card_steps(pc, login.headers["Location"], card)
+    assert done["redirect"].endswith("/device/done")
+    with clock.frozen(clock.now() + timedelta(seconds=6)):
+        issued = rp.post(tv, "token", poll)
+    assert issued.status_code == 200, issued.get_json()
+    body = issued.get_json()
+    claims = verified_id_token(tv, rp, body["id_token"])
+    assert claims["name"] == card.person.attributes.name.replace("\u3000", " ")
+    assert claims["acr"] == "aal3" and claims["sid"] and "nonce" not in claims
+    again = rp.post(tv, "token", poll)
+    assert again.status_code == 400  # one device code, one token response
+
+
+def test_a_device_code_refused_or_mistyped(app: Flask, rp: RP, card: Any) -> None:
+    tv, pc = app.test_client(), app.test_client()
+    codes = rp.post(tv, "device_authorization", {"scope": "openid"},
+                    audience=f"{rp.issuer}/device_authorization").get_json()
+    page = pc.get("/t/bank/device")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+    wrong = pc.post("/t/bank/device", data={"user_code": "BBBB-BBBB", "csrf_token": csrf})
+    assert wrong.status_code == 400 and 'aria-invalid="true"' in wrong.get_data(as_text=True)
+    login = pc.post("/t/bank/device", data={"user_code": codes["user_code"], "csrf_token": csrf})
+    path = login.headers["Location"].removeprefix("http://localhost")
+    headers = {"X-CSRFToken": csrf_of(pc.get(path).get_data(as_text=True)), "Accept": "application/json"}
+    cancelled = pc.post(f"{path}/cancel", json={}, headers=headers).get_json()
+    assert cancelled["redirect"].endswith("/device/done?denied=1")
+    denied = rp.post(tv, "token", {"grant_type": DEVICE_GRANT, "device_code": codes["device_code"]})
+    assert denied.get_json()["error"] == "access_denied"
+    narrow = rp.post(tv, "device_authorization", {"scope": "openid sign_everything"},
+                     audience=f"{rp.issuer}/device_authorization")
+    assert narrow.get_json()["error"] == "invalid_scope"

@@ -2,7 +2,7 @@
 
 Revision ID: 0007
 Revises: 0006
-Create Date: 2026-11-25 01:44:39.643369
+Create Date: 2026-11-25 02:00:31.449863
 """
 
 from collections.abc import Sequence
@@ -107,6 +107,36 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_oidc_authorization_requests_client_id"), ["client_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_oidc_authorization_requests_tenant_id"), ["tenant_id"], unique=False)
 
+    op.create_table("oidc_device_authorizations",
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("client_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("device_code_hash", sa.String(length=64), nullable=False),
+    sa.Column("user_code", sa.String(length=16), nullable=False),
+    sa.Column("scope", sa.Text(), nullable=False),
+    sa.Column("status", sa.Enum("pending", "approved", "denied", "consumed", name="device_status", native_enum=False, create_constraint=True, length=16), nullable=False),
+    sa.Column("person_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+    sa.Column("sub", sa.String(length=64), nullable=True),
+    sa.Column("sid", sa.String(length=64), nullable=True),
+    sa.Column("acr", sa.String(length=64), nullable=True),
+    sa.Column("auth_time", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
+    sa.Column("sealed_attributes", sa.LargeBinary(), nullable=True),
+    sa.Column("polled_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
+    sa.Column("created_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("public_id", sa.String(length=40), nullable=False),
+    sa.Column("tenant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.ForeignKeyConstraint(["tenant_id", "client_id"], ["oidc_clients.tenant_id", "oidc_clients.id"], name=op.f("fk_oidc_device_authorizations_tenant_id_client_id_oidc_clients"), ondelete="CASCADE"),
+    sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_oidc_device_authorizations_tenant_id_tenants")),
+    sa.PrimaryKeyConstraint("id", name=op.f("pk_oidc_device_authorizations")),
+    sa.UniqueConstraint("device_code_hash", name=op.f("uq_oidc_device_authorizations_device_code_hash")),
+    sa.UniqueConstraint("public_id", name=op.f("uq_oidc_device_authorizations_public_id")),
+    sa.UniqueConstraint("tenant_id", "id", name=op.f("uq_oidc_device_authorizations_tenant_id_id")),
+    sa.UniqueConstraint("user_code", name=op.f("uq_oidc_device_authorizations_user_code"))
+    )
+    with op.batch_alter_table("oidc_device_authorizations", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_oidc_device_authorizations_client_id"), ["client_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_oidc_device_authorizations_tenant_id"), ["tenant_id"], unique=False)
+
     op.create_table("oidc_grants",
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
     sa.Column("client_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -154,7 +184,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_oidc_tokens_tenant_id"), ["tenant_id"], unique=False)
 
     with op.batch_alter_table("oidc_clients", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("post_logout_redirect_uris", sa.Text(), nullable=False, server_default="[]"))
+        batch_op.add_column(sa.Column("post_logout_redirect_uris", sa.Text(), server_default="[]", nullable=False))
         batch_op.add_column(sa.Column("backchannel_logout_uri", sa.String(length=500), nullable=True))
 
 
@@ -175,6 +205,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_oidc_grants_client_id"))
 
     op.drop_table("oidc_grants")
+    with op.batch_alter_table("oidc_device_authorizations", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_oidc_device_authorizations_tenant_id"))
+        batch_op.drop_index(batch_op.f("ix_oidc_device_authorizations_client_id"))
+
+    op.drop_table("oidc_device_authorizations")
     with op.batch_alter_table("oidc_authorization_requests", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_oidc_authorization_requests_tenant_id"))
         batch_op.drop_index(batch_op.f("ix_oidc_authorization_requests_client_id"))

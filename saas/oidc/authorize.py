@@ -166,8 +166,8 @@ def _check_dialect(params: dict[str, str], redirect_uri: str) -> None:
         fail("'id_token_hint' is not an ID token of this provider.")
 
 
-def _hinted_sub(id_token: str) -> str | None:
-    """The ``sub`` of an ID token this provider signed (expired ones too, as OIDC allows)."""
+def _hinted_claims(id_token: str) -> dict[str, Any] | None:
+    """The claims of an ID token this provider signed (expired ones too, as OIDC allows)."""
     from saas.oidc import keys
 
     try:
@@ -176,7 +176,12 @@ def _hinted_sub(id_token: str) -> str | None:
         return None
     if token.claims.get("iss") != issuer() or not isinstance(token.claims.get("sub"), str):
         return None
-    return token.claims["sub"]
+    return dict(token.claims)
+
+
+def _hinted_sub(id_token: str) -> str | None:
+    claims = _hinted_claims(id_token)
+    return None if claims is None else claims["sub"]
 
 
 def expected_sub(params: dict[str, str]) -> str | None:
@@ -395,6 +400,13 @@ def finish(row: AuthorizationRequest) -> dict[str, Any]:
     params = request_params(row)
     user = EndUser(sub=row.sub, person_id=row.person_id, sid=session.sid, auth_time=row.auth_time,
                    acr=choose_acr(params), sealed_attributes=row.sealed_attributes)
+    if "device" in params:  # RFC 8628: the device polling for it gets the tokens
+        from saas.oidc import device
+
+        target = device.approve(params, user)
+        row.status, row.sealed_attributes, row.release_text = RequestStatus.COMPLETED, None, None
+        db.session.flush()
+        return {"redirect": target}
     server = provider()
     oauth_request = _oauth_request(params)
     try:
@@ -413,6 +425,10 @@ def fail(row: AuthorizationRequest, error: str, message: Any) -> dict[str, Any]:
     params = request_params(row)
     row.status, row.error = RequestStatus.FAILED, error
     db.session.flush()
+    if "device" in params:
+        from saas.oidc import device
+
+        return {"redirect": device.deny(params), "error": error, "message": str(message)}
     query = {"error": error, "error_description": str(message), "state": params.get("state", ""),
              "iss": issuer()}
     separator = "&" if "?" in params["redirect_uri"] else "?"

@@ -48,8 +48,9 @@ def validate_redirect_uri(uri: str) -> str:
 
 
 def register_client(tenant: Tenant, *, name: str, redirect_uris: list[str], scopes: list[str],
-                    auth_method: str, jwks: str | None = None,
-                    jwks_uri: str | None = None) -> tuple[OIDCClient, str | None]:
+                    auth_method: str, jwks: str | None = None, jwks_uri: str | None = None,
+                    post_logout_redirect_uris: list[str] | None = None,
+                    backchannel_logout_uri: str | None = None) -> tuple[OIDCClient, str | None]:
     """Register a client; returns it and, for client_secret_basic, its secret (shown once)."""
     name = name.strip()
     if not name or len(name) > 200:
@@ -57,6 +58,12 @@ def register_client(tenant: Tenant, *, name: str, redirect_uris: list[str], scop
     if not redirect_uris or len(redirect_uris) > MAX_REDIRECT_URIS:
         raise ClientError(_l("Give 1–20 redirect URIs."), code="invalid_redirect_uri", field="redirect_uris")
     uris = [validate_redirect_uri(u.strip()) for u in redirect_uris]
+    logout_uris = [validate_redirect_uri(u.strip()) for u in post_logout_redirect_uris or []]
+    if len(logout_uris) > MAX_REDIRECT_URIS:
+        raise ClientError(_l("Give 1–20 redirect URIs."), code="invalid_redirect_uri",
+                          field="post_logout_redirect_uris")
+    if backchannel_logout_uri:
+        backchannel_logout_uri = validate_redirect_uri(backchannel_logout_uri.strip())
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown or "openid" not in scopes:
         raise ClientError(_l("Scopes are openid plus any of name, address, birthdate, gender, sign."),
@@ -77,7 +84,9 @@ def register_client(tenant: Tenant, *, name: str, redirect_uris: list[str], scop
         jwks = _validated_jwks(jwks, jwks_uri)
     client = OIDCClient(tenant_id=tenant.id, name=name, redirect_uris=json.dumps(uris, ensure_ascii=False),
                         scopes=json.dumps(sorted(set(scopes))), auth_method=method, jwks=jwks,
-                        jwks_uri=jwks_uri, secret_hash=secret_hash, created_at=clock.now())
+                        jwks_uri=jwks_uri, secret_hash=secret_hash, created_at=clock.now(),
+                        post_logout_redirect_uris=json.dumps(logout_uris, ensure_ascii=False),
+                        backchannel_logout_uri=backchannel_logout_uri or None)
     db.session.add(client)
     db.session.flush()
     return client, secret

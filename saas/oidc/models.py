@@ -89,7 +89,8 @@ class OIDCClient(HasPublicId, TenantScoped, Base):
         return response_type == "code"
 
     def check_grant_type(self, grant_type: str) -> bool:
-        return grant_type in ("authorization_code", "refresh_token", "client_credentials")
+        return grant_type in ("authorization_code", "refresh_token", "client_credentials",
+                              "urn:ietf:params:oauth:grant-type:device_code")
 
 
 class Subject(TenantScoped, Base):
@@ -237,3 +238,54 @@ class UsedAssertion(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)  # H(tenant, client, jti)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class DeviceStatus(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    CONSUMED = "consumed"  # tokens issued
+
+
+class DeviceAuthorization(HasPublicId, TenantScoped, Base):
+    """RFC 8628: a TV, set-top box or kiosk waiting while its person approves elsewhere."""
+
+    __tablename__ = "oidc_device_authorizations"
+    __id_prefix__ = "dev"
+    __extra_table_args__ = (tenant_foreign_key("client_id", "oidc_clients", ondelete="CASCADE"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    client_id: Mapped[int] = mapped_column(BigId, index=True)
+    device_code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_code: Mapped[str] = mapped_column(String(16), unique=True)  # normalised: BCDFGHJK
+    scope: Mapped[str] = mapped_column(Text)
+    status: Mapped[DeviceStatus] = mapped_column(Enum(
+        DeviceStatus, name="device_status", native_enum=False, length=16, create_constraint=True,
+        values_callable=lambda members: [m.value for m in members]))
+    person_id: Mapped[int | None] = mapped_column(BigId)
+    sub: Mapped[str | None] = mapped_column(String(64))
+    sid: Mapped[str | None] = mapped_column(String(64))
+    acr: Mapped[str | None] = mapped_column(String(64))
+    auth_time: Mapped[datetime | None]
+    sealed_attributes: Mapped[bytes | None] = mapped_column(LargeBinary)
+    polled_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+    # Authlib's DeviceCredentialMixin
+    def get_client_id(self) -> str:
+        from saas import db
+
+        client = db.session.get(OIDCClient, self.client_id)
+        return client.public_id if client else ""
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_user_code(self) -> str:
+        return self.user_code
+
+    def is_expired(self) -> bool:
+        from saas import clock
+
+        return self.expires_at <= clock.now()

@@ -405,6 +405,10 @@ class Provider(AuthorizationServer):
         self.register_grant(RefreshGrant)
         self.register_endpoint(Revocation)
         self.register_endpoint(Introspection)
+        from saas.oidc.device import DeviceEndpoint, DeviceGrant, DeviceOpenID
+
+        self.register_grant(DeviceGrant, [DeviceOpenID()])
+        self.register_endpoint(DeviceEndpoint)
 
     def create_oauth2_request(self, oauth_request: Any) -> OAuth2Request:
         if isinstance(oauth_request, OAuth2Request):

@@ -13,6 +13,7 @@ from saas import db, openapi
 from saas.errors import ServiceError
 from saas.oidc import authorize as flow
 from saas.oidc import keys, server
+from saas.oidc import logout as ending
 from saas.oidc.claims import ATTRIBUTE_SCOPES, JPKI_CLAIM, person_claims
 from saas.oidc.clients import SCOPES
 from saas.oidc.models import Grant, RequestStatus, Token
@@ -71,10 +72,15 @@ def discovery() -> Response:
         "pushed_authorization_request_endpoint": f"{issuer}/par",
         "revocation_endpoint": f"{issuer}/revoke",
         "introspection_endpoint": f"{issuer}/introspect",
+        "end_session_endpoint": f"{issuer}/logout",
+        "device_authorization_endpoint": f"{issuer}/device_authorization",
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
         "scopes_supported": list(SCOPES),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": ["authorization_code", "refresh_token",
+                                  "urn:ietf:params:oauth:grant-type:device_code"],
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": [server.ID_TOKEN_ALG],
         "token_endpoint_auth_methods_supported": server.CLIENT_AUTH_METHODS,
@@ -138,6 +144,20 @@ def par() -> Response:
     return response
 
 
+@bp.post("/device_authorization")
+@operation(summary="Start a device authorization (RFC 8628) for a TV, set-top box or kiosk",
+           description="The device shows user_code and verification_uri; the person approves on a PC or "
+                       "phone with the card; the device polls the token endpoint with the device_code.",
+           tags=["OpenID Provider"], security=CLIENT_AUTH, request_body=FORM,
+           responses={200: json_response("Codes for the device", {"type": "object"}),
+                      400: json_response("OAuth error", OAUTH_ERROR),
+                      401: json_response("Client authentication failed", OAUTH_ERROR)})
+def device_authorization() -> Response:
+    response = server.provider().create_endpoint_response("device_authorization")
+    db.session.commit()
+    return response
+
+
 @bp.post("/revoke")
 @operation(summary="Revoke a token (RFC 7009); a refresh token takes its access tokens with it",
            tags=["OpenID Provider"], security=CLIENT_AUTH, request_body=FORM,
@@ -195,6 +215,53 @@ def _oauth_error(error: str, description: str, status: int = 400) -> Response:
 @pages.route("/authorize", methods=["GET", "POST"])
 def authorize() -> Response:
     return flow.set_browser_cookie(flow.authorize())
+
+
+@pages.route("/device", methods=["GET", "POST"])
+def device_page() -> Response:
+    """Where the person types the code their TV or kiosk shows (works without JavaScript)."""
+    from saas.oidc import device
+
+    code = request.values.get("user_code", "")
+    problem = None
+    if request.method == "POST":
+        try:
+            waiting = device.begin_approval(code)
+        except ServiceError as error:
+            problem = error.message
+        else:
+            response = Response(status=303)
+            response.headers["Location"] = f"{server.issuer()}/login/{waiting.public_id}"
+            return flow.set_browser_cookie(response)
+    page = render_template("oidc/device.html", tenant=current_tenant(), user_code=code, problem=problem)
+    return Response(page, status=400 if problem else 200, mimetype="text/html")
+
+
+@pages.get("/device/done")
+def device_done() -> Response:
+    page = render_template("oidc/device.html", tenant=current_tenant(), done=True,
+                           denied=bool(request.args.get("denied")))
+    return Response(page, mimetype="text/html")
+
+
+@pages.route("/logout", methods=["GET", "POST"])
+def logout() -> Response:
+    """RP-initiated logout: at once with an ID token hint naming this session's person,
+    after the person confirms otherwise (a plain link cannot log anyone out)."""
+    params = {key: value for key, value in request.values.items()}
+    logout_request = ending.parse(params)
+    confirmed = request.method == "POST" and request.form.get("confirm") == "yes"
+    if ending.needs_confirmation(logout_request) and not confirmed:
+        return Response(render_template("oidc/logout.html", tenant=current_tenant(), params=params,
+                                        client=logout_request.client, done=False), mimetype="text/html")
+    ending.end_session()
+    target = ending.redirect_after(logout_request)
+    if target is not None:
+        response = Response(status=303)
+        response.headers["Location"] = target
+        return response
+    return Response(render_template("oidc/logout.html", tenant=current_tenant(), params={},
+                                    client=logout_request.client, done=True), mimetype="text/html")
 
 
 @pages.get("/login/<request_id>")
