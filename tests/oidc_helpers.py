@@ -152,7 +152,7 @@ def card_steps(client: Any, login_url: str, card: Any, *, release: bool = True) 
     body = answer.get_json()
     if answer.status_code != 200:
         return {"status": answer.status_code, **body}
-    if body.get("next") == "release":
+    while body.get("next") == "sign":
         if not release:
             return body
         answer = client.post(f"{path}/release", json=agent_signature(card, body["digest"]), headers=headers)

@@ -124,7 +124,7 @@ def test_the_four_attributes_need_the_signature_and_are_released_to_the_client(
 def test_attributes_are_not_released_without_the_signature_step(app: Flask, rp: RP, card: Any) -> None:
     client = app.test_client()
     waiting = log_in(client, rp, card, release=False, scope="openid name")
-    assert waiting["next"] == "release"
+    assert waiting["next"] == "sign" and waiting["purpose"] == "release"
     assert "氏名" in waiting["text"] and "テスト RP" in waiting["text"]
 
 
@@ -459,3 +459,79 @@ def test_a_device_code_refused_or_mistyped(app: Flask, rp: RP, card: Any) -> Non
     narrow = rp.post(tv, "device_authorization", {"scope": "openid sign_everything"},
                      audience=f"{rp.issuer}/device_authorization")
     assert narrow.get_json()["error"] == "invalid_scope"
+
+
+# -- sign transactions ---------------------------------------------------------------------
+
+def sign_token_for(client: Any, rp: RP) -> str:
+    response = rp.post(client, "token", {"grant_type": "client_credentials", "scope": "sign"})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["access_token"]
+
+
+def test_a_person_signs_a_registered_digest_and_the_client_fetches_the_signature(app: Flask, card: Any) -> None:
+    import base64
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+    rp = register(app, "bank", scopes="openid sign")
+    client = app.test_client()
+    bearer = {"Authorization": f"Bearer {sign_token_for(client, rp)}"}
+    document = "診療情報の提供に同意します。\n2026年11月25日 かけはし医院".encode()
+    digest = hashlib.sha256(document).digest()
+    created = client.post("/t/bank/api/sign-transactions", headers=bearer, json={
+        "digest": base64.b64encode(digest).decode(), "text": "診療情報の提供への同意書（かけはし医院）"})
+    assert created.status_code == 201, created.get_json()
+    transaction = created.get_json()
+    assert transaction["status"] == "pending" and transaction["id"].startswith("stx_")
+    result = log_in(client, rp, card, scope="openid sign", sign_transaction_id=transaction["id"])
+    id_token = rp.exchange(client, result["code"]).get_json()["id_token"]
+    fetched = client.get(f"/t/bank/api/sign-transactions/{transaction['id']}", headers=bearer).get_json()
+    assert fetched["status"] == "signed" and fetched["sub"] == claims_of(id_token)["sub"]
+    assert fetched["verification"]["valid"] is True
+    certificate = x509.load_der_x509_certificate(base64.b64decode(fetched["certificate"]))
+    certificate.public_key().verify(base64.b64decode(fetched["signature"]), digest, padding.PKCS1v15(),
+                                    Prehashed(hashes.SHA256()))
+    assert certificate.serial_number == card.signature.certificate.serial_number
+    # signed once: the same transaction cannot be signed again
+    again = start(client, rp, scope="openid sign", sign_transaction_id=transaction["id"])
+    assert callback(again.headers["Location"])["error"] == "invalid_request"
+
+
+def test_the_sign_api_refuses_what_it_should(app: Flask, card: Any) -> None:
+    import base64
+
+    rp = register(app, "bank", scopes="openid sign")
+    other = register(app, "bank", scopes="openid sign")
+    plain = register(app, "bank", scopes="openid")
+    client = app.test_client()
+    bearer = {"Authorization": f"Bearer {sign_token_for(client, rp)}"}
+    digest_info = bytes.fromhex("3031300d060960864801650304020105000420") + b"\x11" * 32
+    created = client.post("/t/bank/api/sign-transactions", headers=bearer,
+                          json={"digest": base64.b64encode(digest_info).decode(), "text": "同意書"})
+    assert created.status_code == 201 and base64.b64decode(created.get_json()["digest"]) == b"\x11" * 32
+    stx = created.get_json()["id"]
+    assert client.post("/t/bank/api/sign-transactions", json={"digest": "", "text": "x"}).status_code == 401
+    for body, code in (({"digest": base64.b64encode(b"short").decode(), "text": "x"}, "invalid_digest"),
+                       ({"digest": base64.b64encode(b"\x00" * 32).decode(), "text": "a\u202eb"}, "invalid_text"),
+                       ({"digest": base64.b64encode(b"\x00" * 32).decode(), "text": ""}, "invalid_text")):
+        refused = client.post("/t/bank/api/sign-transactions", headers=bearer, json=body)
+        assert refused.status_code == 422 and refused.get_json()["error"] == code
+    other_bearer = {"Authorization": f"Bearer {sign_token_for(client, other)}"}
+    assert client.get(f"/t/bank/api/sign-transactions/{stx}", headers=other_bearer).status_code == 404
+    assert plain.post(client, "token", {"grant_type": "client_credentials", "scope": "sign"}).status_code == 400
+    assert rp.post(client, "token", {"grant_type": "client_credentials", "scope": "openid"}).status_code == 400
+    user_token = tokens(app, rp, card)["access_token"]
+    assert client.get(f"/t/bank/api/sign-transactions/{stx}",
+                      headers={"Authorization": f"Bearer {user_token}"}).status_code == 403
+    # the authorization request: sign and sign_transaction_id go together, and only the client's own
+    for params in ({"scope": "openid sign"}, {"sign_transaction_id": stx},
+                   {"scope": "openid sign", "sign_transaction_id": "stx_nothing"}):
+        answer = callback(start(client, rp, **params).headers["Location"])
+        assert answer["error"] == "invalid_request", params
+    foreign = callback(start(client, other, scope="openid sign", sign_transaction_id=stx).headers["Location"])
+    assert foreign["error"] == "invalid_request"

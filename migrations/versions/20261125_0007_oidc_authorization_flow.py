@@ -2,7 +2,7 @@
 
 Revision ID: 0007
 Revises: 0006
-Create Date: 2026-11-25 02:00:31.449863
+Create Date: 2026-11-25 02:04:31.935960
 """
 
 from collections.abc import Sequence
@@ -86,6 +86,7 @@ def upgrade() -> None:
     sa.Column("status", sa.Enum("pending", "authenticated", "completed", "failed", name="request_status", native_enum=False, create_constraint=True, length=16), nullable=False),
     sa.Column("browser_hash", sa.String(length=64), nullable=True),
     sa.Column("challenge", sa.String(length=64), nullable=True),
+    sa.Column("step", sa.String(length=16), nullable=True),
     sa.Column("release_digest", sa.LargeBinary(), nullable=True),
     sa.Column("release_text", sa.Text(), nullable=True),
     sa.Column("person_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
@@ -162,6 +163,31 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_oidc_grants_sid"), ["sid"], unique=False)
         batch_op.create_index(batch_op.f("ix_oidc_grants_tenant_id"), ["tenant_id"], unique=False)
 
+    op.create_table("oidc_sign_transactions",
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("client_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("digest", sa.LargeBinary(), nullable=False),
+    sa.Column("text", sa.Text(), nullable=False),
+    sa.Column("status", sa.Enum("pending", "signed", "refused", name="sign_status", native_enum=False, create_constraint=True, length=16), nullable=False),
+    sa.Column("sub", sa.String(length=64), nullable=True),
+    sa.Column("signature", sa.LargeBinary(), nullable=True),
+    sa.Column("certificate", sa.LargeBinary(), nullable=True),
+    sa.Column("verification", sa.Text(), nullable=True),
+    sa.Column("signed_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
+    sa.Column("created_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("public_id", sa.String(length=40), nullable=False),
+    sa.Column("tenant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.ForeignKeyConstraint(["tenant_id", "client_id"], ["oidc_clients.tenant_id", "oidc_clients.id"], name=op.f("fk_oidc_sign_transactions_tenant_id_client_id_oidc_clients"), ondelete="CASCADE"),
+    sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_oidc_sign_transactions_tenant_id_tenants")),
+    sa.PrimaryKeyConstraint("id", name=op.f("pk_oidc_sign_transactions")),
+    sa.UniqueConstraint("public_id", name=op.f("uq_oidc_sign_transactions_public_id")),
+    sa.UniqueConstraint("tenant_id", "id", name=op.f("uq_oidc_sign_transactions_tenant_id_id"))
+    )
+    with op.batch_alter_table("oidc_sign_transactions", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_oidc_sign_transactions_client_id"), ["client_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_oidc_sign_transactions_tenant_id"), ["tenant_id"], unique=False)
+
     op.create_table("oidc_tokens",
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
     sa.Column("grant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -199,6 +225,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_oidc_tokens_grant_id"))
 
     op.drop_table("oidc_tokens")
+    with op.batch_alter_table("oidc_sign_transactions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_oidc_sign_transactions_tenant_id"))
+        batch_op.drop_index(batch_op.f("ix_oidc_sign_transactions_client_id"))
+
+    op.drop_table("oidc_sign_transactions")
     with op.batch_alter_table("oidc_grants", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_oidc_grants_tenant_id"))
         batch_op.drop_index(batch_op.f("ix_oidc_grants_sid"))

@@ -41,7 +41,7 @@ from saas.errors import NotFound, ServiceError
 from saas.jpki.errors import VerificationFailed
 from saas.jpki.revocation import LayeredRevocation
 from saas.jpki.signatures import verify_signature
-from saas.oidc import login
+from saas.oidc import login, signing
 from saas.oidc.claims import requested_attributes, seal_attributes
 from saas.oidc.models import AuthorizationRequest, LoginSession, OIDCClient, RequestStatus
 from saas.oidc.server import ACR_VALUES, DEFAULT_ACR, EndUser, issuer, provider, token_hash
@@ -164,6 +164,16 @@ def _check_dialect(params: dict[str, str], redirect_uri: str) -> None:
         fail("'prompt' may be none, login or consent.")
     if params.get("id_token_hint") and _hinted_sub(params["id_token_hint"]) is None:
         fail("'id_token_hint' is not an ID token of this provider.")
+    signs = "sign" in params.get("scope", "").split()
+    if signs != bool(params.get("sign_transaction_id")):
+        fail("scope 'sign' and 'sign_transaction_id' go together.")
+    if signs and signing.pending(oauth_client_id(params), params.get("sign_transaction_id")) is None:
+        fail("The sign transaction is unknown, already signed or expired.")
+
+
+def oauth_client_id(params: dict[str, str]) -> int:
+    client = db.session.scalar(select(OIDCClient).where(OIDCClient.public_id == params.get("client_id")))
+    return client.id if client is not None else -1
 
 
 def _hinted_claims(id_token: str) -> dict[str, Any] | None:
@@ -203,7 +213,8 @@ def _session_user(params: dict[str, str]) -> EndUser | None:
     if session is None:
         return None
     prompts = set(params.get("prompt", "").split())
-    if prompts & {"login", "consent"} or requested_attributes(params.get("scope")):
+    scopes = (params.get("scope") or "").split()
+    if prompts & {"login", "consent"} or requested_attributes(params.get("scope")) or "sign" in scopes:
         return None
     if "max_age" in params and params["max_age"].isdigit():
         if clock.now() - session.auth_time > timedelta(seconds=int(params["max_age"])):
@@ -332,17 +343,31 @@ def card_login(row: AuthorizationRequest, token: object) -> dict[str, Any]:
     if hinted is not None and hinted != result.sub:
         return fail(row, "login_required", _l("This card belongs to another person than the site expected."))
     row.person_id, row.sub, row.auth_time = result.person_id, result.sub, clock.now()
+    return next_step(row)
+
+
+def next_step(row: AuthorizationRequest) -> dict[str, Any]:
+    """What the signature key must sign next (the attribute release, then a sign
+    transaction), or the end of the login."""
+    params = request_params(row)
     wanted = requested_attributes(params.get("scope"))
-    if not wanted:
+    transaction = signing.pending(row.client_id, params.get("sign_transaction_id"))
+    if wanted and row.sealed_attributes is None:
+        client = db.session.get(OIDCClient, row.client_id)
+        assert client is not None and row.auth_time is not None
+        row.step = "release"
+        row.release_text = release_text(client.name, current_tenant().display_name, wanted, row.auth_time)
+        row.release_digest = hashlib.sha256(row.release_text.encode()).digest()
+    elif transaction is not None:
+        row.step, row.release_text, row.release_digest = "transaction", transaction.text, transaction.digest
+    elif "sign" in (params.get("scope") or "").split():
+        return fail(row, "invalid_request", _l("The sign transaction is unknown, already signed or expired."))
+    else:
         return finish(row)
-    client = db.session.get(OIDCClient, row.client_id)
-    assert client is not None
-    text = release_text(client.name, tenant.display_name, wanted, row.auth_time)
-    row.release_text = text
-    row.release_digest = hashlib.sha256(text.encode()).digest()
     row.status = RequestStatus.AUTHENTICATED
     db.session.flush()
-    return {"next": "release", "text": text, "digest": base64.b64encode(row.release_digest).decode()}
+    return {"next": "sign", "purpose": row.step, "text": row.release_text,
+            "digest": base64.b64encode(row.release_digest).decode()}
 
 
 _ATTRIBUTE_NAMES = {"name": "氏名", "address": "住所", "birthdate": "生年月日", "gender": "性別"}
@@ -359,8 +384,9 @@ def release_text(client_name: str, tenant_name: str, wanted: list[str], at: date
             f"through {tenant_name} (Kakehashi).\n{moment} / {secrets.token_hex(8)}")
 
 
-def release_attributes(row: AuthorizationRequest, body: dict[str, Any]) -> dict[str, Any]:
-    """Verify the signature over the statement and keep the attributes for this client."""
+def signed_step(row: AuthorizationRequest, body: dict[str, Any]) -> dict[str, Any]:
+    """Verify the agent's signature over the current step's digest, by this person's
+    signature certificate; then keep the attributes or the transaction's signature."""
     tenant = current_tenant()
     try:
         signature = base64.b64decode(str(body.get("signature", "")), validate=True)
@@ -370,20 +396,30 @@ def release_attributes(row: AuthorizationRequest, body: dict[str, Any]) -> dict[
     assert row.release_digest is not None and row.person_id is not None and row.sub is not None
     store = login.trust_stores(tenant).signature
     shared = jpki_stores()
+    now = clock.now()
     try:
         verified = verify_signature(digest=row.release_digest, signature=signature, certificate=certificate,
-                                    store=store, revocation=LayeredRevocation(shared.revocations),
-                                    signed_at=clock.now())
+                                    store=store, revocation=LayeredRevocation(shared.revocations), signed_at=now)
     except VerificationFailed as error:
         raise LoginError(failure_message(error.code), code=error.code) from None
     owner = shared.persons.person_of(verified.issuer_key_id, verified.serial)
     if owner != row.person_id:
         # J-LIS pairs a person's two certificates (証明書紐付け情報); without the pair a
-        # signature certificate could be anyone's, so its attributes are not released.
+        # signature certificate could be anyone's, so nothing it signs is taken as theirs.
         return fail(row, "access_denied", _l("The signature certificate is not paired with the card you "
                                              "logged in with (a new card is paired within a day)."))
-    row.sealed_attributes = seal_attributes(tenant, row.sub, verified.attributes)
-    return finish(row)
+    if row.step == "release":
+        row.sealed_attributes = seal_attributes(tenant, row.sub, verified.attributes)
+    else:
+        transaction = signing.pending(row.client_id, request_params(row).get("sign_transaction_id"))
+        if transaction is None or transaction.digest != row.release_digest:
+            return fail(row, "invalid_request", _l("The sign transaction is unknown, already signed or expired."))
+        signing.record(transaction, sub=row.sub, signature=signature, certificate=certificate,
+                       verified=verified, at=now)
+        row.step = row.release_digest = row.release_text = None
+        return finish(row)  # the transaction is the last step
+    row.step = row.release_digest = row.release_text = None
+    return next_step(row)
 
 
 def finish(row: AuthorizationRequest) -> dict[str, Any]:
@@ -446,4 +482,5 @@ def describe(row: AuthorizationRequest) -> dict[str, Any]:
     client = db.session.get(OIDCClient, row.client_id)
     assert client is not None
     return {"client": client, "attributes": requested_attributes(params.get("scope")),
+            "transaction": signing.pending(row.client_id, params.get("sign_transaction_id")),
             "expires": format_datetime(row.expires_at, "short"), "max_age": params.get("max_age")}

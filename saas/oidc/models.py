@@ -133,6 +133,7 @@ class AuthorizationRequest(HasPublicId, TenantScoped, Base):
         values_callable=lambda members: [m.value for m in members]))
     browser_hash: Mapped[str | None] = mapped_column(String(64))
     challenge: Mapped[str | None] = mapped_column(String(64))  # the card login's nonce
+    step: Mapped[str | None] = mapped_column(String(16))  # the signature asked for: release | transaction
     release_digest: Mapped[bytes | None] = mapped_column(LargeBinary)  # what the signature key signs
     release_text: Mapped[str | None] = mapped_column(Text)
     person_id: Mapped[int | None] = mapped_column(BigId)
@@ -289,3 +290,36 @@ class DeviceAuthorization(HasPublicId, TenantScoped, Base):
         from saas import clock
 
         return self.expires_at <= clock.now()
+
+
+class SignStatus(enum.StrEnum):
+    PENDING = "pending"
+    SIGNED = "signed"
+    REFUSED = "refused"
+
+
+class SignTransaction(HasPublicId, TenantScoped, Base):
+    """A digest a client asked a person to sign with the card's signature key.
+
+    The signature and certificate are kept for the client to fetch (a signed record of
+    the person's agreement) until ``expires_at``, then purged.
+    """
+
+    __tablename__ = "oidc_sign_transactions"
+    __id_prefix__ = "stx"
+    __extra_table_args__ = (tenant_foreign_key("client_id", "oidc_clients", ondelete="CASCADE"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    client_id: Mapped[int] = mapped_column(BigId, index=True)
+    digest: Mapped[bytes] = mapped_column(LargeBinary)  # SHA-256, 32 bytes
+    text: Mapped[str] = mapped_column(Text)  # what the person reads in the agent
+    status: Mapped[SignStatus] = mapped_column(Enum(
+        SignStatus, name="sign_status", native_enum=False, length=16, create_constraint=True,
+        values_callable=lambda members: [m.value for m in members]))
+    sub: Mapped[str | None] = mapped_column(String(64))
+    signature: Mapped[bytes | None] = mapped_column(LargeBinary)
+    certificate: Mapped[bytes | None] = mapped_column(LargeBinary)
+    verification: Mapped[str | None] = mapped_column(Text)  # JSON
+    signed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]

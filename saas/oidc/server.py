@@ -406,6 +406,9 @@ class Provider(AuthorizationServer):
         self.register_endpoint(Revocation)
         self.register_endpoint(Introspection)
         from saas.oidc.device import DeviceEndpoint, DeviceGrant, DeviceOpenID
+        from saas.oidc.signing import SignCredentials
+
+        self.register_grant(SignCredentials)
 
         self.register_grant(DeviceGrant, [DeviceOpenID()])
         self.register_endpoint(DeviceEndpoint)

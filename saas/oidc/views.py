@@ -79,7 +79,7 @@ def discovery() -> Response:
         "scopes_supported": list(SCOPES),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token",
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials",
                                   "urn:ietf:params:oauth:grant-type:device_code"],
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": [server.ID_TOKEN_ALG],
@@ -203,6 +203,56 @@ def userinfo() -> Response:
     return response
 
 
+SIGN_TRANSACTION = openapi.schema("SignTransaction", {
+    "type": "object", "required": ["id", "status", "digest", "text", "created_at", "expires_at"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^stx_"}, "status": {"enum": ["pending", "signed", "refused"]},
+        "digest": {"type": "string", "description": "base64 SHA-256"}, "text": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "expires_at": {"type": "string", "format": "date-time"},
+        "sub": {"type": "string", "description": "the signer's pairwise subject"},
+        "algorithm": {"const": "RS256"}, "signature": {"type": "string", "description": "base64 PKCS#1 v1.5"},
+        "certificate": {"type": "string", "description": "base64 DER signature certificate"},
+        "signed_at": {"type": "string", "format": "date-time"},
+        "verification": {"type": "object"}},
+})
+SIGN_REQUEST = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["digest", "text"],
+    "properties": {"digest": {"type": "string", "description": "base64 SHA-256 digest, or its DigestInfo"},
+                   "text": {"type": "string", "maxLength": 2000,
+                            "description": "what the person reads in the agent before signing"}}}}}}
+
+
+@bp.post("/api/sign-transactions")
+@operation(summary="Register a digest for a person to sign with the card's signature key",
+           description="Needs a client-credentials access token with scope sign. Then send the person "
+                       "through /authorize with scope 'openid sign' and sign_transaction_id.",
+           tags=["Sign transactions"], security=[{"bearer": []}], request_body=SIGN_REQUEST,
+           responses={201: json_response("The transaction", SIGN_TRANSACTION),
+                      401: json_response("No valid token", openapi.ERROR),
+                      403: json_response("The token or client may not sign", openapi.ERROR),
+                      422: json_response("Invalid digest or text", openapi.ERROR)})
+def create_sign_transaction() -> Response:
+    from saas.oidc import signing
+
+    transaction = signing.register(signing.api_client(), request.get_json(silent=True))
+    response = _json(signing.describe(transaction))
+    response.status_code = 201
+    return response
+
+
+@bp.get("/api/sign-transactions/<transaction_id>")
+@operation(summary="The transaction: pending, or the signature, certificate and verification result",
+           tags=["Sign transactions"], security=[{"bearer": []}],
+           responses={200: json_response("The transaction", SIGN_TRANSACTION),
+                      401: json_response("No valid token", openapi.ERROR),
+                      404: json_response("No such transaction for this client", openapi.ERROR)})
+def get_sign_transaction(transaction_id: str) -> Response:
+    from saas.oidc import signing
+
+    return _json(signing.describe(signing.find(signing.api_client(), transaction_id)))
+
+
 def _oauth_error(error: str, description: str, status: int = 400) -> Response:
     response = jsonify({"error": error, "error_description": description})
     response.status_code = status
@@ -301,7 +351,7 @@ def login_release(request_id: str) -> Response:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise flow.LoginError(_l("The agent's answer is malformed."), code="malformed")
-    return _json(flow.release_attributes(row, body))
+    return _json(flow.signed_step(row, body))
 
 
 @pages.post("/login/<request_id>/cancel")

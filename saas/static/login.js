@@ -129,8 +129,10 @@
       const token = await operate(agent, {type: "authenticate", challenge: challenge.challenge}, "consent");
       show("verifying");
       let answer = await post(root.dataset.cardUrl, {token: token});
-      if (answer.next === "release") {
-        const signed = await operate(agent, {type: "sign", digest: answer.digest, text: answer.text}, "release");
+      // The signature key's turn: the attribute release, then a document to sign.
+      while (answer.next === "sign") {
+        const signed = await operate(agent, {type: "sign", digest: answer.digest, text: answer.text},
+                                     answer.purpose === "transaction" ? "transaction" : "release");
         show("verifying");
         answer = await post(root.dataset.releaseUrl, signed);
       }
