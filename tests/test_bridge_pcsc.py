@@ -416,6 +416,49 @@ def test_a_renewed_card_logs_into_the_same_sub(oidc_stack: dict[str, Any], brows
     assert _logged_in(_rp_login(browser, oidc_stack), oidc_stack) == sub
 
 
+def _client_assertion(stack: dict[str, Any], endpoint: str) -> dict[str, str]:
+    import secrets
+
+    from joserfc import jwt
+    from joserfc.jwk import RSAKey
+
+    config = json.loads((stack["tmp"] / "demo-rp.json").read_text())
+    key = RSAKey.import_key(config["private_jwk"])
+    now = int(time.time())
+    claims = {"iss": config["client_id"], "sub": config["client_id"], "aud": f"{config['issuer']}/{endpoint}",
+              "jti": secrets.token_urlsafe(12), "iat": now, "exp": now + 60}
+    return {"client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key)}
+
+
+def test_a_tv_logs_in_through_the_device_flow(oidc_stack: dict[str, Any], browser: Any) -> None:
+    import requests
+
+    issuer = f"{oidc_stack['service']}/t/demo"
+    codes = requests.post(f"{issuer}/device_authorization", timeout=10, data={
+        "scope": "openid", **_client_assertion(oidc_stack, "device_authorization")}).json()
+    poll = {"grant_type": "urn:ietf:params:oauth:grant-type:device_code", "device_code": codes["device_code"]}
+    pending = requests.post(f"{issuer}/token", timeout=10, data={**poll, **_client_assertion(oidc_stack, "token")})
+    assert pending.json()["error"] == "authorization_pending"
+    page = browser.new_context(locale="ja-JP").new_page()  # the person's PC or phone
+    page.goto(codes["verification_uri"])
+    page.fill("#user_code", codes["user_code"])
+    page.click("#device-continue")
+    page.wait_for_selector("#login-start")
+    with page.expect_popup() as opened:
+        page.click("#login-start")
+    popup = opened.value
+    popup.wait_for_selector("#pin")
+    popup.fill("#pin", oidc_stack["card"].auth_pin)
+    popup.click("button[value=approve]")
+    page.wait_for_url("**/device/done", timeout=20_000)
+    assert "ログインしました" in page.inner_text("main")
+    time.sleep(5)  # the device waits its interval before the next poll
+    issued = requests.post(f"{issuer}/token", timeout=10, data={**poll, **_client_assertion(oidc_stack, "token")})
+    assert issued.status_code == 200, issued.text
+    assert issued.json()["id_token"] and issued.json()["access_token"]
+
+
 def test_a_card_removed_mid_operation_is_reported(plugged: PluggedCard) -> None:
     _, card, transport = find_jpki_card(timeout=5)
     card.read_certificate(Kind.AUTH)
