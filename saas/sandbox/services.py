@@ -105,12 +105,30 @@ def roots(kind: CertificateKind) -> list[x509.Certificate]:
     return [x509.load_pem_x509_certificate(row.certificate_pem.encode()) for row in rows]
 
 
+_TRUST_STORES: dict[tuple[tuple[str, bytes], ...], TrustStores] = {}
+
+
 def trust_stores() -> TrustStores:
-    """The sandbox trust stores: every sandbox root generation, never a live one."""
-    return TrustStores(Mode.SANDBOX,
-                       auth=TrustStore(CertificateKind.AUTH, Mode.SANDBOX, roots(CertificateKind.AUTH)),
-                       signature=TrustStore(CertificateKind.SIGNATURE, Mode.SANDBOX,
-                                            roots(CertificateKind.SIGNATURE)))
+    """The sandbox trust stores: every sandbox root generation, never a live one.
+
+    Parsed once per process for a given set of root generations (one small query per
+    call tells whether a generation was added)."""
+    generations = tuple((kind, key_id) for kind, key_id in db.session.execute(
+        select(SandboxAuthority.kind, SandboxAuthority.key_id).order_by(SandboxAuthority.id)))
+    if {kind for kind, _ in generations} != set(CertificateKind):
+        for kind in CertificateKind:
+            authority(kind)  # the first generation is made on first use
+        return trust_stores()
+    cached = _TRUST_STORES.get(generations)
+    if cached is None:
+        cached = TrustStores(Mode.SANDBOX,
+                             auth=TrustStore(CertificateKind.AUTH, Mode.SANDBOX, roots(CertificateKind.AUTH)),
+                             signature=TrustStore(CertificateKind.SIGNATURE, Mode.SANDBOX,
+                                                  roots(CertificateKind.SIGNATURE)))
+        if len(_TRUST_STORES) > 64:  # tests make many sandboxes in one process
+            _TRUST_STORES.clear()
+        _TRUST_STORES[generations] = cached
+    return cached
 
 
 def issue_card(*, person: SyntheticPerson | None = None, seed: int | None = None,
