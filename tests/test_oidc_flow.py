@@ -90,7 +90,7 @@ def test_discovery_publishes_the_endpoints_that_exist(app: Flask) -> None:
 def test_a_card_login_gives_an_id_token_an_access_token_and_userinfo(app: Flask, rp: RP, card: Any) -> None:
     client = app.test_client()
     result = log_in(client, rp, card)
-    assert result["state"] == rp.state
+    assert result["state"] == rp.state and result["iss"] == rp.issuer  # RFC 9207
     body = rp.exchange(client, result["code"]).get_json()
     claims = verified_id_token(client, rp, body["id_token"])
     assert claims["iss"] == rp.issuer and claims["aud"] == rp.client_id and claims["nonce"] == rp.nonce
@@ -154,7 +154,7 @@ def test_a_session_answers_the_next_request_and_max_age_forces_the_card(app: Fla
 def test_prompt_none_without_a_session_is_login_required(app: Flask, rp: RP) -> None:
     response = start(app.test_client(), rp, prompt="none")
     answer = callback(response.headers["Location"])
-    assert answer["error"] == "login_required" and answer["state"] == rp.state
+    assert answer["error"] == "login_required" and answer["state"] == rp.state and answer["iss"] == rp.issuer
 
 
 def test_acr_values_are_reflected(app: Flask, rp: RP, card: Any) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from authlib.common.urls import add_params_to_uri
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import OAuth2Request, TokenMixin, grants
 from authlib.oauth2.rfc6749.errors import InvalidClientError
@@ -30,6 +31,7 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oauth2.rfc9207 import IssuerParameter
 from authlib.oidc.core.grants import OpenIDCode
 from flask import Flask, current_app, g, request
 from joserfc import jwt
@@ -395,11 +397,19 @@ class Introspection(IntrospectionEndpoint):
 
 # -- the server ---------------------------------------------------------------------------
 
+class Issuer(IssuerParameter):
+    """RFC 9207: the ``iss`` in every authorization response (mix-up defence)."""
+
+    def get_issuer(self) -> str:
+        return issuer()
+
+
 class Provider(AuthorizationServer):
     def __init__(self, app: Flask) -> None:
         super().__init__()
         self.init_app(app, query_client=_query_client, save_token=save_token)
         self.register_token_generator("default", JWTAccessTokens())
+        self.register_extension(Issuer())
         self.register_client_auth_method("private_key_jwt", PrivateKeyJWT())
         self.register_grant(CodeGrant, [S256Only(required=True), OpenIDCodeFlow()])
         self.register_grant(RefreshGrant)
@@ -417,6 +427,12 @@ class Provider(AuthorizationServer):
         if isinstance(oauth_request, OAuth2Request):
             return oauth_request
         return super().create_oauth2_request(oauth_request)
+
+    def handle_error_response(self, oauth_request: Any, error: Any) -> Any:
+        response = super().handle_error_response(oauth_request, error)
+        if response.location:  # RFC 9207: error responses carry the issuer too
+            response.location = add_params_to_uri(response.location, {"iss": issuer()})
+        return response
 
     def handle_response(self, status_code: int, payload: Any, headers: Any) -> Any:
         response = super().handle_response(status_code, payload, headers)

@@ -96,7 +96,7 @@ def discovery() -> Response:
         "request_parameter_supported": False,
         "request_uri_parameter_supported": True,
         "require_pushed_authorization_requests": False,
-        "authorization_response_iss_parameter_supported": False,
+        "authorization_response_iss_parameter_supported": True,
         "ui_locales_supported": ["ja", "en"],
     }
     response = jsonify(document)
