@@ -38,8 +38,11 @@ def rotate_key_command(slug: str, alg: str) -> None:
               default="private_key_jwt", show_default=True)
 @click.option("--jwks-file", type=click.Path(exists=True, dir_okay=False), default=None)
 @click.option("--jwks-uri", default=None)
+@click.option("--post-logout-redirect-uri", "logout_uris", multiple=True, help="Repeat for more.")
+@click.option("--backchannel-logout-uri", default=None, help="Where logout tokens are posted.")
 def create_client_command(slug: str, name: str, redirect_uris: tuple[str, ...], scopes: tuple[str, ...],
-                          auth_method: str, jwks_file: str | None, jwks_uri: str | None) -> None:
+                          auth_method: str, jwks_file: str | None, jwks_uri: str | None,
+                          logout_uris: tuple[str, ...], backchannel_logout_uri: str | None) -> None:
     """Register a relying party; a client secret (sandbox only) is printed once."""
     from pathlib import Path
 
@@ -51,7 +54,8 @@ def create_client_command(slug: str, name: str, redirect_uris: tuple[str, ...], 
             client, secret = clients.register_client(
                 tenant, name=name, redirect_uris=list(redirect_uris), scopes=list(scopes),
                 auth_method=auth_method, jwks=Path(jwks_file).read_text() if jwks_file else None,
-                jwks_uri=jwks_uri)
+                jwks_uri=jwks_uri, post_logout_redirect_uris=list(logout_uris),
+                backchannel_logout_uri=backchannel_logout_uri)
             return client.public_id, secret
 
     client_id, secret = run_service(register)
