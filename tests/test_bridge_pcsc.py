@@ -308,25 +308,30 @@ def oidc_stack(pcscd: None, committed_url: str, tmp_path: Path) -> Any:  # noqa:
     db.get_database(app).engine.dispose()
 
 
-def _rp_login(browser: Any, stack: dict[str, Any], button: str = "#login", *, pin: str | None = None,
-              password: str | None = None, context: Any = None) -> Any:
+def _rp_login(browser: Any, stack: dict[str, Any], button: str = "#login", *, password: str | None = None,
+              context: Any = None) -> Any:
     """Click a login button on the demo RP and do what a person does in the agent's window."""
     page = (context or browser.new_context(locale="ja-JP")).new_page()
     page.goto(stack["rp"] + "/")
     page.click(button)
+    _approve_with_card(page, stack["card"], password=password)
+    return page
+
+
+def _approve_with_card(page: Any, card: Any, *, password: str | None = None) -> None:
+    """On the login page: start, then PIN (and signature password) in the agent's pop-up."""
     page.wait_for_selector("#login-start")
     with page.expect_popup() as opened:
         page.click("#login-start")
     popup = opened.value
     popup.wait_for_selector("#pin")
-    popup.fill("#pin", pin or stack["card"].auth_pin)
+    popup.fill("#pin", card.auth_pin)
     popup.click("button[value=approve]")
     if password is not None:
         popup.wait_for_selector("text=署名用電子証明書", timeout=20_000)
         popup.wait_for_selector("#pin")
         popup.fill("#pin", password)
         popup.click("button[value=approve]")
-    return page
 
 
 def _logged_in(page: Any, stack: dict[str, Any]) -> str:
@@ -369,13 +374,7 @@ def test_max_age_forces_a_new_card_authentication(oidc_stack: dict[str, Any], br
     assert int(page.inner_text("#auth-time")) == first
     time.sleep(1.1)
     page.click("#login-fresh")  # max_age=0: the card again
-    page.wait_for_selector("#login-start")
-    with page.expect_popup() as opened:
-        page.click("#login-start")
-    popup = opened.value
-    popup.wait_for_selector("#pin")
-    popup.fill("#pin", oidc_stack["card"].auth_pin)
-    popup.click("button[value=approve]")
+    _approve_with_card(page, oidc_stack["card"])
     page.wait_for_url(oidc_stack["rp"] + "/", timeout=20_000)
     assert int(page.inner_text("#auth-time")) > first
 
@@ -444,13 +443,7 @@ def test_a_tv_logs_in_through_the_device_flow(oidc_stack: dict[str, Any], browse
     page.goto(codes["verification_uri"])
     page.fill("#user_code", codes["user_code"])
     page.click("#device-continue")
-    page.wait_for_selector("#login-start")
-    with page.expect_popup() as opened:
-        page.click("#login-start")
-    popup = opened.value
-    popup.wait_for_selector("#pin")
-    popup.fill("#pin", oidc_stack["card"].auth_pin)
-    popup.click("button[value=approve]")
+    _approve_with_card(page, oidc_stack["card"])
     page.wait_for_url("**/device/done", timeout=20_000)
     assert "ログインしました" in page.inner_text("main")
     time.sleep(5)  # the device waits its interval before the next poll

@@ -153,9 +153,7 @@ def par() -> Response:
                       400: json_response("OAuth error", OAUTH_ERROR),
                       401: json_response("Client authentication failed", OAUTH_ERROR)})
 def device_authorization() -> Response:
-    response = server.provider().create_endpoint_response("device_authorization")
-    db.session.commit()
-    return response
+    return _endpoint("device_authorization")
 
 
 @bp.post("/revoke")
@@ -164,9 +162,7 @@ def device_authorization() -> Response:
            responses={200: json_response("Revoked (or unknown)", {"type": "object"}),
                       401: json_response("Client authentication failed", OAUTH_ERROR)})
 def revoke() -> Response:
-    response = server.provider().create_endpoint_response("revocation")
-    db.session.commit()
-    return response
+    return _endpoint("revocation")
 
 
 @bp.post("/introspect")
@@ -175,9 +171,7 @@ def revoke() -> Response:
            responses={200: json_response("Token state", {"type": "object"}),
                       401: json_response("Client authentication failed", OAUTH_ERROR)})
 def introspect() -> Response:
-    response = server.provider().create_endpoint_response("introspection")
-    db.session.commit()
-    return response
+    return _endpoint("introspection")
 
 
 @bp.route("/userinfo", methods=["GET", "POST"])
@@ -251,6 +245,14 @@ def get_sign_transaction(transaction_id: str) -> Response:
     from saas.oidc import signing
 
     return _json(signing.describe(signing.find(signing.api_client(), transaction_id)))
+
+
+def _endpoint(name: str) -> Response:
+    """An Authlib endpoint's answer; what it wrote (a spent assertion, a revocation) stands
+    even when the answer is an error."""
+    response = server.provider().create_endpoint_response(name)
+    db.session.commit()
+    return response
 
 
 def _oauth_error(error: str, description: str, status: int = 400) -> Response:
