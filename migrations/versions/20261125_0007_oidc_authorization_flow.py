@@ -2,7 +2,7 @@
 
 Revision ID: 0007
 Revises: 0006
-Create Date: 2026-11-25 02:04:31.935960
+Create Date: 2026-11-25 02:21:40.498300
 """
 
 from collections.abc import Sequence
@@ -76,6 +76,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("oidc_authorization_codes", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_oidc_authorization_codes_client_id"), ["client_id"], unique=False)
+        batch_op.create_index("ix_oidc_authorization_codes_client_nonce", ["client_id", "nonce"], unique=False)
         batch_op.create_index(batch_op.f("ix_oidc_authorization_codes_tenant_id"), ["tenant_id"], unique=False)
 
     op.create_table("oidc_authorization_requests",
@@ -248,6 +249,7 @@ def downgrade() -> None:
     op.drop_table("oidc_authorization_requests")
     with op.batch_alter_table("oidc_authorization_codes", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_oidc_authorization_codes_tenant_id"))
+        batch_op.drop_index("ix_oidc_authorization_codes_client_nonce")
         batch_op.drop_index(batch_op.f("ix_oidc_authorization_codes_client_id"))
 
     op.drop_table("oidc_authorization_codes")

@@ -13,6 +13,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from flask import g, has_app_context
 from joserfc.jwk import ECKey, KeySet, RSAKey
 from sqlalchemy import select
 
@@ -63,13 +64,18 @@ def create_key(tenant: Tenant, alg: str) -> SigningKey:
 
 
 def ensure_keys(tenant: Tenant) -> list[SigningKey]:
-    """An active key for every algorithm, made on first use."""
-    active = {k.alg: k for k in _keys(tenant) if k.status is KeyStatus.ACTIVE}
-    return [active.get(alg) or create_key(tenant, alg) for alg in ALGORITHMS]
+    """An active key for every algorithm, made on first use (read once per request)."""
+    memo = g.setdefault("oidc_active_keys", {}) if has_app_context() else {}
+    if tenant.id not in memo:
+        active = {k.alg: k for k in _keys(tenant) if k.status is KeyStatus.ACTIVE}
+        memo[tenant.id] = [active.get(alg) or create_key(tenant, alg) for alg in ALGORITHMS]
+    return list(memo[tenant.id])
 
 
 def rotate(tenant: Tenant, alg: str) -> SigningKey:
     """A new active key for ``alg``; the previous one retires once its tokens expire."""
+    if has_app_context():
+        g.pop("oidc_active_keys", None)
     now = clock.now()
     for key in _keys(tenant):
         if key.alg == alg and key.status is KeyStatus.ACTIVE:

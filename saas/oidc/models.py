@@ -4,7 +4,7 @@ import enum
 import json
 from datetime import datetime
 
-from sqlalchemy import Enum, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import Enum, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from saas.db import Base, BigId, HasPublicId, TenantScoped, tenant_foreign_key
@@ -165,7 +165,8 @@ class AuthorizationCode(TenantScoped, Base):
     """A code handed to the client once; kept after use so a replay revokes its tokens."""
 
     __tablename__ = "oidc_authorization_codes"
-    __extra_table_args__ = (tenant_foreign_key("client_id", "oidc_clients", ondelete="CASCADE"),)
+    __extra_table_args__ = (tenant_foreign_key("client_id", "oidc_clients", ondelete="CASCADE"),
+                            Index("ix_oidc_authorization_codes_client_nonce", "client_id", "nonce"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)
