@@ -141,14 +141,17 @@ def log_in(client: Any, rp: RP, card: Any, *, release: bool = True, **params: st
     return card_steps(client, location, card, release=release)
 
 
-def card_steps(client: Any, login_url: str, card: Any, *, release: bool = True) -> dict[str, Any]:
+def card_steps(client: Any, login_url: str, card: Any, *, release: bool = True,
+               fresh_challenge: bool = False) -> dict[str, Any]:
     path = urlsplit(login_url).path
     page = client.get(path)
     assert page.status_code == 200, page.get_data(as_text=True)
-    headers = {"X-CSRFToken": csrf_of(page.get_data(as_text=True)), "Accept": "application/json"}
-    challenge = client.post(f"{path}/challenge", json={}, headers=headers).get_json()
-    answer = client.post(f"{path}/card", json={"token": agent_token(card, challenge["challenge"])},
-                         headers=headers)
+    html = page.get_data(as_text=True)
+    headers = {"X-CSRFToken": csrf_of(html), "Accept": "application/json"}
+    challenge = re.search(r'data-challenge="([^"]*)"', html).group(1)  # type: ignore[union-attr]
+    if fresh_challenge:  # what the page does on a retry
+        challenge = client.post(f"{path}/challenge", json={}, headers=headers).get_json()["challenge"]
+    answer = client.post(f"{path}/card", json={"token": agent_token(card, challenge)}, headers=headers)
     body = answer.get_json()
     if answer.status_code != 200:
         return {"status": answer.status_code, **body}

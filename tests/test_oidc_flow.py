@@ -535,3 +535,22 @@ def test_the_sign_api_refuses_what_it_should(app: Flask, card: Any) -> None:
         assert answer["error"] == "invalid_request", params
     foreign = callback(start(client, other, scope="openid sign", sign_transaction_id=stx).headers["Location"])
     assert foreign["error"] == "invalid_request"
+
+
+def test_a_failed_attempt_spends_the_challenge_and_a_retry_gets_another(app: Flask, rp: RP, card: Any) -> None:
+    from tests.oidc_helpers import agent_token
+
+    client = app.test_client()
+    path = start(client, rp).headers["Location"].removeprefix("http://localhost")
+    html = client.get(path).get_data(as_text=True)
+    headers = {"X-CSRFToken": csrf_of(html), "Accept": "application/json"}
+    challenge = re.search(r'data-challenge="([^"]+)"', html).group(1)
+    wrong_origin = client.post(f"{path}/card", headers=headers,
+                               json={"token": agent_token(card, challenge, "https://evil.example")})
+    assert wrong_origin.status_code == 400 and wrong_origin.get_json()["error"] == "bad_signature"
+    again = client.post(f"{path}/card", headers=headers, json={"token": agent_token(card, challenge)})
+    assert again.status_code == 400 and again.get_json()["error"] == "no_challenge"
+    fresh = client.post(f"{path}/challenge", json={}, headers=headers).get_json()["challenge"]
+    assert fresh != challenge
+    done = client.post(f"{path}/card", headers=headers, json={"token": agent_token(card, fresh)})
+    assert done.status_code == 200 and done.get_json()["redirect"].startswith(REDIRECT_URI)

@@ -125,8 +125,11 @@
       show("finding");
       const agent = await findAgent();
       await checkCard(agent);
-      const challenge = await post(root.dataset.challengeUrl);
-      const token = await operate(agent, {type: "authenticate", challenge: challenge.challenge}, "consent");
+      // The page came with a single-use challenge; a retry asks the server for a new one.
+      let challenge = root.dataset.challenge;
+      root.dataset.challenge = "";
+      if (!challenge) challenge = (await post(root.dataset.challengeUrl)).challenge;
+      const token = await operate(agent, {type: "authenticate", challenge: challenge}, "consent");
       show("verifying");
       let answer = await post(root.dataset.cardUrl, {token: token});
       // The signature key's turn: the attribute release, then a document to sign.
