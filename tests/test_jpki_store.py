@@ -269,3 +269,18 @@ def test_a_lookup_survives_a_dropped_database_connection(clean: Engine, sandbox_
                            "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
         admin.commit()
     assert store.revocation(root.key_id, 10, at=NOW) is not None
+
+
+def test_two_first_logins_with_one_card_at_once_make_one_person(clean: Engine, monkeypatch: Any) -> None:
+    registry = PersonRegistry(clean)
+    issuer = b"\x07" * 20
+    person = registry.resolve(issuer, 700, CertificateKind.AUTH, at=NOW)  # the other request's
+    looked = []
+    real = PersonRegistry._person
+
+    def raced(self: PersonRegistry, connection: Any, key_id: bytes, serial: int) -> int | None:
+        looked.append(serial)
+        return None if len(looked) == 1 else real(self, connection, key_id, serial)  # it looked too early
+
+    monkeypatch.setattr(PersonRegistry, "_person", raced)
+    assert registry.resolve(issuer, 700, CertificateKind.AUTH, at=NOW) == person

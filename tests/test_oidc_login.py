@@ -117,3 +117,21 @@ def test_the_stores_live_as_long_as_the_app(app: Flask) -> None:
         first = jpki_stores()
     with app.app_context():
         assert jpki_stores() is first
+
+
+def test_two_first_logins_at_once_share_one_subject(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    with app.app_context():
+        tenant = tenants.active_tenant("login-bank")
+        with tenant_scope(db.session, tenant.id):
+            first = login.pairwise_sub(tenant, 4242)  # the other request's
+            real = db.session.scalar
+            calls: list[object] = []
+
+            def raced(statement: object) -> object:
+                calls.append(statement)
+                return None if len(calls) == 1 else real(statement)  # it looked too early
+
+            monkeypatch.setattr(db.session, "scalar", raced)
+            assert login.pairwise_sub(tenant, 4242) == first
+            monkeypatch.undo()
+            db.session.commit()

@@ -47,7 +47,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from saas import clock
 from saas.engines import make_engine
@@ -451,14 +451,22 @@ class PersonRegistry:
     def resolve(self, issuer_key_id: bytes, serial: int, kind: CertificateKind, *,
                 at: datetime) -> int:
         """The person a verified certificate belongs to, created if it is new."""
-        with self.engine.begin() as connection:
-            existing = self._person(connection, issuer_key_id, serial)
-            if existing is not None:
-                return existing
-            person_id = connection.execute(insert(self.persons).values(created_at=at)
-                                           .returning(self.persons.c.id)).scalar_one()
-            self._attach(connection, issuer_key_id, serial, person_id, kind, at)
-            return person_id
+        try:
+            with self.engine.begin() as connection:
+                existing = self._person(connection, issuer_key_id, serial)
+                if existing is not None:
+                    return existing
+                person_id = connection.execute(insert(self.persons).values(created_at=at)
+                                               .returning(self.persons.c.id)).scalar_one()
+                self._attach(connection, issuer_key_id, serial, person_id, kind, at)
+                return person_id
+        except IntegrityError:
+            # Two first logins with the same card at once: the other one made the person.
+            with self.engine.connect() as connection:
+                winner = self._person(connection, issuer_key_id, serial)
+            if winner is None:
+                raise
+            return winner
 
     def link(self, old: tuple[bytes, int], new: tuple[bytes, int], kind: CertificateKind, *,
              at: datetime, old_kind: CertificateKind | None = None) -> int:

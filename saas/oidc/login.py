@@ -14,6 +14,7 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from saas import clock, db
 from saas.jpki.certificates import CertificateKind
@@ -73,6 +74,9 @@ def pairwise_sub(tenant: Tenant, person_id: int) -> str:
     if subject is None:
         subject = Subject(tenant_id=tenant.id, person_id=person_id, created_at=clock.now(),
                           sub=secrets.token_urlsafe(32))
-        db.session.add(subject)
-        db.session.flush()
+        try:
+            with db.session.begin_nested():  # two first logins at once: one subject wins
+                db.session.add(subject)
+        except IntegrityError:
+            subject = db.session.scalars(select(Subject).where(Subject.person_id == person_id)).one()
     return subject.sub
