@@ -8,6 +8,7 @@ relying party can verify tokens across a rotation.
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -72,10 +73,18 @@ def ensure_keys(tenant: Tenant) -> list[SigningKey]:
     return list(memo[tenant.id])
 
 
+# What signs a token: the active key's (kid, private key), kept per process for a short
+# while. Safe across a rotation elsewhere: the previous key stays published (retiring)
+# for TOKEN_LIFETIME, far longer than a process keeps signing with it.
+SIGNER_SECONDS = 30.0
+_SIGNERS: dict[tuple[str, str], tuple[float, str, Any]] = {}
+
+
 def rotate(tenant: Tenant, alg: str) -> SigningKey:
     """A new active key for ``alg``; the previous one retires once its tokens expire."""
     if has_app_context():
         g.pop("oidc_active_keys", None)
+    _SIGNERS.pop((tenant.public_id, alg), None)
     now = clock.now()
     for key in _keys(tenant):
         if key.alg == alg and key.status is KeyStatus.ACTIVE:
@@ -101,6 +110,15 @@ _SIGNING_KEYS: dict[str, Any] = {}  # kid → joserfc key: decrypt and parse onc
 
 def signing_key(tenant: Tenant, alg: str) -> tuple[str, Any]:
     """(kid, joserfc private key) of the tenant's active key for ``alg``."""
+    signer = _SIGNERS.get((tenant.public_id, alg))
+    if signer is not None and time.monotonic() - signer[0] < SIGNER_SECONDS:
+        return signer[1], signer[2]
+    kid, key = _signing_key(tenant, alg)
+    _SIGNERS[(tenant.public_id, alg)] = (time.monotonic(), kid, key)
+    return kid, key
+
+
+def _signing_key(tenant: Tenant, alg: str) -> tuple[str, Any]:
     key = next(k for k in ensure_keys(tenant) if k.alg == alg)
     cached = _SIGNING_KEYS.get(key.kid)
     if cached is None:

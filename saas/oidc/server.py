@@ -37,6 +37,7 @@ from flask import Flask, current_app, g, request
 from joserfc import jwt
 from joserfc.errors import JoseError
 from sqlalchemy import select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from saas import clock, db
 from saas.oidc import clients, keys, replay
@@ -252,19 +253,25 @@ class CodeGrant(grants.AuthorizationCodeGrant):
     def query_authorization_code(self, code: str, client: OIDCClient) -> AuthorizationCode | None:
         row = db.session.scalar(select(AuthorizationCode).where(
             AuthorizationCode.code_hash == token_hash(code), AuthorizationCode.client_id == client.id))
-        if row is None or row.expires_at <= clock.now():
+        now = clock.now()
+        if row is None or row.expires_at <= now:
             return None
-        if row.used_at is not None:
+        # Claimed in one statement: of two exchanges of one code at once, one wins.
+        claimed = row.used_at is None and db.session.execute(
+            update(AuthorizationCode).where(AuthorizationCode.id == row.id, AuthorizationCode.used_at.is_(None))
+            .values(used_at=now).execution_options(synchronize_session=False)).rowcount == 1
+        if not claimed:
             # RFC 6749 §4.1.2: a code used twice was stolen; what it granted is revoked.
+            db.session.refresh(row, ["grant_id"])
             if row.grant_id is not None:
                 revoke_grant(row.grant_id, "code_reused")
             return None
+        set_committed_value(row, "used_at", now)
         return row
 
     def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
-        authorization_code.used_at = clock.now()
-        authorization_code.sealed_attributes = None  # the grant holds them now
-        db.session.flush()
+        # Used already (claimed above); the grant holds the attributes now.
+        authorization_code.sealed_attributes = None
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> EndUser:
         return EndUser(sub=authorization_code.sub, person_id=authorization_code.person_id,

@@ -1,0 +1,404 @@
+"""The OpenID Provider under gunicorn with PostgreSQL and Redis, measured end to end.
+
+Prints:
+
+1. full card logins per second: GET /authorize → the login page (which carries the
+   single-use challenge) → POST the agent-format token (web-eid:1.0, signed by a sandbox
+   card's key over the service's origin and the challenge) → the code → POST /token with
+   PKCE and private_key_jwt; with p50/p95 per login. Target ≥150/s on 2 cores (Keycloak's
+   published sizing: 15 password logins per second per vCPU).
+2. token-endpoint exchanges per second (code + PKCE + private_key_jwt) side by side with
+   oidc-provider (npm, node) doing the same exchange on this machine in the same run, one
+   server process each (per core), as a ratio. Target ≥1.0.
+
+Client and servers share the machine's cores; the client's CPU time is printed too.
+
+    .venv/bin/python bench/oidc_bench.py [--seconds 20] [--clients 4] [--workers 2]
+
+Needs PostgreSQL at 127.0.0.1:5432 (trust), Redis at 127.0.0.1:6379, node and npm (the
+peer is installed into ~/.cache/kakehashi-bench on first use).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import multiprocessing
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
+DATABASE = "kakehashi_oidc_bench"
+REDIS = "redis://127.0.0.1:6379/0"
+REDIRECT_URI = "https://rp.example/callback"
+PEER_DIR = Path(__file__).resolve().parent / "oidc_provider_peer"
+PEER_CACHE = Path.home() / ".cache" / "kakehashi-bench" / "oidc-provider"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(url: str, seconds: float = 30.0) -> None:
+    import requests
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not answer within {seconds:.0f} s")
+
+
+# -- set-up --------------------------------------------------------------------------------
+
+def prepare(instance: Path) -> dict[str, Any]:
+    """A fresh database with a tenant, a sandbox card with revocation data, and a client."""
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c", f"drop database if exists {DATABASE}",
+                    "-c", f"create database {DATABASE}"], check=True, capture_output=True)
+    from cryptography.hazmat.primitives import serialization
+    from joserfc.jwk import ECKey, KeySet
+
+    from saas import create_app, db
+    from saas.cli import alembic_config
+    from saas.db import tenant_scope
+    from saas.oidc import clients
+    from saas.sandbox import jobs as sandbox_jobs
+    from saas.sandbox import services as sandbox
+    from saas.tenants import services as tenants
+
+    url = f"{PG}/{DATABASE}"
+    from alembic import command
+
+    command.upgrade(alembic_config(url), "head")
+    app = create_app({"DATABASE_URL": url, "REDIS_URL": REDIS, "SECRET_KEY": "b" * 48,
+                      "KEY_ENCRYPTION_KEY": base64.b64encode(b"k" * 32).decode(),
+                      "INSTANCE_PATH": str(instance), "LOG_LEVEL": "WARNING"})
+    key = ECKey.generate_key("P-256", {"use": "sig"})
+    key = ECKey.import_key(key.as_dict(private=True) | {"kid": key.thumbprint()})
+    with app.app_context():
+        tenant = tenants.create_tenant(slug="bench", display_name="ベンチ銀行", kind="bank")
+        db.session.commit()
+        card = sandbox.issue_card(seed=5)
+        db.session.commit()
+        sandbox_jobs.refresh_revocation_data()
+        db.session.commit()
+        with tenant_scope(db.session, tenant.id):
+            client, _ = clients.register_client(
+                tenant, name="bench RP", redirect_uris=[REDIRECT_URI], scopes=["openid"],
+                auth_method="private_key_jwt",
+                jwks=json.dumps(KeySet([ECKey.import_key(key.as_dict(private=False))]).as_dict()))
+            db.session.commit()
+            client_id = client.public_id
+    db.get_database(app).engine.dispose()
+    return {
+        "client_id": client_id, "client_key": key.as_dict(private=True),
+        "card_key": card.auth.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                serialization.NoEncryption()).decode(),
+        "card_certificate": base64.b64encode(card.auth.certificate.public_bytes(serialization.Encoding.DER)).decode(),
+    }
+
+
+def start_service(workers: int, threads: int, port: int, instance: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "DATABASE_URL": f"{PG}/{DATABASE}", "REDIS_URL": REDIS, "SECRET_KEY": "b" * 48,
+           "KEY_ENCRYPTION_KEY": base64.b64encode(b"k" * 32).decode(), "LOG_LEVEL": "INFO",
+           "KAKEHASHI_ENV": "development", "INSTANCE_PATH": str(instance)}
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    process = subprocess.Popen(
+        [gunicorn, "saas:create_app()", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+         "--worker-class", "gthread", "--threads", str(threads), "--backlog", "2048"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=(instance / "service.log").open("ab"),
+        start_new_session=True)
+    wait_for(f"http://127.0.0.1:{port}/healthz")
+    return process
+
+
+def stop(process: subprocess.Popen[bytes] | None) -> None:
+    if process is not None and process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+# -- what a relying party and the agent do --------------------------------------------------
+
+class Kakehashi:
+    def __init__(self, base: str, setup: dict[str, Any]) -> None:
+        import requests
+        from cryptography.hazmat.primitives import serialization
+        from joserfc.jwk import ECKey
+
+        self.base, self.issuer = base, f"{base}/t/bench"
+        self.client_id = setup["client_id"]
+        self.client_key = ECKey.import_key(setup["client_key"])
+        self.card_key = serialization.load_pem_private_key(setup["card_key"].encode(), password=None)
+        self.certificate = setup["card_certificate"]
+        self.http = requests.Session()
+
+    def assertion(self) -> dict[str, str]:
+        from joserfc import jwt
+
+        now = int(time.time())
+        claims = {"iss": self.client_id, "sub": self.client_id, "aud": f"{self.issuer}/token",
+                  "jti": secrets.token_urlsafe(12), "iat": now, "exp": now + 60}
+        return {"client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                "client_assertion": jwt.encode({"alg": "ES256", "kid": self.client_key.kid}, claims,
+                                               self.client_key)}
+
+    def card_token(self, challenge: str) -> dict[str, str]:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        data = hashlib.sha256(self.base.encode()).digest() + hashlib.sha256(challenge.encode()).digest()
+        signature = self.card_key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        return {"format": "web-eid:1.0", "algorithm": "RS256", "unverifiedCertificate": self.certificate,
+                "signature": base64.b64encode(signature).decode(),
+                "appVersion": "https://kakehashi.example/bridge-agent/0.1.0"}
+
+    def code(self) -> tuple[str, str]:
+        """Authorize and log in with the card: (code, PKCE verifier)."""
+        verifier = secrets.token_urlsafe(48)
+        params = {"response_type": "code", "client_id": self.client_id, "redirect_uri": REDIRECT_URI,
+                  "scope": "openid", "state": secrets.token_urlsafe(8), "nonce": secrets.token_urlsafe(8),
+                  "code_challenge": s256(verifier), "code_challenge_method": "S256"}
+        self.http.cookies.clear()  # a new browser each time: every login uses the card
+        login = self.http.get(f"{self.issuer}/authorize?{urlencode(params)}", allow_redirects=False)
+        page = self.http.get(login.headers["Location"]).text
+        csrf = re.search(r'data-csrf="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+        challenge = re.search(r'data-challenge="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+        answer = self.http.post(login.headers["Location"] + "/card", json={"token": self.card_token(challenge)},
+                                headers={"X-CSRFToken": csrf, "Accept": "application/json"}).json()
+        if "redirect" not in answer:
+            raise RuntimeError(f"card login: {answer}")
+        return parse_qs(urlsplit(answer["redirect"]).query)["code"][0], verifier
+
+    def exchange(self, code: str, verifier: str) -> None:
+        response = self.http.post(f"{self.issuer}/token", data={
+            "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier, **self.assertion()})
+        if response.status_code != 200 or "id_token" not in response.json():
+            raise RuntimeError(f"token endpoint: {response.status_code} {response.text[:200]}")
+
+
+class Peer:
+    """The same exchange against oidc-provider; codes are minted by the peer's own
+    bench-only endpoint (its Grant and AuthorizationCode models), untimed."""
+
+    def __init__(self, base: str, setup: dict[str, Any]) -> None:
+        import requests
+        from joserfc.jwk import ECKey
+
+        self.base, self.client_id = base, "bench-rp"
+        self.client_key = ECKey.import_key(setup["client_key"])
+        self.http = requests.Session()
+
+    def code(self) -> tuple[str, str]:
+        verifier = secrets.token_urlsafe(48)
+        answer = self.http.post(f"{self.base}/_bench/code", json={"code_challenge": s256(verifier)}).json()
+        return answer["code"], verifier
+
+    def exchange(self, code: str, verifier: str) -> None:
+        from joserfc import jwt
+
+        now = int(time.time())
+        claims = {"iss": self.client_id, "sub": self.client_id, "aud": f"{self.base}/token",
+                  "jti": secrets.token_urlsafe(12), "iat": now, "exp": now + 60}
+        assertion = jwt.encode({"alg": "ES256", "kid": self.client_key.kid}, claims, self.client_key)
+        response = self.http.post(f"{self.base}/token", data={
+            "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier, "client_id": self.client_id,
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion})
+        if response.status_code != 200 or "id_token" not in response.json():
+            raise RuntimeError(f"oidc-provider token endpoint: {response.status_code} {response.text[:200]}")
+
+
+def s256(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+# -- load ------------------------------------------------------------------------------------
+
+def login_worker(base: str, setup: dict[str, Any], seconds: float, start: float, out: Any) -> None:
+    site = Kakehashi(base, setup)
+    site.exchange(*site.code())  # warm the connection
+    while time.time() < start:
+        time.sleep(0.001)
+    latencies: list[float] = []
+    cpu = time.process_time()
+    while time.time() < start + seconds:
+        began = time.perf_counter()
+        site.exchange(*site.code())
+        latencies.append(time.perf_counter() - began)
+    out.put((latencies, time.process_time() - cpu))
+
+
+def exchange_worker(kind: str, base: str, setup: dict[str, Any], count: int, ready: Any, go: Any, out: Any) -> None:
+    site = Kakehashi(base, setup) if kind == "kakehashi" else Peer(base, setup)
+    try:
+        site.exchange(*site.code())
+        codes = [site.code() for _ in range(count)]  # untimed
+    except Exception as error:  # noqa: BLE001 - reported by the parent
+        ready.put(repr(error))
+        return
+    ready.put(1)
+    go.wait()
+    began = time.perf_counter()
+    cpu = time.process_time()
+    try:
+        for code, verifier in codes:
+            site.exchange(code, verifier)
+    except Exception as error:  # noqa: BLE001 - reported by the parent
+        out.put(repr(error))
+        return
+    out.put((count, time.perf_counter() - began, time.process_time() - cpu))
+
+
+def run_logins(base: str, setup: dict[str, Any], clients: int, seconds: float) -> dict[str, float]:
+    out: Any = multiprocessing.Queue()
+    start = time.time() + 3.0
+    workers = [multiprocessing.Process(target=login_worker, args=(base, setup, seconds, start, out))
+               for _ in range(clients)]
+    for worker in workers:
+        worker.start()
+    results = [out.get(timeout=seconds + 120) for _ in workers]
+    for worker in workers:
+        worker.join()
+    latencies = sorted(latency for got, _ in results for latency in got)
+    return {"logins": len(latencies), "per_second": len(latencies) / seconds,
+            "p50": statistics.median(latencies) * 1000,
+            "p95": latencies[int(len(latencies) * 0.95) - 1] * 1000,
+            "client_cpu": sum(cpu for _, cpu in results) / seconds}
+
+
+def run_exchanges(kind: str, base: str, setup: dict[str, Any], clients: int, per_client: int) -> dict[str, float]:
+    ready: Any = multiprocessing.Queue()
+    out: Any = multiprocessing.Queue()
+    go: Any = multiprocessing.Event()
+    workers = [multiprocessing.Process(target=exchange_worker,
+                                       args=(kind, base, setup, per_client, ready, go, out)) for _ in range(clients)]
+    for worker in workers:
+        worker.start()
+    problems = [got for got in (ready.get(timeout=300) for _ in workers) if got != 1]
+    go.set()
+    if problems:
+        for worker in workers:
+            worker.join()
+        raise SystemExit(f"{kind}: {problems[0]}")
+    results = [out.get(timeout=300) for _ in workers]
+    for worker in workers:
+        worker.join()
+    failed = [r for r in results if isinstance(r, str)]
+    if failed:
+        raise SystemExit(f"{kind}: {failed[0]}")
+    count = sum(r[0] for r in results)
+    wall = max(r[1] for r in results)
+    return {"exchanges": count, "per_second": count / wall, "client_cpu": sum(r[2] for r in results) / wall}
+
+
+# -- the peer -----------------------------------------------------------------------------------
+
+def install_peer() -> Path:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        raise SystemExit("node and npm are needed for the oidc-provider comparison")
+    PEER_CACHE.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PEER_DIR / "package.json", PEER_CACHE / "package.json")
+    shutil.copy(PEER_DIR / "server.mjs", PEER_CACHE / "server.mjs")
+    if not (PEER_CACHE / "node_modules" / "oidc-provider").exists():
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=PEER_CACHE, check=True)
+    version = json.loads((PEER_CACHE / "node_modules" / "oidc-provider" / "package.json").read_text())["version"]
+    print(f"oidc-provider {version} on node {subprocess.check_output(['node', '--version'], text=True).strip()}")
+    return PEER_CACHE
+
+
+def start_peer(directory: Path, port: int, setup: dict[str, Any]) -> subprocess.Popen[bytes]:
+    from joserfc.jwk import ECKey
+
+    public = ECKey.import_key(setup["client_key"]).as_dict(private=False)
+    env = {**os.environ, "PORT": str(port), "CLIENT_JWKS": json.dumps({"keys": [public]}),
+           "REDIRECT_URI": REDIRECT_URI, "NODE_ENV": "production"}
+    process = subprocess.Popen(["node", "server.mjs"], cwd=directory, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_for(f"http://127.0.0.1:{port}/.well-known/openid-configuration")
+    return process
+
+
+# -- main -----------------------------------------------------------------------------------------
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of the login run")
+    parser.add_argument("--clients", type=int, default=4, help="client processes")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for the login run")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--exchanges", type=int, default=300, help="token exchanges per client process")
+    parser.add_argument("--skip-peer", action="store_true", help="no oidc-provider comparison")
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores; PostgreSQL + Redis; gunicorn gthread")
+    instance = Path(tempfile.mkdtemp(prefix="oidc-bench-"))
+    service = peer = None
+    try:
+        setup = prepare(instance)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+
+        service = start_service(args.workers, args.threads, port, instance)
+        logins = run_logins(base, setup, args.clients, args.seconds)
+        print(f"\nfull card logins (authorize → login page with challenge → agent token → code → token), "
+              f"{args.workers} workers × {args.threads} threads, {args.clients} clients, {args.seconds:.0f} s:")
+        print(f"  {logins['per_second']:8.1f} logins/s   p50 {logins['p50']:.1f} ms   p95 {logins['p95']:.1f} ms"
+              f"   ({logins['logins']} logins; the clients used {logins['client_cpu']:.2f} cores)   target ≥150/s")
+        stop(service)
+
+        # One server process each: per-core throughput of the same exchange.
+        service = start_service(1, args.threads, port, instance)
+        ours = run_exchanges("kakehashi", base, setup, args.clients, args.exchanges)
+        stop(service)
+        service = None
+        print("\ntoken endpoint (code + PKCE S256 + private_key_jwt → ID token), one server process:")
+        print(f"  Kakehashi      {ours['per_second']:8.1f} exchanges/s   (clients {ours['client_cpu']:.2f} cores)")
+        if not args.skip_peer:
+            directory = install_peer()
+            peer_port = free_port()
+            peer = start_peer(directory, peer_port, setup)
+            theirs = run_exchanges("peer", f"http://127.0.0.1:{peer_port}", setup, args.clients, args.exchanges)
+            print(f"  oidc-provider  {theirs['per_second']:8.1f} exchanges/s   (clients {theirs['client_cpu']:.2f} cores)")
+            print(f"  ratio Kakehashi / oidc-provider: {ours['per_second'] / theirs['per_second']:.2f}   target ≥1.0")
+    finally:
+        stop(service)
+        stop(peer)
+        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c",
+                        f"drop database if exists {DATABASE}"], capture_output=True)
+        errors = [line for line in (instance / "service.log").read_text(errors="replace").splitlines()
+                  if '"level": "error"' in line] if (instance / "service.log").exists() else []
+        if errors:
+            print(f"\n{len(errors)} server errors; the first:\n{errors[0][-3000:]}")
+        shutil.rmtree(instance, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
