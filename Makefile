@@ -17,7 +17,8 @@ PYTEST_ARGS ?=
 demo: install
 	$(BIN)/kakehashi migrate
 	$(BIN)/kakehashi seed-demo --service-url http://$(HOST):$(PORT) --rp-url http://$(HOST):$(RP_PORT)
-	@test -f instance/demo-card.json || $(BIN)/kakehashi sandbox issue-card \
+	@test -f instance/demo-card.json && $(BIN)/kakehashi sandbox check-card --card instance/demo-card.json \
+		>/dev/null 2>&1 || $(BIN)/kakehashi sandbox issue-card \
 		--out instance/demo-card.json --pin 1234 --password DEMO1234 --seed 1
 	$(BIN)/kakehashi sandbox refresh
 	@echo ""

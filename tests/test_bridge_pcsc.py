@@ -328,10 +328,28 @@ def _approve_with_card(page: Any, card: Any, *, password: str | None = None) -> 
     popup.fill("#pin", card.auth_pin)
     popup.click("button[value=approve]")
     if password is not None:
-        popup.wait_for_selector("text=署名用電子証明書", timeout=20_000)
-        popup.wait_for_selector("#pin")
-        popup.fill("#pin", password)
-        popup.click("button[value=approve]")
+        # The agent's window closes itself 1.5 s after the PIN step; the signature step
+        # reuses it if it is still open, or opens a new one.
+        window = _agent_window_showing(page, "署名用電子証明書")
+        window.fill("#pin", password)
+        window.click("button[value=approve]")
+
+
+def _agent_window_showing(page: Any, text: str, timeout: float = 20.0) -> Any:
+    from playwright.sync_api import Error as PlaywrightError
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for window in page.context.pages:
+            if window is page or window.is_closed():
+                continue
+            try:
+                if window.query_selector("#pin") and text in window.inner_text("body"):
+                    return window
+            except PlaywrightError:
+                continue  # closed or navigating meanwhile
+        page.wait_for_timeout(100)
+    raise AssertionError(f"no agent window showing {text!r}")
 
 
 def _logged_in(page: Any, stack: dict[str, Any]) -> str:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -37,12 +38,14 @@ def test_create_tenant_explains_bad_input(app: Flask, db_session: Any) -> None:
     assert db_session.scalar(select(Tenant).where(Tenant.slug == "bad-number")) is None
 
 
-def test_seed_demo_is_idempotent(app: Flask, db_session: Any) -> None:
+def test_seed_demo_is_idempotent(app: Flask, db_session: Any, tmp_path: Path) -> None:
     runner = app.test_cli_runner()
-    first = runner.invoke(args=["seed-demo"])
-    second = runner.invoke(args=["seed-demo"])
+    config = str(tmp_path / "demo-rp.json")
+    first = runner.invoke(args=["seed-demo", "--rp-config", config])
+    second = runner.invoke(args=["seed-demo", "--rp-config", config])
     assert first.exit_code == 0 and "created demo tenant" in first.output
-    assert second.exit_code == 0 and "already" in second.output
+    assert "registered demo relying party" in first.output
+    assert second.exit_code == 0 and "already" in second.output and "already registered" in second.output
     assert len(db_session.scalars(select(Tenant).where(Tenant.slug == "demo")).all()) == 1
 
 
@@ -97,3 +100,19 @@ def test_commands_on_an_unmigrated_database_say_to_migrate(tmp_path: Path) -> No
         result = subprocess.run([sys.executable, "-m", "saas.cli", *args], cwd=ROOT, env=env,
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 1 and "run `kakehashi migrate` first" in result.stderr, result.stderr
+
+
+def test_check_card_tells_a_card_of_this_sandbox_from_a_stale_one(app: Flask, db_session: Any, tmp_path: Path,
+                                                                 sandbox_card: Any) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    runner = app.test_cli_runner()
+    card = tmp_path / "card.json"
+    assert runner.invoke(args=["sandbox", "issue-card", "--out", str(card)]).exit_code == 0
+    ours = runner.invoke(args=["sandbox", "check-card", "--card", str(card)])
+    assert ours.exit_code == 0 and "issued by this sandbox" in ours.output
+    stale = json.loads(card.read_text())  # as if another sandbox (a reset database) issued it
+    stale["auth"]["certificate"] = sandbox_card.auth.certificate.public_bytes(Encoding.PEM).decode()
+    card.write_text(json.dumps(stale))
+    refused = runner.invoke(args=["sandbox", "check-card", "--card", str(card)])
+    assert refused.exit_code != 0 and "not a card of this sandbox (untrusted)" in refused.output

@@ -85,3 +85,34 @@ def refresh_command() -> None:
 
     result = run_service(refresh_revocation_data)
     click.echo(f"CRL entries ingested: {result['crl_entries']}; certificates linked: {result['linked']}")
+
+
+@group.command("check-card")
+@click.option("--card", "card_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+def check_card_command(card_file: Path) -> None:
+    """Exit 0 when this sandbox's roots issued the card file's certificates (a card from
+    a database since reset is not: make demo issues a new one)."""
+    import json
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from saas import clock
+    from saas.jpki.certificates import parse_certificate
+    from saas.jpki.errors import JPKIError
+
+    data = json.loads(card_file.read_text())
+    certificate = x509.load_pem_x509_certificate(data["auth"]["certificate"].encode())
+
+    def check() -> str | None:
+        try:
+            services.trust_stores().auth.validate(
+                parse_certificate(certificate.public_bytes(Encoding.DER)), at=clock.now())
+        except JPKIError as error:
+            return error.code
+        return None
+
+    problem = run_service(check)
+    if problem is not None:
+        raise click.ClickException(f"{card_file}: not a card of this sandbox ({problem})")
+    click.echo(f"{card_file}: issued by this sandbox")
