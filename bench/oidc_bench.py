@@ -121,9 +121,10 @@ def prepare(instance: Path) -> dict[str, Any]:
     }
 
 
-def start_service(workers: int, threads: int, port: int, instance: Path) -> subprocess.Popen[bytes]:
+def start_service(workers: int, threads: int, port: int, instance: Path,
+                  log_level: str = "INFO") -> subprocess.Popen[bytes]:
     env = {**os.environ, "DATABASE_URL": f"{PG}/{DATABASE}", "REDIS_URL": REDIS, "SECRET_KEY": "b" * 48,
-           "KEY_ENCRYPTION_KEY": base64.b64encode(b"k" * 32).decode(), "LOG_LEVEL": "INFO",
+           "KEY_ENCRYPTION_KEY": base64.b64encode(b"k" * 32).decode(), "LOG_LEVEL": log_level,
            "KAKEHASHI_ENV": "development", "INSTANCE_PATH": str(instance)}
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     process = subprocess.Popen(
@@ -357,8 +358,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     parser.add_argument("--exchanges", type=int, default=300, help="token exchanges per client process")
     parser.add_argument("--skip-peer", action="store_true", help="no oidc-provider comparison")
+    parser.add_argument("--log-level", default="INFO", help="the service's LOG_LEVEL (INFO logs every request)")
     args = parser.parse_args()
-    print(f"machine: {os.cpu_count()} cores; PostgreSQL + Redis; gunicorn gthread")
+    print(f"machine: {os.cpu_count()} cores; PostgreSQL + Redis; gunicorn gthread; LOG_LEVEL={args.log_level}")
     instance = Path(tempfile.mkdtemp(prefix="oidc-bench-"))
     service = peer = None
     try:
@@ -366,7 +368,7 @@ def main() -> None:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
 
-        service = start_service(args.workers, args.threads, port, instance)
+        service = start_service(args.workers, args.threads, port, instance, args.log_level)
         logins = run_logins(base, setup, args.clients, args.seconds)
         print(f"\nfull card logins (authorize → login page with challenge → agent token → code → token), "
               f"{args.workers} workers × {args.threads} threads, {args.clients} clients, {args.seconds:.0f} s:")
@@ -375,7 +377,7 @@ def main() -> None:
         stop(service)
 
         # One server process each: per-core throughput of the same exchange.
-        service = start_service(1, args.threads, port, instance)
+        service = start_service(1, args.threads, port, instance, args.log_level)
         ours = run_exchanges("kakehashi", base, setup, args.clients, args.exchanges)
         stop(service)
         service = None

@@ -382,3 +382,14 @@ def init_app(app: Flask) -> Database:
 
 def get_database(app: Flask | None = None) -> Database:
     return (app or current_app).extensions["kakehashi.db"]
+
+
+def before_writes_elsewhere(session: Session) -> None:
+    """Another connection is about to commit a write (a spent challenge, a new person)
+    while this session's transaction has only read. SQLite refuses a later write from a
+    snapshot older than that commit, so the transaction ends there; PostgreSQL needs
+    nothing (and keeps the round trips)."""
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("commit or flush this session's changes before writing elsewhere")
+    if session.get_bind().dialect.name == "sqlite":
+        session.commit()

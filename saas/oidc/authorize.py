@@ -308,12 +308,8 @@ def request_params(row: AuthorizationRequest) -> dict[str, str]:
 
 
 def new_challenge(row: AuthorizationRequest) -> str:
-    row_id = row.id
-    # The challenge store writes on its own connection: end this read-only transaction
-    # first (SQLite refuses a later write from a snapshot older than that commit).
-    db.session.commit()
+    db.before_writes_elsewhere(db.session)  # the challenge store writes on its own connection
     challenge = login.issue_challenge()
-    row = db.session.get(AuthorizationRequest, row_id)  # type: ignore[assignment]
     row.challenge = challenge.nonce
     db.session.flush()
     return challenge.nonce

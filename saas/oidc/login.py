@@ -51,12 +51,9 @@ def issue_challenge() -> Challenge:
 def verify_card_login(tenant: Tenant, token: object, *, nonce: str, origin: str) -> CardLogin:
     """Verify the agent's token for this tenant; raises VerificationFailed with its code."""
     # The stores below write on their own connections (a spent challenge must stay spent
-    # even when this request fails). End this session's read-only transaction first:
-    # SQLite refuses a write to a transaction whose snapshot predates another's commit.
-    if db.session.new or db.session.dirty or db.session.deleted:
-        raise RuntimeError("verify_card_login must run before the request changes anything")
+    # even when this request fails).
     auth_store = trust_stores(tenant).auth
-    db.session.commit()
+    db.before_writes_elsewhere(db.session)
     shared = jpki_stores()
     now = clock.now()
     authentication = verify_token(token, nonce=nonce, origin=origin, nonces=shared.nonces,

@@ -321,7 +321,6 @@ def login_page(request_id: str) -> Response:
     row = flow.waiting_request(request_id, statuses=(RequestStatus.PENDING, RequestStatus.AUTHENTICATED))
     # The first challenge comes with the page (one round trip less); a retry asks for another.
     challenge = flow.new_challenge(row) if row.status is RequestStatus.PENDING else ""
-    row = flow.waiting_request(request_id, statuses=(RequestStatus.PENDING, RequestStatus.AUTHENTICATED))
     page = render_template("oidc/login.html", request_id=request_id, challenge=challenge,
                            ports=current_app.config["BRIDGE_AGENT_PORTS"],
                            tenant=current_tenant(), attribute_names=_attribute_labels(), **flow.describe(row))
