@@ -554,3 +554,12 @@ def test_a_failed_attempt_spends_the_challenge_and_a_retry_gets_another(app: Fla
     assert fresh != challenge
     done = client.post(f"{path}/card", headers=headers, json={"token": agent_token(card, fresh)})
     assert done.status_code == 200 and done.get_json()["redirect"].startswith(REDIRECT_URI)
+
+
+def test_control_characters_in_an_authorization_request_are_refused_not_a_500(app: Flask, rp: RP) -> None:
+    client = app.test_client()
+    for name in ("response_type", "redirect_uri", "state", "scope"):
+        response = start(client, rp, **{name: "a\x00b"})
+        assert response.status_code == 400 and "Location" not in response.headers, name
+    pushed = rp.post(client, "par", rp.authorize_params(state="a\nb"), audience=f"{rp.issuer}/par")
+    assert pushed.status_code == 400 and pushed.get_json()["error"] == "invalid_request"

@@ -127,9 +127,19 @@ def _oauth_request(params: dict[str, str]) -> OAuth2Request:
     return oauth_request
 
 
+def _clean(values: Any) -> dict[str, str]:
+    """The parameters, without client credentials; control characters are refused here
+    (no parameter of the protocol has one, and they must not reach a page or a URL)."""
+    params = {key: value for key, value in values.items() if key not in CLIENT_AUTH_PARAMS}
+    if any(ord(ch) < 0x20 or ch == "\x7f" for item in params.items() for text in item for ch in text):
+        raise LoginError(_l("The authorization request has control characters in a parameter."),
+                         code="invalid_request")
+    return params
+
+
 def _params() -> tuple[dict[str, str], AuthorizationRequest | None]:
     """The request's parameters, from the query (or form), or from a pushed request."""
-    params = {key: value for key, value in request.values.items() if key not in CLIENT_AUTH_PARAMS}
+    params = _clean(request.values)
     request_uri = params.get("request_uri")
     if request_uri is None:
         return params, None
@@ -260,7 +270,7 @@ def authorize() -> Response:
 
 def push(client: OIDCClient) -> dict[str, Any]:
     """RFC 9126: validate an authenticated client's request now; the browser brings its id."""
-    params = {key: value for key, value in request.form.items() if key not in CLIENT_AUTH_PARAMS}
+    params = _clean(request.form)
     if "request_uri" in params:
         raise LoginError(_l("A pushed request cannot carry a request_uri."), code="invalid_request")
     if params.get("client_id", client.public_id) != client.public_id:
