@@ -121,10 +121,10 @@ def seed_demo_command(service_url: str, rp_url: str, rp_config: str) -> None:
         click.echo(f"created demo tenant {tenant.public_id} at /t/{tenant.slug}/")
     else:
         click.echo(f"demo tenant {tenant.public_id} already at /t/{tenant.slug}/")
-    _seed_demo_rp(tenant, service_url.rstrip("/"), rp_url.rstrip("/"), Path(rp_config))
+    seed_demo_rp(tenant, service_url.rstrip("/"), rp_url.rstrip("/"), Path(rp_config))
 
 
-def _seed_demo_rp(tenant: Tenant, service_url: str, rp_url: str, path: Path) -> None:
+def seed_demo_rp(tenant: Tenant, service_url: str, rp_url: str, path: Path) -> None:
     import json
     import secrets
 

@@ -9,6 +9,7 @@ here is seen here at once (other processes see it within RevocationStore.STATE_T
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from flask import current_app
 
@@ -28,12 +29,24 @@ def jpki_stores() -> JPKIStores:
     if cached is None:
         engine = db.get_database().engine
         nonces: NonceStore | RedisNonceStore
-        if current_app.config.get("REDIS_URL"):
-            from redis import Redis
-
-            nonces = RedisNonceStore(Redis.from_url(current_app.config["REDIS_URL"]))
+        client = redis()
+        if client is not None:
+            nonces = RedisNonceStore(client)
         else:
             nonces = NonceStore(engine)
         cached = JPKIStores(nonces, RevocationStore(engine), PersonRegistry(engine))
         current_app.extensions["kakehashi.jpki_stores"] = cached
     return cached
+
+
+def redis() -> Any:
+    """The app's Redis client (one connection pool per process), or None without REDIS_URL."""
+    url = current_app.config.get("REDIS_URL")
+    if not url:
+        return None
+    client = current_app.extensions.get("kakehashi.redis")
+    if client is None:
+        from redis import Redis
+
+        client = current_app.extensions["kakehashi.redis"] = Redis.from_url(url)
+    return client

@@ -275,7 +275,7 @@ def oidc_stack(pcscd: None, committed_url: str, tmp_path: Path) -> Any:  # noqa:
 
     from examples.demo_rp.app import create_app as create_rp
     from saas import db
-    from saas.cli import _seed_demo_rp
+    from saas.cli import seed_demo_rp
     from saas.sandbox import jobs as sandbox_jobs
     from saas.sandbox import services as sandbox
     from saas.tenants import services as tenants
@@ -294,7 +294,7 @@ def oidc_stack(pcscd: None, committed_url: str, tmp_path: Path) -> Any:  # noqa:
         db.session.commit()
         sandbox_jobs.refresh_revocation_data()
         db.session.commit()
-        _seed_demo_rp(tenant, service, rp_url, tmp_path / "demo-rp.json")
+        seed_demo_rp(tenant, service, rp_url, tmp_path / "demo-rp.json")
     rp_config = json.loads((tmp_path / "demo-rp.json").read_text())
     servers = [_serve(app, service_port), _serve(create_rp(rp_config), rp_port), _serve(stranger, other_port),
                _serve(Agent(AgentConfig(allowed_origins=frozenset({service}), port=agent_port), pcsc_opener()),

@@ -15,6 +15,7 @@ import pytest
 from flask import Flask
 from joserfc import jwt
 from joserfc.jwk import KeySet
+from sqlalchemy import func, select
 
 from saas import clock, db
 from saas.sandbox import jobs as sandbox_jobs
@@ -563,3 +564,30 @@ def test_control_characters_in_an_authorization_request_are_refused_not_a_500(ap
         assert response.status_code == 400 and "Location" not in response.headers, name
     pushed = rp.post(client, "par", rp.authorize_params(state="a\nb"), audience=f"{rp.issuer}/par")
     assert pushed.status_code == 400 and pushed.get_json()["error"] == "invalid_request"
+
+
+@pytest.mark.redis
+def test_with_redis_a_replayed_client_assertion_is_refused_too(committed_url: str, tmp_path: Path,
+                                                               redis_url: str) -> None:
+    application = make_app(committed_url, tmp_path, REDIS_URL=redis_url)
+    with application.app_context():
+        tenants.create_tenant(slug="redis-bank", display_name="レディス銀行", kind="bank")
+        db.session.commit()
+        card = sandbox.issue_card(seed=8)
+        db.session.commit()
+        sandbox_jobs.refresh_revocation_data()
+        db.session.commit()
+    rp = register(application, "redis-bank")
+    client = application.test_client()
+    jti = f"redis-{time.time_ns()}"
+    assert rp.exchange(client, log_in(client, rp, card)["code"], jti=jti).status_code == 200
+    replayed = rp.exchange(client, log_in(client, rp, card, prompt="login")["code"], jti=jti)
+    assert replayed.status_code == 400 and replayed.get_json()["error"] == "invalid_client"
+    from redis import Redis
+
+    from saas.oidc.models import UsedAssertion
+
+    assert Redis.from_url(redis_url).keys("kakehashi:jti:*")  # kept in Redis, not in the database
+    with application.app_context():
+        assert db.session.scalar(select(func.count()).select_from(UsedAssertion)) == 0
+    db.get_database(application).engine.dispose()

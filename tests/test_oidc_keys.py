@@ -42,7 +42,8 @@ def test_the_jwks_publishes_an_rs256_and_an_es256_key(client: Any, tenant: Any) 
 def test_private_keys_are_stored_encrypted_and_bound_to_their_row(app: Flask, db_session: Any,
                                                                  tenant: Any) -> None:
     with tenant_scope(db_session, tenant.id):
-        kid, private = keys.private_key(tenant, "RS256")
+        kid, signer = keys.signing_key(tenant, "RS256")
+        private = signer.private_key
         stored = db_session.scalar(select(SigningKey).where(SigningKey.kid == kid))
         assert b"PRIVATE KEY" not in stored.encrypted_private_key
         signature = private.sign(b"id token", padding.PKCS1v15(), hashes.SHA256())
@@ -58,10 +59,11 @@ def test_private_keys_are_stored_encrypted_and_bound_to_their_row(app: Flask, db
 
 def test_rotation_keeps_the_old_key_published_until_its_tokens_expire(db_session: Any, tenant: Any) -> None:
     with tenant_scope(db_session, tenant.id):
-        old_kid, _ = keys.private_key(tenant, "ES256")
+        old_kid, _ = keys.signing_key(tenant, "ES256")
         with clock.frozen() as frozen:
             new = keys.rotate(tenant, "ES256")
-            kid, private = keys.private_key(tenant, "ES256")
+            kid, signer = keys.signing_key(tenant, "ES256")
+            private = signer.private_key
             assert kid == new.kid != old_kid and isinstance(private, ec.EllipticCurvePrivateKey)
             assert {old_kid, new.kid} <= {k["kid"] for k in keys.jwks(tenant)["keys"]}
             frozen.tick(keys.TOKEN_LIFETIME + timedelta(seconds=1))

@@ -133,12 +133,6 @@ def verification_keys(tenant: Tenant) -> KeySet:
     return KeySet.import_key_set(jwks(tenant))
 
 
-def private_key(tenant: Tenant, alg: str) -> tuple[str, Any]:
-    """(kid, private key) of the active key for ``alg``, decrypted for signing."""
-    key = next(k for k in ensure_keys(tenant) if k.alg == alg)
-    pem = unseal(key.encrypted_private_key, _context(tenant, key.kid))
-    return key.kid, serialization.load_pem_private_key(pem, password=None)
-
 
 def _keys(tenant: Tenant) -> list[SigningKey]:
     # The session is bound to the tenant (URL or tenant_scope): no filter by hand.

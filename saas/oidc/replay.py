@@ -9,25 +9,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import current_app
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
-from saas import clock, db
+from saas import clock, db, stores
 from saas.oidc.models import UsedAssertion
-
-_REDIS = "kakehashi.replay_redis"
 
 
 def first_use(key: str, *, expires_at: datetime) -> bool:
     now = clock.now()
-    url = current_app.config.get("REDIS_URL")
-    if url:
-        redis = current_app.extensions.get(_REDIS)
-        if redis is None:
-            from redis import Redis
-
-            redis = current_app.extensions[_REDIS] = Redis.from_url(url)
+    redis = stores.redis()
+    if redis is not None:
         milliseconds = max(1, int((expires_at - now).total_seconds() * 1000))
         return bool(redis.set(f"kakehashi:jti:{key}", b"1", nx=True, px=milliseconds))
     try:

@@ -188,8 +188,14 @@ class JWTAccessTokens(BearerTokenGenerator):
         return secrets.token_urlsafe(32)
 
 
-def decode_access_token(value: str) -> dict[str, Any] | None:
-    """The claims of a live access token of this tenant, or None."""
+def bearer() -> tuple[dict[str, Any], Grant] | None:
+    """The claims and grant of the request's live ``Authorization: Bearer`` access token."""
+    scheme, _sep, value = request.headers.get("Authorization", "").partition(" ")
+    return decode_access_token(value.strip()) if scheme.lower() == "bearer" else None
+
+
+def decode_access_token(value: str) -> tuple[dict[str, Any], Grant] | None:
+    """The claims and grant of a live access token of this tenant, or None."""
     try:
         token = jwt.decode(value, keys.verification_keys(current_tenant()), algorithms=[ACCESS_TOKEN_ALG])
     except (JoseError, ValueError):
@@ -205,7 +211,7 @@ def decode_access_token(value: str) -> dict[str, Any] | None:
     grant = db.session.get(Grant, row.grant_id)
     if grant is None or grant.revoked_at is not None:
         return None
-    return claims
+    return claims, grant
 
 
 def save_token(token: dict[str, Any], oauth_request: OAuth2Request) -> None:

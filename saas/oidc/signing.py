@@ -20,7 +20,6 @@ from typing import Any
 
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidScopeError
-from flask import request
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
@@ -28,7 +27,7 @@ from saas import clock, db
 from saas.errors import NotFound, ServiceError
 from saas.jpki.signatures import VerifiedSignature
 from saas.oidc.models import OIDCClient, SignStatus, SignTransaction
-from saas.oidc.server import CLIENT_AUTH_METHODS, decode_access_token
+from saas.oidc.server import CLIENT_AUTH_METHODS, bearer
 from saas.tenants.context import current_tenant
 
 LIFETIME = timedelta(hours=24)  # to sign, and then to fetch the result
@@ -59,10 +58,10 @@ class SignCredentials(grants.ClientCredentialsGrant):
 
 def api_client() -> OIDCClient:
     """The client a client-credentials token of scope ``sign`` speaks for."""
-    scheme, _sep, value = request.headers.get("Authorization", "").partition(" ")
-    claims = decode_access_token(value.strip()) if scheme.lower() == "bearer" else None
-    if claims is None:
+    live = bearer()
+    if live is None:
         raise Unauthorized(_l("The access token is missing, invalid, expired or revoked."))
+    claims = live[0]
     if "sign" not in str(claims.get("scope", "")).split() or claims.get("sub") != claims.get("client_id"):
         raise ServiceError(_l("This API needs a client-credentials token with scope sign."),
                            code="insufficient_scope", status=403)

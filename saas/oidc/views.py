@@ -16,7 +16,7 @@ from saas.oidc import keys, server
 from saas.oidc import logout as ending
 from saas.oidc.claims import ATTRIBUTE_SCOPES, JPKI_CLAIM, person_claims
 from saas.oidc.clients import SCOPES
-from saas.oidc.models import Grant, RequestStatus, Token
+from saas.oidc.models import RequestStatus
 from saas.openapi import json_response, operation
 from saas.security import CONTENT_SECURITY_POLICY
 from saas.tenants.context import current_tenant
@@ -180,16 +180,12 @@ def introspect() -> Response:
            responses={200: json_response("Claims", {"type": "object", "required": ["sub"]}),
                       401: json_response("Missing, invalid, expired or revoked token", OAUTH_ERROR)})
 def userinfo() -> Response:
-    authorization = request.headers.get("Authorization", "")
-    scheme, _sep, value = authorization.partition(" ")
-    claims = server.decode_access_token(value.strip()) if scheme.lower() == "bearer" else None
-    if claims is None:
+    live = server.bearer()
+    if live is None:
         response = _oauth_error("invalid_token", "The access token is missing, invalid, expired or revoked.", 401)
         response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         return response
-    token_row = db.session.query(Token).filter(Token.access_jti == claims["jti"]).one()
-    grant = db.session.get(Grant, token_row.grant_id)
-    assert grant is not None
+    _claims, grant = live
     if grant.sub is None or "openid" not in grant.scope.split():
         return _oauth_error("insufficient_scope", "This token does not speak for a person.", 403)
     response = jsonify(person_claims(current_tenant(), grant.sub, grant.scope, grant.sealed_attributes))
