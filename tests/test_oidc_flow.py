@@ -210,6 +210,45 @@ def test_a_reused_code_is_refused_and_revokes_its_tokens(app: Flask, rp: RP, car
     assert refresh.status_code == 400
 
 
+def test_purge_forgets_expired_rows_and_keeps_live_ones(app: Flask, rp: RP, card: Any) -> None:
+    from saas.db import all_tenants
+    from saas.oidc.models import AuthorizationCode, AuthorizationRequest, Grant, Token
+    from saas.oidc.purge import purge
+
+    client = app.test_client()
+    first = tokens(app, rp, card)
+
+    def counts() -> dict[str, int]:
+        with app.app_context(), all_tenants(db.session):
+            return {model.__name__: db.session.scalar(select(func.count()).select_from(model)) or 0
+                    for model in (AuthorizationCode, AuthorizationRequest, Grant, Token)}
+
+    before = counts()
+    assert all(before.values())
+    with app.app_context():
+        assert set(purge().values()) == {0}  # nothing has expired yet
+        db.session.commit()
+    assert counts() == before
+    with app.app_context(), clock.frozen(clock.now() + timedelta(hours=2)):
+        removed = purge()
+        db.session.commit()
+    assert removed["authorization_codes"] == before["AuthorizationCode"]
+    assert removed["grants"] == 0  # the family may still be refreshed (12 h)
+    assert counts()["AuthorizationCode"] == 0 and counts()["Grant"] == before["Grant"]
+    refreshed = rp.post(client, "token", {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]})
+    assert refreshed.status_code == 200
+    with app.app_context(), clock.frozen(clock.now() + timedelta(days=2)):
+        removed = purge()
+        db.session.commit()
+    assert removed["grants"] == before["Grant"] and counts()["Token"] == 0  # tokens went with their grant
+
+
+def test_purge_runs_from_the_command_line(app: Flask) -> None:
+    result = app.test_cli_runner().invoke(args=["oidc", "purge"])
+    assert result.exit_code == 0, result.output
+    assert "authorization_codes 0" in result.output and "used_assertions 0" in result.output
+
+
 def test_the_redirect_uri_must_match_at_the_token_endpoint(app: Flask, rp: RP, card: Any) -> None:
     client = app.test_client()
     result = log_in(client, rp, card)

@@ -5,6 +5,7 @@
 import { generateKeyPairSync } from "node:crypto";
 import http from "node:http";
 import Provider from "oidc-provider";
+import pg from "pg";
 
 const port = Number(process.env.PORT);
 const redirectUri = process.env.REDIRECT_URI;
@@ -25,6 +26,38 @@ class MapAdapter {
   async revokeByGrantId(grantId) { for (const [id, value] of this.map) if (value.grantId === grantId) this.map.delete(id); }
 }
 
+// The same storage as Kakehashi's: every model in one PostgreSQL table, one statement
+// per adapter call, committed before the call returns (node-postgres autocommit).
+const pool = process.env.PEER_DATABASE_URL ? new pg.Pool({ connectionString: process.env.PEER_DATABASE_URL, max: 8 }) : null;
+if (pool) {
+  await pool.query(`create table if not exists oidc_peer_models (
+    kind text not null, id text not null, payload jsonb not null, grant_id text, user_code text, uid text,
+    expires_at timestamptz, consumed_at timestamptz, primary key (kind, id))`);
+  await pool.query("create index if not exists oidc_peer_models_grant on oidc_peer_models (grant_id)");
+}
+class PostgresAdapter {
+  constructor(name) { this.name = name; }
+  async upsert(id, payload, expiresIn) {
+    await pool.query(`insert into oidc_peer_models (kind, id, payload, grant_id, user_code, uid, expires_at)
+      values ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))
+      on conflict (kind, id) do update set payload = excluded.payload, expires_at = excluded.expires_at`,
+      [this.name, id, payload, payload.grantId ?? null, payload.userCode ?? null, payload.uid ?? null, expiresIn ?? 3600]);
+  }
+  async #one(where, value) {
+    const { rows } = await pool.query(`select payload, consumed_at from oidc_peer_models
+      where kind = $1 and ${where} = $2 and (expires_at is null or expires_at > now())`, [this.name, value]);
+    if (!rows.length) return undefined;
+    const { payload, consumed_at: consumed } = rows[0];
+    return consumed ? { ...payload, consumed: Math.floor(consumed.getTime() / 1000) } : payload;
+  }
+  find(id) { return this.#one("id", id); }
+  findByUid(uid) { return this.#one("uid", uid); }
+  findByUserCode(code) { return this.#one("user_code", code); }
+  async consume(id) { await pool.query("update oidc_peer_models set consumed_at = now() where kind = $1 and id = $2", [this.name, id]); }
+  async destroy(id) { await pool.query("delete from oidc_peer_models where kind = $1 and id = $2", [this.name, id]); }
+  async revokeByGrantId(grantId) { await pool.query("delete from oidc_peer_models where grant_id = $1", [grantId]); }
+}
+
 const provider = new Provider(`http://127.0.0.1:${port}`, {
   clients: [{
     client_id: "bench-rp",
@@ -37,7 +70,7 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
   }],
   jwks: { keys: [{ ...signing, alg: "RS256", use: "sig", kid: "bench" }] },
   pkce: { required: () => true },
-  adapter: MapAdapter,
+  adapter: pool ? PostgresAdapter : MapAdapter,
   features: { devInteractions: { enabled: false } },
   findAccount: async (ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
 });

@@ -11,7 +11,7 @@ from saas.db import tenant_scope
 from saas.oidc import keys
 from saas.tenants import services as tenants
 
-group = AppGroup("oidc", help="Per-tenant OpenID Provider: signing keys.")
+group = AppGroup("oidc", help="Per-tenant OpenID Provider: signing keys, clients, housekeeping.")
 
 
 @group.command("rotate-key")
@@ -62,3 +62,12 @@ def create_client_command(slug: str, name: str, redirect_uris: tuple[str, ...], 
     click.echo(f"client_id: {client_id}")
     if secret:
         click.echo(f"client_secret: {secret}   (shown once: store it now)")
+
+
+@group.command("purge")
+def purge_command() -> None:
+    """Delete expired codes, requests, grants, sessions and assertion ids (run it from cron)."""
+    from saas.oidc.purge import purge
+
+    removed = run_service(purge)
+    click.echo(", ".join(f"{name} {count}" for name, count in removed.items()))

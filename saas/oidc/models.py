@@ -185,7 +185,6 @@ class AuthorizationCode(TenantScoped, Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
-    grant_id: Mapped[int | None] = mapped_column(BigId)
 
     # Authlib's AuthorizationCodeMixin
     def get_redirect_uri(self) -> str:
@@ -204,6 +203,9 @@ class Grant(TenantScoped, Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     client_id: Mapped[int] = mapped_column(BigId, index=True)
+    # The code it was exchanged for (none for device and client-credentials grants): a
+    # second use of that code revokes this grant. No foreign key: codes are purged first.
+    code_id: Mapped[int | None] = mapped_column(BigId, index=True)
     person_id: Mapped[int | None] = mapped_column(BigId)
     sub: Mapped[str | None] = mapped_column(String(64))
     sid: Mapped[str | None] = mapped_column(String(64), index=True)

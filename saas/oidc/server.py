@@ -37,7 +37,6 @@ from flask import Flask, current_app, g, request
 from joserfc import jwt
 from joserfc.errors import JoseError
 from sqlalchemy import select, update
-from sqlalchemy.orm.attributes import set_committed_value
 
 from saas import clock, db
 from saas.oidc import clients, keys, replay
@@ -227,10 +226,10 @@ def save_token(token: dict[str, Any], oauth_request: OAuth2Request) -> None:
         if user is not None:
             grant.person_id, grant.sub, grant.sid = user.person_id, user.sub, user.sid
             grant.acr, grant.auth_time, grant.sealed_attributes = user.acr, user.auth_time, user.sealed_attributes
+        if code is not None:
+            grant.code_id = code.id
         db.session.add(grant)
         db.session.flush()
-        if code is not None:
-            code.grant_id = grant.id
     refresh = token.get("refresh_token")
     db.session.add(Token(tenant_id=client.tenant_id, grant_id=grant.id, access_jti=g.oidc_access_jti,
                          access_expires_at=now + timedelta(seconds=ACCESS_TOKEN_LIFETIME),
@@ -257,27 +256,29 @@ class CodeGrant(grants.AuthorizationCodeGrant):
         db.session.flush()
 
     def query_authorization_code(self, code: str, client: OIDCClient) -> AuthorizationCode | None:
-        row = db.session.scalar(select(AuthorizationCode).where(
-            AuthorizationCode.code_hash == token_hash(code), AuthorizationCode.client_id == client.id))
         now = clock.now()
-        if row is None or row.expires_at <= now:
-            return None
-        # Claimed in one statement: of two exchanges of one code at once, one wins.
-        claimed = row.used_at is None and db.session.execute(
-            update(AuthorizationCode).where(AuthorizationCode.id == row.id, AuthorizationCode.used_at.is_(None))
-            .values(used_at=now).execution_options(synchronize_session=False)).rowcount == 1
-        if not claimed:
+        # Found and claimed in one statement: of two exchanges of one code at once, one wins.
+        row = db.session.scalar(
+            update(AuthorizationCode)
+            .where(AuthorizationCode.code_hash == token_hash(code), AuthorizationCode.client_id == client.id,
+                   AuthorizationCode.used_at.is_(None))
+            .values(used_at=now).returning(AuthorizationCode)
+            .execution_options(synchronize_session=False, populate_existing=True))
+        if row is not None:
+            return row if row.expires_at > now else None
+        spent = db.session.scalar(select(AuthorizationCode.id).where(
+            AuthorizationCode.code_hash == token_hash(code), AuthorizationCode.client_id == client.id,
+            AuthorizationCode.expires_at > now))
+        if spent is not None:
             # RFC 6749 §4.1.2: a code used twice was stolen; what it granted is revoked.
-            db.session.refresh(row, ["grant_id"])
-            if row.grant_id is not None:
-                revoke_grant(row.grant_id, "code_reused")
-            return None
-        set_committed_value(row, "used_at", now)
-        return row
+            for grant_id in db.session.scalars(select(Grant.id).where(Grant.code_id == spent)):
+                revoke_grant(grant_id, "code_reused")
+        return None
 
     def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
-        # Used already (claimed above); the grant holds the attributes now.
-        authorization_code.sealed_attributes = None
+        # Spent already (claimed above) and kept, so that a replay finds it, until
+        # ``kakehashi oidc purge`` removes it after it expired.
+        pass
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> EndUser:
         return EndUser(sub=authorization_code.sub, person_id=authorization_code.person_id,
@@ -296,9 +297,14 @@ class OpenIDCodeFlow(OpenIDCode):
     def exists_nonce(self, nonce: str, oauth_request: OAuth2Request) -> bool:
         # A nonce is the client's own replay protection; the same nonce again from the
         # same client is a replayed authorization request.
-        return db.session.scalar(select(AuthorizationCode.id).where(
-            AuthorizationCode.client_id == oauth_request.client.id,
-            AuthorizationCode.nonce == nonce).limit(1)) is not None
+        # Authlib asks once per validation, and the login's last step validates twice.
+        memo = g.setdefault("oidc_nonce_used", {})
+        key = (oauth_request.client.id, nonce)
+        if key not in memo:
+            memo[key] = db.session.scalar(select(AuthorizationCode.id).where(
+                AuthorizationCode.client_id == oauth_request.client.id,
+                AuthorizationCode.nonce == nonce).limit(1)) is not None
+        return memo[key]
 
     def resolve_client_private_key(self, client: OIDCClient) -> Any:
         return keys.signing_key(current_tenant(), ID_TOKEN_ALG)[1]
@@ -459,7 +465,11 @@ class Provider(AuthorizationServer):
 def _query_client(client_id: str) -> OIDCClient | None:
     if not isinstance(client_id, str) or not client_id.startswith("cli_"):
         return None
-    return db.session.scalar(select(OIDCClient).where(OIDCClient.public_id == client_id))
+    # Authlib looks the client up once per validation; a request may validate twice.
+    memo = g.setdefault("oidc_clients", {})
+    if client_id not in memo:
+        memo[client_id] = db.session.scalar(select(OIDCClient).where(OIDCClient.public_id == client_id))
+    return memo[client_id]
 
 
 def provider() -> Provider:
