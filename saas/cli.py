@@ -4,6 +4,7 @@
     kakehashi create-tenant …         register a tenant
     kakehashi seed-demo               the demo sandbox tenant (idempotent)
     kakehashi worker [--burst]        an rq worker (needs REDIS_URL)
+    kakehashi events relay            hands due webhook deliveries to the workers (with REDIS_URL)
     kakehashi serve                   gunicorn in production, Flask's server in development
 """
 
@@ -185,6 +186,10 @@ def serve_command(host: str, port: int, workers: int | None) -> None:
         # The app writes its own JSON access log; gunicorn only runs the workers.
         os.execv(gunicorn, [gunicorn, "saas:create_app()", "--bind", f"{host}:{port}",
                             "--workers", str(count)])
+    if not app.config["REDIS_URL"]:
+        from saas.events import relay
+
+        relay.start_in_process(app)  # embedded: webhooks go out from this process
     click.echo(f"Kakehashi is running: http://{host}:{port}/  (Ctrl+C to stop)")
     # Not app.run(): Flask ignores it inside its own CLI.
     run_simple(host, port, app, threaded=True, use_debugger=app.config["DEBUG"])
@@ -201,10 +206,11 @@ COMMANDS = (migrate_command, create_tenant_command, seed_demo_command, worker_co
 
 
 def init_app(app: Flask) -> None:
+    from saas.events.cli import group as events_group
     from saas.oidc.cli import group as oidc_group
     from saas.sandbox.cli import group as sandbox_group
 
-    for command in (*COMMANDS, sandbox_group, oidc_group):
+    for command in (*COMMANDS, sandbox_group, oidc_group, events_group):
         app.cli.add_command(command)
 
 

@@ -91,6 +91,13 @@ def load(instance_path: Path, overrides: Mapping[str, Any] | None = None) -> dic
         "BRIDGE_ORIGINS": tuple(o.strip() for o in str(source.get("BRIDGE_ORIGINS") or "").split(",")
                                 if o.strip()),
         "BRIDGE_AGENT_PORTS": _ports(source.get("BRIDGE_AGENT_PORTS") or "24817,24818,24819"),
+        # Webhooks: where they may go, and how hard the service tries.
+        "WEBHOOK_ALLOW_PRIVATE_NETWORKS": _flag(source.get("WEBHOOK_ALLOW_PRIVATE_NETWORKS", not production)),
+        "WEBHOOK_ALLOW_HTTP": _flag(source.get("WEBHOOK_ALLOW_HTTP", not production)),
+        "WEBHOOK_MAX_ATTEMPTS": int(source.get("WEBHOOK_MAX_ATTEMPTS") or 12),
+        "WEBHOOK_RETRY_BASE_SECONDS": float(source.get("WEBHOOK_RETRY_BASE_SECONDS") or 30),
+        "WEBHOOK_LEASE_SECONDS": float(source.get("WEBHOOK_LEASE_SECONDS") or 60),
+        "WEBHOOK_TIMEOUT_SECONDS": float(source.get("WEBHOOK_TIMEOUT_SECONDS") or 10),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

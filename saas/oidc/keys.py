@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from saas import clock, db
 from saas.errors import ServiceError
+from saas.events import services as events
 from saas.oidc.models import KeyStatus, SigningKey
 from saas.sealing import seal, unseal
 from saas.tenants.models import Tenant
@@ -86,10 +87,16 @@ def rotate(tenant: Tenant, alg: str) -> SigningKey:
         g.pop("oidc_active_keys", None)
     _SIGNERS.pop((tenant.public_id, alg), None)
     now = clock.now()
+    retiring = []
     for key in _keys(tenant):
         if key.alg == alg and key.status is KeyStatus.ACTIVE:
             key.status, key.retire_after = KeyStatus.RETIRING, now + TOKEN_LIFETIME
-    return create_key(tenant, alg)
+            retiring.append(key.kid)
+    created = create_key(tenant, alg)
+    events.emit(tenant, "oidc.signing_key.rotated", "signing_keys",
+                {"alg": alg, "kid": created.kid, "retiring": retiring,
+                 "retire_after": (now + TOKEN_LIFETIME).isoformat()})
+    return created
 
 
 def jwks(tenant: Tenant) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from joserfc import jwt
 from sqlalchemy import select
 
 from saas import clock, db, jobs
+from saas.events import services as events
 from saas.oidc import keys
 from saas.oidc.authorize import _hinted_claims, current_session
 from saas.oidc.models import Grant, LoginSession, OIDCClient
@@ -72,6 +73,8 @@ def end_session() -> int:
 
 def end(session: LoginSession) -> int:
     session.ended_at = clock.now()
+    events.emit(current_tenant(), "oidc.session.ended", f"sub:{session.sub}",
+                {"sub": session.sub, "sid": session.sid, "reason": "logout"})
     grants = list(db.session.scalars(select(Grant).where(Grant.sid == session.sid)))
     for grant in grants:
         revoke_grant(grant.id, "logout")

@@ -39,6 +39,7 @@ from joserfc.errors import JoseError
 from sqlalchemy import select, update
 
 from saas import clock, db
+from saas.events import services as events
 from saas.oidc import clients, keys, replay
 from saas.oidc.claims import person_claims
 from saas.oidc.models import AuthorizationCode, Grant, OIDCClient, Token
@@ -128,11 +129,19 @@ class IssuedToken(TokenMixin):
 
 
 def revoke_grant(grant_id: int, reason: str) -> None:
+    """Revoke a grant and every token of its family; the tenant hears of it (once)."""
     now = clock.now()
-    db.session.execute(update(Grant).where(Grant.id == grant_id, Grant.revoked_at.is_(None))
-                       .values(revoked_at=now, revoked_reason=reason))
+    revoked = db.session.execute(
+        update(Grant).where(Grant.id == grant_id, Grant.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason).returning(Grant.client_id, Grant.sub, Grant.sid)
+        .execution_options(synchronize_session="fetch")).first()
     db.session.execute(update(Token).where(Token.grant_id == grant_id, Token.revoked_at.is_(None))
                        .values(revoked_at=now))
+    if revoked is not None:
+        client_id, sub, sid = revoked
+        client = db.session.scalar(select(OIDCClient.public_id).where(OIDCClient.id == client_id))
+        events.emit(current_tenant(), "oidc.grant.revoked", f"sub:{sub}" if sub else f"client:{client}",
+                    {"client_id": client, "sub": sub, "sid": sid, "reason": reason})
 
 
 # -- client authentication ----------------------------------------------------------------

@@ -1,0 +1,104 @@
+"""The outbox and webhook deliveries.
+
+An :class:`Event` row is written in the same transaction as the state change it reports,
+with one :class:`Delivery` per webhook endpoint subscribed to its type. Deliveries are
+claimed by the relay with a lease, posted by workers, and retried with backoff until the
+retry budget is spent (``dead``). Every attempt is kept in :class:`DeliveryAttempt`.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Boolean, Enum, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from saas.db import Base, BigId, HasPublicId, TenantScoped, tenant_foreign_key
+
+
+class Event(HasPublicId, TenantScoped, Base):
+    """Something that happened to a tenant's data, as its webhooks and streams see it."""
+
+    __tablename__ = "events"
+    __id_prefix__ = "evt"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    type: Mapped[str] = mapped_column(String(64), index=True)
+    # What the event is about (a sub, a link, a power of attorney): deliveries of one
+    # subject to one endpoint arrive in the order they happened.
+    subject: Mapped[str] = mapped_column(String(200))
+    # The JSON body every endpoint receives, fixed when the event is written: a retry
+    # sends the same bytes under the same idempotency key.
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class WebhookEndpoint(HasPublicId, TenantScoped, Base):
+    """A URL of the tenant's that receives signed events of the types it subscribed to."""
+
+    __tablename__ = "webhook_endpoints"
+    __id_prefix__ = "whk"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    url: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    event_types: Mapped[str] = mapped_column(Text)  # JSON list; ["*"] is every type
+    sealed_secret: Mapped[bytes] = mapped_column(LargeBinary)
+    # After a rotation the previous secret signs too, until it expires, so that a
+    # receiver can switch without dropping events.
+    previous_sealed_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    previous_secret_expires_at: Mapped[datetime | None]
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"  # waiting for its turn, being posted, or waiting to retry
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"  # the retry budget is spent; redeliver by hand
+
+
+class Delivery(TenantScoped, Base):
+    """One event on its way to one endpoint."""
+
+    __tablename__ = "webhook_deliveries"
+    __extra_table_args__ = (
+        tenant_foreign_key("event_id", "events", ondelete="CASCADE"),
+        tenant_foreign_key("endpoint_id", "webhook_endpoints", ondelete="CASCADE"),
+        # The relay's two questions: what is due, and is an earlier one of this subject
+        # still on its way to this endpoint.
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_order", "endpoint_id", "subject", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[int] = mapped_column(BigId, index=True)
+    endpoint_id: Mapped[int] = mapped_column(BigId)
+    subject: Mapped[str] = mapped_column(String(200))
+    status: Mapped[DeliveryStatus] = mapped_column(Enum(
+        DeliveryStatus, name="delivery_status", native_enum=False, length=16, create_constraint=True,
+        values_callable=lambda members: [m.value for m in members]), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    leased_until: Mapped[datetime | None]  # a worker holds it until then
+    lease_token: Mapped[str | None] = mapped_column(String(32))  # which claim holds it
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class DeliveryAttempt(TenantScoped, Base):
+    """One POST of a delivery: the delivery log of the console."""
+
+    __tablename__ = "webhook_delivery_attempts"
+    __extra_table_args__ = (tenant_foreign_key("delivery_id", "webhook_deliveries", ondelete="CASCADE"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(BigId, index=True)
+    attempted_at: Mapped[datetime]
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(300))
+    duration_ms: Mapped[int] = mapped_column(Integer)

@@ -1,0 +1,282 @@
+"""Getting events out: the relay claims due deliveries, workers post them.
+
+The database is the source of truth; Redis only carries work. The relay
+(``kakehashi events relay``, or a thread of the web process in the embedded set-up)
+repeatedly:
+
+1. claims due deliveries with a lease (``leased_until``): pending, due, not leased, their
+   endpoint enabled, and no earlier delivery of the same subject to the same endpoint
+   still pending (order per subject);
+2. hands them in batches to the ``webhooks`` job queue.
+
+A worker posts a batch concurrently, then records every attempt: 2xx succeeds; anything
+else is retried with exponential backoff and jitter until the retry budget is spent
+(``dead``, visible in the console, redeliverable by hand). Redis down: the enqueue fails,
+the lease is released, the relay tries again later, nothing is lost. A worker killed
+mid-batch: the lease runs out and the relay claims the deliveries again; the receiver
+sees the same ``Idempotency-Key`` (the event id) and the same body.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+import requests
+from flask import Flask, current_app
+from sqlalchemy import and_, exists, insert, or_, select, update
+from sqlalchemy.orm import aliased
+
+from saas import clock, db, jobs
+from saas.db import all_tenants
+from saas.events import signatures
+from saas.events.models import Delivery, DeliveryAttempt, DeliveryStatus, Event, WebhookEndpoint
+from saas.events.services import signing_secrets
+from saas.tenants.models import Tenant
+
+log = logging.getLogger("kakehashi.events")
+
+BATCH = 100  # deliveries per job
+CONCURRENCY = 16  # posts at once inside one job
+MAX_BACKOFF = timedelta(hours=6)
+USER_AGENT = "Kakehashi-Webhooks/1"
+_local = threading.local()
+
+
+# -- claiming -------------------------------------------------------------------------------
+
+def claim(limit: int = 1000) -> tuple[str, list[int]]:
+    """Lease up to ``limit`` due deliveries, oldest first, at most one per subject and
+    endpoint: (the lease's token, the ids)."""
+    now = clock.now()
+    token = uuid.uuid4().hex
+    lease = now + timedelta(seconds=current_app.config["WEBHOOK_LEASE_SECONDS"])
+    earlier = aliased(Delivery)
+    due = (select(Delivery.id)
+           .join(WebhookEndpoint, and_(WebhookEndpoint.id == Delivery.endpoint_id,
+                                       WebhookEndpoint.tenant_id == Delivery.tenant_id))
+           .where(Delivery.status == DeliveryStatus.PENDING, Delivery.next_attempt_at <= now,
+                  or_(Delivery.leased_until.is_(None), Delivery.leased_until < now),
+                  WebhookEndpoint.enabled.is_(True),
+                  ~exists().where(earlier.endpoint_id == Delivery.endpoint_id,
+                                  earlier.subject == Delivery.subject,
+                                  earlier.status == DeliveryStatus.PENDING, earlier.id < Delivery.id))
+           .order_by(Delivery.id).limit(limit))
+    with all_tenants(db.session):
+        if db.session.get_bind().dialect.name == "postgresql":
+            due = due.with_for_update(of=Delivery, skip_locked=True)
+        candidates = list(db.session.scalars(due))
+        if not candidates:
+            return token, []
+        # Conditional on the lease still being free: two relays never hold one delivery.
+        claimed = db.session.scalars(
+            update(Delivery).where(Delivery.id.in_(candidates),
+                                   or_(Delivery.leased_until.is_(None), Delivery.leased_until < now))
+            .values(leased_until=lease, lease_token=token).returning(Delivery.id)
+            .execution_options(synchronize_session=False))
+        return token, sorted(claimed)
+
+
+def release(token: str, ids: list[int]) -> None:
+    with all_tenants(db.session):
+        db.session.execute(update(Delivery).where(Delivery.id.in_(ids), Delivery.lease_token == token)
+                           .values(leased_until=None, lease_token=None)
+                           .execution_options(synchronize_session=False))
+
+
+def relay_once(limit: int = 1000) -> int:
+    """Claim what is due and queue it; how many deliveries were queued."""
+    token, ids = claim(limit)
+    db.session.commit()
+    queued = 0
+    for start in range(0, len(ids), BATCH):
+        batch = ids[start:start + BATCH]
+        try:
+            jobs.runner().submit(jobs.PendingJob(str(uuid.uuid4()), "webhooks", "saas.events.relay:deliver",
+                                                 (token, batch), {}, 300))
+            queued += len(batch)
+        except Exception:  # noqa: BLE001 - Redis down: the rows stay pending, tried again later
+            log.warning("could not queue webhook deliveries; they stay pending", exc_info=True)
+            release(token, ids[start:])
+            db.session.commit()
+            break
+    return queued
+
+
+# -- posting ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Outgoing:
+    delivery_id: int
+    tenant_id: int
+    url: str
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def deliver(token: str, ids: list[int]) -> dict[str, int]:
+    """Post the deliveries ``ids`` still held by the lease ``token`` and record each
+    attempt (a ``webhooks`` job). A lease that ran out and was claimed again is not ours."""
+    now = clock.now()
+    outgoing = _prepare(token, ids, now)
+    if not outgoing:
+        return {"succeeded": 0, "failed": 0}
+    config = current_app.config
+    allow_private = bool(config["WEBHOOK_ALLOW_PRIVATE_NETWORKS"])
+    timeout = float(config["WEBHOOK_TIMEOUT_SECONDS"])
+    with ThreadPoolExecutor(max_workers=min(CONCURRENCY, len(outgoing))) as pool:
+        outcomes = list(pool.map(lambda item: post(item, allow_private=allow_private, timeout=timeout), outgoing))
+    return _record(token, outgoing, outcomes)
+
+
+def _prepare(token: str, ids: list[int], now: datetime) -> list[Outgoing]:
+    prepared: list[Outgoing] = []
+    with all_tenants(db.session):
+        rows = db.session.execute(
+            select(Delivery, Event, WebhookEndpoint, Tenant)
+            .join(Event, and_(Event.id == Delivery.event_id, Event.tenant_id == Delivery.tenant_id))
+            .join(WebhookEndpoint, and_(WebhookEndpoint.id == Delivery.endpoint_id,
+                                        WebhookEndpoint.tenant_id == Delivery.tenant_id))
+            .join(Tenant, Tenant.id == Delivery.tenant_id)
+            .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.PENDING,
+                   Delivery.lease_token == token)
+            .order_by(Delivery.id)).all()
+        secrets_of: dict[int, list[str]] = {}
+        for delivery, event, endpoint, tenant in rows:
+            if endpoint.id not in secrets_of:
+                secrets_of[endpoint.id] = signing_secrets(tenant, endpoint, now)
+            body = event.payload.encode()
+            prepared.append(Outgoing(delivery.id, delivery.tenant_id, endpoint.url, body, {
+                "Content-Type": "application/json; charset=utf-8",
+                "User-Agent": USER_AGENT,
+                signatures.HEADER: signatures.sign(body, secrets_of[endpoint.id]),
+                "Idempotency-Key": event.public_id,
+                "Kakehashi-Event-Id": event.public_id,
+                "Kakehashi-Event-Type": event.type,
+            }))
+    return prepared
+
+
+def post(item: Outgoing, *, allow_private: bool, timeout: float) -> Outcome:
+    """One POST; never raises. No redirects are followed, private addresses are refused
+    unless configured (a webhook URL must not reach into the service's own network)."""
+    began = time.perf_counter()
+
+    def took() -> int:
+        return int((time.perf_counter() - began) * 1000)
+
+    if not allow_private:
+        refused = _private_address(item.url)
+        if refused:
+            return Outcome(None, refused, took())
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = requests.Session()
+    try:
+        response = session.post(item.url, data=item.body, headers=item.headers, timeout=(3.05, timeout),
+                                allow_redirects=False)
+        response.close()
+    except requests.RequestException as error:
+        return Outcome(None, f"{type(error).__name__}: {error}"[:300], took())
+    return Outcome(response.status_code, None if response.ok and response.status_code < 300
+                   else f"HTTP {response.status_code}", took())
+
+
+def _private_address(url: str) -> str | None:
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except OSError as error:
+        return f"cannot resolve {host}: {error}"[:300]
+    for address in addresses:
+        if not ipaddress.ip_address(address.split("%")[0]).is_global:
+            return f"{host} resolves to a non-public address ({address})"
+    return None
+
+
+def _record(token: str, outgoing: list[Outgoing], outcomes: list[Outcome]) -> dict[str, int]:
+    now = clock.now()
+    config = current_app.config
+    budget = int(config["WEBHOOK_MAX_ATTEMPTS"])
+    base = float(config["WEBHOOK_RETRY_BASE_SECONDS"])
+    succeeded = failed = 0
+    with all_tenants(db.session):
+        # Only what this lease still holds (a manual redelivery meanwhile wins).
+        attempts = dict(db.session.execute(
+            select(Delivery.id, Delivery.attempts).where(Delivery.id.in_([o.delivery_id for o in outgoing]),
+                                                         Delivery.lease_token == token)).all())
+        db.session.execute(insert(DeliveryAttempt), [
+            {"tenant_id": item.tenant_id, "delivery_id": item.delivery_id, "attempted_at": now,
+             "status_code": outcome.status_code, "error": outcome.error, "duration_ms": outcome.duration_ms}
+            for item, outcome in zip(outgoing, outcomes, strict=True)])
+        changes = []
+        for item, outcome in zip(outgoing, outcomes, strict=True):
+            if item.delivery_id not in attempts:
+                continue
+            count = attempts[item.delivery_id] + 1
+            if outcome.succeeded:
+                succeeded += 1
+                status, next_attempt, delivered = DeliveryStatus.SUCCEEDED, None, now
+            else:
+                failed += 1
+                status = DeliveryStatus.DEAD if count >= budget else DeliveryStatus.PENDING
+                next_attempt, delivered = now + backoff(count, base), None
+            changes.append({"id": item.delivery_id, "attempts": count, "status": status,
+                            "leased_until": None, "lease_token": None, "last_status_code": outcome.status_code,
+                            "last_error": outcome.error, "delivered_at": delivered,
+                            "next_attempt_at": next_attempt or now})
+        if changes:
+            db.session.execute(update(Delivery), changes)  # one executemany by primary key
+    return {"succeeded": succeeded, "failed": failed}
+
+
+def backoff(attempts: int, base_seconds: float) -> timedelta:
+    """Exponential, capped, with full jitter over its upper half: receivers that failed
+    together are not all retried in the same second."""
+    ceiling = min(MAX_BACKOFF.total_seconds(), base_seconds * 2 ** (attempts - 1))
+    return timedelta(seconds=ceiling * random.uniform(0.5, 1.0))
+
+
+# -- running the relay -------------------------------------------------------------------------
+
+def run(app: Flask, stop: threading.Event, *, idle: float = 0.5, limit: int = 1000) -> None:
+    """Relay until ``stop`` is set: without pause while there is work, ``idle`` when not."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            with app.app_context():
+                queued = relay_once(limit)
+            failures = 0
+        except Exception:  # noqa: BLE001 - the database away for a moment: keep relaying
+            failures += 1
+            log.exception("the webhook relay failed; retrying")
+            queued = 0
+        if queued < limit:
+            stop.wait(min(30.0, idle * (2 ** min(failures, 6))))
+
+
+def start_in_process(app: Flask) -> threading.Event:
+    """The embedded set-up's relay: a daemon thread of the web process."""
+    stop = threading.Event()
+    threading.Thread(target=run, args=(app, stop), name="kk-webhook-relay", daemon=True).start()
+    return stop

@@ -1,0 +1,212 @@
+"""Events and webhook endpoints.
+
+:func:`emit` is the one way a domain reports a change: it writes the event and a delivery
+per subscribed endpoint into the caller's unit of work, so the change and its event
+commit together or not at all (the transactional outbox). Nothing here talks to Redis or
+the network; :mod:`saas.events.relay` delivers.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import secrets
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import current_app
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import insert, select
+
+from saas import clock, db
+from saas.errors import NotFound, ServiceError
+from saas.events.models import Delivery, DeliveryStatus, Event, WebhookEndpoint
+from saas.ids import new_id
+from saas.sealing import seal, unseal
+from saas.tenants.models import Tenant
+
+# What a tenant can subscribe to; each domain adds its own as it starts emitting them.
+EVENT_TYPES: dict[str, Any] = {
+    "webhook.ping": _l("A test event sent from the console or API."),
+    "oidc.session.ended": _l("A person's login session ended (logout)."),
+    "oidc.grant.revoked": _l("Tokens were revoked: a reused code or refresh token, a logout, or the client."),
+    "oidc.signing_key.rotated": _l("A signing key of the OpenID Provider was rotated."),
+}
+ALL_TYPES = "*"
+SECRET_PREFIX = "whsec_"
+PREVIOUS_SECRET_LIFETIME = timedelta(hours=24)
+MAX_ENDPOINTS = 20
+
+
+class WebhookError(ServiceError):
+    status = 422
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+# -- the outbox ---------------------------------------------------------------------------
+
+def emit(tenant: Tenant, type: str, subject: str, data: dict[str, Any],
+         endpoints: Iterable[WebhookEndpoint] | None = None) -> Event:
+    """Record an event in the current unit of work, with its deliveries."""
+    if type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type!r}")  # a programming error, not input
+    now = clock.now()
+    public_id = new_id(Event.__id_prefix__)
+    event = Event(tenant_id=tenant.id, public_id=public_id, type=type, subject=subject, created_at=now)
+    event.payload = _dumps({"id": public_id, "type": type, "created_at": now.isoformat(),
+                            "tenant": tenant.public_id, "mode": tenant.mode.value,
+                            "subject": subject, "data": data})
+    db.session.add(event)
+    db.session.flush()
+    targets = list(endpoints) if endpoints is not None else subscribed(type)
+    if targets:
+        db.session.execute(insert(Delivery), [
+            {"tenant_id": tenant.id, "event_id": event.id, "endpoint_id": endpoint.id, "subject": subject,
+             "status": DeliveryStatus.PENDING, "attempts": 0, "next_attempt_at": now, "created_at": now}
+            for endpoint in targets])
+    return event
+
+
+def subscribed(type: str) -> list[WebhookEndpoint]:
+    """The tenant's enabled endpoints that take events of ``type`` (the session's tenant)."""
+    endpoints = db.session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True)))
+    return [e for e in endpoints if type in (types := json.loads(e.event_types)) or ALL_TYPES in types]
+
+
+# -- endpoints ----------------------------------------------------------------------------
+
+def validate_url(url: str) -> str:
+    """An endpoint URL as registered: https (http where configured), a host, no credentials."""
+    url = (url or "").strip()
+    parts = urlsplit(url)
+    allowed = ("https", "http") if current_app.config["WEBHOOK_ALLOW_HTTP"] else ("https",)
+    if parts.scheme not in allowed or not parts.hostname or len(url) > 500:
+        raise WebhookError(_l("The URL must be an https URL of at most 500 characters."),
+                           code="invalid_url", field="url")
+    if parts.username or parts.password or parts.fragment:
+        raise WebhookError(_l("The URL may not contain a user name, password or fragment."),
+                           code="invalid_url", field="url")
+    try:
+        literal = ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        literal = None
+    if literal is not None and not literal.is_global and not current_app.config["WEBHOOK_ALLOW_PRIVATE_NETWORKS"]:
+        raise WebhookError(_l("The URL points into a private network; use a public address."),
+                           code="invalid_url", field="url")
+    return url
+
+
+def validate_types(types: Iterable[str]) -> list[str]:
+    chosen = list(dict.fromkeys(t.strip() for t in types if t and t.strip()))
+    if not chosen:
+        raise WebhookError(_l("Choose at least one event type."), code="invalid_event_types", field="event_types")
+    unknown = [t for t in chosen if t != ALL_TYPES and t not in EVENT_TYPES]
+    if unknown:
+        raise WebhookError(_l("Unknown event type: %(type)s", type=unknown[0]),
+                           code="invalid_event_types", field="event_types")
+    return [ALL_TYPES] if ALL_TYPES in chosen else chosen
+
+
+def _context(tenant: Tenant, endpoint: WebhookEndpoint) -> str:
+    return f"{tenant.public_id}:{endpoint.public_id}:webhook-secret"
+
+
+def _new_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def create_endpoint(tenant: Tenant, *, url: str, event_types: Iterable[str],
+                    description: str = "") -> tuple[WebhookEndpoint, str]:
+    """Register an endpoint; returns it and its signing secret (shown this once)."""
+    count = len(list(db.session.scalars(select(WebhookEndpoint.id))))
+    if count >= MAX_ENDPOINTS:
+        raise WebhookError(_l("An organisation can have at most %(count)d webhook endpoints.", count=MAX_ENDPOINTS),
+                           code="too_many_endpoints", status=409)
+    description = (description or "").strip()
+    if len(description) > 200:
+        raise WebhookError(_l("The description is at most 200 characters."), code="invalid_description",
+                           field="description")
+    now = clock.now()
+    endpoint = WebhookEndpoint(tenant_id=tenant.id, url=validate_url(url), description=description,
+                               event_types=json.dumps(validate_types(event_types)), enabled=True,
+                               created_at=now, updated_at=now, public_id=new_id(WebhookEndpoint.__id_prefix__))
+    secret = _new_secret()
+    endpoint.sealed_secret = seal(secret.encode(), _context(tenant, endpoint))
+    db.session.add(endpoint)
+    db.session.flush()
+    return endpoint, secret
+
+
+def update_endpoint(endpoint: WebhookEndpoint, *, url: str | None = None,
+                    event_types: Iterable[str] | None = None, description: str | None = None,
+                    enabled: bool | None = None) -> WebhookEndpoint:
+    if url is not None:
+        endpoint.url = validate_url(url)
+    if event_types is not None:
+        endpoint.event_types = json.dumps(validate_types(event_types))
+    if description is not None:
+        if len(description.strip()) > 200:
+            raise WebhookError(_l("The description is at most 200 characters."), code="invalid_description",
+                               field="description")
+        endpoint.description = description.strip()
+    if enabled is not None:
+        endpoint.enabled = enabled
+    endpoint.updated_at = clock.now()
+    db.session.flush()
+    return endpoint
+
+
+def rotate_secret(tenant: Tenant, endpoint: WebhookEndpoint) -> str:
+    """A new secret (shown once); the old one keeps signing for a day beside it."""
+    now = clock.now()
+    endpoint.previous_sealed_secret = endpoint.sealed_secret
+    endpoint.previous_secret_expires_at = now + PREVIOUS_SECRET_LIFETIME
+    secret = _new_secret()
+    endpoint.sealed_secret = seal(secret.encode(), _context(tenant, endpoint))
+    endpoint.updated_at = now
+    db.session.flush()
+    return secret
+
+
+def signing_secrets(tenant: Tenant, endpoint: WebhookEndpoint, now: datetime) -> list[str]:
+    """The secrets a delivery is signed with now: the current one, and the previous one
+    for a day after a rotation."""
+    found = [unseal(endpoint.sealed_secret, _context(tenant, endpoint)).decode()]
+    if (endpoint.previous_sealed_secret is not None and endpoint.previous_secret_expires_at is not None
+            and endpoint.previous_secret_expires_at > now):
+        found.append(unseal(endpoint.previous_sealed_secret, _context(tenant, endpoint)).decode())
+    return found
+
+
+def delete_endpoint(endpoint: WebhookEndpoint) -> None:
+    db.session.delete(endpoint)  # its deliveries and their log go with it
+    db.session.flush()
+
+
+def get_endpoint(public_id: str) -> WebhookEndpoint:
+    """The session's tenant's endpoint; another tenant's (or none) is a 404."""
+    endpoint = db.session.scalar(select(WebhookEndpoint).where(WebhookEndpoint.public_id == public_id))
+    if endpoint is None:
+        raise NotFound(_l("There is no such webhook endpoint."), code="webhook_endpoint_not_found")
+    return endpoint
+
+
+def ping(tenant: Tenant, endpoint: WebhookEndpoint) -> Event:
+    """A ``webhook.ping`` event to this endpoint only."""
+    return emit(tenant, "webhook.ping", f"endpoint:{endpoint.public_id}",
+                {"endpoint": endpoint.public_id, "url": endpoint.url}, endpoints=[endpoint])
+
+
+def redeliver(delivery: Delivery) -> Delivery:
+    """Send a delivery again now, with a fresh retry budget (a dead one, or on request)."""
+    delivery.status = DeliveryStatus.PENDING
+    delivery.attempts = 0
+    delivery.next_attempt_at = clock.now()
+    delivery.leased_until = None
+    db.session.flush()
+    return delivery

@@ -1,0 +1,445 @@
+"""The outbox and webhook delivery: events commit with their change, are signed, retried
+with backoff, dead-lettered, delivered in order per subject, and survive Redis going away
+and a worker dying mid-delivery (real Redis, real rq workers, a real HTTP receiver)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from saas import ROOT, clock, db, jobs
+from saas.db import all_tenants, tenant_scope
+from saas.events import relay, services, signatures
+from saas.events.models import Delivery, DeliveryAttempt, DeliveryStatus, Event
+from saas.tenants import services as tenants
+from tests.conftest import SECRET, make_app
+
+KEK = base64.b64encode(b"e" * 32).decode()
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver on loopback; ``answer`` decides each response's status."""
+
+    url: str = ""
+    received: list[Received] = field(default_factory=list)
+    answer: Callable[[Received], int] = lambda _: 200
+    server: Any = None
+
+    def keys(self) -> list[str]:
+        return [r.headers["Idempotency-Key"] for r in self.received]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got = Received(dict(self.headers.items()), body)
+            state.received.append(got)
+            status = state.answer(got)
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    state.url, state.server = f"http://127.0.0.1:{server.server_port}/hooks", server
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def app(committed_url: str, tmp_path: Path) -> Iterator[Flask]:
+    application = make_app(committed_url, tmp_path, KEY_ENCRYPTION_KEY=KEK, WEBHOOK_MAX_ATTEMPTS=3,
+                           WEBHOOK_RETRY_BASE_SECONDS=10)
+    with application.app_context():
+        tenants.create_tenant(slug="bank", display_name="かけはし銀行", kind="bank")
+        tenants.create_tenant(slug="clinic", display_name="かけはし医院", kind="hospital")
+        db.session.commit()
+    yield application
+    db.get_database(application).engine.dispose()
+
+
+def add_endpoint(app: Flask, url: str, types: tuple[str, ...] = ("*",), slug: str = "bank") -> tuple[str, str]:
+    with app.app_context():
+        tenant = tenants.active_tenant(slug)
+        with tenant_scope(db.session, tenant.id):
+            endpoint, secret = services.create_endpoint(tenant, url=url, event_types=types)
+            public_id = endpoint.public_id
+        db.session.commit()
+    return public_id, secret
+
+
+def emit(app: Flask, type: str = "oidc.session.ended", subject: str = "sub:a", slug: str = "bank",
+         **data: Any) -> str:
+    with app.app_context():
+        tenant = tenants.active_tenant(slug)
+        with tenant_scope(db.session, tenant.id):
+            event_id = services.emit(tenant, type, subject, data or {"sub": subject}).public_id
+        db.session.commit()
+    return event_id
+
+
+def deliveries(app: Flask) -> list[Delivery]:
+    with app.app_context(), all_tenants(db.session):
+        rows = list(db.session.scalars(select(Delivery).order_by(Delivery.id)))
+        db.session.expunge_all()
+        return rows
+
+
+def relay_and_deliver(app: Flask) -> dict[str, int]:
+    """One pass of the relay and of a worker, in-process and in order."""
+    with app.app_context():
+        token, ids = relay.claim()
+        db.session.commit()
+        if not ids:
+            return {"succeeded": 0, "failed": 0}
+        outcome = relay.deliver(token, ids)
+        db.session.commit()
+        return outcome
+
+
+# -- the outbox ------------------------------------------------------------------------------
+
+def test_an_event_commits_with_its_change_and_only_to_subscribed_endpoints(app: Flask, receiver: Receiver) -> None:
+    add_endpoint(app, receiver.url, ("oidc.session.ended",))
+    add_endpoint(app, receiver.url + "/keys", ("oidc.signing_key.rotated",))
+    add_endpoint(app, receiver.url + "/clinic", ("*",), slug="clinic")
+    emit(app)
+    assert len(deliveries(app)) == 1  # the subscribed endpoint of this tenant only
+    with app.app_context():
+        tenant = tenants.active_tenant("bank")
+        with tenant_scope(db.session, tenant.id):
+            services.emit(tenant, "oidc.session.ended", "sub:b", {"sub": "b"})
+        db.session.rollback()  # the change did not happen: neither did its event
+        with all_tenants(db.session):
+            assert db.session.scalar(select(func.count()).select_from(Event)) == 1
+    assert len(deliveries(app)) == 1
+
+
+def test_a_delivery_is_signed_and_carries_the_event_id_as_idempotency_key(app: Flask, receiver: Receiver) -> None:
+    _, secret = add_endpoint(app, receiver.url)
+    event_id = emit(app, sub="sub-1")
+    assert relay_and_deliver(app) == {"succeeded": 1, "failed": 0}
+    [got] = receiver.received
+    assert signatures.verify(got.body, got.headers[signatures.HEADER], secret)
+    assert got.headers["Idempotency-Key"] == event_id == got.headers["Kakehashi-Event-Id"]
+    body = json.loads(got.body)
+    assert body["id"] == event_id and body["type"] == "oidc.session.ended" and body["mode"] == "sandbox"
+    assert body["data"] == {"sub": "sub-1"}
+    with pytest.raises(signatures.SignatureError):
+        signatures.verify(got.body, got.headers[signatures.HEADER], "whsec_wrong")
+    with pytest.raises(signatures.SignatureError):
+        signatures.verify(got.body + b" ", got.headers[signatures.HEADER], secret)
+    with pytest.raises(signatures.SignatureError):  # a replay long after
+        signatures.verify(got.body, got.headers[signatures.HEADER], secret, now=int(time.time()) + 3600)
+    [delivery] = deliveries(app)
+    assert delivery.status is DeliveryStatus.SUCCEEDED and delivery.last_status_code == 200
+
+
+def test_after_a_secret_rotation_both_secrets_verify_for_a_day(app: Flask, receiver: Receiver) -> None:
+    endpoint_id, old = add_endpoint(app, receiver.url)
+    with app.app_context():
+        tenant = tenants.active_tenant("bank")
+        with tenant_scope(db.session, tenant.id):
+            new = services.rotate_secret(tenant, services.get_endpoint(endpoint_id))
+        db.session.commit()
+    emit(app)
+    relay_and_deliver(app)
+    got = receiver.received[-1]
+    for secret in (old, new):
+        signatures.verify(got.body, got.headers[signatures.HEADER], secret)
+    with clock.frozen(clock.now() + timedelta(hours=25)):
+        emit(app, subject="sub:later")
+        relay_and_deliver(app)
+    got = receiver.received[-1]
+    signatures.verify(got.body, got.headers[signatures.HEADER], new)
+    with pytest.raises(signatures.SignatureError):
+        signatures.verify(got.body, got.headers[signatures.HEADER], old)
+
+
+# -- retries, dead letters, order ----------------------------------------------------------------
+
+def test_a_failing_receiver_is_retried_with_backoff_then_dead_lettered_and_redelivered_by_hand(
+        app: Flask, receiver: Receiver) -> None:
+    receiver.answer = lambda _: 500
+    add_endpoint(app, receiver.url)
+    emit(app)
+    with clock.frozen(clock.now()) as frozen:
+        assert relay_and_deliver(app) == {"succeeded": 0, "failed": 1}
+        [delivery] = deliveries(app)
+        wait = delivery.next_attempt_at - clock.now()
+        assert timedelta(seconds=5) <= wait <= timedelta(seconds=10)  # base 10 s, jitter over the upper half
+        assert relay_and_deliver(app)["failed"] == 0  # not due yet
+        frozen.tick(timedelta(seconds=11))
+        assert relay_and_deliver(app)["failed"] == 1
+        [delivery] = deliveries(app)
+        assert timedelta(seconds=10) <= delivery.next_attempt_at - clock.now() <= timedelta(seconds=20)
+        frozen.tick(timedelta(seconds=21))
+        assert relay_and_deliver(app)["failed"] == 1
+        [delivery] = deliveries(app)
+        assert delivery.status is DeliveryStatus.DEAD and delivery.attempts == 3
+        assert delivery.last_status_code == 500 and delivery.last_error == "HTTP 500"
+        frozen.tick(timedelta(days=1))
+        assert relay_and_deliver(app)["failed"] == 0  # dead stays dead
+    assert len(receiver.received) == 3 and len(set(receiver.keys())) == 1
+    with app.app_context(), all_tenants(db.session):
+        assert db.session.scalar(select(func.count()).select_from(DeliveryAttempt)) == 3
+
+    receiver.answer = lambda _: 204
+    with app.app_context():
+        with tenant_scope(db.session, tenants.active_tenant("bank").id):
+            services.redeliver(db.session.get(Delivery, delivery.id))
+        db.session.commit()
+    assert relay_and_deliver(app) == {"succeeded": 1, "failed": 0}
+    assert deliveries(app)[0].status is DeliveryStatus.SUCCEEDED and len(set(receiver.keys())) == 1
+
+
+def test_deliveries_of_one_subject_arrive_in_order(app: Flask, receiver: Receiver) -> None:
+    failing = {"first": True}
+
+    def answer(got: Received) -> int:
+        if json.loads(got.body)["data"].get("n") == 1 and failing["first"]:
+            return 503
+        return 200
+
+    receiver.answer = answer
+    add_endpoint(app, receiver.url)
+    emit(app, subject="sub:a", n=1)
+    emit(app, subject="sub:a", n=2)
+    emit(app, subject="sub:b", n=3)
+    assert relay_and_deliver(app) == {"succeeded": 1, "failed": 1}  # n=1 failed, n=3 went; n=2 waits
+    assert sorted(json.loads(r.body)["data"]["n"] for r in receiver.received) == [1, 3]
+    failing["first"] = False
+    with clock.frozen(clock.now() + timedelta(minutes=1)):
+        relay_and_deliver(app)  # n=1 now
+        relay_and_deliver(app)  # then n=2
+    order = [json.loads(r.body)["data"]["n"] for r in receiver.received if json.loads(r.body)["subject"] == "sub:a"]
+    assert order == [1, 1, 2]
+
+
+def test_a_lease_that_ran_out_is_claimed_again_and_the_old_claim_delivers_nothing(
+        app: Flask, receiver: Receiver) -> None:
+    add_endpoint(app, receiver.url)
+    emit(app)
+    with app.app_context():
+        stale_token, ids = relay.claim()  # a worker took it and died
+        db.session.commit()
+        _, again = relay.claim()
+        assert again == []  # leased: nobody else takes it
+        db.session.commit()
+    with clock.frozen(clock.now() + timedelta(seconds=61)):
+        assert relay_and_deliver(app) == {"succeeded": 1, "failed": 0}
+    with app.app_context():
+        assert relay.deliver(stale_token, ids) == {"succeeded": 0, "failed": 0}
+        db.session.commit()
+    assert len(receiver.received) == 1
+
+
+def test_private_addresses_are_refused_unless_configured(committed_url: str, tmp_path: Path,
+                                                         receiver: Receiver) -> None:
+    app = make_app(committed_url, tmp_path, KEY_ENCRYPTION_KEY=KEK, WEBHOOK_ALLOW_PRIVATE_NETWORKS=False)
+    with app.app_context():
+        tenant = tenants.create_tenant(slug="bank", display_name="かけはし銀行", kind="bank")
+        db.session.commit()
+        with tenant_scope(db.session, tenant.id), pytest.raises(services.WebhookError) as refused:
+            services.create_endpoint(tenant, url="http://10.0.0.8/hook", event_types=["*"])
+        assert refused.value.code == "invalid_url"
+        db.session.rollback()
+    app.config["WEBHOOK_ALLOW_PRIVATE_NETWORKS"] = True  # registered while allowed…
+    add_endpoint(app, receiver.url.replace("127.0.0.1", "localhost"))
+    app.config["WEBHOOK_ALLOW_PRIVATE_NETWORKS"] = False  # …and refused when it is posted
+    emit(app)
+    assert relay_and_deliver(app) == {"succeeded": 0, "failed": 1}
+    assert receiver.received == []
+    assert "non-public address" in (deliveries(app)[0].last_error or "")
+    db.get_database(app).engine.dispose()
+
+
+@pytest.mark.parametrize(("url", "types", "code"), [
+    ("ftp://example.com/hook", ["*"], "invalid_url"),
+    ("https://user:pw@example.com/hook", ["*"], "invalid_url"),
+    ("https://example.com/hook#x", ["*"], "invalid_url"),
+    ("https://example.com/" + "a" * 600, ["*"], "invalid_url"),
+    ("https://example.com/hook", [], "invalid_event_types"),
+    ("https://example.com/hook", ["oidc.nothing"], "invalid_event_types"),
+])
+def test_bad_endpoints_are_refused_with_a_code(app: Flask, url: str, types: list[str], code: str) -> None:
+    with app.app_context():
+        tenant = tenants.active_tenant("bank")
+        with tenant_scope(db.session, tenant.id), pytest.raises(services.WebhookError) as refused:
+            services.create_endpoint(tenant, url=url, event_types=types)
+        assert refused.value.code == code
+
+
+def test_another_tenants_endpoint_is_not_found(app: Flask, receiver: Receiver) -> None:
+    endpoint_id, _ = add_endpoint(app, receiver.url, slug="clinic")
+    with app.app_context():
+        with tenant_scope(db.session, tenants.active_tenant("bank").id), pytest.raises(services.NotFound):
+            services.get_endpoint(endpoint_id)
+
+
+def test_oidc_revocations_and_key_rotations_are_events(app: Flask, receiver: Receiver) -> None:
+    from saas.oidc import keys
+
+    add_endpoint(app, receiver.url)
+    with app.app_context():
+        tenant = tenants.active_tenant("bank")
+        with tenant_scope(db.session, tenant.id):
+            keys.ensure_keys(tenant)
+            keys.rotate(tenant, "ES256")
+        db.session.commit()
+    relay_and_deliver(app)
+    [got] = receiver.received
+    body = json.loads(got.body)
+    assert body["type"] == "oidc.signing_key.rotated" and body["data"]["alg"] == "ES256"
+
+
+# -- with the real Redis and real rq workers -------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_redis(port: int) -> subprocess.Popen[bytes]:
+    from redis import Redis
+
+    process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            Redis(port=port, socket_connect_timeout=0.2).ping()
+            return process
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(0.05)
+    process.kill()
+    raise AssertionError("redis-server did not start")
+
+
+def worker_env(url: str, redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url, "JOB_QUEUE_PREFIX": prefix,
+            "SECRET_KEY": SECRET, "KEY_ENCRYPTION_KEY": KEK, "KAKEHASHI_ENV": "development",
+            "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING", **extra}
+
+
+def run_worker_burst(env: dict[str, str]) -> None:
+    result = subprocess.run([sys.executable, "-m", "saas.cli", "worker", "--burst", "--queue", "webhooks"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.redis
+def test_redis_stopped_while_events_are_produced_loses_nothing(committed_url: str, tmp_path: Path,
+                                                              receiver: Receiver, redis_url: str) -> None:
+    port = free_port()
+    private_redis = f"redis://127.0.0.1:{port}/0"
+    server = start_redis(port)
+    prefix = f"kktest-{secrets.token_hex(4)}-"
+    app = make_app(committed_url, tmp_path, KEY_ENCRYPTION_KEY=KEK, REDIS_URL=private_redis,
+                   JOB_QUEUE_PREFIX=prefix)
+    assert isinstance(jobs.runner(app), jobs.RqRunner)
+    with app.app_context():
+        tenants.create_tenant(slug="bank", display_name="かけはし銀行", kind="bank")
+        db.session.commit()
+    add_endpoint(app, receiver.url)
+    try:
+        server.terminate()
+        server.wait(10)
+        produced = [emit(app, subject=f"sub:{n}") for n in range(25)]  # Redis is down
+        with app.app_context():
+            assert relay.relay_once() == 0  # could not queue: released, still pending
+        assert all(d.status is DeliveryStatus.PENDING and d.leased_until is None for d in deliveries(app))
+        server = start_redis(port)  # back
+        with app.app_context():
+            assert relay.relay_once() == 25
+        run_worker_burst(worker_env(committed_url, private_redis, prefix))
+    finally:
+        server.kill()
+        server.wait(10)
+    assert sorted(receiver.keys()) == sorted(produced)
+    assert all(d.status is DeliveryStatus.SUCCEEDED for d in deliveries(app))
+    db.get_database(app).engine.dispose()
+
+
+@pytest.mark.redis
+def test_a_worker_killed_mid_delivery_means_the_event_is_delivered_again_with_the_same_key(
+        committed_url: str, tmp_path: Path, receiver: Receiver, redis_url: str) -> None:
+    prefix = f"kktest-{secrets.token_hex(4)}-"
+    app = make_app(committed_url, tmp_path, KEY_ENCRYPTION_KEY=KEK, REDIS_URL=redis_url,
+                   JOB_QUEUE_PREFIX=prefix, WEBHOOK_LEASE_SECONDS=2)
+    with app.app_context():
+        tenants.create_tenant(slug="bank", display_name="かけはし銀行", kind="bank")
+        db.session.commit()
+    add_endpoint(app, receiver.url)
+    arrived = threading.Event()
+
+    def hang_first(got: Received) -> int:
+        if len(receiver.received) == 1:
+            arrived.set()
+            time.sleep(20)  # the worker is killed while it waits for this answer
+        return 200
+
+    receiver.answer = hang_first
+    event_id = emit(app)
+    with app.app_context():
+        assert relay.relay_once() == 1
+    env = worker_env(committed_url, redis_url, prefix, WEBHOOK_LEASE_SECONDS="2")
+    worker = subprocess.Popen([sys.executable, "-m", "saas.cli", "worker", "--queue", "webhooks"], cwd=ROOT,
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        assert arrived.wait(60), "the worker never posted"
+        os.killpg(worker.pid, signal.SIGKILL)  # the worker and its work horse
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+    [delivery] = deliveries(app)
+    assert delivery.status is DeliveryStatus.PENDING and delivery.attempts == 0
+    time.sleep(2.2)  # the lease runs out
+    with app.app_context():
+        assert relay.relay_once() == 1
+    run_worker_burst(env)
+    assert receiver.keys() == [event_id, event_id]
+    assert receiver.received[0].body == receiver.received[1].body
+    [delivery] = deliveries(app)
+    assert delivery.status is DeliveryStatus.SUCCEEDED and delivery.attempts == 1
+    from rq import Queue
+
+    Queue(prefix + "webhooks", connection=jobs.runner(app).connection).delete(delete_jobs=True)
+    db.get_database(app).engine.dispose()
