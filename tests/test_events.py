@@ -107,7 +107,7 @@ def emit(app: Flask, type: str = "oidc.session.ended", subject: str = "sub:a", s
     with app.app_context():
         tenant = tenants.active_tenant(slug)
         with tenant_scope(db.session, tenant.id):
-            event_id = services.emit(tenant, type, subject, data or {"sub": subject}).public_id
+            event_id = services.emit(tenant, type, subject, data or {"sub": subject})
         db.session.commit()
     return event_id
 
@@ -122,6 +122,7 @@ def deliveries(app: Flask) -> list[Delivery]:
 def relay_and_deliver(app: Flask) -> dict[str, int]:
     """One pass of the relay and of a worker, in-process and in order."""
     with app.app_context():
+        relay.fan_out()
         token, ids = relay.claim()
         db.session.commit()
         if not ids:
@@ -138,6 +139,10 @@ def test_an_event_commits_with_its_change_and_only_to_subscribed_endpoints(app: 
     add_endpoint(app, receiver.url + "/keys", ("oidc.signing_key.rotated",))
     add_endpoint(app, receiver.url + "/clinic", ("*",), slug="clinic")
     emit(app)
+    assert deliveries(app) == []  # fanned out by the relay, after the commit
+    with app.app_context():
+        assert relay.fan_out() == 1
+        db.session.commit()
     assert len(deliveries(app)) == 1  # the subscribed endpoint of this tenant only
     with app.app_context():
         tenant = tenants.active_tenant("bank")
@@ -146,6 +151,7 @@ def test_an_event_commits_with_its_change_and_only_to_subscribed_endpoints(app: 
         db.session.rollback()  # the change did not happen: neither did its event
         with all_tenants(db.session):
             assert db.session.scalar(select(func.count()).select_from(Event)) == 1
+        assert relay.fan_out() == 0
     assert len(deliveries(app)) == 1
 
 
@@ -255,6 +261,7 @@ def test_a_lease_that_ran_out_is_claimed_again_and_the_old_claim_delivers_nothin
     add_endpoint(app, receiver.url)
     emit(app)
     with app.app_context():
+        relay.fan_out()
         stale_token, ids = relay.claim()  # a worker took it and died
         db.session.commit()
         _, again = relay.claim()

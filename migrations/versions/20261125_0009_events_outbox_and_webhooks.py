@@ -2,7 +2,7 @@
 
 Revision ID: 0009
 Revises: 0008
-Create Date: 2026-11-25 05:58:37.071951
+Create Date: 2026-11-25 06:05:25.096401
 """
 
 from collections.abc import Sequence
@@ -26,6 +26,7 @@ def upgrade() -> None:
     sa.Column("subject", sa.String(length=200), nullable=False),
     sa.Column("payload", sa.Text(), nullable=False),
     sa.Column("created_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("dispatched_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
     sa.Column("public_id", sa.String(length=40), nullable=False),
     sa.Column("tenant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
     sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_events_tenant_id_tenants")),
@@ -37,6 +38,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_events_created_at"), ["created_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_events_tenant_id"), ["tenant_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_events_type"), ["type"], unique=False)
+        batch_op.create_index("ix_events_undispatched", ["id"], unique=False, postgresql_where=sa.text("dispatched_at IS NULL"), sqlite_where=sa.text("dispatched_at IS NULL"))
 
     op.create_table("webhook_endpoints",
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -83,7 +85,7 @@ def upgrade() -> None:
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
         batch_op.create_index("ix_webhook_deliveries_due", ["status", "next_attempt_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_webhook_deliveries_event_id"), ["event_id"], unique=False)
-        batch_op.create_index("ix_webhook_deliveries_order", ["endpoint_id", "subject", "status", "id"], unique=False)
+        batch_op.create_index("ix_webhook_deliveries_order", ["endpoint_id", "subject", "status", "event_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_webhook_deliveries_tenant_id"), ["tenant_id"], unique=False)
 
     op.create_table("webhook_delivery_attempts",
@@ -122,6 +124,7 @@ def downgrade() -> None:
 
     op.drop_table("webhook_endpoints")
     with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_index("ix_events_undispatched", postgresql_where=sa.text("dispatched_at IS NULL"), sqlite_where=sa.text("dispatched_at IS NULL"))
         batch_op.drop_index(batch_op.f("ix_events_type"))
         batch_op.drop_index(batch_op.f("ix_events_tenant_id"))
         batch_op.drop_index(batch_op.f("ix_events_created_at"))

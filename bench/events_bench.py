@@ -1,0 +1,233 @@
+"""Events committed and delivered per second, with PostgreSQL, Redis and rq workers.
+
+Producers commit events (one per transaction, as a state change would) for a tenant with
+one webhook endpoint; ``kakehashi events relay`` claims them and rq workers post them,
+signed, to a local receiver (a separate process) that answers 200. Prints events committed
+per second, and events delivered per second from the first commit to the last delivery.
+Target: ≥2,000/s delivered on 2 cores with two workers.
+
+    .venv/bin/python bench/events_bench.py [--events 20000] [--producers 2] [--workers 2]
+
+Needs PostgreSQL at 127.0.0.1:5432 (trust) and Redis at 127.0.0.1:6379.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import multiprocessing
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
+DATABASE = "kakehashi_events_bench"
+REDIS = "redis://127.0.0.1:6379/0"
+KEK = base64.b64encode(b"v" * 32).decode()
+
+
+NODE_RECEIVER = """
+const http = require("node:http");
+let count = 0;
+http.createServer((req, res) => {
+  req.on("data", () => {});
+  req.on("end", () => { count += 1; res.writeHead(200, {"content-length": "0"}); res.end(); });
+}).listen(Number(process.argv[1]), "127.0.0.1");
+http.createServer((req, res) => { res.end(String(count)); }).listen(Number(process.argv[2]), "127.0.0.1");
+"""
+
+
+class NodeReceiver:
+    """A receiver that costs little CPU (node's HTTP server), so that the machine's cores
+    go to the service; counts what it received."""
+
+    def __init__(self, port: int) -> None:
+        self.count_port = port + 1
+        self.process = subprocess.Popen(["node", "-e", NODE_RECEIVER, str(port), str(self.count_port)])
+        time.sleep(0.5)
+
+    @property
+    def count(self) -> int:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.count_port}/") as response:
+            return int(response.read())
+
+    def stop(self) -> None:
+        self.process.kill()
+
+
+class PythonReceiver:
+    def __init__(self, port: int) -> None:
+        self.counter: Any = multiprocessing.Value("l", 0)
+        self.process = multiprocessing.Process(target=receive, args=(port, self.counter), daemon=True)
+        self.process.start()
+
+    @property
+    def count(self) -> int:
+        return int(self.counter.value)
+
+    def stop(self) -> None:
+        self.process.kill()
+
+
+def receive(port: int, counter: Any) -> None:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as a real receiver
+
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            self.rfile.read(int(self.headers["Content-Length"]))
+            with counter.get_lock():
+                counter.value += 1
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    server.serve_forever()
+
+
+def config(instance: Path, prefix: str) -> dict[str, Any]:
+    return {"DATABASE_URL": f"{PG}/{DATABASE}", "REDIS_URL": REDIS, "SECRET_KEY": "e" * 48,
+            "KEY_ENCRYPTION_KEY": KEK, "INSTANCE_PATH": str(instance), "LOG_LEVEL": "WARNING",
+            "JOB_QUEUE_PREFIX": prefix}
+
+
+def _produce(settings: dict[str, Any], count: int, start: float, out: Any) -> None:
+    from saas import create_app, db
+    from saas.events import services
+    from saas.tenants import services as tenants
+
+    app = create_app(settings)
+    with app.app_context():
+        tenant = tenants.active_tenant("bench")
+        db.bind_tenant(db.session, tenant.id)  # as a /t/<slug>/ request is
+        while time.time() < start:
+            time.sleep(0.001)
+        began = time.perf_counter()
+        for n in range(count):
+            services.emit(tenant, "oidc.session.ended", f"sub:{os.getpid()}-{n}", {"n": n})
+            db.session.commit()
+        out.put(time.perf_counter() - began)
+
+
+def produce(settings: dict[str, Any], producers: int, per: int) -> float:
+    """Seconds for ``producers`` processes to commit ``per`` events each."""
+    out: Any = multiprocessing.Queue()
+    start = time.time() + 1.5
+    processes = [multiprocessing.Process(target=_produce, args=(settings, per, start, out)) for _ in range(producers)]
+    for process in processes:
+        process.start()
+    seconds = max(out.get(timeout=600) for _ in processes)
+    for process in processes:
+        process.join()
+    return seconds
+
+
+def wait_for(receiver: Any, count: int) -> float:
+    deadline = time.time() + 600
+    while receiver.count < count:
+        if time.time() > deadline:
+            raise SystemExit(f"only {receiver.count} of {count} deliveries arrived in 10 minutes")
+        time.sleep(0.02)
+    return time.time()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--producers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c", f"drop database if exists {DATABASE}",
+                    "-c", f"create database {DATABASE}"], check=True, capture_output=True)
+    from alembic import command
+
+    from saas import create_app, db
+    from saas.cli import alembic_config
+    from saas.db import tenant_scope
+    from saas.events import services
+    from saas.tenants import services as tenants
+
+    command.upgrade(alembic_config(f"{PG}/{DATABASE}"), "head")
+    instance = Path(tempfile.mkdtemp(prefix="events-bench-"))
+    prefix = f"kkbench-{secrets.token_hex(3)}-"
+    settings = config(instance, prefix)
+    port = 18000 + secrets.randbelow(2000)
+    receiver = NodeReceiver(port) if shutil.which("node") else PythonReceiver(port)
+
+    app = create_app(settings)
+    with app.app_context():
+        tenant = tenants.create_tenant(slug="bench", display_name="ベンチ", kind="bank")
+        db.session.commit()
+        with tenant_scope(db.session, tenant.id):
+            services.create_endpoint(tenant, url=f"http://127.0.0.1:{port}/hook", event_types=["*"])
+        db.session.commit()
+    db.get_database(app).engine.dispose()
+
+    env = {**os.environ, **{k: str(v) for k, v in settings.items()}, "KAKEHASHI_ENV": "development",
+           "PYTHONPATH": str(ROOT)}
+    kakehashi = [sys.executable, "-m", "saas.cli"]
+    helpers: list[subprocess.Popen[bytes]] = []
+    per = args.events // args.producers
+    total = per * args.producers
+    print(f"machine: {os.cpu_count()} cores; PostgreSQL + Redis; {args.producers} producers, relay + "
+          f"{args.workers} rq workers; {total} events per phase, one endpoint on loopback "
+          f"(receiver: {type(receiver).__name__})")
+    try:
+        # 1. Committing alone: what the outbox costs a state change.
+        committed = total / produce(settings, args.producers, per)
+        print(f"  committed  {committed:8.0f} events/s   producers alone, one event per transaction")
+
+        # 2. Delivering alone: the backlog of phase 1 drained by the relay and the workers.
+        helpers += [subprocess.Popen([*kakehashi, "worker", "--queue", "webhooks"], cwd=ROOT, env=env,
+                                     stdout=subprocess.DEVNULL, stderr=(instance / f"worker{n}.log").open("w"),
+                                     start_new_session=True) for n in range(args.workers)]
+        time.sleep(3)  # the workers are up and waiting
+        began = time.time()
+        helpers.append(subprocess.Popen([*kakehashi, "events", "relay"], cwd=ROOT, env=env,
+                                        stdout=subprocess.DEVNULL, stderr=(instance / "relay.log").open("w"),
+                                        start_new_session=True))
+        drained = wait_for(receiver, total)
+        print(f"  delivered  {total / (drained - began):8.0f} events/s   backlog drained by the relay and "
+              f"{args.workers} workers (from starting the relay)")
+
+        # 3. Both at once: first commit to last delivery.
+        began = time.time()
+        produced = produce(settings, args.producers, per)
+        finished = wait_for(receiver, 2 * total)
+        print(f"  end to end {total / (finished - began):8.0f} events/s   producing ({total / produced:.0f}/s) "
+              f"and delivering at once, first commit → last delivery   target ≥2,000/s")
+    finally:
+        for helper in helpers:
+            os.killpg(helper.pid, signal.SIGTERM)
+        for helper in helpers:
+            helper.wait(15)
+        receiver.stop()
+        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c",
+                        f"drop database if exists {DATABASE} with (force)"], capture_output=True)
+        from redis import Redis
+
+        connection = Redis.from_url(REDIS)
+        for key in connection.scan_iter(f"rq:*{prefix}*"):
+            connection.delete(key)
+
+
+if __name__ == "__main__":
+    main()
