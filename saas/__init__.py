@@ -51,11 +51,14 @@ def _register_blueprints(app: Flask) -> None:
     from saas.oidc.views import pages as oidc_pages
     from saas.openapi import register_api_blueprint
     from saas.sandbox.views import bp as sandbox
+    from saas.tenants.console import console, tenant_console
     from saas.tenants.views import bp as tenants
     from saas.web.views import bp as web
 
     app.register_blueprint(web)
     app.register_blueprint(tenants)
+    app.register_blueprint(console)
+    app.register_blueprint(tenant_console)
     register_api_blueprint(app, sandbox)
     register_api_blueprint(app, oidc)
     app.register_blueprint(oidc_pages)

@@ -66,6 +66,8 @@ def load(instance_path: Path, overrides: Mapping[str, Any] | None = None) -> dic
             problems.append("REDIS_URL is not set; production runs jobs on rq workers")
         if _key(source.get("KEY_ENCRYPTION_KEY")) is None:
             problems.append("KEY_ENCRYPTION_KEY is not 32 bytes of base64")
+        if not source.get("MAIL_SMTP_URL"):
+            problems.append("MAIL_SMTP_URL is not set; sign-up and invitations send mail")
     if problems:
         raise ConfigurationError(
             "Kakehashi refuses to start in production: " + "; ".join(problems) + "."
@@ -91,6 +93,11 @@ def load(instance_path: Path, overrides: Mapping[str, Any] | None = None) -> dic
         "BRIDGE_ORIGINS": tuple(o.strip() for o in str(source.get("BRIDGE_ORIGINS") or "").split(",")
                                 if o.strip()),
         "BRIDGE_AGENT_PORTS": _ports(source.get("BRIDGE_AGENT_PORTS") or "24817,24818,24819"),
+        "MAIL_SMTP_URL": source.get("MAIL_SMTP_URL") or None,
+        "MAIL_FROM": str(source.get("MAIL_FROM") or "Kakehashi <no-reply@kakehashi.example>"),
+        "PUBLIC_URL": str(source.get("PUBLIC_URL") or "").rstrip("/"),  # links in mail; else the request's host
+        # Console passwords: Argon2id; tests and the embedded demo may choose a cheaper profile.
+        "ARGON2_PROFILE": str(source.get("ARGON2_PROFILE") or "RFC_9106_LOW_MEMORY"),
         # Webhooks: where they may go, and how hard the service tries.
         "WEBHOOK_ALLOW_PRIVATE_NETWORKS": _flag(source.get("WEBHOOK_ALLOW_PRIVATE_NETWORKS", not production)),
         "WEBHOOK_ALLOW_HTTP": _flag(source.get("WEBHOOK_ALLOW_HTTP", not production)),

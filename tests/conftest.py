@@ -87,7 +87,7 @@ class RequestClient(FlaskClient):
 
 
 def make_app(database_url: str, tmp_path: Path, **overrides: Any) -> Flask:
-    config = {"DATABASE_URL": database_url, "SECRET_KEY": SECRET, "TESTING": True,
+    config = {"DATABASE_URL": database_url, "SECRET_KEY": SECRET, "TESTING": True, "ARGON2_PROFILE": "CHEAPEST",
               "INSTANCE_PATH": str(tmp_path), "LOG_LEVEL": "WARNING", **overrides}
     application = create_app(config)
     application.test_client_class = RequestClient

@@ -22,7 +22,7 @@ KEK = base64.b64encode(bytes(range(32))).decode()
 
 def production(tmp_path: Path, **values: str) -> dict[str, str]:
     return {"KAKEHASHI_ENV": "production", "INSTANCE_PATH": str(tmp_path), "REDIS_URL": REDIS,
-            "KEY_ENCRYPTION_KEY": KEK, **values}
+            "KEY_ENCRYPTION_KEY": KEK, "MAIL_SMTP_URL": "smtp+starttls://mail.example:587", **values}
 
 
 def test_production_refuses_sqlite(tmp_path: Path) -> None:
@@ -64,6 +64,11 @@ def test_production_lists_every_problem_at_once(tmp_path: Path, monkeypatch: pyt
 def test_production_refuses_in_process_jobs(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="REDIS_URL is not set"):
         create_app(production(tmp_path, DATABASE_URL=PG, SECRET_KEY=STRONG, REDIS_URL=""))
+
+
+def test_production_refuses_to_start_without_a_way_to_send_mail(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="MAIL_SMTP_URL"):
+        create_app(production(tmp_path, DATABASE_URL=PG, SECRET_KEY=STRONG, MAIL_SMTP_URL=""))
 
 
 def test_production_refuses_a_missing_key_encryption_key(tmp_path: Path) -> None:

@@ -1,11 +1,24 @@
 from __future__ import annotations
 
 import enum
+from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Enum, String
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from saas.db import Base, BigId, HasPublicId, Timestamped
+from saas.db import Base, BigId, HasPublicId, TenantScoped, Timestamped
 
 
 class TenantKind(enum.StrEnum):
@@ -60,3 +73,116 @@ class Tenant(HasPublicId, Timestamped, Base):
 
     def __repr__(self) -> str:
         return f"<Tenant {self.slug} {self.mode}>"
+
+
+# -- console users, their organisations, and what they did ---------------------------------------
+
+class Role(enum.StrEnum):
+    """What a console user may do in one organisation, from most to least."""
+
+    OWNER = "owner"  # everything, including live mode and the owners
+    ADMIN = "admin"  # members, clients, keys, webhooks
+    DEVELOPER = "developer"  # clients, keys, webhooks
+    AUDITOR = "auditor"  # reads everything, changes nothing
+
+
+class ConsoleUser(HasPublicId, Base):
+    """A person who signs in to the console; may belong to several organisations."""
+
+    __tablename__ = "console_users"
+    __id_prefix__ = "usr"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # lower-cased
+    name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str | None] = mapped_column(String(200))  # Argon2id
+    email_verified_at: Mapped[datetime | None]
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary)  # sealed
+    totp_enabled_at: Mapped[datetime | None]
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)  # a code is accepted once
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+    is_operator: Mapped[bool] = mapped_column(Boolean, default=False)  # the platform's staff
+    last_login_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class Membership(TenantScoped, Base):
+    __tablename__ = "memberships"
+    __extra_table_args__ = (UniqueConstraint("tenant_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("console_users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[Role] = mapped_column(_enum(Role, "console_role"))
+    created_at: Mapped[datetime]
+
+
+class Invitation(HasPublicId, TenantScoped, Base):
+    """An email address asked to join an organisation with a role; accepted once."""
+
+    __tablename__ = "invitations"
+    __id_prefix__ = "inv"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    role: Mapped[Role] = mapped_column(_enum(Role, "invitation_role"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    invited_by: Mapped[int | None] = mapped_column(BigId, ForeignKey("console_users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    accepted_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class EmailToken(Base):
+    """A single-use link sent by mail: address verification or password reset."""
+
+    __tablename__ = "email_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("console_users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))  # verify | reset
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class LiveModeStatus(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class LiveModeRequest(TenantScoped, Base):
+    """An organisation asking to go live; a platform operator decides, with the reason kept."""
+
+    __tablename__ = "live_mode_requests"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    requested_by: Mapped[int | None] = mapped_column(BigId, ForeignKey("console_users.id", ondelete="SET NULL"))
+    use_case: Mapped[str] = mapped_column(Text)
+    status: Mapped[LiveModeStatus] = mapped_column(_enum(LiveModeStatus, "live_mode_status"))
+    decided_by: Mapped[int | None] = mapped_column(BigId, ForeignKey("console_users.id", ondelete="SET NULL"))
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None]
+
+
+class AuditEntry(TenantScoped, Base):
+    """One state-changing action, chained to the one before it in its organisation:
+    ``hash = SHA-256(previous hash ‖ canonical JSON of this entry)``, so an edited or
+    deleted row breaks the chain (``kakehashi audit verify``)."""
+
+    __tablename__ = "audit_entries"
+    __extra_table_args__ = (UniqueConstraint("tenant_id", "seq"), Index("ix_audit_entries_tenant_at", "tenant_id", "at"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)  # 1, 2, 3… per organisation
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(300))  # "usr_… (mail)", "key_…", "operator usr_…", "system"
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str] = mapped_column(String(200), default="")
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    details: Mapped[str] = mapped_column(Text, default="{}")  # JSON
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

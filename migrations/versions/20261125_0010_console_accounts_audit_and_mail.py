@@ -1,0 +1,180 @@
+"""console accounts audit and mail
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-11-25 06:21:54.810238
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import saas.sqltypes
+
+
+revision: str = "0010"
+down_revision: str | None = "0009"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table("console_users",
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("email", sa.String(length=254), nullable=False),
+    sa.Column("name", sa.String(length=200), nullable=False),
+    sa.Column("password_hash", sa.String(length=200), nullable=True),
+    sa.Column("email_verified_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
+    sa.Column("totp_secret", sa.LargeBinary(), nullable=True),
+    sa.Column("totp_enabled_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
+    sa.Column("totp_last_step", sa.BigInteger(), nullable=True),
+    sa.Column("failed_logins", sa.Integer(), nullable=False),
+    sa.Column("locked_until", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
+    sa.Column("is_operator", sa.Boolean(), nullable=False),
+    sa.Column("last_login_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
+    sa.Column("created_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("public_id", sa.String(length=40), nullable=False),
+    sa.PrimaryKeyConstraint("id", name=op.f("pk_console_users")),
+    sa.UniqueConstraint("email", name=op.f("uq_console_users_email")),
+    sa.UniqueConstraint("public_id", name=op.f("uq_console_users_public_id"))
+    )
+    op.create_table("outgoing_mail",
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("recipient", sa.String(length=254), nullable=False),
+    sa.Column("subject", sa.String(length=300), nullable=False),
+    sa.Column("body", sa.Text(), nullable=False),
+    sa.Column("created_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("sent_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("last_error", sa.String(length=300), nullable=True),
+    sa.PrimaryKeyConstraint("id", name=op.f("pk_outgoing_mail"))
+    )
+    with op.batch_alter_table("outgoing_mail", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_outgoing_mail_created_at"), ["created_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_outgoing_mail_recipient"), ["recipient"], unique=False)
+
+    op.create_table("audit_entries",
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Column("at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(length=300), nullable=False),
+    sa.Column("action", sa.String(length=64), nullable=False),
+    sa.Column("target", sa.String(length=200), nullable=False),
+    sa.Column("ip", sa.String(length=64), nullable=False),
+    sa.Column("details", sa.Text(), nullable=False),
+    sa.Column("prev_hash", sa.String(length=64), nullable=False),
+    sa.Column("hash", sa.String(length=64), nullable=False),
+    sa.Column("tenant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_audit_entries_tenant_id_tenants")),
+    sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_entries")),
+    sa.UniqueConstraint("tenant_id", "id", name=op.f("uq_audit_entries_tenant_id_id")),
+    sa.UniqueConstraint("tenant_id", "seq", name=op.f("uq_audit_entries_tenant_id_seq"))
+    )
+    with op.batch_alter_table("audit_entries", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_audit_entries_action"), ["action"], unique=False)
+        batch_op.create_index("ix_audit_entries_tenant_at", ["tenant_id", "at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_audit_entries_tenant_id"), ["tenant_id"], unique=False)
+
+    op.create_table("email_tokens",
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("purpose", sa.String(length=16), nullable=False),
+    sa.Column("token_hash", sa.String(length=64), nullable=False),
+    sa.Column("expires_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("used_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(["user_id"], ["console_users.id"], name=op.f("fk_email_tokens_user_id_console_users"), ondelete="CASCADE"),
+    sa.PrimaryKeyConstraint("id", name=op.f("pk_email_tokens")),
+    sa.UniqueConstraint("token_hash", name=op.f("uq_email_tokens_token_hash"))
+    )
+    with op.batch_alter_table("email_tokens", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_email_tokens_user_id"), ["user_id"], unique=False)
+
+    op.create_table("invitations",
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("email", sa.String(length=254), nullable=False),
+    sa.Column("role", sa.Enum("owner", "admin", "developer", "auditor", name="invitation_role", native_enum=False, create_constraint=True, length=16), nullable=False),
+    sa.Column("token_hash", sa.String(length=64), nullable=False),
+    sa.Column("invited_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+    sa.Column("created_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("accepted_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
+    sa.Column("revoked_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
+    sa.Column("public_id", sa.String(length=40), nullable=False),
+    sa.Column("tenant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.ForeignKeyConstraint(["invited_by"], ["console_users.id"], name=op.f("fk_invitations_invited_by_console_users"), ondelete="SET NULL"),
+    sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_invitations_tenant_id_tenants")),
+    sa.PrimaryKeyConstraint("id", name=op.f("pk_invitations")),
+    sa.UniqueConstraint("public_id", name=op.f("uq_invitations_public_id")),
+    sa.UniqueConstraint("tenant_id", "id", name=op.f("uq_invitations_tenant_id_id")),
+    sa.UniqueConstraint("token_hash", name=op.f("uq_invitations_token_hash"))
+    )
+    with op.batch_alter_table("invitations", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_invitations_tenant_id"), ["tenant_id"], unique=False)
+
+    op.create_table("live_mode_requests",
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("requested_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+    sa.Column("use_case", sa.Text(), nullable=False),
+    sa.Column("status", sa.Enum("pending", "approved", "rejected", name="live_mode_status", native_enum=False, create_constraint=True, length=16), nullable=False),
+    sa.Column("decided_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+    sa.Column("decision_reason", sa.Text(), nullable=True),
+    sa.Column("created_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("decided_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
+    sa.Column("tenant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.ForeignKeyConstraint(["decided_by"], ["console_users.id"], name=op.f("fk_live_mode_requests_decided_by_console_users"), ondelete="SET NULL"),
+    sa.ForeignKeyConstraint(["requested_by"], ["console_users.id"], name=op.f("fk_live_mode_requests_requested_by_console_users"), ondelete="SET NULL"),
+    sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_live_mode_requests_tenant_id_tenants")),
+    sa.PrimaryKeyConstraint("id", name=op.f("pk_live_mode_requests")),
+    sa.UniqueConstraint("tenant_id", "id", name=op.f("uq_live_mode_requests_tenant_id_id"))
+    )
+    with op.batch_alter_table("live_mode_requests", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_live_mode_requests_tenant_id"), ["tenant_id"], unique=False)
+
+    op.create_table("memberships",
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("role", sa.Enum("owner", "admin", "developer", "auditor", name="console_role", native_enum=False, create_constraint=True, length=16), nullable=False),
+    sa.Column("created_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("tenant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_memberships_tenant_id_tenants")),
+    sa.ForeignKeyConstraint(["user_id"], ["console_users.id"], name=op.f("fk_memberships_user_id_console_users"), ondelete="CASCADE"),
+    sa.PrimaryKeyConstraint("id", name=op.f("pk_memberships")),
+    sa.UniqueConstraint("tenant_id", "id", name=op.f("uq_memberships_tenant_id_id")),
+    sa.UniqueConstraint("tenant_id", "user_id", name=op.f("uq_memberships_tenant_id_user_id"))
+    )
+    with op.batch_alter_table("memberships", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_memberships_tenant_id"), ["tenant_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_memberships_user_id"), ["user_id"], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("memberships", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_memberships_user_id"))
+        batch_op.drop_index(batch_op.f("ix_memberships_tenant_id"))
+
+    op.drop_table("memberships")
+    with op.batch_alter_table("live_mode_requests", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_live_mode_requests_tenant_id"))
+
+    op.drop_table("live_mode_requests")
+    with op.batch_alter_table("invitations", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_invitations_tenant_id"))
+
+    op.drop_table("invitations")
+    with op.batch_alter_table("email_tokens", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_email_tokens_user_id"))
+
+    op.drop_table("email_tokens")
+    with op.batch_alter_table("audit_entries", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_audit_entries_tenant_id"))
+        batch_op.drop_index("ix_audit_entries_tenant_at")
+        batch_op.drop_index(batch_op.f("ix_audit_entries_action"))
+
+    op.drop_table("audit_entries")
+    with op.batch_alter_table("outgoing_mail", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_outgoing_mail_recipient"))
+        batch_op.drop_index(batch_op.f("ix_outgoing_mail_created_at"))
+
+    op.drop_table("outgoing_mail")
+    op.drop_table("console_users")

@@ -1,0 +1,382 @@
+"""Console accounts: sign-up of an organisation, address verification, password and TOTP
+sign-in with rate limits and lockout, memberships and invitations.
+
+Passwords are hashed with Argon2id (argon2-cffi) and must pass zxcvbn's strength estimate
+(common, breached-list and guessable passwords fail it). A second factor is TOTP (RFC 6238,
+pyotp), each code accepted once. Every message about an account goes through the mail
+outbox in the same transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import timedelta
+from typing import Any
+
+import pyotp
+from argon2 import PasswordHasher, profiles
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import func, select
+from zxcvbn import zxcvbn
+
+from saas import clock, db, ratelimit
+from saas.db import tenant_scope
+from saas.errors import NotFound, ServiceError
+from saas.mail import services as mail
+from saas.sealing import seal, unseal
+from saas.tenants import services as tenants
+from saas.tenants.models import (
+    ConsoleUser,
+    EmailToken,
+    Invitation,
+    Membership,
+    Role,
+    Tenant,
+)
+
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 200
+MIN_STRENGTH = 3  # zxcvbn: 0 (too guessable) … 4 (very unguessable)
+MAX_FAILED_LOGINS = 5
+LOCKOUT = timedelta(minutes=15)
+VERIFY_LIFETIME = timedelta(days=2)
+INVITATION_LIFETIME = timedelta(days=7)
+LOGIN_LIMIT_PER_IP = (30, 600)  # attempts per 10 minutes
+LOGIN_LIMIT_PER_ACCOUNT = (10, 600)
+TOTP_ISSUER = "Kakehashi"
+
+
+class AccountError(ServiceError):
+    status = 422
+
+
+class SignInError(ServiceError):
+    """Deliberately vague about which of address and password was wrong."""
+
+    status = 401
+    code = "invalid_credentials"
+
+
+def token_hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def normalise_email(value: str) -> str:
+    email = (value or "").strip().lower()
+    if not EMAIL.match(email) or len(email) > 254:
+        raise AccountError(_l("Enter an email address such as name@example.jp."), code="invalid_email",
+                           field="email")
+    return email
+
+
+# -- passwords --------------------------------------------------------------------------------
+
+def _hasher() -> PasswordHasher:
+    profile = getattr(profiles, current_app.config["ARGON2_PROFILE"], profiles.RFC_9106_LOW_MEMORY)
+    return PasswordHasher.from_parameters(profile)
+
+
+def check_password(password: str, *, hints: list[str]) -> str:
+    """The password if it is long and unguessable enough; else an error that says why."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(_l("Use at least %(count)d characters.", count=MIN_PASSWORD_LENGTH),
+                           code="weak_password", field="password")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise AccountError(_l("Use at most %(count)d characters.", count=MAX_PASSWORD_LENGTH),
+                           code="weak_password", field="password")
+    estimate = zxcvbn(password[:100], user_inputs=[h for h in hints if h])
+    if estimate["score"] < MIN_STRENGTH:
+        raise AccountError(_l("This password is too easy to guess (it is common, was leaked, or follows a "
+                              "pattern). Try a longer phrase of unrelated words."),
+                           code="weak_password", field="password")
+    return password
+
+
+def hash_password(password: str) -> str:
+    return _hasher().hash(password)
+
+
+def password_matches(user: ConsoleUser, password: str) -> bool:
+    if not user.password_hash:
+        return False
+    try:
+        _hasher().verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    if _hasher().check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    return True
+
+
+# -- sign-up and verification ---------------------------------------------------------------------
+
+def sign_up(*, organisation: str, slug: str, kind: str, corporate_number: str | None, name: str,
+            email: str, password: str) -> tuple[Tenant, ConsoleUser]:
+    """A new organisation in sandbox mode, its owner, and the mail that verifies the address."""
+    email = normalise_email(email)
+    name = (name or "").strip()
+    if not name or len(name) > 200:
+        raise AccountError(_l("Enter your name (at most 200 characters)."), code="invalid_name", field="name")
+    check_password(password, hints=[email, name, organisation, slug])
+    if db.session.scalar(select(ConsoleUser.id).where(ConsoleUser.email == email)) is not None:
+        raise AccountError(_l("An account with this address exists already: sign in, and create the "
+                              "organisation from there."), code="email_taken", status=409, field="email")
+    tenant = tenants.create_tenant(slug=slug, display_name=organisation, kind=kind,
+                                   corporate_number=corporate_number)
+    user = ConsoleUser(email=email, name=name, password_hash=hash_password(password), failed_logins=0,
+                       is_operator=False, created_at=clock.now())
+    db.session.add(user)
+    db.session.flush()
+    with tenant_scope(db.session, tenant.id):
+        db.session.add(Membership(tenant_id=tenant.id, user_id=user.id, role=Role.OWNER, created_at=clock.now()))
+        from saas.tenants import audit
+
+        audit.record(tenant, "organisation.created", actor=user, target=tenant.public_id,
+                     details={"slug": tenant.slug, "mode": tenant.mode.value})
+    send_verification(user)
+    return tenant, user
+
+
+def _link(endpoint: str, **values: Any) -> str:
+    base = current_app.config["PUBLIC_URL"]
+    path = url_for(endpoint, **values)
+    return f"{base}{path}" if base else url_for(endpoint, _external=True, **values)
+
+
+def send_verification(user: ConsoleUser) -> None:
+    token = secrets.token_urlsafe(32)
+    db.session.add(EmailToken(user_id=user.id, purpose="verify", token_hash=token_hash(token),
+                              expires_at=clock.now() + VERIFY_LIFETIME))
+    link = _link("console.verify_email", token=token)
+    mail.send(user.email, _("Confirm your email address for Kakehashi"),
+              _("Hello %(name)s,\n\nopen this link to confirm your address and finish setting up your "
+                "Kakehashi account (it works for two days):\n\n%(link)s\n\nIf you did not sign up, ignore "
+                "this message.\n", name=user.name, link=link))
+
+
+def verify_email(token: str) -> ConsoleUser:
+    row = db.session.scalar(select(EmailToken).where(EmailToken.token_hash == token_hash(token),
+                                                     EmailToken.purpose == "verify"))
+    if row is None or row.used_at is not None or row.expires_at <= clock.now():
+        raise AccountError(_l("This confirmation link is used or expired. Sign in to get a new one."),
+                           code="invalid_token", status=400)
+    user = db.session.get(ConsoleUser, row.user_id)
+    assert user is not None
+    row.used_at = clock.now()
+    user.email_verified_at = user.email_verified_at or clock.now()
+    db.session.flush()
+    return user
+
+
+# -- signing in ---------------------------------------------------------------------------------
+
+def client_address() -> str:
+    return request.remote_addr or "unknown"
+
+
+def authenticate(email: str, password: str) -> ConsoleUser:
+    """The user these credentials belong to, or SignInError; counts failures, locks out."""
+    address = client_address()
+    key = (email or "").strip().lower()
+    if not ratelimit.allow(f"login:ip:{address}", limit=LOGIN_LIMIT_PER_IP[0], window=LOGIN_LIMIT_PER_IP[1]) \
+            or not ratelimit.allow(f"login:account:{token_hash(key)}", limit=LOGIN_LIMIT_PER_ACCOUNT[0],
+                                   window=LOGIN_LIMIT_PER_ACCOUNT[1]):
+        raise SignInError(_l("Too many sign-in attempts. Wait a few minutes and try again."),
+                          code="rate_limited", status=429)
+    user = db.session.scalar(select(ConsoleUser).where(ConsoleUser.email == key))
+    now = clock.now()
+    if user is None:
+        _hasher().hash(password or "x")  # the same time whether or not the account exists
+        raise SignInError(_l("The email address or password is wrong."))
+    if user.locked_until is not None and user.locked_until > now:
+        raise SignInError(_l("This account is locked after too many wrong passwords. Try again after "
+                             "%(minutes)d minutes.",
+                             minutes=max(1, int((user.locked_until - now).total_seconds() // 60) + 1)),
+                          code="account_locked", status=423)
+    if not password_matches(user, password or ""):
+        user.failed_logins += 1
+        if user.failed_logins >= MAX_FAILED_LOGINS:
+            user.failed_logins, user.locked_until = 0, now + LOCKOUT
+        db.session.commit()  # the failure counts even though the request fails
+        raise SignInError(_l("The email address or password is wrong."))
+    if user.email_verified_at is None:
+        send_verification(user)
+        db.session.commit()
+        raise SignInError(_l("Confirm your email address first: we have sent you a new link."),
+                          code="email_not_verified", status=403)
+    user.failed_logins, user.locked_until = 0, None
+    return user
+
+
+def record_login(user: ConsoleUser) -> None:
+    user.last_login_at = clock.now()
+    db.session.flush()
+
+
+# -- TOTP -----------------------------------------------------------------------------------------
+
+def _totp_context(user: ConsoleUser) -> str:
+    return f"{user.public_id}:totp"
+
+
+def start_totp(user: ConsoleUser) -> tuple[str, str]:
+    """A new, not yet enabled TOTP secret: (secret, otpauth:// URI for the authenticator app)."""
+    secret = pyotp.random_base32()
+    user.totp_secret, user.totp_enabled_at, user.totp_last_step = seal(secret.encode(), _totp_context(user)), None, None
+    db.session.flush()
+    return secret, pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name=TOTP_ISSUER)
+
+
+def pending_totp(user: ConsoleUser) -> tuple[str, str] | None:
+    """The secret being set up (not enabled yet), to show again after a mistyped code."""
+    if user.totp_secret is None or user.totp_enabled_at is not None:
+        return None
+    secret = unseal(user.totp_secret, _totp_context(user)).decode()
+    return secret, pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name=TOTP_ISSUER)
+
+
+def check_totp(user: ConsoleUser, code: str) -> bool:
+    """True for a current code not used before (one step of drift either way)."""
+    if user.totp_secret is None:
+        return False
+    code = re.sub(r"\s", "", code or "")
+    if not re.fullmatch(r"\d{6}", code):
+        return False
+    if not ratelimit.allow(f"totp:{user.public_id}", limit=10, window=600):
+        raise SignInError(_l("Too many codes tried. Wait a few minutes and try again."), code="rate_limited",
+                          status=429)
+    totp = pyotp.TOTP(unseal(user.totp_secret, _totp_context(user)).decode())
+    now = clock.now()
+    for drift in (0, -1, 1):
+        moment = now + timedelta(seconds=30 * drift)
+        step = totp.timecode(moment)
+        if secrets.compare_digest(totp.at(moment), code):
+            if user.totp_last_step is not None and step <= user.totp_last_step:
+                return False  # replayed
+            user.totp_last_step = step
+            db.session.flush()
+            return True
+    return False
+
+
+def enable_totp(user: ConsoleUser, code: str) -> None:
+    if not check_totp(user, code):
+        raise AccountError(_l("That code is not right. Type the 6 digits your app shows now."),
+                           code="invalid_code", field="code")
+    user.totp_enabled_at = clock.now()
+    db.session.flush()
+
+
+def disable_totp(user: ConsoleUser) -> None:
+    user.totp_secret = user.totp_enabled_at = user.totp_last_step = None
+    db.session.flush()
+
+
+# -- memberships ---------------------------------------------------------------------------------
+
+def memberships(user: ConsoleUser) -> list[tuple[Tenant, Role]]:
+    """The organisations a user belongs to, with the role in each (platform-level query)."""
+    from saas.db import all_tenants
+
+    with all_tenants(db.session):
+        rows = db.session.execute(select(Tenant, Membership.role).join(Membership, Membership.tenant_id == Tenant.id)
+                                  .where(Membership.user_id == user.id).order_by(Tenant.display_name)).all()
+    return [(tenant, role) for tenant, role in rows]
+
+
+def role_in(user: ConsoleUser) -> Role | None:
+    """The user's role in the session's tenant, or None."""
+    return db.session.scalar(select(Membership.role).where(Membership.user_id == user.id))
+
+
+def members() -> list[tuple[ConsoleUser, Role]]:
+    rows = db.session.execute(select(ConsoleUser, Membership.role).join(Membership, Membership.user_id == ConsoleUser.id)
+                              .order_by(ConsoleUser.email)).all()
+    return [(user, role) for user, role in rows]
+
+
+def owners_left(excluding: ConsoleUser) -> int:
+    return db.session.scalar(select(func.count()).select_from(Membership).where(
+        Membership.role == Role.OWNER, Membership.user_id != excluding.id)) or 0
+
+
+def invite(tenant: Tenant, *, email: str, role: str, by: ConsoleUser) -> Invitation:
+    email = normalise_email(email)
+    try:
+        chosen = Role(role)
+    except ValueError:
+        raise AccountError(_l("Choose a role."), code="invalid_role", field="role") from None
+    existing = db.session.scalar(select(Membership.id).join(ConsoleUser, ConsoleUser.id == Membership.user_id)
+                                 .where(ConsoleUser.email == email))
+    if existing is not None:
+        raise AccountError(_l("This person is already a member."), code="already_member", status=409, field="email")
+    token = secrets.token_urlsafe(32)
+    now = clock.now()
+    invitation = Invitation(tenant_id=tenant.id, email=email, role=chosen, token_hash=token_hash(token),
+                            invited_by=by.id, created_at=now, expires_at=now + INVITATION_LIFETIME)
+    db.session.add(invitation)
+    db.session.flush()
+    link = _link("console.accept_invitation", token=token)
+    subject = _("%(organisation)s invites you to Kakehashi", organisation=tenant.display_name)
+    mail.send(email, subject, _("%(inviter)s invites you to join %(organisation)s on Kakehashi as %(role)s.\n\n"
+                                "Accept within seven days:\n\n%(link)s\n",
+                                inviter=by.name, organisation=tenant.display_name, role=chosen.value, link=link))
+    return invitation
+
+
+def pending_invitation(token: str) -> tuple[Invitation, Tenant]:
+    from saas.db import all_tenants
+
+    with all_tenants(db.session):
+        invitation = db.session.scalar(select(Invitation).where(Invitation.token_hash == token_hash(token)))
+        if (invitation is None or invitation.accepted_at is not None or invitation.revoked_at is not None
+                or invitation.expires_at <= clock.now()):
+            raise NotFound(_l("This invitation is used, withdrawn or expired. Ask for a new one."),
+                           code="invitation_not_found")
+        tenant = db.session.get(Tenant, invitation.tenant_id)
+        assert tenant is not None
+        return invitation, tenant
+
+
+def join_as_new(token: str, *, name: str, password: str) -> tuple[Tenant, ConsoleUser]:
+    """An invited person without an account makes one; the link they opened proves the address."""
+    invitation, _tenant = pending_invitation(token)
+    if db.session.scalar(select(ConsoleUser.id).where(ConsoleUser.email == invitation.email)) is not None:
+        raise AccountError(_l("An account with this address exists already: sign in to accept."),
+                           code="email_taken", status=409, field="email")
+    name = (name or "").strip()
+    if not name or len(name) > 200:
+        raise AccountError(_l("Enter your name (at most 200 characters)."), code="invalid_name", field="name")
+    check_password(password, hints=[invitation.email, name])
+    user = ConsoleUser(email=invitation.email, name=name, password_hash=hash_password(password), failed_logins=0,
+                       is_operator=False, created_at=clock.now(), email_verified_at=clock.now())
+    db.session.add(user)
+    db.session.flush()
+    return accept(token, user), user
+
+
+def accept(token: str, user: ConsoleUser) -> Tenant:
+    """The signed-in user joins the inviting organisation (the invitation was sent to them)."""
+    invitation, tenant = pending_invitation(token)
+    if invitation.email != user.email:
+        raise AccountError(_l("This invitation was sent to another address. Sign in with %(email)s.",
+                              email=invitation.email), code="invitation_for_someone_else", status=403)
+    with tenant_scope(db.session, tenant.id):
+        invitation = db.session.get(Invitation, invitation.id)
+        assert invitation is not None
+        invitation.accepted_at = clock.now()
+        if role_in(user) is None:
+            db.session.add(Membership(tenant_id=tenant.id, user_id=user.id, role=invitation.role,
+                                      created_at=clock.now()))
+        from saas.tenants import audit
+
+        audit.record(tenant, "member.joined", actor=user, target=user.public_id,
+                     details={"role": invitation.role.value})
+    return tenant
+

@@ -1,0 +1,478 @@
+"""The console: sign-up and sign-in (``/console/…``) and each organisation's pages
+(``/t/<slug>/console/…``). Plain HTML forms that work without JavaScript; htmx refreshes
+parts where it helps. A non-member asking for an organisation's console gets a 404.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import gettext as _
+from sqlalchemy import func, select
+
+from saas import db
+from saas.errors import ServiceError
+from saas.events import services as events
+from saas.events.models import Delivery, DeliveryAttempt, DeliveryStatus, Event, WebhookEndpoint
+from saas.tenants import accounts, audit
+from saas.tenants.context import current_tenant
+from saas.tenants.models import AuditEntry, ConsoleUser, Role, TenantKind
+
+console = Blueprint("console", __name__, url_prefix="/console")
+tenant_console = Blueprint("tenant_console", __name__, url_prefix="/t/<tenant_slug>/console")
+
+F = TypeVar("F", bound=Callable[..., Any])
+SESSION_IDLE_SECONDS = 30 * 60
+RECENT_AUTH_SECONDS = 10 * 60
+# Who may change what; an auditor reads everything and changes nothing.
+CAN_DEVELOP = (Role.OWNER, Role.ADMIN, Role.DEVELOPER)
+CAN_ADMINISTER = (Role.OWNER, Role.ADMIN)
+
+
+# -- the signed-in user ---------------------------------------------------------------------------
+
+def signed_in_user() -> ConsoleUser | None:
+    if "console_user" in g:
+        return g.console_user
+    user = None
+    public_id, seen = session.get("console_user"), session.get("console_seen", 0)
+    if public_id and time.time() - seen <= SESSION_IDLE_SECONDS:
+        user = db.session.scalar(select(ConsoleUser).where(ConsoleUser.public_id == public_id))
+    if user is None:
+        session.pop("console_user", None)
+    else:
+        session["console_seen"] = int(time.time())
+    g.console_user = user
+    return user
+
+
+def start_session(user: ConsoleUser) -> None:
+    session.clear()  # a new session id: no fixation
+    session.permanent = True
+    session.update(console_user=user.public_id, console_seen=int(time.time()), console_auth_at=int(time.time()))
+    accounts.record_login(user)
+
+
+def _safe_next(target: str | None, default: str) -> str:
+    parts = urlsplit(target or "")
+    if not target or parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return default
+    return target
+
+
+def login_required(view: F) -> F:
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if signed_in_user() is None:
+            return redirect(url_for("console.login", next=request.full_path.rstrip("?")))
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def recent_auth_required(view: F) -> F:
+    """Sensitive actions ask for the password again after ten minutes."""
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if time.time() - session.get("console_auth_at", 0) > RECENT_AUTH_SECONDS:
+            back = request.referrer if request.method == "POST" else request.full_path.rstrip("?")
+            return redirect(url_for("console.reauthenticate", next=_safe_next(back, url_for("console.home"))))
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@tenant_console.before_request
+def _member_only() -> Any:
+    user = signed_in_user()
+    if user is None:
+        return redirect(url_for("console.login", next=request.full_path.rstrip("?")))
+    role = accounts.role_in(user)
+    if role is None:
+        abort(404)  # another organisation's console does not exist for this user
+    g.role = role
+    return None
+
+
+def require_role(*roles: Role) -> None:
+    if g.role not in roles:
+        raise ServiceError(_("Your role (%(role)s) may look but not change this.", role=_role_name(g.role)),
+                           code="forbidden_role", status=403)
+
+
+@tenant_console.app_context_processor
+def _console_context() -> dict[str, Any]:
+    return {"role_name": _role_name, "CAN_DEVELOP": CAN_DEVELOP, "CAN_ADMINISTER": CAN_ADMINISTER}
+
+
+def _role_name(role: Role | None) -> str:
+    return {Role.OWNER: _("Owner"), Role.ADMIN: _("Administrator"), Role.DEVELOPER: _("Developer"),
+            Role.AUDITOR: _("Auditor (read-only)")}.get(role, "") if role else ""
+
+
+def form_errors(error: ServiceError) -> dict[str, str]:
+    return {error.field or "form": str(error.message)}
+
+
+# -- sign-up, verification, sign-in ---------------------------------------------------------------------
+
+@console.route("/signup", methods=["GET", "POST"])
+def signup() -> Any:
+    values: dict[str, str] = {"kind": "bank"}
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        values = {k: request.form.get(k, "") for k in
+                  ("organisation", "slug", "kind", "corporate_number", "name", "email")}
+        try:
+            accounts.sign_up(password=request.form.get("password", ""), **values)
+        except ServiceError as error:
+            db.session.rollback()
+            errors = form_errors(error)
+        else:
+            return redirect(url_for("console.signed_up", email=values["email"].strip().lower()))
+    return render_template("console/signup.html", values=values, errors=errors, kinds=list(TenantKind)), \
+        422 if errors else 200
+
+
+@console.get("/signup/sent")
+def signed_up() -> str:
+    return render_template("console/signed_up.html", email=request.args.get("email", ""))
+
+
+@console.get("/verify/<token>")
+def verify_email(token: str) -> Any:
+    try:
+        accounts.verify_email(token)
+    except ServiceError as error:
+        return render_template("console/message.html", title=_("Link not valid"), message=str(error.message)), 400
+    flash(_("Your address is confirmed. Sign in to continue."))
+    return redirect(url_for("console.login"))
+
+
+@console.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    target = _safe_next(request.values.get("next"), url_for("console.home"))
+    errors: dict[str, str] = {}
+    email = ""
+    if request.method == "POST":
+        email = request.form.get("email", "")
+        try:
+            user = accounts.authenticate(email, request.form.get("password", ""))
+        except ServiceError as error:
+            db.session.rollback()
+            return render_template("console/login.html", errors={"form": str(error.message)}, email=email,
+                                   next=target), error.status
+        if user.totp_enabled_at is not None:
+            session.clear()
+            session["console_pending"] = user.public_id
+            session["console_pending_at"] = int(time.time())
+            return redirect(url_for("console.login_code", next=target))
+        start_session(user)
+        return redirect(target)
+    return render_template("console/login.html", errors=errors, email=email, next=target)
+
+
+@console.route("/login/code", methods=["GET", "POST"])
+def login_code() -> Any:
+    target = _safe_next(request.values.get("next"), url_for("console.home"))
+    pending = session.get("console_pending")
+    if not pending or time.time() - session.get("console_pending_at", 0) > 300:
+        session.pop("console_pending", None)
+        return redirect(url_for("console.login", next=target))
+    user = db.session.scalar(select(ConsoleUser).where(ConsoleUser.public_id == pending))
+    if user is None:
+        return redirect(url_for("console.login"))
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        try:
+            ok = accounts.check_totp(user, request.form.get("code", ""))
+        except ServiceError as error:
+            db.session.rollback()
+            return render_template("console/login_code.html", errors={"code": str(error.message)}, next=target), \
+                error.status
+        if ok:
+            start_session(user)
+            return redirect(target)
+        errors = {"code": _("That code is not right. Type the 6 digits your app shows now.")}
+    return render_template("console/login_code.html", errors=errors, next=target), 401 if errors else 200
+
+
+@console.route("/reauthenticate", methods=["GET", "POST"])
+@login_required
+def reauthenticate() -> Any:
+    target = _safe_next(request.values.get("next"), url_for("console.home"))
+    user = signed_in_user()
+    assert user is not None
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        password_ok = accounts.password_matches(user, request.form.get("password", ""))
+        code_ok = user.totp_enabled_at is None or accounts.check_totp(user, request.form.get("code", ""))
+        if password_ok and code_ok:
+            session["console_auth_at"] = int(time.time())
+            return redirect(target)
+        errors = {"form": _("That did not match. Try again.")}
+    return render_template("console/reauthenticate.html", errors=errors, next=target, user=user), \
+        401 if errors else 200
+
+
+@console.post("/logout")
+def logout() -> Response:
+    session.clear()
+    return redirect(url_for("console.login"))
+
+
+@console.get("/")
+@login_required
+def home() -> Any:
+    user = signed_in_user()
+    assert user is not None
+    organisations = accounts.memberships(user)
+    if len(organisations) == 1 and not request.args.get("all"):
+        return redirect(url_for("tenant_console.dashboard", tenant_slug=organisations[0][0].slug))
+    return render_template("console/home.html", organisations=organisations, user=user)
+
+
+@console.route("/invitations/<token>", methods=["GET", "POST"])
+def accept_invitation(token: str) -> Any:
+    try:
+        invitation, tenant = accounts.pending_invitation(token)
+    except ServiceError as error:
+        return render_template("console/message.html", title=_("Invitation not valid"),
+                               message=str(error.message)), 404
+    user = signed_in_user()
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        try:
+            if user is not None:
+                accepted = accounts.accept(token, user)
+            else:
+                accepted, user = accounts.join_as_new(token, name=request.form.get("name", ""),
+                                                      password=request.form.get("password", ""))
+                start_session(user)
+        except ServiceError as error:
+            db.session.rollback()
+            if error.field:
+                errors = form_errors(error)
+            else:
+                return render_template("console/message.html", title=_("Invitation not valid"),
+                                       message=str(error.message)), error.status
+        else:
+            return redirect(url_for("tenant_console.dashboard", tenant_slug=accepted.slug))
+    return render_template("console/invitation.html", invitation=invitation, tenant=tenant, user=user,
+                           token=token, errors=errors), 422 if errors else 200
+
+
+@console.route("/account/security", methods=["GET", "POST"])
+@login_required
+@recent_auth_required
+def security() -> Any:
+    user = signed_in_user()
+    assert user is not None
+    errors: dict[str, str] = {}
+    setup: tuple[str, str] | None = None
+    if request.method == "POST":
+        action = request.form.get("action")
+        if action == "start":
+            setup = accounts.start_totp(user)
+        elif action == "confirm":
+            try:
+                accounts.enable_totp(user, request.form.get("code", ""))
+            except ServiceError as error:
+                errors = form_errors(error)
+                setup = accounts.pending_totp(user)
+            else:
+                flash(_("Two-step sign-in is on."))
+                return redirect(url_for("console.security"))
+        elif action == "disable":
+            accounts.disable_totp(user)
+            flash(_("Two-step sign-in is off."))
+            return redirect(url_for("console.security"))
+    return render_template("console/security.html", user=user, setup=setup, errors=errors), 422 if errors else 200
+
+
+# -- an organisation's console ------------------------------------------------------------------------
+
+@tenant_console.get("/")
+def dashboard() -> str:
+    counts = dict(db.session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
+    recent = list(db.session.scalars(select(Event).order_by(Event.id.desc()).limit(10)))
+    return render_template("console/dashboard.html", tenant=current_tenant(), counts=counts, recent=recent,
+                           DeliveryStatus=DeliveryStatus)
+
+
+@tenant_console.get("/webhooks")
+def webhooks() -> str:
+    endpoints = list(db.session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)))
+    return render_template("console/webhooks.html", tenant=current_tenant(), endpoints=endpoints,
+                           types=events.EVENT_TYPES, json=json)
+
+
+@tenant_console.route("/webhooks/new", methods=["GET", "POST"])
+def new_webhook() -> Any:
+    require_role(*CAN_DEVELOP)
+    values: dict[str, Any] = {"url": "", "description": "", "event_types": [events.ALL_TYPES]}
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        values = {"url": request.form.get("url", ""), "description": request.form.get("description", ""),
+                  "event_types": request.form.getlist("event_types")}
+        try:
+            endpoint, secret = events.create_endpoint(current_tenant(), **values)
+            audit.record(current_tenant(), "webhook.created", actor=signed_in_user(), target=endpoint.public_id,
+                         details={"url": endpoint.url, "event_types": json.loads(endpoint.event_types)})
+        except ServiceError as error:
+            db.session.rollback()
+            errors = form_errors(error)
+        else:
+            return render_template("console/webhook_secret.html", tenant=current_tenant(), endpoint=endpoint,
+                                   secret=secret, created=True)
+    return render_template("console/webhook_form.html", tenant=current_tenant(), values=values, errors=errors,
+                           types=events.EVENT_TYPES), 422 if errors else 200
+
+
+@tenant_console.get("/webhooks/<endpoint_id>")
+def webhook(endpoint_id: str) -> str:
+    endpoint = events.get_endpoint(endpoint_id)
+    page = max(1, request.args.get("page", 1, type=int))
+    per_page = 25
+    rows = db.session.execute(
+        select(Delivery, Event).join(Event, (Event.id == Delivery.event_id) & (Event.tenant_id == Delivery.tenant_id))
+        .where(Delivery.endpoint_id == endpoint.id).order_by(Delivery.id.desc())
+        .offset((page - 1) * per_page).limit(per_page + 1)).all()
+    attempts: dict[int, list[DeliveryAttempt]] = {}
+    for attempt in db.session.scalars(select(DeliveryAttempt).where(
+            DeliveryAttempt.delivery_id.in_([row[0].id for row in rows])).order_by(DeliveryAttempt.id)):
+        attempts.setdefault(attempt.delivery_id, []).append(attempt)
+    template = "console/_deliveries.html" if request.headers.get("HX-Request") else "console/webhook.html"
+    return render_template(template, tenant=current_tenant(), endpoint=endpoint, rows=rows[:per_page],
+                           attempts=attempts, page=page, has_more=len(rows) > per_page, types=events.EVENT_TYPES,
+                           json=json, DeliveryStatus=DeliveryStatus)
+
+
+@tenant_console.post("/webhooks/<endpoint_id>/ping")
+def ping_webhook(endpoint_id: str) -> Response:
+    require_role(*CAN_DEVELOP)
+    endpoint = events.get_endpoint(endpoint_id)
+    events.ping(current_tenant(), endpoint)
+    audit.record(current_tenant(), "webhook.pinged", actor=signed_in_user(), target=endpoint.public_id)
+    flash(_("A test event is on its way. Its delivery appears below."))
+    return redirect(url_for("tenant_console.webhook", endpoint_id=endpoint.public_id))
+
+
+@tenant_console.post("/webhooks/<endpoint_id>/enabled")
+def toggle_webhook(endpoint_id: str) -> Response:
+    require_role(*CAN_DEVELOP)
+    endpoint = events.get_endpoint(endpoint_id)
+    enabled = request.form.get("enabled") == "1"
+    events.update_endpoint(endpoint, enabled=enabled)
+    audit.record(current_tenant(), "webhook.enabled" if enabled else "webhook.disabled", actor=signed_in_user(),
+                 target=endpoint.public_id)
+    return redirect(url_for("tenant_console.webhook", endpoint_id=endpoint.public_id))
+
+
+@tenant_console.post("/webhooks/<endpoint_id>/rotate")
+@recent_auth_required
+def rotate_webhook_secret(endpoint_id: str) -> str:
+    require_role(*CAN_DEVELOP)
+    endpoint = events.get_endpoint(endpoint_id)
+    secret = events.rotate_secret(current_tenant(), endpoint)
+    audit.record(current_tenant(), "webhook.secret_rotated", actor=signed_in_user(), target=endpoint.public_id)
+    return render_template("console/webhook_secret.html", tenant=current_tenant(), endpoint=endpoint, secret=secret,
+                           created=False)
+
+
+@tenant_console.post("/webhooks/<endpoint_id>/delete")
+@recent_auth_required
+def delete_webhook(endpoint_id: str) -> Response:
+    require_role(*CAN_DEVELOP)
+    endpoint = events.get_endpoint(endpoint_id)
+    audit.record(current_tenant(), "webhook.deleted", actor=signed_in_user(), target=endpoint.public_id,
+                 details={"url": endpoint.url})
+    events.delete_endpoint(endpoint)
+    flash(_("The endpoint is deleted."))
+    return redirect(url_for("tenant_console.webhooks"))
+
+
+@tenant_console.post("/webhooks/<endpoint_id>/deliveries/<int:delivery_id>/redeliver")
+def redeliver(endpoint_id: str, delivery_id: int) -> Response:
+    require_role(*CAN_DEVELOP)
+    endpoint = events.get_endpoint(endpoint_id)
+    delivery = db.session.scalar(select(Delivery).where(Delivery.id == delivery_id,
+                                                        Delivery.endpoint_id == endpoint.id))
+    if delivery is None:
+        abort(404)
+    events.redeliver(delivery)
+    audit.record(current_tenant(), "webhook.redelivered", actor=signed_in_user(), target=endpoint.public_id,
+                 details={"delivery": delivery.id})
+    flash(_("The delivery is sent again."))
+    return redirect(url_for("tenant_console.webhook", endpoint_id=endpoint.public_id))
+
+
+@tenant_console.route("/members", methods=["GET", "POST"])
+def members() -> Any:
+    errors: dict[str, str] = {}
+    values = {"email": "", "role": Role.DEVELOPER.value}
+    if request.method == "POST":
+        require_role(*CAN_ADMINISTER)
+        if time.time() - session.get("console_auth_at", 0) > RECENT_AUTH_SECONDS:
+            return redirect(url_for("console.reauthenticate", next=url_for("tenant_console.members")))
+        values = {"email": request.form.get("email", ""), "role": request.form.get("role", "")}
+        if values["role"] == Role.OWNER.value and g.role is not Role.OWNER:
+            errors = {"role": _("Only an owner can invite an owner.")}
+        else:
+            try:
+                invitation = accounts.invite(current_tenant(), email=values["email"], role=values["role"],
+                                             by=signed_in_user())  # type: ignore[arg-type]
+                audit.record(current_tenant(), "member.invited", actor=signed_in_user(), target=invitation.public_id,
+                             details={"email": invitation.email, "role": invitation.role.value})
+            except ServiceError as error:
+                db.session.rollback()
+                errors = form_errors(error)
+            else:
+                flash(_("The invitation is sent to %(email)s.", email=invitation.email))
+                return redirect(url_for("tenant_console.members"))
+    return render_template("console/members.html", tenant=current_tenant(), members=accounts.members(),
+                           roles=list(Role), values=values, errors=errors), 422 if errors else 200
+
+
+@tenant_console.get("/audit")
+def audit_log() -> str:
+    page = max(1, request.args.get("page", 1, type=int))
+    per_page = 50
+    query = select(AuditEntry).order_by(AuditEntry.seq.desc())
+    action = request.args.get("action", "").strip()
+    if action:
+        query = query.where(AuditEntry.action == action)
+    entries = list(db.session.scalars(query.offset((page - 1) * per_page).limit(per_page + 1)))
+    actions = list(db.session.scalars(select(AuditEntry.action).distinct().order_by(AuditEntry.action)))
+    template = "console/_audit_rows.html" if request.headers.get("HX-Request") else "console/audit.html"
+    return render_template(template, tenant=current_tenant(), entries=entries[:per_page], page=page,
+                           has_more=len(entries) > per_page, actions=actions, action=action, json=json)
+
+
+# -- development mail viewer ----------------------------------------------------------------------------
+
+@console.get("/dev/mail")
+def dev_mail() -> str:
+    if current_app.config["KAKEHASHI_ENV"] == "production":
+        abort(404)
+    from saas.mail import services as mail
+
+    return render_template("console/dev_mail.html", messages=mail.recent())

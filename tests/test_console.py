@@ -1,0 +1,281 @@
+"""The console: sign-up with address verification, sign-in with lockout and TOTP, roles,
+invitations, webhook pages, recent authentication, the hash-chained audit log, and
+isolation between organisations (another organisation's console or object is a 404)."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pyotp
+import pytest
+from sqlalchemy import select, update
+
+from saas import clock, db, ratelimit
+from saas.db import all_tenants, tenant_scope
+from saas.events.models import Delivery, Event, WebhookEndpoint
+from saas.mail.models import OutgoingMail
+from saas.tenants import audit
+from saas.tenants.models import AuditEntry, ConsoleUser, Tenant
+
+PASSWORD = "kakehashi bridges rivers at dawn"
+ORG = {"organisation": "かけはし信用金庫", "slug": "kk-shinkin", "kind": "bank", "corporate_number": "",
+       "name": "山田 花子", "email": "hanako@shinkin.example"}
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits() -> None:
+    ratelimit.reset()
+
+
+@pytest.fixture
+def client(client: Any) -> Any:
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"  # the messages below are the English ones
+    return client
+
+
+@pytest.fixture
+def other_client(app: Any, client: Any) -> Any:
+    other = app.test_client()
+    other.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    return other
+
+
+def csrf(client: Any, path: str) -> str:
+    page = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+
+
+def post(client: Any, path: str, data: dict[str, Any], **kwargs: Any) -> Any:
+    token = csrf(client, kwargs.pop("form_page", path))
+    return client.post(path, data={**data, "csrf_token": token}, **kwargs)
+
+
+def last_link(recipient: str) -> str:
+    body = db.session.scalars(select(OutgoingMail.body).where(OutgoingMail.recipient == recipient)
+                              .order_by(OutgoingMail.id.desc())).first()
+    assert body, f"no mail to {recipient}"
+    return re.search(r"https?://\S+", body).group(0)  # type: ignore[union-attr]
+
+
+def scalar(statement: Any) -> Any:
+    """A platform-level read for the test's assertions."""
+    with all_tenants(db.session):
+        return db.session.scalar(statement)
+
+
+def sign_up(client: Any, **changes: str) -> Any:
+    return post(client, "/console/signup", {**ORG, "password": PASSWORD, **changes})
+
+
+def verified_owner(client: Any, **changes: str) -> str:
+    """Sign an organisation up, confirm the address, sign in; its slug."""
+    values = {**ORG, **changes}
+    assert sign_up(client, **changes).status_code == 302
+    path = last_link(values["email"]).split("localhost", 1)[1]
+    assert client.get(path).status_code == 302
+    assert log_in(client, values["email"]).status_code == 302
+    return values["slug"]
+
+
+def log_in(client: Any, email: str, password: str = PASSWORD) -> Any:
+    return post(client, "/console/login", {"email": email, "password": password})
+
+
+def test_sign_up_verify_and_sign_in_reaches_the_new_sandbox_organisation(client: Any) -> None:
+    response = sign_up(client)
+    assert response.status_code == 302 and "/console/signup/sent" in response.headers["Location"]
+    tenant = db.session.scalar(select(Tenant).where(Tenant.slug == "kk-shinkin"))
+    assert tenant is not None and tenant.mode.value == "sandbox"
+    refused = log_in(client, ORG["email"])  # not confirmed yet: a new link goes out
+    assert refused.status_code == 403 and "Confirm your email address" in refused.get_data(as_text=True)
+    link = last_link(ORG["email"])
+    assert client.get(link.split("localhost", 1)[1]).status_code == 302
+    assert client.get(link.split("localhost", 1)[1]).status_code == 400  # used
+    response = log_in(client, ORG["email"])
+    assert response.status_code == 302
+    home = client.get("/console/", follow_redirects=True)
+    page = home.get_data(as_text=True)
+    assert home.status_code == 200 and "かけはし信用金庫" in page and "Sandbox" in page
+    with all_tenants(db.session):
+        assert db.session.scalar(select(AuditEntry.action).where(AuditEntry.tenant_id == tenant.id)) == \
+            "organisation.created"
+
+
+@pytest.mark.parametrize(("changes", "field", "text"), [
+    ({"password": "password123"}, "password", "too easy to guess"),
+    ({"password": "short"}, "password", "at least 10"),
+    ({"email": "not-an-address"}, "email", "Enter an email address"),
+    ({"corporate_number": "1234567890123"}, "corporate_number", "check digit"),
+    ({"slug": "Bad Slug!"}, "slug", "identifier"),
+    ({"slug": "console"}, "slug", "reserved"),
+])
+def test_bad_sign_up_input_is_refused_next_to_its_field_and_nothing_is_created(
+        client: Any, changes: dict[str, str], field: str, text: str) -> None:
+    response = sign_up(client, **changes)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert f'id="f-{field}-error"' in page and text in page
+    assert f'aria-describedby="f-{field}-hint f-{field}-error"' in page or \
+        f'aria-describedby=" f-{field}-error"' in page or f'aria-describedby="f-{field}-error"' in page
+    assert db.session.scalar(select(ConsoleUser.id)) is None
+
+
+def test_wrong_passwords_lock_the_account_for_a_while(client: Any) -> None:
+    verified_owner(client)
+    client.post("/console/logout", data={"csrf_token": csrf(client, "/console/login")})
+    for _ in range(5):
+        assert log_in(client, ORG["email"], "wrong password here").status_code == 401
+    locked = log_in(client, ORG["email"])  # even the right password
+    assert locked.status_code == 423 and "locked" in locked.get_data(as_text=True)
+    with clock.frozen(clock.now() + __import__("datetime").timedelta(minutes=16)):
+        assert log_in(client, ORG["email"]).status_code == 302
+
+
+def test_an_unknown_address_and_a_wrong_password_answer_alike(client: Any) -> None:
+    verified_owner(client)
+    client.post("/console/logout", data={"csrf_token": csrf(client, "/console/login")})
+    unknown = log_in(client, "nobody@example.jp").get_data(as_text=True)
+    wrong = log_in(client, ORG["email"], "not the password at all").get_data(as_text=True)
+    message = "The email address or password is wrong."
+    assert message in unknown and message in wrong
+
+
+def test_two_step_sign_in_with_totp_and_a_code_is_accepted_once(client: Any) -> None:
+    verified_owner(client)
+    started = post(client, "/console/account/security", {"action": "start"})
+    secret = re.search(r'<code class="secret"[^>]*>([A-Z2-7]+)</code>', started.get_data(as_text=True)).group(1)
+    totp = pyotp.TOTP(secret)
+    wrong = post(client, "/console/account/security", {"action": "confirm", "code": "000000"})
+    assert wrong.status_code == 422 and secret in wrong.get_data(as_text=True)  # shown again
+    assert post(client, "/console/account/security", {"action": "confirm", "code": totp.now()}).status_code == 302
+    client.post("/console/logout", data={"csrf_token": csrf(client, "/console/login")})
+    first = log_in(client, ORG["email"])
+    assert "/console/login/code" in first.headers["Location"]
+    assert client.get("/console/").status_code == 302  # not signed in until the code
+    with clock.frozen(clock.now() + __import__("datetime").timedelta(seconds=30)):
+        code = totp.at(clock.now())
+        assert post(client, "/console/login/code", {"code": code}).status_code == 302
+        client.post("/console/logout", data={"csrf_token": csrf(client, "/console/login")})
+        log_in(client, ORG["email"])
+        replay = post(client, "/console/login/code", {"code": code})
+    assert replay.status_code == 401  # the same code twice
+
+
+def add_webhook(client: Any, slug: str, url: str = "https://hooks.example/kakehashi") -> Any:
+    path = f"/t/{slug}/console/webhooks/new"
+    return post(client, path, {"url": url, "description": "CRM", "event_types": ["*"]})
+
+
+def test_a_webhook_is_added_with_its_secret_shown_once_and_pinged(client: Any) -> None:
+    slug = verified_owner(client)
+    created = add_webhook(client, slug)
+    page = created.get_data(as_text=True)
+    assert created.status_code == 200 and "shown only this once" in page
+    assert re.search(r"whsec_[A-Za-z0-9_-]{20,}", page)
+    endpoint = scalar(select(WebhookEndpoint))
+    assert endpoint is not None
+    detail = client.get(f"/t/{slug}/console/webhooks/{endpoint.public_id}").get_data(as_text=True)
+    assert "whsec_" not in detail  # never again
+    pinged = post(client, f"/t/{slug}/console/webhooks/{endpoint.public_id}/ping", {},
+                  form_page=f"/t/{slug}/console/webhooks/{endpoint.public_id}")
+    assert pinged.status_code == 302
+    with all_tenants(db.session):
+        assert db.session.scalar(select(Event.type)) == "webhook.ping"
+        assert db.session.scalar(select(Delivery.endpoint_id)) == endpoint.id
+    detail = client.get(f"/t/{slug}/console/webhooks/{endpoint.public_id}").get_data(as_text=True)
+    assert "webhook.ping" in detail
+    with all_tenants(db.session):
+        actions = list(db.session.scalars(select(AuditEntry.action).order_by(AuditEntry.seq)))
+    assert actions[-2:] == ["webhook.created", "webhook.pinged"]
+
+
+def test_a_bad_webhook_url_is_refused_next_to_the_field(client: Any) -> None:
+    slug = verified_owner(client)
+    response = add_webhook(client, slug, "ftp://hooks.example/x")
+    assert response.status_code == 422 and 'id="f-url-error"' in response.get_data(as_text=True)
+    assert scalar(select(WebhookEndpoint.id)) is None
+
+
+def test_sensitive_actions_ask_for_the_password_again(client: Any) -> None:
+    slug = verified_owner(client)
+    add_webhook(client, slug)
+    endpoint = scalar(select(WebhookEndpoint))
+    assert endpoint is not None
+    with client.session_transaction() as session:
+        session["console_auth_at"] = int(time.time()) - 3600
+    detail = f"/t/{slug}/console/webhooks/{endpoint.public_id}"
+    response = post(client, f"{detail}/rotate", {}, form_page=detail, headers={"Referer": f"http://localhost{detail}"})
+    assert response.status_code == 302 and "/console/reauthenticate" in response.headers["Location"]
+    again = post(client, "/console/reauthenticate", {"password": PASSWORD, "next": detail},
+                 form_page="/console/reauthenticate")
+    assert again.status_code == 302 and again.headers["Location"].endswith(detail)
+    rotated = post(client, f"{detail}/rotate", {}, form_page=detail)
+    assert rotated.status_code == 200 and "whsec_" in rotated.get_data(as_text=True)
+
+
+def test_an_invited_auditor_reads_but_cannot_change(client: Any, other_client: Any) -> None:
+    slug = verified_owner(client)
+    invited = post(client, f"/t/{slug}/console/members", {"email": "taro@shinkin.example", "role": "auditor"})
+    assert invited.status_code == 302
+    link = last_link("taro@shinkin.example").split("localhost", 1)[1]
+    other = other_client
+    joined = post(other, link, {"name": "鈴木 太郎", "password": "another long phrase for taro"})
+    assert joined.status_code == 302 and f"/t/{slug}/console/" in joined.headers["Location"]
+    assert other.get(f"/t/{slug}/console/webhooks").status_code == 200
+    refused = add_webhook(other, slug)
+    assert refused.status_code == 403 and "may look but not change" in refused.get_data(as_text=True)
+    assert "Add an endpoint" not in other.get(f"/t/{slug}/console/webhooks").get_data(as_text=True)
+    members = other.get(f"/t/{slug}/console/members").get_data(as_text=True)
+    assert "鈴木 太郎" in members and "山田 花子" in members
+    assert other.get(link).status_code == 404  # used
+
+
+def test_another_organisations_console_and_objects_are_not_found(client: Any, other_client: Any) -> None:
+    slug = verified_owner(client)
+    add_webhook(client, slug)
+    endpoint = scalar(select(WebhookEndpoint))
+    assert endpoint is not None
+    other = other_client
+    verified_owner(other, organisation="よその病院", slug="yoso-clinic", kind="hospital", email="a@yoso.example")
+    assert other.get(f"/t/{slug}/console/").status_code == 404
+    assert other.get(f"/t/{slug}/console/webhooks/{endpoint.public_id}").status_code == 404
+    assert other.get(f"/t/yoso-clinic/console/webhooks/{endpoint.public_id}").status_code == 404
+    ping = post(other, f"/t/yoso-clinic/console/webhooks/{endpoint.public_id}/ping", {},
+                form_page="/t/yoso-clinic/console/webhooks")
+    assert ping.status_code == 404
+    assert client.get("/t/yoso-clinic/console/audit").status_code == 404
+    assert client.get(f"/t/{slug}/console/audit").status_code == 200
+
+
+def test_the_console_needs_a_signed_in_user(client: Any) -> None:
+    response = client.get("/t/anything/console/webhooks")
+    assert response.status_code in (302, 404)
+    assert client.get("/console/").headers["Location"].startswith("/console/login")
+
+
+def test_the_audit_chain_detects_an_edited_or_deleted_entry(client: Any) -> None:
+    slug = verified_owner(client)
+    add_webhook(client, slug)
+    add_webhook(client, slug, "https://hooks.example/second")
+    tenant = db.session.scalar(select(Tenant).where(Tenant.slug == slug))
+    assert tenant is not None
+    assert audit.verify(tenant) == []
+    with tenant_scope(db.session, tenant.id):
+        db.session.execute(update(AuditEntry).where(AuditEntry.seq == 2).values(actor="someone else"))
+    assert [b.seq for b in audit.verify(tenant)] == [2]
+    with tenant_scope(db.session, tenant.id):
+        db.session.execute(update(AuditEntry).where(AuditEntry.seq == 2).values(
+            actor=db.session.scalar(select(AuditEntry.actor).where(AuditEntry.seq == 1))))
+        entry = db.session.scalar(select(AuditEntry).where(AuditEntry.seq == 2))
+        db.session.delete(entry)
+        db.session.flush()
+    problems = audit.verify(tenant)
+    assert problems and problems[0].seq == 3 and "missing" in problems[0].problem
+
+
+def test_the_development_mail_viewer_shows_the_outbox(client: Any) -> None:
+    sign_up(client)
+    page = client.get("/console/dev/mail").get_data(as_text=True)
+    assert ORG["email"] in page and "/console/verify/" in page
