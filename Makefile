@@ -24,6 +24,7 @@ demo: install
 	@echo ""
 	@echo "  Kakehashi is starting on http://$(HOST):$(PORT)/"
 	@echo "  (demo tenant: http://$(HOST):$(PORT)/t/demo/)"
+	@echo "  The console: http://$(HOST):$(PORT)/console/  (demo@kakehashi.example / demo bridge over the kamo river)"
 	@echo "  The bridge agent runs beside it with a virtual sandbox card: PIN 1234, password DEMO1234."
 	@echo "  The demo relying party: http://$(HOST):$(RP_PORT)/  (click \"log in with My Number Card\")"
 	@echo ""

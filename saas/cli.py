@@ -123,6 +123,34 @@ def seed_demo_command(service_url: str, rp_url: str, rp_config: str) -> None:
     else:
         click.echo(f"demo tenant {tenant.public_id} already at /t/{tenant.slug}/")
     seed_demo_rp(tenant, service_url.rstrip("/"), rp_url.rstrip("/"), Path(rp_config))
+    if current_app.config["KAKEHASHI_ENV"] != "production":  # a published password: never in production
+        seed_demo_owner(tenant)
+
+
+DEMO_OWNER = {"email": "demo@kakehashi.example", "password": "demo bridge over the kamo river"}
+
+
+def seed_demo_owner(tenant: Tenant) -> None:
+    """A verified console owner of the demo tenant, so that a newcomer can open the console."""
+    from sqlalchemy import select
+
+    from saas import clock
+    from saas.db import tenant_scope
+    from saas.tenants.accounts import hash_password
+    from saas.tenants.models import ConsoleUser, Membership, Role
+
+    user = db.session.scalar(select(ConsoleUser).where(ConsoleUser.email == DEMO_OWNER["email"]))
+    if user is None:
+        user = ConsoleUser(email=DEMO_OWNER["email"], name="デモ 管理者", password_hash=hash_password(
+            DEMO_OWNER["password"]), email_verified_at=clock.now(), failed_logins=0, is_operator=False,
+            created_at=clock.now())
+        db.session.add(user)
+        db.session.flush()
+    with tenant_scope(db.session, tenant.id):
+        if db.session.scalar(select(Membership.id).where(Membership.user_id == user.id)) is None:
+            db.session.add(Membership(tenant_id=tenant.id, user_id=user.id, role=Role.OWNER, created_at=clock.now()))
+    db.session.commit()
+    click.echo(f"demo console owner: {DEMO_OWNER['email']} / {DEMO_OWNER['password']}")
 
 
 def seed_demo_rp(tenant: Tenant, service_url: str, rp_url: str, path: Path) -> None:

@@ -47,6 +47,11 @@ def test_seed_demo_is_idempotent(app: Flask, db_session: Any, tmp_path: Path) ->
     assert "registered demo relying party" in first.output
     assert second.exit_code == 0 and "already" in second.output and "already registered" in second.output
     assert len(db_session.scalars(select(Tenant).where(Tenant.slug == "demo")).all()) == 1
+    assert "demo console owner: demo@kakehashi.example" in first.output
+    from saas.tenants.models import ConsoleUser
+
+    owners = db_session.scalars(select(ConsoleUser).where(ConsoleUser.email == "demo@kakehashi.example")).all()
+    assert len(owners) == 1 and owners[0].email_verified_at is not None
 
 
 def free_port() -> int:
