@@ -279,3 +279,69 @@ def test_the_development_mail_viewer_shows_the_outbox(client: Any) -> None:
     sign_up(client)
     page = client.get("/console/dev/mail").get_data(as_text=True)
     assert ORG["email"] in page and "/console/verify/" in page
+
+
+def client_jwks() -> str:
+    import json
+
+    from joserfc.jwk import ECKey, KeySet
+
+    return json.dumps(KeySet([ECKey.import_key(ECKey.generate_key("P-256").as_dict(private=False))]).as_dict())
+
+
+def test_sign_in_clients_are_added_edited_and_checked(client: Any) -> None:
+    from saas.oidc.models import OIDCClient
+
+    slug = verified_owner(client)
+    form = {"name": "会員サイト", "redirect_uris": "https://members.example/callback\n",
+            "scopes": ["name", "birthdate"], "auth_method": "private_key_jwt", "jwks": client_jwks()}
+    created = post(client, f"/t/{slug}/console/clients/new", form)
+    client_id = re.search(r'id="client-id">(cli_[a-z0-9]+)<', created.get_data(as_text=True)).group(1)
+    found = scalar(select(OIDCClient).where(OIDCClient.public_id == client_id))
+    assert found is not None and found.scopes == '["birthdate", "name", "openid"]'
+    path = f"/t/{slug}/console/clients/{client_id}"
+    bad = post(client, path, {**form, "redirect_uris": "https://members.example/cb#frag"})
+    assert bad.status_code == 422 and 'id="f-redirect_uris-error"' in bad.get_data(as_text=True)
+    saved = post(client, path, {**form, "redirect_uris": "https://members.example/cb2", "scopes": ["address"]})
+    assert saved.status_code == 302
+    found = scalar(select(OIDCClient).where(OIDCClient.public_id == client_id))
+    assert found.redirect_uris == '["https://members.example/cb2"]' and "address" in found.scopes
+    with all_tenants(db.session):
+        actions = list(db.session.scalars(select(AuditEntry.action).order_by(AuditEntry.seq)))
+    assert actions[-2:] == ["oidc_client.created", "oidc_client.updated"]
+
+
+def test_a_sandbox_secret_client_sees_its_secret_once(client: Any) -> None:
+    from saas.oidc.models import OIDCClient
+
+    slug = verified_owner(client)
+    created = post(client, f"/t/{slug}/console/clients/new", {
+        "name": "Sandbox app", "redirect_uris": "http://127.0.0.1:8000/cb", "auth_method": "client_secret_basic"})
+    page = created.get_data(as_text=True)
+    secret = re.search(r'id="secret">([^<]+)<', page).group(1)
+    found = scalar(select(OIDCClient))
+    assert found.secret_hash and secret not in found.secret_hash
+    assert secret not in client.get(f"/t/{slug}/console/clients/{found.public_id}").get_data(as_text=True)
+
+
+def test_rotating_a_signing_key_keeps_the_old_one_published(client: Any) -> None:
+    from saas.oidc.models import KeyStatus, SigningKey
+
+    slug = verified_owner(client)
+    client.get(f"/t/{slug}/console/clients")  # the keys are made on first use
+    rotated = post(client, f"/t/{slug}/console/signing-keys/ES256/rotate", {}, form_page=f"/t/{slug}/console/clients")
+    assert rotated.status_code == 302
+    with all_tenants(db.session):
+        states = sorted(k.status.value for k in db.session.scalars(select(SigningKey).where(SigningKey.alg == "ES256")))
+    assert states == [KeyStatus.ACTIVE.value, KeyStatus.RETIRING.value]
+    assert len(client.get(f"/t/{slug}/jwks.json").get_json()["keys"]) == 3
+
+
+def test_another_organisations_client_is_not_found(client: Any, other_client: Any) -> None:
+    slug = verified_owner(client)
+    created = post(client, f"/t/{slug}/console/clients/new", {
+        "name": "Sandbox app", "redirect_uris": "http://127.0.0.1:8000/cb", "auth_method": "client_secret_basic"})
+    client_id = re.search(r'id="client-id">(cli_[a-z0-9]+)<', created.get_data(as_text=True)).group(1)
+    verified_owner(other_client, organisation="よその病院", slug="yoso-clinic", kind="hospital", email="a@yoso.example")
+    assert other_client.get(f"/t/yoso-clinic/console/clients/{client_id}").status_code == 404
+    assert other_client.get(f"/t/{slug}/console/clients/{client_id}").status_code == 404

@@ -15,6 +15,7 @@ import json
 import secrets
 import time
 import urllib.request
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask_babel import lazy_gettext as _l
@@ -52,22 +53,9 @@ def register_client(tenant: Tenant, *, name: str, redirect_uris: list[str], scop
                     post_logout_redirect_uris: list[str] | None = None,
                     backchannel_logout_uri: str | None = None) -> tuple[OIDCClient, str | None]:
     """Register a client; returns it and, for client_secret_basic, its secret (shown once)."""
-    name = name.strip()
-    if not name or len(name) > 200:
-        raise ClientError(_l("The name must be 1–200 characters."), code="invalid_name", field="name")
-    if not redirect_uris or len(redirect_uris) > MAX_REDIRECT_URIS:
-        raise ClientError(_l("Give 1–20 redirect URIs."), code="invalid_redirect_uri", field="redirect_uris")
-    uris = [validate_redirect_uri(u.strip()) for u in redirect_uris]
-    logout_uris = [validate_redirect_uri(u.strip()) for u in post_logout_redirect_uris or []]
-    if len(logout_uris) > MAX_REDIRECT_URIS:
-        raise ClientError(_l("Give 1–20 redirect URIs."), code="invalid_redirect_uri",
-                          field="post_logout_redirect_uris")
-    if backchannel_logout_uri:
-        backchannel_logout_uri = validate_redirect_uri(backchannel_logout_uri.strip())
-    unknown = sorted(set(scopes) - set(SCOPES))
-    if unknown or "openid" not in scopes:
-        raise ClientError(_l("Scopes are openid plus any of name, address, birthdate, gender, sign."),
-                          code="invalid_scope", field="scopes")
+    values = _validated(name=name, redirect_uris=redirect_uris, scopes=scopes,
+                        post_logout_redirect_uris=post_logout_redirect_uris,
+                        backchannel_logout_uri=backchannel_logout_uri)
     try:
         method = ClientAuthMethod(auth_method)
     except ValueError:
@@ -80,16 +68,59 @@ def register_client(tenant: Tenant, *, name: str, redirect_uris: list[str], scop
                               code="invalid_auth_method", field="auth_method")
         secret = secrets.token_urlsafe(32)
         secret_hash = hash_secret(secret)
+        jwks = jwks_uri = None
     else:
         jwks = _validated_jwks(jwks, jwks_uri)
-    client = OIDCClient(tenant_id=tenant.id, name=name, redirect_uris=json.dumps(uris, ensure_ascii=False),
-                        scopes=json.dumps(sorted(set(scopes))), auth_method=method, jwks=jwks,
-                        jwks_uri=jwks_uri, secret_hash=secret_hash, created_at=clock.now(),
-                        post_logout_redirect_uris=json.dumps(logout_uris, ensure_ascii=False),
-                        backchannel_logout_uri=backchannel_logout_uri or None)
+        jwks_uri = jwks_uri or None
+    client = OIDCClient(tenant_id=tenant.id, auth_method=method, jwks=jwks, jwks_uri=jwks_uri,
+                        secret_hash=secret_hash, created_at=clock.now(), **values)
     db.session.add(client)
     db.session.flush()
     return client, secret
+
+
+def update_client(client: OIDCClient, *, name: str, redirect_uris: list[str], scopes: list[str],
+                  jwks: str | None = None, jwks_uri: str | None = None,
+                  post_logout_redirect_uris: list[str] | None = None,
+                  backchannel_logout_uri: str | None = None) -> OIDCClient:
+    """Change what a client may do; its id, authentication method and secret stay."""
+    values = _validated(name=name, redirect_uris=redirect_uris, scopes=scopes,
+                        post_logout_redirect_uris=post_logout_redirect_uris,
+                        backchannel_logout_uri=backchannel_logout_uri)
+    if client.auth_method is ClientAuthMethod.PRIVATE_KEY_JWT:
+        client.jwks, client.jwks_uri = _validated_jwks(jwks, jwks_uri), jwks_uri or None
+        _FETCHED.pop(jwks_uri or "", None)
+    for key, value in values.items():
+        setattr(client, key, value)
+    db.session.flush()
+    return client
+
+
+def _validated(*, name: str, redirect_uris: list[str], scopes: list[str],
+               post_logout_redirect_uris: list[str] | None, backchannel_logout_uri: str | None) -> dict[str, Any]:
+    name = (name or "").strip()
+    if not name or len(name) > 200:
+        raise ClientError(_l("The name must be 1–200 characters."), code="invalid_name", field="name")
+    redirect_uris = [u.strip() for u in redirect_uris if u.strip()]
+    if not redirect_uris or len(redirect_uris) > MAX_REDIRECT_URIS:
+        raise ClientError(_l("Give 1–20 redirect URIs."), code="invalid_redirect_uri", field="redirect_uris")
+    uris = [validate_redirect_uri(u) for u in redirect_uris]
+    logout_uris = [validate_redirect_uri(u.strip()) for u in post_logout_redirect_uris or [] if u.strip()]
+    if len(logout_uris) > MAX_REDIRECT_URIS:
+        raise ClientError(_l("Give 1–20 redirect URIs."), code="invalid_redirect_uri",
+                          field="post_logout_redirect_uris")
+    if backchannel_logout_uri and backchannel_logout_uri.strip():
+        backchannel_logout_uri = validate_redirect_uri(backchannel_logout_uri.strip())
+    else:
+        backchannel_logout_uri = None
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown or "openid" not in scopes:
+        raise ClientError(_l("Scopes are openid plus any of name, address, birthdate, gender, sign."),
+                          code="invalid_scope", field="scopes")
+    return {"name": name, "redirect_uris": json.dumps(uris, ensure_ascii=False),
+            "scopes": json.dumps(sorted(set(scopes))),
+            "post_logout_redirect_uris": json.dumps(logout_uris, ensure_ascii=False),
+            "backchannel_logout_uri": backchannel_logout_uri}
 
 
 def _validated_jwks(jwks: str | None, jwks_uri: str | None) -> str | None:

@@ -476,3 +476,124 @@ def dev_mail() -> str:
     from saas.mail import services as mail
 
     return render_template("console/dev_mail.html", messages=mail.recent())
+
+
+# -- OpenID Connect clients and signing keys ------------------------------------------------------------
+
+def _client_values() -> dict[str, Any]:
+    def lines(name: str) -> list[str]:
+        return [line.strip() for line in request.form.get(name, "").splitlines() if line.strip()]
+
+    return {"name": request.form.get("name", ""), "redirect_uris": lines("redirect_uris"),
+            "scopes": ["openid", *[s for s in request.form.getlist("scopes") if s != "openid"]],
+            "jwks": request.form.get("jwks", "").strip() or None,
+            "jwks_uri": request.form.get("jwks_uri", "").strip() or None,
+            "post_logout_redirect_uris": lines("post_logout_redirect_uris"),
+            "backchannel_logout_uri": request.form.get("backchannel_logout_uri", "").strip() or None}
+
+
+def _get_client(client_id: str) -> Any:
+    from saas.oidc.models import OIDCClient
+
+    client = db.session.scalar(select(OIDCClient).where(OIDCClient.public_id == client_id))
+    if client is None:
+        abort(404)
+    return client
+
+
+@tenant_console.get("/clients")
+def clients() -> str:
+    from saas.oidc import keys
+    from saas.oidc.models import OIDCClient, SigningKey
+
+    keys.ensure_keys(current_tenant())
+    return render_template("console/clients.html", tenant=current_tenant(), json=json,
+                           clients=list(db.session.scalars(select(OIDCClient).order_by(OIDCClient.id))),
+                           signing_keys=list(db.session.scalars(select(SigningKey).order_by(SigningKey.id.desc()))))
+
+
+@tenant_console.route("/clients/new", methods=["GET", "POST"])
+def new_client() -> Any:
+    from saas.oidc import clients as oidc_clients
+
+    require_role(*CAN_DEVELOP)
+    errors: dict[str, str] = {}
+    values: dict[str, Any] = {"auth_method": "private_key_jwt", "scopes": ["openid"], "redirect_uris": []}
+    if request.method == "POST":
+        values = {**_client_values(), "auth_method": request.form.get("auth_method", "")}
+        try:
+            client, secret = oidc_clients.register_client(current_tenant(), **values)
+            audit.record(current_tenant(), "oidc_client.created", actor=signed_in_user(), target=client.public_id,
+                         details={"name": client.name, "redirect_uris": json.loads(client.redirect_uris),
+                                  "scopes": json.loads(client.scopes), "auth_method": client.auth_method.value})
+        except ServiceError as error:
+            db.session.rollback()
+            errors = form_errors(error)
+        else:
+            return render_template("console/client_created.html", tenant=current_tenant(), client=client,
+                                   secret=secret)
+    return render_template("console/client_form.html", tenant=current_tenant(), values=values, errors=errors,
+                           client=None, all_scopes=_scope_names()), 422 if errors else 200
+
+
+@tenant_console.route("/clients/<client_id>", methods=["GET", "POST"])
+def client(client_id: str) -> Any:
+    from saas.oidc import clients as oidc_clients
+
+    found = _get_client(client_id)
+    errors: dict[str, str] = {}
+    values: dict[str, Any] = {
+        "name": found.name, "redirect_uris": json.loads(found.redirect_uris), "scopes": json.loads(found.scopes),
+        "jwks": found.jwks or "", "jwks_uri": found.jwks_uri or "", "auth_method": found.auth_method.value,
+        "post_logout_redirect_uris": json.loads(found.post_logout_redirect_uris),
+        "backchannel_logout_uri": found.backchannel_logout_uri or ""}
+    if request.method == "POST":
+        require_role(*CAN_DEVELOP)
+        values = {**_client_values(), "auth_method": found.auth_method.value}
+        try:
+            oidc_clients.update_client(found, **{k: v for k, v in values.items() if k != "auth_method"})
+            audit.record(current_tenant(), "oidc_client.updated", actor=signed_in_user(), target=found.public_id,
+                         details={"redirect_uris": json.loads(found.redirect_uris),
+                                  "scopes": json.loads(found.scopes)})
+        except ServiceError as error:
+            db.session.rollback()
+            errors = form_errors(error)
+        else:
+            flash(_("The client is saved."))
+            return redirect(url_for("tenant_console.client", client_id=found.public_id))
+    return render_template("console/client_form.html", tenant=current_tenant(), values=values, errors=errors,
+                           client=found, all_scopes=_scope_names()), 422 if errors else 200
+
+
+@tenant_console.post("/clients/<client_id>/secret")
+@recent_auth_required
+def rotate_client_secret(client_id: str) -> Any:
+    from saas.oidc import clients as oidc_clients
+
+    require_role(*CAN_DEVELOP)
+    found = _get_client(client_id)
+    secret = oidc_clients.rotate_secret(found)
+    audit.record(current_tenant(), "oidc_client.secret_rotated", actor=signed_in_user(), target=found.public_id)
+    return render_template("console/client_created.html", tenant=current_tenant(), client=found, secret=secret,
+                           rotated=True)
+
+
+@tenant_console.post("/signing-keys/<alg>/rotate")
+@recent_auth_required
+def rotate_signing_key(alg: str) -> Response:
+    from saas.oidc import keys
+
+    require_role(*CAN_ADMINISTER)
+    if alg not in keys.ALGORITHMS:
+        abort(404)
+    created = keys.rotate(current_tenant(), alg)
+    audit.record(current_tenant(), "signing_key.rotated", actor=signed_in_user(), target=created.kid,
+                 details={"alg": alg})
+    flash(_("A new %(alg)s key signs from now on; the previous one stays published until its tokens expire.",
+            alg=alg))
+    return redirect(url_for("tenant_console.clients"))
+
+
+def _scope_names() -> dict[str, str]:
+    return {"name": _("Name (氏名)"), "address": _("Address (住所)"), "birthdate": _("Date of birth (生年月日)"),
+            "gender": _("Gender (性別)"), "sign": _("Sign documents with the card (sign transactions)")}
