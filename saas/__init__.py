@@ -46,11 +46,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from saas.events.api import bp as events_api
     from saas.oidc import server as oidc_server
     from saas.oidc.views import bp as oidc
     from saas.oidc.views import pages as oidc_pages
     from saas.openapi import register_api_blueprint
     from saas.sandbox.views import bp as sandbox
+    from saas.tenants import apikeys
     from saas.tenants.console import console, tenant_console
     from saas.tenants.views import bp as tenants
     from saas.web.views import bp as web
@@ -59,6 +61,8 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(tenants)
     app.register_blueprint(console)
     app.register_blueprint(tenant_console)
+    register_api_blueprint(app, events_api)
+    apikeys.init_app(app)  # before the commit hook, so that it runs after it
     register_api_blueprint(app, sandbox)
     register_api_blueprint(app, oidc)
     app.register_blueprint(oidc_pages)

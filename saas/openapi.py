@@ -86,6 +86,8 @@ SECURITY_SCHEMES = {
     "clientSecretBasic": {"type": "http", "scheme": "basic",
                           "description": "Sandbox tenants' clients only."},
     "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT (RFC 9068)"},
+    "apiKey": {"type": "http", "scheme": "bearer", "bearerFormat": "kk_test_… / kk_live_…",
+               "description": "An organisation's API key, made in the console; scoped, expiring, revocable."},
 }
 
 

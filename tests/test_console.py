@@ -345,3 +345,84 @@ def test_another_organisations_client_is_not_found(client: Any, other_client: An
     verified_owner(other_client, organisation="よその病院", slug="yoso-clinic", kind="hospital", email="a@yoso.example")
     assert other_client.get(f"/t/yoso-clinic/console/clients/{client_id}").status_code == 404
     assert other_client.get(f"/t/{slug}/console/clients/{client_id}").status_code == 404
+
+
+def make_key(client: Any, slug: str, scopes: list[str], name: str = "CRM") -> str:
+    page = post(client, f"/t/{slug}/console/api-keys", {"name": name, "scopes": scopes}).get_data(as_text=True)
+    return re.search(r'id="api-key">(kk_test_[A-Za-z0-9_-]+)<', page).group(1)  # type: ignore[union-attr]
+
+
+def test_the_webhooks_api_works_with_a_scoped_key_and_logs_every_call(client: Any, other_client: Any) -> None:
+    from saas.tenants.models import ApiKey, ApiRequest
+
+    slug = verified_owner(client)
+    key = make_key(client, slug, ["webhooks:read", "webhooks:write"])
+    assert key.startswith("kk_test_")
+    stored = scalar(select(ApiKey))
+    assert stored.key_hash != key and key not in stored.hint
+    auth = {"Authorization": f"Bearer {key}", "Accept-Language": "en"}
+    api = f"/t/{slug}/api/webhooks"
+    created = client.post(api, json={"url": "https://hooks.example/a", "event_types": ["oidc.session.ended"]},
+                          headers=auth)
+    assert created.status_code == 201 and created.get_json()["secret"].startswith("whsec_")
+    endpoint_id = created.get_json()["id"]
+    assert client.get(api, headers=auth).get_json()["data"][0]["id"] == endpoint_id
+    assert "secret" not in client.get(f"{api}/{endpoint_id}", headers=auth).get_json()
+    bad = client.post(api, json={"url": "ftp://hooks.example/x", "event_types": ["*"]},
+                      headers=auth)
+    assert bad.status_code == 422 and bad.get_json()["error"] == "invalid_url" and bad.get_json()["field"] == "url"
+    patched = client.patch(f"{api}/{endpoint_id}", json={"enabled": False}, headers=auth)
+    assert patched.status_code == 200 and patched.get_json()["enabled"] is False
+    assert client.post(f"{api}/{endpoint_id}/ping", headers=auth).status_code == 202
+    [delivery] = client.get(f"{api}/{endpoint_id}/deliveries", headers=auth).get_json()["data"]
+    assert delivery["type"] == "webhook.ping" and delivery["status"] == "pending"
+    assert client.delete(f"{api}/{endpoint_id}", headers=auth).status_code == 204
+    assert client.get(f"{api}/{endpoint_id}", headers=auth).status_code == 404
+    with all_tenants(db.session):
+        logged = list(db.session.scalars(select(ApiRequest.status).order_by(ApiRequest.id)))
+        actors = list(db.session.scalars(select(AuditEntry.actor).where(AuditEntry.action == "webhook.created")))
+    assert logged == [201, 200, 200, 422, 200, 202, 200, 204, 404]  # refused calls too
+    assert actors[0].startswith(stored.public_id)
+    page = client.get(f"/t/{slug}/console/api-keys/{stored.public_id}").get_data(as_text=True)
+    assert f"POST {api}" in page
+
+
+def test_api_keys_are_scoped_revocable_and_bound_to_their_organisation(client: Any, other_client: Any) -> None:
+    from saas.tenants.models import ApiKey
+
+    slug = verified_owner(client)
+    reader = make_key(client, slug, ["webhooks:read"], "reader")
+    api = f"/t/{slug}/api/webhooks"
+    refused = client.post(api, json={"url": "https://hooks.example/a"}, headers={"Authorization": f"Bearer {reader}"})
+    assert refused.status_code == 403 and refused.get_json()["error"] == "insufficient_scope"
+    assert client.get(api).status_code == 401
+    assert client.get(api, headers={"Authorization": "Bearer kk_test_nonsense"}).get_json()["error"] == \
+        "invalid_api_key"
+    verified_owner(other_client, organisation="よその病院", slug="yoso-clinic", kind="hospital", email="a@yoso.example")
+    theirs = make_key(other_client, "yoso-clinic", ["webhooks:read", "webhooks:write"])
+    assert client.get(api, headers={"Authorization": f"Bearer {theirs}"}).status_code == 401  # not this org's key
+    created = other_client.post("/t/yoso-clinic/api/webhooks", json={"url": "https://yoso.example/h"},
+                                headers={"Authorization": f"Bearer {theirs}"}).get_json()
+    assert client.get(f"{api}/{created['id']}", headers={"Authorization": f"Bearer {reader}"}).status_code == 404
+    key_id = scalar(select(ApiKey.public_id).where(ApiKey.name == "reader"))
+    assert post(client, f"/t/{slug}/console/api-keys/{key_id}/revoke", {},
+                form_page=f"/t/{slug}/console/api-keys").status_code == 302
+    assert client.get(api, headers={"Authorization": f"Bearer {reader}"}).status_code == 401
+    assert other_client.get(f"/t/{slug}/console/api-keys/{key_id}").status_code == 404
+
+
+def test_an_expired_key_is_refused(client: Any) -> None:
+    import datetime as dt
+
+    slug = verified_owner(client)
+    tomorrow = (clock.now() + dt.timedelta(days=1)).date().isoformat()
+    page = post(client, f"/t/{slug}/console/api-keys", {"name": "short-lived", "scopes": ["webhooks:read"],
+                                                        "expires": tomorrow}).get_data(as_text=True)
+    key = re.search(r'id="api-key">(kk_test_[A-Za-z0-9_-]+)<', page).group(1)
+    api = f"/t/{slug}/api/webhooks"
+    assert client.get(api, headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    with clock.frozen(clock.now() + dt.timedelta(days=3)):
+        assert client.get(api, headers={"Authorization": f"Bearer {key}"}).status_code == 401
+    past = post(client, f"/t/{slug}/console/api-keys", {"name": "x", "scopes": ["webhooks:read"],
+                                                        "expires": "2020-01-01"})
+    assert past.status_code == 422 and 'id="f-expires-error"' in past.get_data(as_text=True)

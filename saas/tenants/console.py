@@ -597,3 +597,74 @@ def rotate_signing_key(alg: str) -> Response:
 def _scope_names() -> dict[str, str]:
     return {"name": _("Name (氏名)"), "address": _("Address (住所)"), "birthdate": _("Date of birth (生年月日)"),
             "gender": _("Gender (性別)"), "sign": _("Sign documents with the card (sign transactions)")}
+
+
+# -- API keys --------------------------------------------------------------------------------------------
+
+@tenant_console.route("/api-keys", methods=["GET", "POST"])
+def api_keys() -> Any:
+    from datetime import datetime
+    from datetime import time as day_end
+    from zoneinfo import ZoneInfo
+
+    from saas import clock
+    from saas.tenants import apikeys
+    from saas.tenants.models import ApiKey
+
+    errors: dict[str, str] = {}
+    values: dict[str, Any] = {"name": "", "scopes": ["webhooks:read"], "expires": ""}
+    if request.method == "POST":
+        require_role(*CAN_DEVELOP)
+        if time.time() - session.get("console_auth_at", 0) > RECENT_AUTH_SECONDS:
+            return redirect(url_for("console.reauthenticate", next=url_for("tenant_console.api_keys")))
+        values = {"name": request.form.get("name", ""), "scopes": request.form.getlist("scopes"),
+                  "expires": request.form.get("expires", "").strip()}
+        try:
+            expires_at = None
+            if values["expires"]:
+                try:
+                    expires_at = datetime.combine(datetime.fromisoformat(values["expires"]).date(), day_end.max,
+                                                  tzinfo=ZoneInfo("Asia/Tokyo"))
+                except ValueError:
+                    raise apikeys.ApiKeyError(_("Give the date as YYYY-MM-DD."), code="invalid_expiry",
+                                              field="expires") from None
+            key, secret = apikeys.create(current_tenant(), name=values["name"], scopes=values["scopes"],
+                                         expires_at=expires_at, by=signed_in_user())
+            audit.record(current_tenant(), "api_key.created", actor=signed_in_user(), target=key.public_id,
+                         details={"name": key.name, "scopes": json.loads(key.scopes),
+                                  "expires_at": expires_at.isoformat() if expires_at else None})
+        except ServiceError as error:
+            db.session.rollback()
+            errors = {("expires" if error.field == "expires_at" else error.field or "form"): str(error.message)}
+        else:
+            return render_template("console/api_key_created.html", tenant=current_tenant(), key=key, secret=secret)
+    keys = list(db.session.scalars(select(ApiKey).order_by(ApiKey.id.desc())))
+    return render_template("console/api_keys.html", tenant=current_tenant(), keys=keys, values=values,
+                           errors=errors, scopes=apikeys.SCOPES, json=json, now=clock.now()), 422 if errors else 200
+
+
+@tenant_console.get("/api-keys/<key_id>")
+def api_key(key_id: str) -> str:
+    from saas.tenants.models import ApiKey, ApiRequest
+
+    key = db.session.scalar(select(ApiKey).where(ApiKey.public_id == key_id))
+    if key is None:
+        abort(404)
+    requests_ = list(db.session.scalars(select(ApiRequest).where(ApiRequest.key_id == key.id)
+                                        .order_by(ApiRequest.id.desc()).limit(100)))
+    return render_template("console/api_key.html", tenant=current_tenant(), key=key, requests=requests_, json=json)
+
+
+@tenant_console.post("/api-keys/<key_id>/revoke")
+def revoke_api_key(key_id: str) -> Response:
+    from saas.tenants import apikeys
+    from saas.tenants.models import ApiKey
+
+    require_role(*CAN_DEVELOP)
+    key = db.session.scalar(select(ApiKey).where(ApiKey.public_id == key_id))
+    if key is None:
+        abort(404)
+    apikeys.revoke(key)
+    audit.record(current_tenant(), "api_key.revoked", actor=signed_in_user(), target=key.public_id)
+    flash(_("The key is revoked: calls made with it are refused from now on."))
+    return redirect(url_for("tenant_console.api_keys"))

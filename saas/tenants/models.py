@@ -186,3 +186,36 @@ class AuditEntry(TenantScoped, Base):
     details: Mapped[str] = mapped_column(Text, default="{}")  # JSON
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class ApiKey(HasPublicId, TenantScoped, Base):
+    """A credential for the REST APIs: ``kk_test_…`` / ``kk_live_…``, shown once, kept hashed."""
+
+    __tablename__ = "api_keys"
+    __id_prefix__ = "key"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    hint: Mapped[str] = mapped_column(String(24))  # "kk_test_ab12…": enough to recognise it
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 of a 256-bit random key
+    scopes: Mapped[str] = mapped_column(Text)  # JSON list
+    created_by: Mapped[int | None] = mapped_column(BigId, ForeignKey("console_users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+
+class ApiRequest(TenantScoped, Base):
+    """One call made with an API key: the request log of the console."""
+
+    __tablename__ = "api_requests"
+    __extra_table_args__ = (Index("ix_api_requests_key_at", "key_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key_id: Mapped[int] = mapped_column(BigId, ForeignKey("api_keys.id", ondelete="CASCADE"))
+    at: Mapped[datetime]
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(300))
+    status: Mapped[int] = mapped_column(Integer)
+    ip: Mapped[str] = mapped_column(String(64), default="")

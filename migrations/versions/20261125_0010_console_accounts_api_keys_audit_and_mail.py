@@ -1,8 +1,8 @@
-"""console accounts audit and mail
+"""console accounts api keys audit and mail
 
 Revision ID: 0010
 Revises: 0009
-Create Date: 2026-11-25 06:21:54.810238
+Create Date: 2026-11-25 06:36:00.416859
 """
 
 from collections.abc import Sequence
@@ -53,6 +53,29 @@ def upgrade() -> None:
     with op.batch_alter_table("outgoing_mail", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_outgoing_mail_created_at"), ["created_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_outgoing_mail_recipient"), ["recipient"], unique=False)
+
+    op.create_table("api_keys",
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("name", sa.String(length=200), nullable=False),
+    sa.Column("hint", sa.String(length=24), nullable=False),
+    sa.Column("key_hash", sa.String(length=64), nullable=False),
+    sa.Column("scopes", sa.Text(), nullable=False),
+    sa.Column("created_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+    sa.Column("created_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
+    sa.Column("revoked_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
+    sa.Column("last_used_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
+    sa.Column("public_id", sa.String(length=40), nullable=False),
+    sa.Column("tenant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.ForeignKeyConstraint(["created_by"], ["console_users.id"], name=op.f("fk_api_keys_created_by_console_users"), ondelete="SET NULL"),
+    sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_api_keys_tenant_id_tenants")),
+    sa.PrimaryKeyConstraint("id", name=op.f("pk_api_keys")),
+    sa.UniqueConstraint("key_hash", name=op.f("uq_api_keys_key_hash")),
+    sa.UniqueConstraint("public_id", name=op.f("uq_api_keys_public_id")),
+    sa.UniqueConstraint("tenant_id", "id", name=op.f("uq_api_keys_tenant_id_id"))
+    )
+    with op.batch_alter_table("api_keys", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_api_keys_tenant_id"), ["tenant_id"], unique=False)
 
     op.create_table("audit_entries",
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -147,8 +170,31 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_memberships_tenant_id"), ["tenant_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_memberships_user_id"), ["user_id"], unique=False)
 
+    op.create_table("api_requests",
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("key_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("method", sa.String(length=8), nullable=False),
+    sa.Column("path", sa.String(length=300), nullable=False),
+    sa.Column("status", sa.Integer(), nullable=False),
+    sa.Column("ip", sa.String(length=64), nullable=False),
+    sa.Column("tenant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.ForeignKeyConstraint(["key_id"], ["api_keys.id"], name=op.f("fk_api_requests_key_id_api_keys"), ondelete="CASCADE"),
+    sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_api_requests_tenant_id_tenants")),
+    sa.PrimaryKeyConstraint("id", name=op.f("pk_api_requests")),
+    sa.UniqueConstraint("tenant_id", "id", name=op.f("uq_api_requests_tenant_id_id"))
+    )
+    with op.batch_alter_table("api_requests", schema=None) as batch_op:
+        batch_op.create_index("ix_api_requests_key_at", ["key_id", "at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_api_requests_tenant_id"), ["tenant_id"], unique=False)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("api_requests", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_api_requests_tenant_id"))
+        batch_op.drop_index("ix_api_requests_key_at")
+
+    op.drop_table("api_requests")
     with op.batch_alter_table("memberships", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_memberships_user_id"))
         batch_op.drop_index(batch_op.f("ix_memberships_tenant_id"))
@@ -172,6 +218,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_audit_entries_action"))
 
     op.drop_table("audit_entries")
+    with op.batch_alter_table("api_keys", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_api_keys_tenant_id"))
+
+    op.drop_table("api_keys")
     with op.batch_alter_table("outgoing_mail", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_outgoing_mail_recipient"))
         batch_op.drop_index(batch_op.f("ix_outgoing_mail_created_at"))

@@ -1,0 +1,167 @@
+"""The webhooks REST API, ``/t/<slug>/api/webhooks…``, with API keys (``webhooks:read``,
+``webhooks:write``). Every change is in the audit log with the key that made it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
+
+from saas import db, openapi
+from saas.errors import ServiceError
+from saas.events import services
+from saas.events.models import Delivery, Event, WebhookEndpoint
+from saas.openapi import json_response, operation
+from saas.tenants import apikeys, audit
+from saas.tenants.context import current_tenant
+
+bp = Blueprint("events_api", __name__, url_prefix="/t/<tenant_slug>/api")
+
+READ = [{"apiKey": ["webhooks:read"]}]
+WRITE = [{"apiKey": ["webhooks:write"]}]
+ENDPOINT = openapi.schema("WebhookEndpoint", {
+    "type": "object", "required": ["id", "url", "event_types", "enabled", "created_at"],
+    "properties": {"id": {"type": "string", "examples": ["whk_01jdx4q6m8v9z3k2c7b5n1r0yt"]},
+                   "url": {"type": "string"}, "description": {"type": "string"},
+                   "event_types": {"type": "array", "items": {"type": "string"}},
+                   "enabled": {"type": "boolean"}, "created_at": {"type": "string", "format": "date-time"},
+                   "secret": {"type": "string", "description": "Only when created: shown once"}}})
+DELIVERY = openapi.schema("WebhookDelivery", {
+    "type": "object", "required": ["id", "event", "type", "status", "attempts"],
+    "properties": {"id": {"type": "integer"}, "event": {"type": "string"}, "type": {"type": "string"},
+                   "status": {"type": "string", "enum": ["pending", "succeeded", "dead"]},
+                   "attempts": {"type": "integer"}, "last_status_code": {"type": ["integer", "null"]},
+                   "last_error": {"type": ["string", "null"]},
+                   "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
+                   "delivered_at": {"type": ["string", "null"], "format": "date-time"}}})
+ENDPOINT_INPUT = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object",
+    "properties": {"url": {"type": "string"}, "description": {"type": "string"},
+                   "event_types": {"type": "array", "items": {"type": "string"}},
+                   "enabled": {"type": "boolean"}}}}}}
+ERRORS = {401: json_response("No valid API key for this organisation", openapi.ERROR),
+          403: json_response("The key lacks the scope", openapi.ERROR),
+          404: json_response("No such endpoint", openapi.ERROR)}
+
+
+def _endpoint(endpoint: WebhookEndpoint, secret: str | None = None) -> dict[str, Any]:
+    body = {"id": endpoint.public_id, "url": endpoint.url, "description": endpoint.description,
+            "event_types": json.loads(endpoint.event_types), "enabled": endpoint.enabled,
+            "created_at": endpoint.created_at.isoformat()}
+    if secret:
+        body["secret"] = secret
+    return body
+
+
+def _body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ServiceError(_l("Send a JSON object."), code="invalid_json", status=400)
+    return body
+
+
+def _actor() -> str:
+    key = db.session.scalar(select(apikeys.ApiKey).where(apikeys.ApiKey.id == apikeys.current_key_id()))
+    return f"{key.public_id} ({key.name})" if key else "api"
+
+
+@bp.get("/webhooks")
+@operation(summary="List the webhook endpoints", tags=["Webhooks"], security=READ,
+           responses={200: json_response("The endpoints", {"type": "object", "properties": {
+               "data": {"type": "array", "items": ENDPOINT}}}), **ERRORS})
+@apikeys.requires("webhooks:read")
+def list_endpoints() -> Response:
+    endpoints = db.session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id))
+    return jsonify(data=[_endpoint(e) for e in endpoints])
+
+
+@bp.post("/webhooks")
+@operation(summary="Add a webhook endpoint; its signing secret is in this answer only", tags=["Webhooks"],
+           security=WRITE, request_body=ENDPOINT_INPUT,
+           responses={201: json_response("The endpoint, with its secret", ENDPOINT),
+                      422: json_response("Invalid URL or event types", openapi.ERROR), **ERRORS})
+@apikeys.requires("webhooks:write")
+def create_endpoint() -> tuple[Response, int]:
+    body = _body()
+    types = body.get("event_types", [services.ALL_TYPES])
+    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+        raise services.WebhookError(_l("event_types is a list of event type names."), code="invalid_event_types",
+                                    field="event_types")
+    endpoint, secret = services.create_endpoint(current_tenant(), url=str(body.get("url", "")), event_types=types,
+                                                description=str(body.get("description", "")))
+    audit.record(current_tenant(), "webhook.created", actor=_actor(), target=endpoint.public_id,
+                 details={"url": endpoint.url, "event_types": json.loads(endpoint.event_types)})
+    return jsonify(_endpoint(endpoint, secret)), 201
+
+
+@bp.get("/webhooks/<endpoint_id>")
+@operation(summary="One webhook endpoint", tags=["Webhooks"], security=READ,
+           responses={200: json_response("The endpoint", ENDPOINT), **ERRORS})
+@apikeys.requires("webhooks:read")
+def get_endpoint(endpoint_id: str) -> Response:
+    return jsonify(_endpoint(services.get_endpoint(endpoint_id)))
+
+
+@bp.patch("/webhooks/<endpoint_id>")
+@operation(summary="Change a webhook endpoint", tags=["Webhooks"], security=WRITE, request_body=ENDPOINT_INPUT,
+           responses={200: json_response("The endpoint", ENDPOINT),
+                      422: json_response("Invalid values", openapi.ERROR), **ERRORS})
+@apikeys.requires("webhooks:write")
+def update_endpoint(endpoint_id: str) -> Response:
+    body = _body()
+    endpoint = services.get_endpoint(endpoint_id)
+    enabled = body.get("enabled")
+    if enabled is not None and not isinstance(enabled, bool):
+        raise services.WebhookError(_l("enabled is true or false."), code="invalid_enabled", field="enabled")
+    services.update_endpoint(endpoint, url=body.get("url"), event_types=body.get("event_types"),
+                             description=body.get("description"), enabled=enabled)
+    audit.record(current_tenant(), "webhook.updated", actor=_actor(), target=endpoint.public_id,
+                 details={k: body[k] for k in ("url", "event_types", "description", "enabled") if k in body})
+    return jsonify(_endpoint(endpoint))
+
+
+@bp.delete("/webhooks/<endpoint_id>")
+@operation(summary="Delete a webhook endpoint and its delivery log", tags=["Webhooks"], security=WRITE,
+           responses={204: {"description": "Deleted"}, **ERRORS})
+@apikeys.requires("webhooks:write")
+def delete_endpoint(endpoint_id: str) -> tuple[str, int]:
+    endpoint = services.get_endpoint(endpoint_id)
+    audit.record(current_tenant(), "webhook.deleted", actor=_actor(), target=endpoint.public_id,
+                 details={"url": endpoint.url})
+    services.delete_endpoint(endpoint)
+    return "", 204
+
+
+@bp.post("/webhooks/<endpoint_id>/ping")
+@operation(summary="Send a webhook.ping event to this endpoint", tags=["Webhooks"], security=WRITE,
+           responses={202: json_response("Queued", {"type": "object", "properties": {"event": {"type": "string"}}}),
+                      **ERRORS})
+@apikeys.requires("webhooks:write")
+def ping(endpoint_id: str) -> tuple[Response, int]:
+    endpoint = services.get_endpoint(endpoint_id)
+    event_id = services.ping(current_tenant(), endpoint)
+    audit.record(current_tenant(), "webhook.pinged", actor=_actor(), target=endpoint.public_id)
+    return jsonify(event=event_id), 202
+
+
+@bp.get("/webhooks/<endpoint_id>/deliveries")
+@operation(summary="The newest deliveries to this endpoint (up to 100)", tags=["Webhooks"], security=READ,
+           responses={200: json_response("Deliveries, newest first", {"type": "object", "properties": {
+               "data": {"type": "array", "items": DELIVERY}}}), **ERRORS})
+@apikeys.requires("webhooks:read")
+def deliveries(endpoint_id: str) -> Response:
+    endpoint = services.get_endpoint(endpoint_id)
+    rows = db.session.execute(
+        select(Delivery, Event).join(Event, (Event.id == Delivery.event_id) & (Event.tenant_id == Delivery.tenant_id))
+        .where(Delivery.endpoint_id == endpoint.id).order_by(Delivery.id.desc()).limit(100)).all()
+
+    def when(value: Any) -> str | None:
+        return value.isoformat() if value else None
+
+    return jsonify(data=[{"id": d.id, "event": e.public_id, "type": e.type, "status": d.status.value,
+                          "attempts": d.attempts, "last_status_code": d.last_status_code, "last_error": d.last_error,
+                          "next_attempt_at": when(d.next_attempt_at) if d.status.value == "pending" else None,
+                          "delivered_at": when(d.delivered_at)} for d, e in rows])

@@ -1,0 +1,134 @@
+"""API keys for the REST APIs under ``/t/<slug>/api/…``.
+
+A key is ``kk_test_`` or ``kk_live_`` (the organisation's mode when it was made) followed
+by 43 characters of a 256-bit random value; it is shown once and kept as its SHA-256 (a
+random key needs no slow hash, and the hash finds the key in one index lookup). Keys are
+scoped, may expire, are revocable, and every call made with one is logged.
+
+A request names its organisation in the URL; a key of another organisation, or an
+unknown, expired or revoked key, is a 401 that says no more.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from flask import Flask, Response, g, request
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import insert, select, update
+
+from saas import clock, db
+from saas.db import all_tenants
+from saas.errors import ServiceError
+from saas.tenants.context import current_tenant
+from saas.tenants.models import ApiKey, ApiRequest, ConsoleUser, Tenant, TenantMode
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SCOPES: dict[str, Any] = {
+    "webhooks:read": _l("Read webhook endpoints, deliveries and events"),
+    "webhooks:write": _l("Add, change, test and delete webhook endpoints"),
+}
+MAX_NAME = 200
+
+
+class ApiKeyError(ServiceError):
+    status = 422
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    code = "invalid_api_key"
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create(tenant: Tenant, *, name: str, scopes: list[str], expires_at: datetime | None,
+           by: ConsoleUser | None) -> tuple[ApiKey, str]:
+    """A new key; returns it and the key itself (shown this once)."""
+    name = (name or "").strip()
+    if not name or len(name) > MAX_NAME:
+        raise ApiKeyError(_l("The name must be 1–200 characters."), code="invalid_name", field="name")
+    chosen = sorted(set(scopes))
+    if not chosen or any(s not in SCOPES for s in chosen):
+        raise ApiKeyError(_l("Choose what the key may do."), code="invalid_scope", field="scopes")
+    if expires_at is not None and expires_at <= clock.now():
+        raise ApiKeyError(_l("The expiry date must be in the future."), code="invalid_expiry", field="expires_at")
+    prefix = "kk_live_" if tenant.mode is TenantMode.LIVE else "kk_test_"
+    key = prefix + secrets.token_urlsafe(32)
+    row = ApiKey(tenant_id=tenant.id, name=name, hint=key[:12] + "…", key_hash=_hash(key), scopes=json.dumps(chosen),
+                 created_by=by.id if by else None, created_at=clock.now(), expires_at=expires_at)
+    db.session.add(row)
+    db.session.flush()
+    return row, key
+
+
+def revoke(key: ApiKey) -> None:
+    key.revoked_at = key.revoked_at or clock.now()
+    db.session.flush()
+
+
+def authenticate(scope: str) -> ApiKey:
+    """The request's key, if it belongs to the URL's organisation, is live and has ``scope``."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value.startswith(("kk_test_", "kk_live_")):
+        raise Unauthorized(_l("Send an API key: Authorization: Bearer kk_test_… (or kk_live_…)."))
+    with all_tenants(db.session):
+        key = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == _hash(value)))
+    now = clock.now()
+    if (key is None or key.tenant_id != current_tenant().id or key.revoked_at is not None
+            or (key.expires_at is not None and key.expires_at <= now)):
+        raise Unauthorized(_l("This API key is not valid here: unknown, expired, revoked, or of another "
+                              "organisation."))
+    g.api_key = (key.id, key.tenant_id)  # logged whatever the outcome
+    if scope not in json.loads(key.scopes):
+        raise ServiceError(_l("This API key may not do this (it lacks the scope %(scope)s).", scope=scope),
+                           code="insufficient_scope", status=403)
+    return key
+
+
+def current_key_id() -> int | None:
+    used = g.get("api_key")
+    return used[0] if used else None
+
+
+def requires(scope: str) -> Callable[[F], F]:
+    """A view of the REST API that needs a key with ``scope``; the call is logged."""
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            authenticate(scope)
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def init_app(app: Flask) -> None:
+    """Log keyed API calls. Registered before the app's commit-or-rollback hook, so it runs
+    after it, in a transaction of its own: refused calls are logged too."""
+    @app.after_request
+    def _log_request(response: Response) -> Response:
+        used: tuple[int, int] | None = g.pop("api_key", None)
+        if used is None:
+            return response
+        key_id, tenant_id = used
+        now = clock.now()
+        with all_tenants(db.session):
+            db.session.execute(insert(ApiRequest).values(
+                tenant_id=tenant_id, key_id=key_id, at=now, method=request.method, path=request.path[:300],
+                status=response.status_code, ip=request.remote_addr or ""))
+            db.session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now)
+                               .execution_options(synchronize_session=False))
+        db.session.commit()
+        return response
