@@ -426,3 +426,42 @@ def test_an_expired_key_is_refused(client: Any) -> None:
     past = post(client, f"/t/{slug}/console/api-keys", {"name": "x", "scopes": ["webhooks:read"],
                                                         "expires": "2020-01-01"})
     assert past.status_code == 422 and 'id="f-expires-error"' in past.get_data(as_text=True)
+
+
+def test_the_audit_log_downloads_as_csv_and_the_command_verifies_the_chain(committed_url: str, tmp_path: Any) -> None:
+    # Committed data: the CSV streams from a session of its own, after the request's has ended.
+    from tests.conftest import make_app
+
+    app = make_app(committed_url, tmp_path)
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    with app.app_context():
+        check_csv_and_chain(app, client)
+    db.get_database(app).engine.dispose()
+
+
+def check_csv_and_chain(app: Any, client: Any) -> None:
+    import csv
+    import io
+
+    slug = verified_owner(client)
+    add_webhook(client, slug)
+    response = client.get(f"/t/{slug}/console/audit.csv")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    text = response.get_data(as_text=True)
+    assert text.startswith("\ufeff")
+    rows = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
+    assert [r["action"] for r in rows] == ["organisation.created", "webhook.created", "audit.exported"]
+    assert rows[1]["prev_hash"] == rows[0]["hash"]
+    only = list(csv.DictReader(io.StringIO(client.get(f"/t/{slug}/console/audit.csv?action=webhook.created")
+                                           .get_data(as_text=True).lstrip("\ufeff"))))
+    assert [r["action"] for r in only] == ["webhook.created"]
+    runner = app.test_cli_runner()
+    intact = runner.invoke(args=["audit", "verify", "--tenant", slug])
+    assert intact.exit_code == 0 and f"{slug}: intact" in intact.output
+    tenant = scalar(select(Tenant).where(Tenant.slug == slug))
+    with tenant_scope(db.session, tenant.id):
+        db.session.execute(update(AuditEntry).where(AuditEntry.seq == 1).values(ip="198.51.100.7"))
+    db.session.commit()
+    broken = runner.invoke(args=["audit", "verify", "--tenant", slug])
+    assert broken.exit_code == 1 and "entry 1 was changed" in broken.output and "audit_chain_broken" in broken.output

@@ -1,0 +1,38 @@
+"""``kakehashi audit …``: the audit log from the command line."""
+
+from __future__ import annotations
+
+import click
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+from saas import db
+from saas.cli import require_current_schema
+from saas.tenants import audit
+from saas.tenants.models import Tenant
+
+group = AppGroup("audit", help="The hash-chained audit log.")
+
+
+@group.command("verify")
+@click.option("--tenant", "slug", default=None, help="One organisation (default: every one).")
+def verify_command(slug: str | None) -> None:
+    """Check every organisation's chain; exit 1 and say where when one is broken."""
+    require_current_schema()
+    query = select(Tenant).order_by(Tenant.slug)
+    if slug:
+        query = query.where(Tenant.slug == slug)
+    found = list(db.session.scalars(query))
+    if slug and not found:
+        raise click.ClickException(f"tenant_not_found: no organisation {slug!r}")
+    broken = 0
+    for tenant in found:
+        problems = audit.verify(tenant)
+        if problems:
+            broken += 1
+            for problem in problems:
+                click.echo(f"{tenant.slug}: entry {problem.seq} {problem.problem}")
+        else:
+            click.echo(f"{tenant.slug}: intact")
+    if broken:
+        raise click.ClickException(f"audit_chain_broken: {broken} organisation(s) with a broken audit chain")
