@@ -238,8 +238,9 @@ def init_app(app: Flask) -> None:
     from saas.oidc.cli import group as oidc_group
     from saas.sandbox.cli import group as sandbox_group
     from saas.tenants.cli import group as audit_group
+    from saas.tenants.cli import operator_group
 
-    for command in (*COMMANDS, sandbox_group, oidc_group, events_group, audit_group):
+    for command in (*COMMANDS, sandbox_group, oidc_group, events_group, audit_group, operator_group):
         app.cli.add_command(command)
 
 

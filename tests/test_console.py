@@ -465,3 +465,48 @@ def check_csv_and_chain(app: Any, client: Any) -> None:
     db.session.commit()
     broken = runner.invoke(args=["audit", "verify", "--tenant", slug])
     assert broken.exit_code == 1 and "entry 1 was changed" in broken.output and "audit_chain_broken" in broken.output
+
+
+def test_an_owner_asks_to_go_live_and_an_operator_rejects_then_approves(client: Any, other_client: Any,
+                                                                       app: Any) -> None:
+    slug = verified_owner(client)
+    key = make_key(client, slug, ["webhooks:read"])
+    short = post(client, f"/t/{slug}/console/live", {"use_case": "login"})
+    assert short.status_code == 422 and 'id="f-use_case-error"' in short.get_data(as_text=True)
+    use_case = "Members of our credit union log in to internet banking; about 40,000 people."
+    assert post(client, f"/t/{slug}/console/live", {"use_case": use_case}).status_code == 302
+    again = post(client, f"/t/{slug}/console/live", {"use_case": use_case})
+    assert again.status_code == 422 and "waiting for review" in again.get_data(as_text=True)
+
+    verified_owner(other_client, organisation="運営", slug="kk-ops", kind="other", email="ops@kakehashi.example")
+    assert other_client.get("/console/operator").status_code == 404  # not an operator yet
+    assert app.test_cli_runner().invoke(args=["operator", "grant", "ops@kakehashi.example"]).exit_code == 0
+    page = other_client.get("/console/operator").get_data(as_text=True)
+    assert use_case in page
+    request_id = int(re.search(r'name="request" value="(\d+)"', page).group(1))
+    no_reason = post(other_client, "/console/operator", {"request": request_id, "decision": "reject", "reason": ""})
+    assert no_reason.status_code == 422 and "Say why" in no_reason.get_data(as_text=True)
+    rejected = post(other_client, "/console/operator", {"request": request_id, "decision": "reject",
+                                                        "reason": "Tell us which branch runs it."})
+    assert rejected.status_code == 302
+    assert "Tell us which branch runs it." in db.session.scalars(
+        select(OutgoingMail.body).where(OutgoingMail.recipient == ORG["email"]).order_by(OutgoingMail.id.desc())).first()
+    history = client.get(f"/t/{slug}/console/live").get_data(as_text=True)
+    assert "Tell us which branch runs it." in history
+
+    post(client, f"/t/{slug}/console/live", {"use_case": use_case + " Run by the Kyoto branch."})
+    page = other_client.get("/console/operator").get_data(as_text=True)
+    request_id = int(re.search(r'name="request" value="(\d+)"', page).group(1))
+    assert post(other_client, "/console/operator", {"request": request_id, "decision": "approve",
+                                                    "reason": ""}).status_code == 302
+    tenant = scalar(select(Tenant).where(Tenant.slug == slug))
+    assert tenant.mode.value == "live"
+    with all_tenants(db.session):
+        assert db.session.scalar(select(Event.type).where(Event.tenant_id == tenant.id)) == "tenant.mode_changed"
+        actions = list(db.session.scalars(select(AuditEntry.action).where(AuditEntry.tenant_id == tenant.id)))
+    assert actions[-1] == "live_mode.approved"
+    refused = client.get(f"/t/{slug}/api/webhooks", headers={"Authorization": f"Bearer {key}"})
+    assert refused.status_code == 401 and refused.get_json()["error"] == "wrong_mode_key"
+    page = post(client, f"/t/{slug}/console/api-keys", {"name": "live", "scopes": ["webhooks:read"]})
+    live_key = re.search(r'id="api-key">(kk_live_[A-Za-z0-9_-]+)<', page.get_data(as_text=True)).group(1)
+    assert client.get(f"/t/{slug}/api/webhooks", headers={"Authorization": f"Bearer {live_key}"}).status_code == 200

@@ -33,6 +33,7 @@ EVENT_TYPES: dict[str, Any] = {
     "oidc.session.ended": _l("A person's login session ended (logout)."),
     "oidc.grant.revoked": _l("Tokens were revoked: a reused code or refresh token, a logout, or the client."),
     "oidc.signing_key.rotated": _l("A signing key of the OpenID Provider was rotated."),
+    "tenant.mode_changed": _l("The organisation moved from sandbox to live mode."),
 }
 ALL_TYPES = "*"
 SECRET_PREFIX = "whsec_"

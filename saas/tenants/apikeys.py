@@ -90,6 +90,9 @@ def authenticate(scope: str) -> ApiKey:
         raise Unauthorized(_l("This API key is not valid here: unknown, expired, revoked, or of another "
                               "organisation."))
     g.api_key = (key.id, key.tenant_id)  # logged whatever the outcome
+    if value.startswith("kk_test_") != (current_tenant().mode is TenantMode.SANDBOX):
+        raise Unauthorized(_l("A test key does not work in live mode (nor a live key in sandbox): make a key "
+                              "for this mode in the console."), code="wrong_mode_key")
     if scope not in json.loads(key.scopes):
         raise ServiceError(_l("This API key may not do this (it lacks the scope %(scope)s).", scope=scope),
                            code="insufficient_scope", status=403)

@@ -36,3 +36,21 @@ def verify_command(slug: str | None) -> None:
             click.echo(f"{tenant.slug}: intact")
     if broken:
         raise click.ClickException(f"audit_chain_broken: {broken} organisation(s) with a broken audit chain")
+
+
+operator_group = AppGroup("operator", help="The platform's operators.")
+
+
+@operator_group.command("grant")
+@click.argument("email")
+def grant_command(email: str) -> None:
+    """Make an existing console user a platform operator (reviews go-live requests)."""
+    from saas.tenants.models import ConsoleUser
+
+    require_current_schema()
+    user = db.session.scalar(select(ConsoleUser).where(ConsoleUser.email == email.strip().lower()))
+    if user is None:
+        raise click.ClickException(f"user_not_found: no console user {email!r}; they sign up first")
+    user.is_operator = True
+    db.session.commit()
+    click.echo(f"{user.email} is a platform operator: /console/operator")

@@ -710,3 +710,60 @@ def audit_csv() -> Response:
     response = Response(rows(), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="audit-{tenant.slug}.csv"'
     return response
+
+
+# -- going live, and the operator console --------------------------------------------------------------------
+
+@tenant_console.route("/live", methods=["GET", "POST"])
+def live_mode() -> Any:
+    from saas.tenants import golive
+
+    errors: dict[str, str] = {}
+    use_case = ""
+    if request.method == "POST":
+        require_role(Role.OWNER)
+        use_case = request.form.get("use_case", "")
+        try:
+            golive.request_live(current_tenant(), use_case=use_case, by=signed_in_user())  # type: ignore[arg-type]
+        except ServiceError as error:
+            db.session.rollback()
+            errors = form_errors(error)
+        else:
+            flash(_("Your request is sent. The Kakehashi team reviews it and writes to the owners."))
+            return redirect(url_for("tenant_console.live_mode"))
+    return render_template("console/live.html", tenant=current_tenant(), pending=golive.pending(current_tenant()),
+                           history=golive.history(), errors=errors, use_case=use_case), 422 if errors else 200
+
+
+def operator_required(view: F) -> F:
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        user = signed_in_user()
+        if user is None:
+            return redirect(url_for("console.login", next=request.full_path.rstrip("?")))
+        if not user.is_operator:
+            abort(404)
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@console.route("/operator", methods=["GET", "POST"])
+@operator_required
+@recent_auth_required
+def operator() -> Any:
+    from saas.tenants import golive
+
+    errors: dict[int, str] = {}
+    if request.method == "POST":
+        request_id = request.form.get("request", type=int) or 0
+        try:
+            tenant = golive.decide(request_id, approve=request.form.get("decision") == "approve",
+                                   reason=request.form.get("reason", ""), operator=signed_in_user())  # type: ignore[arg-type]
+        except ServiceError as error:
+            db.session.rollback()
+            errors = {request_id: str(error.message)}
+        else:
+            flash(_("Decided: %(organisation)s.", organisation=tenant.display_name))
+            return redirect(url_for("console.operator"))
+    return render_template("console/operator.html", waiting=golive.waiting(), errors=errors), 422 if errors else 200
