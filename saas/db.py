@@ -267,9 +267,14 @@ def _check_insert(state: ORMExecuteState, tenant_id: int) -> None:
     statement = state.statement
     if getattr(statement, "select", None) is not None:
         raise CrossTenantAccess("INSERT … SELECT into a tenant-scoped table")
-    if getattr(statement, "_post_values_clause", None) is not None:
-        raise CrossTenantAccess("INSERT … ON CONFLICT on a tenant-scoped table could update "
-                                "another tenant's row")
+    conflict = getattr(statement, "_post_values_clause", None)
+    if conflict is not None:
+        # Safe only when the conflict is on a unique key that includes tenant_id: the row it
+        # finds is then necessarily the inserting tenant's own.
+        targets = getattr(conflict, "inferred_target_elements", None) or []
+        if "tenant_id" not in {t if isinstance(t, str) else getattr(t, "key", None) for t in targets}:
+            raise CrossTenantAccess("INSERT … ON CONFLICT on a tenant-scoped table could update "
+                                    "another tenant's row (name a unique key with tenant_id)")
     if getattr(statement, "_multi_values", None):
         raise CrossTenantAccess("multi-row VALUES on a tenant-scoped table: pass the rows as "
                                 "parameters instead")

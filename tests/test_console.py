@@ -510,3 +510,21 @@ def test_an_owner_asks_to_go_live_and_an_operator_rejects_then_approves(client: 
     page = post(client, f"/t/{slug}/console/api-keys", {"name": "live", "scopes": ["webhooks:read"]})
     live_key = re.search(r'id="api-key">(kk_live_[A-Za-z0-9_-]+)<', page.get_data(as_text=True)).group(1)
     assert client.get(f"/t/{slug}/api/webhooks", headers={"Authorization": f"Bearer {live_key}"}).status_code == 200
+
+
+def test_the_dashboard_charts_logins_per_day_client_and_failure(client: Any) -> None:
+    from saas.oidc import clients as oidc_clients
+    from saas.oidc import stats
+
+    slug = verified_owner(client)
+    tenant = scalar(select(Tenant).where(Tenant.slug == slug))
+    with tenant_scope(db.session, tenant.id):
+        rp, _ = oidc_clients.register_client(tenant, name="会員サイト", redirect_uris=["https://m.example/cb"],
+                                             scopes=["openid"], auth_method="client_secret_basic")
+        for outcome in ("success", "success", "success", "expired", "revoked:keyCompromise"):
+            stats.count(tenant.id, rp.id, outcome)
+    page = client.get(f"/t/{slug}/console/").get_data(as_text=True)
+    assert '<svg viewBox="0 0 640 200" role="img" aria-labelledby="logins-chart"' in page
+    assert "会員サイト" in page and "Certificate expired" in page and "Certificate revoked" in page
+    numbers = page.split("<summary>", 1)[1]
+    assert "<td>3</td><td>2</td>" in numbers  # today: 3 logged in, 2 failed

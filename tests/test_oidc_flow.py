@@ -363,6 +363,37 @@ def test_a_revoked_card_is_refused_with_its_reason(app: Flask, rp: RP, card: Any
     assert "紛失" in result["message"]  # the reason in plain words (Japanese by default)
 
 
+def test_logins_and_their_failures_are_counted_for_the_dashboard(app: Flask, rp: RP, card: Any) -> None:
+    from saas.db import all_tenants
+    from saas.oidc import stats
+    from saas.oidc.models import LoginStat
+
+    tokens(app, rp, card)
+    tokens(app, rp, card)
+    with app.app_context():
+        sandbox.report_lost(card.auth.certificate.serial_number)
+        db.session.commit()
+        sandbox_jobs.refresh_revocation_data()
+        db.session.commit()
+    assert log_in(app.test_client(), rp, card)["status"] == 400
+    with app.app_context(), all_tenants(db.session):
+        counted = dict(db.session.execute(select(LoginStat.outcome, LoginStat.count)).all())
+    assert counted == {"success": 2, "revoked:keyCompromise": 1}
+    with app.app_context(), tenant_scope_of(app, "bank"):
+        assert stats.per_day()[-1][1:] == (2, 1)
+        assert stats.per_client()[0][1:] == (2, 1)
+        from flask_babel import force_locale
+
+        with app.test_request_context(), force_locale("en"):
+            assert [(stats.label(code), n) for code, n in stats.failures()] == [("Certificate revoked", 1)]
+
+
+def tenant_scope_of(app: Flask, slug: str) -> Any:
+    from saas.db import tenant_scope
+
+    return tenant_scope(db.session, tenants.active_tenant(slug).id)
+
+
 def test_a_renewed_card_logs_into_the_same_sub(app: Flask, rp: RP, card: Any) -> None:
     first = claims_of(tokens(app, rp, card)["id_token"])["sub"]
     with app.app_context():

@@ -262,3 +262,20 @@ def test_a_scoped_model_cannot_replace_the_table_arguments() -> None:
             __tablename__ = "test_broken"
             __table_args__ = (Index("ix_broken", "tenant_id"),)
             id: Any = mapped_column(BigId, primary_key=True)
+
+
+def test_an_upsert_on_a_key_with_tenant_id_touches_only_the_bound_tenants_row(
+        db_session: Any, world: dict[str, Any]) -> None:
+    from saas.oidc import stats
+    from saas.oidc.models import LoginStat
+
+    with tenant_scope(db_session, world["a"]):
+        stats.count(world["a"], 7, "success")
+        stats.count(world["a"], 7, "success")
+        with pytest.raises(CrossTenantAccess):
+            stats.count(world["b"], 7, "success")  # a row of another tenant, even by upsert
+    with tenant_scope(db_session, world["b"]):
+        stats.count(world["b"], 7, "success")
+    with all_tenants(db_session):
+        counts = dict(db_session.execute(select(LoginStat.tenant_id, LoginStat.count)).all())
+    assert counts == {world["a"]: 2, world["b"]: 1}

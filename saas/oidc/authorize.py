@@ -41,7 +41,7 @@ from saas.errors import NotFound, ServiceError
 from saas.jpki.errors import VerificationFailed
 from saas.jpki.revocation import LayeredRevocation
 from saas.jpki.signatures import verify_signature
-from saas.oidc import login, signing
+from saas.oidc import login, signing, stats
 from saas.oidc.claims import requested_attributes, seal_attributes
 from saas.oidc.models import AuthorizationRequest, LoginSession, OIDCClient, RequestStatus
 from saas.oidc.server import ACR_VALUES, DEFAULT_ACR, EndUser, issuer, provider, token_hash
@@ -340,6 +340,7 @@ def card_login(row: AuthorizationRequest, token: object) -> dict[str, Any]:
     except VerificationFailed as error:
         row = db.session.get(AuthorizationRequest, row_id)  # type: ignore[assignment]
         row.challenge = None
+        stats.count(row.tenant_id, row.client_id, error.code)
         db.session.commit()  # the spent challenge is gone whatever happens next
         raise LoginError(failure_message(error.code), code=error.code) from None
     row = db.session.get(AuthorizationRequest, row_id)  # type: ignore[assignment]
@@ -447,6 +448,7 @@ def finish(row: AuthorizationRequest) -> dict[str, Any]:
 
         target = device.approve(params, user)
         row.status, row.sealed_attributes, row.release_text = RequestStatus.COMPLETED, None, None
+        stats.count(row.tenant_id, row.client_id, stats.SUCCESS)
         db.session.flush()
         return {"redirect": target}
     server = provider()
@@ -458,6 +460,7 @@ def finish(row: AuthorizationRequest) -> dict[str, Any]:
         row.status = RequestStatus.FAILED
         raise LoginError(error.description or error.error, code=error.error) from None
     row.status, row.sealed_attributes, row.release_text = RequestStatus.COMPLETED, None, None
+    stats.count(row.tenant_id, row.client_id, stats.SUCCESS)
     db.session.flush()
     return {"redirect": response.headers["Location"]}
 
@@ -466,6 +469,7 @@ def fail(row: AuthorizationRequest, error: str, message: Any) -> dict[str, Any]:
     """End the request and send the person back to the client with ``error``."""
     params = request_params(row)
     row.status, row.error = RequestStatus.FAILED, error
+    stats.count(row.tenant_id, row.client_id, error)
     db.session.flush()
     if "device" in params:
         from saas.oidc import device

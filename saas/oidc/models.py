@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import enum
 import json
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import Enum, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import Date, Enum, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from saas.db import Base, BigId, HasPublicId, TenantScoped, tenant_foreign_key
@@ -326,3 +326,17 @@ class SignTransaction(HasPublicId, TenantScoped, Base):
     signed_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+
+
+class LoginStat(TenantScoped, Base):
+    """Logins per day (Japan time), client and outcome: ``success`` or the failure's code.
+    A counter, not a log: the dashboard's charts read it."""
+
+    __tablename__ = "oidc_login_stats"
+    __extra_table_args__ = (UniqueConstraint("tenant_id", "day", "client_id", "outcome"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    client_id: Mapped[int] = mapped_column(BigId)
+    outcome: Mapped[str] = mapped_column(String(40))
+    count: Mapped[int] = mapped_column(Integer, default=0)

@@ -312,10 +312,22 @@ def security() -> Any:
 
 @tenant_console.get("/")
 def dashboard() -> str:
+    from saas.oidc import stats
+
     counts = dict(db.session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
     recent = list(db.session.scalars(select(Event).order_by(Event.id.desc()).limit(10)))
+    clients = stats.per_client()
     return render_template("console/dashboard.html", tenant=current_tenant(), counts=counts, recent=recent,
-                           DeliveryStatus=DeliveryStatus)
+                           DeliveryStatus=DeliveryStatus, per_day=stats.per_day(),
+                           per_client=[(name, ok) for name, ok, _failed in clients],
+                           failures=_merged((stats.label(code), n) for code, n in stats.failures()))
+
+
+def _merged(rows: Any) -> list[tuple[str, int]]:
+    totals: dict[str, int] = {}
+    for name, count in rows:
+        totals[name] = totals.get(name, 0) + count
+    return sorted(totals.items(), key=lambda item: -item[1])
 
 
 @tenant_console.get("/webhooks")

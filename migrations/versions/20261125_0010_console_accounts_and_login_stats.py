@@ -1,8 +1,8 @@
-"""console accounts api keys audit and mail
+"""console accounts api keys audit mail and login stats
 
 Revision ID: 0010
 Revises: 0009
-Create Date: 2026-11-25 06:36:00.416859
+Create Date: 2026-11-25 06:41:45.897575
 """
 
 from collections.abc import Sequence
@@ -170,6 +170,21 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_memberships_tenant_id"), ["tenant_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_memberships_user_id"), ["user_id"], unique=False)
 
+    op.create_table("oidc_login_stats",
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("day", sa.Date(), nullable=False),
+    sa.Column("client_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("outcome", sa.String(length=40), nullable=False),
+    sa.Column("count", sa.Integer(), nullable=False),
+    sa.Column("tenant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_oidc_login_stats_tenant_id_tenants")),
+    sa.PrimaryKeyConstraint("id", name=op.f("pk_oidc_login_stats")),
+    sa.UniqueConstraint("tenant_id", "day", "client_id", "outcome", name=op.f("uq_oidc_login_stats_tenant_id_day_client_id_outcome")),
+    sa.UniqueConstraint("tenant_id", "id", name=op.f("uq_oidc_login_stats_tenant_id_id"))
+    )
+    with op.batch_alter_table("oidc_login_stats", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_oidc_login_stats_tenant_id"), ["tenant_id"], unique=False)
+
     op.create_table("api_requests",
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
     sa.Column("key_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -195,6 +210,10 @@ def downgrade() -> None:
         batch_op.drop_index("ix_api_requests_key_at")
 
     op.drop_table("api_requests")
+    with op.batch_alter_table("oidc_login_stats", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_oidc_login_stats_tenant_id"))
+
+    op.drop_table("oidc_login_stats")
     with op.batch_alter_table("memberships", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_memberships_user_id"))
         batch_op.drop_index(batch_op.f("ix_memberships_tenant_id"))
