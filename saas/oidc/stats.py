@@ -55,11 +55,11 @@ def count(tenant_id: int, client_id: int, outcome: str) -> None:
 def per_day(days: int = 14) -> list[tuple[date, int, int]]:
     """(day, successes, failures) for the last ``days`` days, oldest first, zeros included."""
     first = today() - timedelta(days=days - 1)
-    rows = db.session.execute(select(LoginStat.day, LoginStat.outcome == SUCCESS, func.sum(LoginStat.count))
-                              .where(LoginStat.day >= first).group_by(LoginStat.day, LoginStat.outcome == SUCCESS))
+    rows = db.session.execute(select(LoginStat.day, LoginStat.outcome, func.sum(LoginStat.count))
+                              .where(LoginStat.day >= first).group_by(LoginStat.day, LoginStat.outcome))
     totals: dict[date, list[int]] = {first + timedelta(days=n): [0, 0] for n in range(days)}
-    for day, succeeded, total in rows:
-        totals.setdefault(day, [0, 0])[0 if succeeded else 1] += int(total)
+    for day, outcome, total in rows:
+        totals.setdefault(day, [0, 0])[0 if outcome == SUCCESS else 1] += int(total)
     return [(day, ok, failed) for day, (ok, failed) in sorted(totals.items())]
 
 
@@ -67,12 +67,12 @@ def per_client(days: int = 30) -> list[tuple[str, int, int]]:
     """(client name, successes, failures) over the last ``days`` days, busiest first."""
     first = today() - timedelta(days=days - 1)
     rows = db.session.execute(
-        select(OIDCClient.name, LoginStat.outcome == SUCCESS, func.sum(LoginStat.count))
+        select(OIDCClient.name, LoginStat.outcome, func.sum(LoginStat.count))
         .join(OIDCClient, (OIDCClient.id == LoginStat.client_id) & (OIDCClient.tenant_id == LoginStat.tenant_id))
-        .where(LoginStat.day >= first).group_by(OIDCClient.name, LoginStat.outcome == SUCCESS))
+        .where(LoginStat.day >= first).group_by(OIDCClient.name, LoginStat.outcome))
     totals: dict[str, list[int]] = {}
-    for name, succeeded, total in rows:
-        totals.setdefault(name, [0, 0])[0 if succeeded else 1] += int(total)
+    for name, outcome, total in rows:
+        totals.setdefault(name, [0, 0])[0 if outcome == SUCCESS else 1] += int(total)
     return sorted(((name, ok, failed) for name, (ok, failed) in totals.items()), key=lambda r: -(r[1] + r[2]))
 
 
