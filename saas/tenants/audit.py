@@ -23,6 +23,14 @@ from saas.db import tenant_scope
 from saas.tenants.models import AuditEntry, ConsoleUser, Tenant
 
 GENESIS = "0" * 64
+# Every action written, for the log's filter (a DISTINCT over millions of rows would not do).
+ACTIONS = (
+    "api_key.created", "api_key.revoked", "audit.exported", "live_mode.approved", "live_mode.rejected",
+    "live_mode.requested", "member.invited", "member.joined", "oidc_client.created", "oidc_client.secret_rotated",
+    "oidc_client.updated", "organisation.created", "signing_key.rotated", "webhook.created", "webhook.deleted",
+    "webhook.disabled", "webhook.enabled", "webhook.pinged", "webhook.redelivered", "webhook.secret_rotated",
+    "webhook.updated",
+)
 
 
 def actor_of(user: ConsoleUser | None) -> str:
@@ -40,6 +48,8 @@ def _digest(prev_hash: str, entry: AuditEntry) -> str:
 def record(tenant: Tenant, action: str, *, actor: ConsoleUser | str | None, target: str = "",
            details: dict[str, Any] | None = None) -> AuditEntry:
     """Append an entry to the tenant's chain, in the current unit of work."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}: add it to audit.ACTIONS")
     if db.session.get_bind().dialect.name == "postgresql":
         # One writer per organisation at a time: the chain gets no forks.
         db.session.execute(select(Tenant.id).where(Tenant.id == tenant.id).with_for_update())

@@ -316,8 +316,10 @@ def dashboard() -> str:
 
     counts = dict(db.session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
     recent = list(db.session.scalars(select(Event).order_by(Event.id.desc()).limit(10)))
+    changes = list(db.session.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(5)))
     clients = stats.per_client()
     return render_template("console/dashboard.html", tenant=current_tenant(), counts=counts, recent=recent,
+                           changes=changes,
                            DeliveryStatus=DeliveryStatus, per_day=stats.per_day(),
                            per_client=[(name, ok) for name, ok, _failed in clients],
                            failures=_merged((stats.label(code), n) for code, n in stats.failures()))
@@ -466,17 +468,20 @@ def members() -> Any:
 
 @tenant_console.get("/audit")
 def audit_log() -> str:
-    page = max(1, request.args.get("page", 1, type=int))
+    """Newest first, 50 a page, paged by sequence number (fast at any depth of a long log)."""
     per_page = 50
-    query = select(AuditEntry).order_by(AuditEntry.seq.desc())
+    before = request.args.get("before", type=int)
     action = request.args.get("action", "").strip()
-    if action:
+    query = select(AuditEntry).order_by(AuditEntry.seq.desc())
+    if action in audit.ACTIONS:
         query = query.where(AuditEntry.action == action)
-    entries = list(db.session.scalars(query.offset((page - 1) * per_page).limit(per_page + 1)))
-    actions = list(db.session.scalars(select(AuditEntry.action).distinct().order_by(AuditEntry.action)))
+    if before:
+        query = query.where(AuditEntry.seq < before)
+    entries = list(db.session.scalars(query.limit(per_page + 1)))
     template = "console/_audit_rows.html" if request.headers.get("HX-Request") else "console/audit.html"
-    return render_template(template, tenant=current_tenant(), entries=entries[:per_page], page=page,
-                           has_more=len(entries) > per_page, actions=actions, action=action, json=json)
+    return render_template(template, tenant=current_tenant(), entries=entries[:per_page], before=before,
+                           next_before=entries[per_page - 1].seq if len(entries) > per_page else None,
+                           actions=audit.ACTIONS, action=action, json=json)
 
 
 # -- development mail viewer ----------------------------------------------------------------------------
