@@ -6,6 +6,11 @@ signed, to a local receiver (a separate process) that answers 200. Prints events
 per second, and events delivered per second from the first commit to the last delivery.
 Target: ≥2,000/s delivered on 2 cores with two workers.
 
+Then the console dashboard's render time (p50/p95 over repeated requests, in-process) with
+an audit log of ``--audit-rows`` entries (a real hash chain, loaded with COPY) and 30 days
+of login counters; and the audit log's first page, a page deep in it, and a filter.
+Target: p95 ≤150 ms with 1,000,000 audit rows.
+
     .venv/bin/python bench/events_bench.py [--events 20000] [--producers 2] [--workers 2]
 
 Needs PostgreSQL at 127.0.0.1:5432 (trust) and Redis at 127.0.0.1:6379.
@@ -148,11 +153,99 @@ def wait_for(receiver: Any, count: int) -> float:
     return time.time()
 
 
+def load_audit_log(settings: dict[str, Any], tenant_id: int, rows: int) -> None:
+    """``rows`` audit entries with a valid hash chain, written with COPY."""
+    import hashlib
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    import psycopg
+
+    actions = ["webhook.created", "webhook.pinged", "oidc_client.updated", "api_key.created", "member.invited"]
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    prev = "0" * 64
+    url = settings["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url) as connection, connection.cursor() as cursor:
+        with cursor.copy("COPY audit_entries (tenant_id, seq, at, actor, action, target, ip, details, prev_hash, hash) "
+                         "FROM STDIN") as copy:
+            for seq in range(1, rows + 1):
+                at = start + timedelta(seconds=30 * seq)
+                actor, action = "usr_bench (owner@bench.example)", actions[seq % len(actions)]
+                target, ip, details = f"whk_{seq:026d}", "192.0.2.1", json.dumps({"n": seq})
+                canonical = json.dumps({"seq": seq, "at": at.isoformat(), "actor": actor, "action": action,
+                                        "target": target, "ip": ip, "details": {"n": seq}}, sort_keys=True,
+                                       ensure_ascii=False, separators=(",", ":"))
+                digest = hashlib.sha256(f"{prev}\n{canonical}".encode()).hexdigest()
+                copy.write_row((tenant_id, seq, at, actor, action, target, ip, details, prev, digest))
+                prev = digest
+        cursor.execute("ANALYZE audit_entries")
+
+
+def dashboard(settings: dict[str, Any], audit_rows: int) -> None:
+    import statistics
+    from datetime import timedelta
+
+    from sqlalchemy import insert
+
+    from saas import clock, create_app, db
+    from saas.db import tenant_scope
+    from saas.oidc import clients, stats
+    from saas.oidc.models import LoginStat
+    from saas.tenants import services as tenants
+    from saas.tenants.accounts import hash_password
+    from saas.tenants.models import ConsoleUser, Membership, Role
+
+    app = create_app({**settings, "ARGON2_PROFILE": "CHEAPEST"})
+    with app.app_context():
+        tenant = tenants.active_tenant("bench")
+        user = ConsoleUser(email="owner@bench.example", name="Bench", password_hash=hash_password("bench"),
+                           email_verified_at=clock.now(), failed_logins=0, is_operator=False, created_at=clock.now())
+        db.session.add(user)
+        db.session.flush()
+        with tenant_scope(db.session, tenant.id):
+            db.session.add(Membership(tenant_id=tenant.id, user_id=user.id, role=Role.OWNER, created_at=clock.now()))
+            rows = []
+            for n in range(5):
+                client, _ = clients.register_client(tenant, name=f"App {n}", redirect_uris=["https://a.example/cb"],
+                                                    scopes=["openid"], auth_method="client_secret_basic")
+                for day in range(30):
+                    for outcome, count in (("success", 500 + day), ("expired", 3), ("revoked:keyCompromise", 1)):
+                        rows.append({"tenant_id": tenant.id, "day": stats.today() - timedelta(days=day),
+                                     "client_id": client.id, "outcome": outcome, "count": count})
+            db.session.execute(insert(LoginStat), rows)
+        db.session.commit()
+        tenant_id, user_id = tenant.id, user.public_id
+    began = time.perf_counter()
+    load_audit_log(settings, tenant_id, audit_rows)
+    print(f"\nconsole, {audit_rows:,} audit entries (loaded in {time.perf_counter() - began:.0f} s), "
+          "30 days × 5 clients of login counters; in-process, one request at a time:")
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session.update(console_user=user_id, console_seen=int(time.time()), console_auth_at=int(time.time()))
+    for label, path, target in (("dashboard", "/t/bench/console/", " target p95 ≤150 ms"),
+                                ("audit log, newest", "/t/bench/console/audit", ""),
+                                ("audit log, deep page", f"/t/bench/console/audit?before={audit_rows // 2}", ""),
+                                ("audit log, one action", "/t/bench/console/audit?action=member.invited", "")):
+        for _ in range(10):
+            client.get(path)  # warm
+        timings = []
+        for _ in range(200):
+            began = time.perf_counter()
+            response = client.get(path)
+            timings.append((time.perf_counter() - began) * 1000)
+            assert response.status_code == 200, response.status_code
+        timings.sort()
+        print(f"  {label:22} p50 {statistics.median(timings):6.1f} ms   p95 {timings[189]:6.1f} ms{target}")
+    db.get_database(app).engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--producers", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--audit-rows", type=int, default=1_000_000)
+    parser.add_argument("--skip-events", action="store_true", help="only the dashboard")
     args = parser.parse_args()
 
     subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c", f"drop database if exists {DATABASE}",
@@ -191,6 +284,9 @@ def main() -> None:
           f"{args.workers} rq workers; {total} events per phase, one endpoint on loopback "
           f"(receiver: {type(receiver).__name__})")
     try:
+        if args.skip_events:
+            dashboard(settings, args.audit_rows)
+            return
         # 1. Committing alone: what the outbox costs a state change.
         committed = total / produce(settings, args.producers, per)
         print(f"  committed  {committed:8.0f} events/s   producers alone, one event per transaction")
@@ -214,6 +310,9 @@ def main() -> None:
         finished = wait_for(receiver, 2 * total)
         print(f"  end to end {total / (finished - began):8.0f} events/s   producing ({total / produced:.0f}/s) "
               f"and delivering at once, first commit → last delivery   target ≥2,000/s")
+        for helper in helpers:
+            os.killpg(helper.pid, signal.SIGTERM)
+        dashboard(settings, args.audit_rows)
     finally:
         for helper in helpers:
             os.killpg(helper.pid, signal.SIGTERM)
