@@ -47,6 +47,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 def _register_blueprints(app: Flask) -> None:
     from saas.events.api import bp as events_api
+    from saas.events.ssf_views import bp as ssf_api
     from saas.oidc import server as oidc_server
     from saas.oidc.views import bp as oidc
     from saas.oidc.views import pages as oidc_pages
@@ -62,6 +63,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(console)
     app.register_blueprint(tenant_console)
     register_api_blueprint(app, events_api)
+    register_api_blueprint(app, ssf_api)
     apikeys.init_app(app)  # before the commit hook, so that it runs after it
     register_api_blueprint(app, sandbox)
     register_api_blueprint(app, oidc)

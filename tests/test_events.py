@@ -450,3 +450,19 @@ def test_a_worker_killed_mid_delivery_means_the_event_is_delivered_again_with_th
 
     Queue(prefix + "webhooks", connection=jobs.runner(app).connection).delete(delete_jobs=True)
     db.get_database(app).engine.dispose()
+
+
+def test_an_endpoint_turned_off_holds_its_events_until_it_is_on_again(app: Flask, receiver: Receiver) -> None:
+    endpoint_id, _ = add_endpoint(app, receiver.url)
+    with app.app_context():
+        with tenant_scope(db.session, tenants.active_tenant("bank").id):
+            services.update_endpoint(services.get_endpoint(endpoint_id), enabled=False)
+        db.session.commit()
+    held = emit(app)
+    assert relay_and_deliver(app) == {"succeeded": 0, "failed": 0} and receiver.received == []
+    with app.app_context():
+        with tenant_scope(db.session, tenants.active_tenant("bank").id):
+            services.update_endpoint(services.get_endpoint(endpoint_id), enabled=True)
+        db.session.commit()
+    assert relay_and_deliver(app) == {"succeeded": 1, "failed": 0}
+    assert receiver.keys() == [held]

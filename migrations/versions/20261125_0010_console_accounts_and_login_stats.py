@@ -1,8 +1,8 @@
-"""console accounts api keys audit mail and login stats
+"""console accounts and login stats
 
 Revision ID: 0010
 Revises: 0009
-Create Date: 2026-11-25 06:41:45.897575
+Create Date: 2026-11-25 06:57:15.866054
 """
 
 from collections.abc import Sequence
@@ -203,8 +203,26 @@ def upgrade() -> None:
         batch_op.create_index("ix_api_requests_key_at", ["key_id", "at"], unique=False)
         batch_op.create_index(batch_op.f("ix_api_requests_tenant_id"), ["tenant_id"], unique=False)
 
+    with op.batch_alter_table("webhook_endpoints", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("format", sa.String(length=8), server_default="json", nullable=False))
+        batch_op.add_column(sa.Column("delivery", sa.String(length=8), server_default="push", nullable=False))
+        batch_op.add_column(sa.Column("set_issuer", sa.String(length=300), nullable=True))
+        batch_op.add_column(sa.Column("set_audience", sa.String(length=500), nullable=True))
+        batch_op.add_column(sa.Column("sealed_authorization", sa.LargeBinary(), nullable=True))
+        batch_op.add_column(sa.Column("requested_events", sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column("status_reason", sa.String(length=200), nullable=True))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("webhook_endpoints", schema=None) as batch_op:
+        batch_op.drop_column("status_reason")
+        batch_op.drop_column("requested_events")
+        batch_op.drop_column("sealed_authorization")
+        batch_op.drop_column("set_audience")
+        batch_op.drop_column("set_issuer")
+        batch_op.drop_column("delivery")
+        batch_op.drop_column("format")
+
     with op.batch_alter_table("api_requests", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_api_requests_tenant_id"))
         batch_op.drop_index("ix_api_requests_key_at")

@@ -64,8 +64,7 @@ def _body() -> dict[str, Any]:
 
 
 def _actor() -> str:
-    key = db.session.scalar(select(apikeys.ApiKey).where(apikeys.ApiKey.id == apikeys.current_key_id()))
-    return f"{key.public_id} ({key.name})" if key else "api"
+    return apikeys.actor()
 
 
 @bp.get("/webhooks")
@@ -74,7 +73,7 @@ def _actor() -> str:
                "data": {"type": "array", "items": ENDPOINT}}}), **ERRORS})
 @apikeys.requires("webhooks:read")
 def list_endpoints() -> Response:
-    endpoints = db.session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id))
+    endpoints = db.session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.format == "json").order_by(WebhookEndpoint.id))
     return jsonify(data=[_endpoint(e) for e in endpoints])
 
 

@@ -57,6 +57,15 @@ class WebhookEndpoint(HasPublicId, TenantScoped, Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # A Shared Signals stream is an endpoint too: "set" bodies (signed Security Event
+    # Tokens), pushed (RFC 8935) or left for the receiver to poll (RFC 8936).
+    format: Mapped[str] = mapped_column(String(8), default="json", server_default="json")  # json | set
+    delivery: Mapped[str] = mapped_column(String(8), default="push", server_default="push")  # push | poll
+    set_issuer: Mapped[str | None] = mapped_column(String(300))  # the tenant's issuer URL, for "iss"
+    set_audience: Mapped[str | None] = mapped_column(String(500))  # JSON: a string or a list
+    sealed_authorization: Mapped[bytes | None] = mapped_column(LargeBinary)  # the push Authorization header
+    requested_events: Mapped[str | None] = mapped_column(Text)  # JSON list of event-type URIs
+    status_reason: Mapped[str | None] = mapped_column(String(200))
 
 
 class DeliveryStatus(enum.StrEnum):

@@ -41,7 +41,7 @@ from sqlalchemy.orm import aliased
 
 from saas import clock, db, jobs
 from saas.db import all_tenants
-from saas.events import signatures
+from saas.events import signatures, ssf
 from saas.events.models import Delivery, DeliveryAttempt, DeliveryStatus, Event, WebhookEndpoint
 from saas.events.services import signing_secrets, subscribes
 from saas.tenants.models import Tenant
@@ -72,8 +72,10 @@ def fan_out(limit: int = 2000) -> int:
         if not fresh:
             return 0
         endpoints: dict[int, list[WebhookEndpoint]] = {}
+        # An endpoint turned off (or a paused stream) holds its events until it is on again;
+        # only a disabled stream drops them (SSF 1.0 §8.1.2).
         for endpoint in db.session.scalars(select(WebhookEndpoint).where(
-                WebhookEndpoint.enabled.is_(True),
+                or_(WebhookEndpoint.status_reason.is_(None), WebhookEndpoint.status_reason != "disabled"),
                 WebhookEndpoint.tenant_id.in_({tenant_id for _, tenant_id, _, _ in fresh}))):
             endpoints.setdefault(endpoint.tenant_id, []).append(endpoint)
         rows = [{"tenant_id": tenant_id, "event_id": event_id, "endpoint_id": endpoint.id, "subject": subject,
@@ -101,7 +103,7 @@ def claim(limit: int = 1000) -> tuple[str, list[int]]:
                                        WebhookEndpoint.tenant_id == Delivery.tenant_id))
            .where(Delivery.status == DeliveryStatus.PENDING, Delivery.next_attempt_at <= now,
                   or_(Delivery.leased_until.is_(None), Delivery.leased_until < now),
-                  WebhookEndpoint.enabled.is_(True),
+                  WebhookEndpoint.enabled.is_(True), WebhookEndpoint.delivery == "push",
                   ~exists().where(earlier.endpoint_id == Delivery.endpoint_id,
                                   earlier.subject == Delivery.subject,
                                   earlier.status == DeliveryStatus.PENDING, earlier.event_id < Delivery.event_id))
@@ -206,6 +208,11 @@ def _prepare(token: str, ids: list[int], now: datetime) -> list[Outgoing]:
         for delivery, event, endpoint, tenant in rows:
             if endpoint.id not in secrets_of:
                 secrets_of[endpoint.id] = signing_secrets(tenant, endpoint, now)
+            if endpoint.format == "set":  # a Shared Signals push stream (RFC 8935)
+                prepared.append(Outgoing(delivery.id, delivery.tenant_id, endpoint.url,
+                                         ssf.security_event_token(tenant, endpoint, event).encode(),
+                                         ssf.push_headers(tenant, endpoint)))
+                continue
             body = event.payload.encode()
             prepared.append(Outgoing(delivery.id, delivery.tenant_id, endpoint.url, body, {
                 "Content-Type": "application/json; charset=utf-8",

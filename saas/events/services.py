@@ -34,6 +34,7 @@ EVENT_TYPES: dict[str, Any] = {
     "oidc.grant.revoked": _l("Tokens were revoked: a reused code or refresh token, a logout, or the client."),
     "oidc.signing_key.rotated": _l("A signing key of the OpenID Provider was rotated."),
     "tenant.mode_changed": _l("The organisation moved from sandbox to live mode."),
+    "ssf.verification": _l("A Shared Signals stream's verification event, asked for by its receiver."),
 }
 ALL_TYPES = "*"
 SECRET_PREFIX = "whsec_"
@@ -186,22 +187,26 @@ def delete_endpoint(endpoint: WebhookEndpoint) -> None:
 
 def get_endpoint(public_id: str) -> WebhookEndpoint:
     """The session's tenant's endpoint; another tenant's (or none) is a 404."""
-    endpoint = db.session.scalar(select(WebhookEndpoint).where(WebhookEndpoint.public_id == public_id))
+    endpoint = db.session.scalar(select(WebhookEndpoint).where(WebhookEndpoint.public_id == public_id,
+                                                               WebhookEndpoint.format == "json"))
     if endpoint is None:
         raise NotFound(_l("There is no such webhook endpoint."), code="webhook_endpoint_not_found")
     return endpoint
 
 
 def ping(tenant: Tenant, endpoint: WebhookEndpoint) -> str:
-    """A ``webhook.ping`` event to this endpoint only (fanned out here, not by the relay)."""
+    """A ``webhook.ping`` event to this endpoint only."""
+    return emit_to(tenant, "webhook.ping", f"endpoint:{endpoint.public_id}",
+                   {"endpoint": endpoint.public_id, "url": endpoint.url}, endpoint)
+
+
+def emit_to(tenant: Tenant, type: str, subject: str, data: dict[str, Any], endpoint: WebhookEndpoint) -> str:
+    """An event for one endpoint only (fanned out here, not by the relay): tests and verifications."""
     now = clock.now()
     public_id = new_id(Event.__id_prefix__)
-    subject = f"endpoint:{endpoint.public_id}"
     event_id = db.session.scalar(insert(Event).values(
-        tenant_id=tenant.id, public_id=public_id, type="webhook.ping", subject=subject, created_at=now,
-        dispatched_at=now, payload=_payload(tenant, public_id, "webhook.ping", subject,
-                                            {"endpoint": endpoint.public_id, "url": endpoint.url}, now))
-        .returning(Event.id))
+        tenant_id=tenant.id, public_id=public_id, type=type, subject=subject, created_at=now,
+        dispatched_at=now, payload=_payload(tenant, public_id, type, subject, data, now)).returning(Event.id))
     db.session.execute(insert(Delivery).values(
         tenant_id=tenant.id, event_id=event_id, endpoint_id=endpoint.id, subject=subject,
         status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=now, created_at=now))

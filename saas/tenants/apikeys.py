@@ -34,6 +34,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 SCOPES: dict[str, Any] = {
     "webhooks:read": _l("Read webhook endpoints, deliveries and events"),
     "webhooks:write": _l("Add, change, test and delete webhook endpoints"),
+    "ssf:manage": _l("Manage Shared Signals streams (SSF transmitter configuration)"),
+    "ssf:receive": _l("Poll a Shared Signals stream for Security Event Tokens"),
 }
 MAX_NAME = 200
 
@@ -102,6 +104,12 @@ def authenticate(scope: str) -> ApiKey:
 def current_key_id() -> int | None:
     used = g.get("api_key")
     return used[0] if used else None
+
+
+def actor() -> str:
+    """Who did it, for the audit log: the request's key."""
+    key = db.session.scalar(select(ApiKey).where(ApiKey.id == current_key_id()))
+    return f"{key.public_id} ({key.name})" if key else "api"
 
 
 def requires(scope: str) -> Callable[[F], F]:

@@ -29,7 +29,7 @@ ACTIONS = (
     "live_mode.requested", "member.invited", "member.joined", "oidc_client.created", "oidc_client.secret_rotated",
     "oidc_client.updated", "organisation.created", "signing_key.rotated", "webhook.created", "webhook.deleted",
     "webhook.disabled", "webhook.enabled", "webhook.pinged", "webhook.redelivered", "webhook.secret_rotated",
-    "webhook.updated",
+    "webhook.updated", "ssf_stream.created", "ssf_stream.deleted", "ssf_stream.updated", "ssf_stream.status_changed",
 )
 
 

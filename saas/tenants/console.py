@@ -334,7 +334,7 @@ def _merged(rows: Any) -> list[tuple[str, int]]:
 
 @tenant_console.get("/webhooks")
 def webhooks() -> str:
-    endpoints = list(db.session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)))
+    endpoints = list(db.session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.format == "json").order_by(WebhookEndpoint.id)))
     return render_template("console/webhooks.html", tenant=current_tenant(), endpoints=endpoints,
                            types=events.EVENT_TYPES, json=json)
 
