@@ -125,6 +125,11 @@ def seed_demo_command(service_url: str, rp_url: str, rp_config: str) -> None:
     seed_demo_rp(tenant, service_url.rstrip("/"), rp_url.rstrip("/"), Path(rp_config))
     if current_app.config["KAKEHASHI_ENV"] != "production":  # a published password: never in production
         seed_demo_owner(tenant)
+    from saas.tenants import cardlogin
+
+    platform, client_id = cardlogin.setup(service_url.rstrip("/"))
+    db.session.commit()
+    click.echo(f"console card sign-in: /t/{platform.slug}/ client {client_id}")
 
 
 DEMO_OWNER = {"email": "demo@kakehashi.example", "password": "demo bridge over the kamo river"}
@@ -237,10 +242,10 @@ def init_app(app: Flask) -> None:
     from saas.events.cli import group as events_group
     from saas.oidc.cli import group as oidc_group
     from saas.sandbox.cli import group as sandbox_group
+    from saas.tenants.cli import card_group, operator_group
     from saas.tenants.cli import group as audit_group
-    from saas.tenants.cli import operator_group
 
-    for command in (*COMMANDS, sandbox_group, oidc_group, events_group, audit_group, operator_group):
+    for command in (*COMMANDS, sandbox_group, oidc_group, events_group, audit_group, operator_group, card_group):
         app.cli.add_command(command)
 
 

@@ -95,7 +95,9 @@ def load(instance_path: Path, overrides: Mapping[str, Any] | None = None) -> dic
         "BRIDGE_AGENT_PORTS": _ports(source.get("BRIDGE_AGENT_PORTS") or "24817,24818,24819"),
         "MAIL_SMTP_URL": source.get("MAIL_SMTP_URL") or None,
         "MAIL_FROM": str(source.get("MAIL_FROM") or "Kakehashi <no-reply@kakehashi.example>"),
-        "PUBLIC_URL": str(source.get("PUBLIC_URL") or "").rstrip("/"),  # links in mail; else the request's host
+        "PUBLIC_URL": str(source.get("PUBLIC_URL") or "").rstrip("/"),
+        # The platform's own tenant whose provider signs console users in with the card.
+        "CONSOLE_OIDC_TENANT": str(source.get("CONSOLE_OIDC_TENANT") or "kk-console"),  # links in mail; else the request's host
         # Console passwords: Argon2id; tests and the embedded demo may choose a cheaper profile.
         "ARGON2_PROFILE": str(source.get("ARGON2_PROFILE") or "RFC_9106_LOW_MEMORY"),
         # Webhooks: where they may go, and how hard the service tries.

@@ -2,7 +2,7 @@
 
 Revision ID: 0010
 Revises: 0009
-Create Date: 2026-11-25 06:57:15.866054
+Create Date: 2026-11-25 07:03:11.513848
 """
 
 from collections.abc import Sequence
@@ -32,10 +32,12 @@ def upgrade() -> None:
     sa.Column("failed_logins", sa.Integer(), nullable=False),
     sa.Column("locked_until", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
     sa.Column("is_operator", sa.Boolean(), nullable=False),
+    sa.Column("card_sub", sa.String(length=64), nullable=True),
     sa.Column("last_login_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
     sa.Column("created_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
     sa.Column("public_id", sa.String(length=40), nullable=False),
     sa.PrimaryKeyConstraint("id", name=op.f("pk_console_users")),
+    sa.UniqueConstraint("card_sub", name=op.f("uq_console_users_card_sub")),
     sa.UniqueConstraint("email", name=op.f("uq_console_users_email")),
     sa.UniqueConstraint("public_id", name=op.f("uq_console_users_public_id"))
     )

@@ -248,6 +248,28 @@ def save_token(token: dict[str, Any], oauth_request: OAuth2Request) -> None:
 
 # -- grants ------------------------------------------------------------------------------
 
+def claim_code(code: str, client: OIDCClient) -> AuthorizationCode | None:
+    """The unexpired code, claimed for this use; a second use revokes what the first granted."""
+    now = clock.now()
+    # Found and claimed in one statement: of two exchanges of one code at once, one wins.
+    row = db.session.scalar(
+        update(AuthorizationCode)
+        .where(AuthorizationCode.code_hash == token_hash(code), AuthorizationCode.client_id == client.id,
+               AuthorizationCode.used_at.is_(None))
+        .values(used_at=now).returning(AuthorizationCode)
+        .execution_options(synchronize_session=False, populate_existing=True))
+    if row is not None:
+        return row if row.expires_at > now else None
+    spent = db.session.scalar(select(AuthorizationCode.id).where(
+        AuthorizationCode.code_hash == token_hash(code), AuthorizationCode.client_id == client.id,
+        AuthorizationCode.expires_at > now))
+    if spent is not None:
+        # RFC 6749 §4.1.2: a code used twice was stolen; what it granted is revoked.
+        for grant_id in db.session.scalars(select(Grant.id).where(Grant.code_id == spent)):
+            revoke_grant(grant_id, "code_reused")
+    return None
+
+
 class CodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
 
@@ -265,24 +287,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):
         db.session.flush()
 
     def query_authorization_code(self, code: str, client: OIDCClient) -> AuthorizationCode | None:
-        now = clock.now()
-        # Found and claimed in one statement: of two exchanges of one code at once, one wins.
-        row = db.session.scalar(
-            update(AuthorizationCode)
-            .where(AuthorizationCode.code_hash == token_hash(code), AuthorizationCode.client_id == client.id,
-                   AuthorizationCode.used_at.is_(None))
-            .values(used_at=now).returning(AuthorizationCode)
-            .execution_options(synchronize_session=False, populate_existing=True))
-        if row is not None:
-            return row if row.expires_at > now else None
-        spent = db.session.scalar(select(AuthorizationCode.id).where(
-            AuthorizationCode.code_hash == token_hash(code), AuthorizationCode.client_id == client.id,
-            AuthorizationCode.expires_at > now))
-        if spent is not None:
-            # RFC 6749 §4.1.2: a code used twice was stolen; what it granted is revoked.
-            for grant_id in db.session.scalars(select(Grant.id).where(Grant.code_id == spent)):
-                revoke_grant(grant_id, "code_reused")
-        return None
+        return claim_code(code, client)
 
     def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
         # Spent already (claimed above) and kept, so that a replay finds it, until
@@ -293,6 +298,20 @@ class CodeGrant(grants.AuthorizationCodeGrant):
         return EndUser(sub=authorization_code.sub, person_id=authorization_code.person_id,
                        sid=authorization_code.sid, auth_time=authorization_code.auth_time,
                        acr=authorization_code.acr, sealed_attributes=authorization_code.sealed_attributes)
+
+
+def redeem_first_party_code(client: OIDCClient, code: str, *, verifier: str, redirect_uri: str) -> str | None:
+    """The ``sub`` a code was issued for, redeemed in-process by the service's own console
+    (a first-party client of the platform's provider: no HTTP round trip to itself). The
+    same checks as the token endpoint: single use, unexpired, exact redirect URI, PKCE S256."""
+    import base64
+    import hmac
+
+    row = claim_code(code, client)
+    if row is None or row.redirect_uri != redirect_uri or row.code_challenge_method != "S256":
+        return None
+    computed = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return row.sub if hmac.compare_digest(computed, row.code_challenge) else None
 
 
 class S256Only(CodeChallenge):

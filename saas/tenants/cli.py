@@ -54,3 +54,17 @@ def grant_command(email: str) -> None:
     user.is_operator = True
     db.session.commit()
     click.echo(f"{user.email} is a platform operator: /console/operator")
+
+
+card_group = AppGroup("console-card", help="Console sign-in with the My Number Card.")
+
+
+@card_group.command("setup")
+@click.option("--service-url", required=True, help="Where the service is reached, e.g. https://kakehashi.example")
+def card_setup_command(service_url: str) -> None:
+    """Make the platform's own tenant and the console's client (idempotent)."""
+    from saas.cli import run_service
+    from saas.tenants import cardlogin
+
+    tenant, client_id = run_service(lambda: cardlogin.setup(service_url))
+    click.echo(f"console card sign-in: tenant /t/{tenant.slug}/ ({tenant.mode.value}), client {client_id}")

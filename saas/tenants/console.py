@@ -179,7 +179,7 @@ def login() -> Any:
         except ServiceError as error:
             db.session.rollback()
             return render_template("console/login.html", errors={"form": str(error.message)}, email=email,
-                                   next=target), error.status
+                                   next=target, card=False), error.status
         if user.totp_enabled_at is not None:
             session.clear()
             session["console_pending"] = user.public_id
@@ -187,7 +187,10 @@ def login() -> Any:
             return redirect(url_for("console.login_code", next=target))
         start_session(user)
         return redirect(target)
-    return render_template("console/login.html", errors=errors, email=email, next=target)
+    from saas.tenants import cardlogin
+
+    return render_template("console/login.html", errors=errors, email=email, next=target,
+                           card=cardlogin.available())
 
 
 @console.route("/login/code", methods=["GET", "POST"])
@@ -231,6 +234,61 @@ def reauthenticate() -> Any:
         errors = {"form": _("That did not match. Try again.")}
     return render_template("console/reauthenticate.html", errors=errors, next=target, user=user), \
         401 if errors else 200
+
+
+@console.get("/card/start")
+def card_start() -> Any:
+    """Sign in (or, signed in, link the card) through the platform's own provider."""
+    from saas.tenants import cardlogin
+
+    purpose = "link" if request.args.get("purpose") == "link" else "login"
+    if purpose == "link":
+        if signed_in_user() is None:
+            return redirect(url_for("console.login"))
+        if time.time() - session.get("console_auth_at", 0) > RECENT_AUTH_SECONDS:
+            return redirect(url_for("console.reauthenticate", next=url_for("console.security")))
+    try:
+        return redirect(cardlogin.begin(purpose))
+    except ServiceError as error:
+        return render_template("console/message.html", title=_("Sign-in with the card"),
+                               message=str(error.message)), error.status
+
+
+@console.get("/card/callback")
+def card_callback() -> Any:
+    from saas.tenants import cardlogin
+
+    try:
+        purpose, sub = cardlogin.complete(request.args.to_dict())
+        if purpose == "link":
+            user = signed_in_user()
+            if user is None:
+                raise cardlogin.CardLoginError(_("Sign in first, then link the card."))
+            cardlogin.link(user, sub)
+            flash(_("Your My Number Card is linked: you can sign in with it from now on."))
+            return redirect(url_for("console.security"))
+        user = cardlogin.user_of(sub)
+        if user is None:
+            raise cardlogin.CardLoginError(_("This card is not linked to a console account. Sign in with your "
+                                             "password, then link the card under Your sign-in security."),
+                                           code="card_not_linked", status=403)
+    except ServiceError as error:
+        db.session.rollback()
+        return render_template("console/message.html", title=_("Sign-in with the card"),
+                               message=str(error.message)), error.status
+    start_session(user)
+    return redirect(url_for("console.home"))
+
+
+@console.post("/card/unlink")
+@login_required
+@recent_auth_required
+def card_unlink() -> Response:
+    user = signed_in_user()
+    assert user is not None
+    user.card_sub = None
+    flash(_("The card is no longer linked to your account."))
+    return redirect(url_for("console.security"))
 
 
 @console.post("/logout")
@@ -305,7 +363,10 @@ def security() -> Any:
             accounts.disable_totp(user)
             flash(_("Two-step sign-in is off."))
             return redirect(url_for("console.security"))
-    return render_template("console/security.html", user=user, setup=setup, errors=errors), 422 if errors else 200
+    from saas.tenants import cardlogin
+
+    return render_template("console/security.html", user=user, setup=setup, errors=errors,
+                           card=cardlogin.available()), 422 if errors else 200
 
 
 # -- an organisation's console ------------------------------------------------------------------------

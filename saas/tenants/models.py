@@ -103,6 +103,8 @@ class ConsoleUser(HasPublicId, Base):
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None]
     is_operator: Mapped[bool] = mapped_column(Boolean, default=False)  # the platform's staff
+    # The pairwise sub of the person's My Number Card at the platform's own provider, once linked.
+    card_sub: Mapped[str | None] = mapped_column(String(64), unique=True)
     last_login_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
 
