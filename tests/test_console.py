@@ -528,3 +528,49 @@ def test_the_dashboard_charts_logins_per_day_client_and_failure(client: Any) -> 
     assert "会員サイト" in page and "Certificate expired" in page and "Certificate revoked" in page
     numbers = page.split("<summary>", 1)[1]
     assert "<td>3</td><td>2</td>" in numbers  # today: 3 logged in, 2 failed
+
+
+def test_admins_change_roles_and_remove_members_but_an_organisation_keeps_an_owner(
+        client: Any, other_client: Any) -> None:
+    from saas.tenants.models import Membership
+
+    slug = verified_owner(client)
+    post(client, f"/t/{slug}/console/members", {"email": "taro@shinkin.example", "role": "developer"})
+    link = last_link("taro@shinkin.example").split("localhost", 1)[1]
+    post(other_client, link, {"name": "鈴木 太郎", "password": "another long phrase for taro"})
+    owner_id = scalar(select(ConsoleUser.public_id).where(ConsoleUser.email == ORG["email"]))
+    taro_id = scalar(select(ConsoleUser.public_id).where(ConsoleUser.email == "taro@shinkin.example"))
+    members = f"/t/{slug}/console/members"
+    last_owner = post(client, f"{members}/{owner_id}", {"role": "admin"}, form_page=members)
+    assert last_owner.status_code == 302
+    assert "needs at least one owner" in client.get(members).get_data(as_text=True)
+    refused = post(other_client, f"{members}/{owner_id}", {"role": "remove"}, form_page=f"/t/{slug}/console/")
+    assert refused.status_code == 403  # a developer administers nobody
+    assert post(client, f"{members}/{taro_id}", {"role": "admin"}, form_page=members).status_code == 302
+    as_admin = post(other_client, f"{members}/{owner_id}", {"role": "remove"}, form_page=members)
+    assert as_admin.status_code == 302 and "Only an owner" in other_client.get(members).get_data(as_text=True)
+    assert post(client, f"{members}/{taro_id}", {"role": "remove"}, form_page=members).status_code == 302
+    assert other_client.get(f"/t/{slug}/console/").status_code == 404  # no longer a member
+    with all_tenants(db.session):
+        assert db.session.scalar(select(Membership.id).join(ConsoleUser, ConsoleUser.id == Membership.user_id)
+                                 .where(ConsoleUser.email == "taro@shinkin.example")) is None
+        actions = list(db.session.scalars(select(AuditEntry.action).order_by(AuditEntry.id)))
+    assert actions[-2:] == ["member.role_changed", "member.removed"]
+
+
+def test_a_forgotten_password_is_reset_by_mail_and_old_sessions_end(client: Any, other_client: Any) -> None:
+    slug = verified_owner(client)  # a session that must end
+    asked = post(other_client, "/console/password/forgot", {"email": ORG["email"]})
+    unknown = post(other_client, "/console/password/forgot", {"email": "nobody@example.jp"})
+    neutral = "If an account uses this address"
+    assert neutral in asked.get_data(as_text=True) and neutral in unknown.get_data(as_text=True)  # no telling
+    link = last_link(ORG["email"]).split("localhost", 1)[1]
+    assert "/console/password/reset/" in link
+    weak = post(other_client, link, {"password": "password1"})
+    assert weak.status_code == 422 and 'id="f-password-error"' in weak.get_data(as_text=True)
+    assert post(other_client, link, {"password": "a brand new phrase for hanako"}).status_code == 302
+    assert post(other_client, link, {"password": "another brand new phrase"}, form_page="/console/login") \
+        .status_code == 400  # used
+    assert client.get(f"/t/{slug}/console/").status_code == 302  # the old session has ended
+    assert log_in(other_client, ORG["email"]).status_code == 401  # the old password is gone
+    assert log_in(other_client, ORG["email"], "a brand new phrase for hanako").status_code == 302

@@ -2,7 +2,7 @@
 
 Revision ID: 0010
 Revises: 0009
-Create Date: 2026-11-25 07:03:11.513848
+Create Date: 2026-11-25 07:06:53.321069
 """
 
 from collections.abc import Sequence
@@ -33,6 +33,7 @@ def upgrade() -> None:
     sa.Column("locked_until", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
     sa.Column("is_operator", sa.Boolean(), nullable=False),
     sa.Column("card_sub", sa.String(length=64), nullable=True),
+    sa.Column("session_epoch", sa.Integer(), server_default="0", nullable=False),
     sa.Column("last_login_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
     sa.Column("created_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
     sa.Column("public_id", sa.String(length=40), nullable=False),

@@ -196,7 +196,7 @@ def authenticate(email: str, password: str) -> ConsoleUser:
         raise SignInError(_l("The email address or password is wrong."))
     if user.locked_until is not None and user.locked_until > now:
         raise SignInError(_l("This account is locked after too many wrong passwords. Try again after "
-                             "%(minutes)d minutes.",
+                             "%(minutes)d minutes, or reset the password.",
                              minutes=max(1, int((user.locked_until - now).total_seconds() // 60) + 1)),
                           code="account_locked", status=423)
     if not password_matches(user, password or ""):
@@ -380,3 +380,89 @@ def accept(token: str, user: ConsoleUser) -> Tenant:
                      details={"role": invitation.role.value})
     return tenant
 
+
+
+def change_role(tenant: Tenant, member: ConsoleUser, role: str, *, by: ConsoleUser, by_role: Role) -> None:
+    try:
+        chosen = Role(role)
+    except ValueError:
+        raise AccountError(_l("Choose a role."), code="invalid_role", field="role") from None
+    membership = db.session.scalar(select(Membership).where(Membership.user_id == member.id))
+    if membership is None:
+        raise NotFound(_l("This person is not a member."), code="member_not_found")
+    _check_owner_rules(membership.role, chosen, member, by_role)
+    membership.role = chosen
+    db.session.flush()
+
+
+def remove(tenant: Tenant, member: ConsoleUser, *, by: ConsoleUser, by_role: Role) -> None:
+    membership = db.session.scalar(select(Membership).where(Membership.user_id == member.id))
+    if membership is None:
+        raise NotFound(_l("This person is not a member."), code="member_not_found")
+    _check_owner_rules(membership.role, None, member, by_role)
+    db.session.delete(membership)
+    db.session.flush()
+
+
+def _check_owner_rules(current: Role, new: Role | None, member: ConsoleUser, by_role: Role) -> None:
+    """Only an owner touches owners or makes one; an organisation always keeps an owner."""
+    if (current is Role.OWNER or new is Role.OWNER) and by_role is not Role.OWNER:
+        raise AccountError(_l("Only an owner can change or remove an owner."), code="owner_only", status=403)
+    if current is Role.OWNER and new is not Role.OWNER and owners_left(member) == 0:
+        raise AccountError(_l("The organisation needs at least one owner: make someone else owner first."),
+                           code="last_owner", status=409)
+
+
+RESET_LIFETIME = timedelta(hours=1)
+
+
+def send_reset(email: str) -> None:
+    """A password-reset link, if the address has an account (the caller says the same either way)."""
+    try:
+        address = normalise_email(email)
+    except AccountError:
+        return
+    if not ratelimit.allow(f"reset:{token_hash(address)}", limit=5, window=3600):
+        return
+    user = db.session.scalar(select(ConsoleUser).where(ConsoleUser.email == address))
+    if user is None:
+        return
+    token = secrets.token_urlsafe(32)
+    db.session.add(EmailToken(user_id=user.id, purpose="reset", token_hash=token_hash(token),
+                              expires_at=clock.now() + RESET_LIFETIME))
+    mail.send(user.email, _("Reset your Kakehashi password"),
+              _("Hello %(name)s,\n\nopen this link within an hour to choose a new password:\n\n%(link)s\n\n"
+                "If you did not ask for it, ignore this message; your password stays as it is.\n",
+                name=user.name, link=_link("console.reset_password", token=token)))
+
+
+def reset_user(token: str) -> ConsoleUser:
+    row = db.session.scalar(select(EmailToken).where(EmailToken.token_hash == token_hash(token),
+                                                     EmailToken.purpose == "reset"))
+    if row is None or row.used_at is not None or row.expires_at <= clock.now():
+        raise AccountError(_l("This reset link is used or expired. Ask for a new one."), code="invalid_token",
+                           status=400)
+    user = db.session.get(ConsoleUser, row.user_id)
+    assert user is not None
+    return user
+
+
+def reset_password(token: str, password: str) -> ConsoleUser:
+    """A new password from a reset link; every existing session of the account ends."""
+    user = reset_user(token)
+    set_password(user, password)
+    for row in db.session.scalars(select(EmailToken).where(EmailToken.user_id == user.id,
+                                                           EmailToken.purpose == "reset",
+                                                           EmailToken.used_at.is_(None))):
+        row.used_at = clock.now()
+    user.email_verified_at = user.email_verified_at or clock.now()  # the link proved the address
+    db.session.flush()
+    return user
+
+
+def set_password(user: ConsoleUser, password: str) -> None:
+    check_password(password, hints=[user.email, user.name])
+    user.password_hash = hash_password(password)
+    user.failed_logins, user.locked_until = 0, None
+    user.session_epoch = (user.session_epoch or 0) + 1
+    db.session.flush()

@@ -30,6 +30,7 @@ ACTIONS = (
     "oidc_client.updated", "organisation.created", "signing_key.rotated", "webhook.created", "webhook.deleted",
     "webhook.disabled", "webhook.enabled", "webhook.pinged", "webhook.redelivered", "webhook.secret_rotated",
     "webhook.updated", "ssf_stream.created", "ssf_stream.deleted", "ssf_stream.updated", "ssf_stream.status_changed",
+    "member.removed", "member.role_changed",
 )
 
 

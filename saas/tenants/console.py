@@ -56,6 +56,8 @@ def signed_in_user() -> ConsoleUser | None:
     public_id, seen = session.get("console_user"), session.get("console_seen", 0)
     if public_id and time.time() - seen <= SESSION_IDLE_SECONDS:
         user = db.session.scalar(select(ConsoleUser).where(ConsoleUser.public_id == public_id))
+        if user is not None and session.get("console_epoch", 0) != (user.session_epoch or 0):
+            user = None  # the password changed since this session began
     if user is None:
         session.pop("console_user", None)
     else:
@@ -67,7 +69,8 @@ def signed_in_user() -> ConsoleUser | None:
 def start_session(user: ConsoleUser) -> None:
     session.clear()  # a new session id: no fixation
     session.permanent = True
-    session.update(console_user=user.public_id, console_seen=int(time.time()), console_auth_at=int(time.time()))
+    session.update(console_user=user.public_id, console_seen=int(time.time()), console_auth_at=int(time.time()),
+                   console_epoch=user.session_epoch or 0)
     accounts.record_login(user)
 
 
@@ -289,6 +292,35 @@ def card_unlink() -> Response:
     user.card_sub = None
     flash(_("The card is no longer linked to your account."))
     return redirect(url_for("console.security"))
+
+
+@console.route("/password/forgot", methods=["GET", "POST"])
+def forgot_password() -> Any:
+    if request.method == "POST":
+        accounts.send_reset(request.form.get("email", ""))
+        return render_template("console/message.html", title=_("Check your mail"),
+                               message=_("If an account uses this address, a link to choose a new password is on "
+                                         "its way. It works for an hour."))
+    return render_template("console/forgot.html", errors={})
+
+
+@console.route("/password/reset/<token>", methods=["GET", "POST"])
+def reset_password(token: str) -> Any:
+    errors: dict[str, str] = {}
+    try:
+        user = accounts.reset_user(token)
+    except ServiceError as error:
+        return render_template("console/message.html", title=_("Link not valid"), message=str(error.message)), 400
+    if request.method == "POST":
+        try:
+            accounts.reset_password(token, request.form.get("password", ""))
+        except ServiceError as error:
+            db.session.rollback()
+            errors = form_errors(error)
+        else:
+            flash(_("Your password is changed, and every other session of your account has ended. Sign in."))
+            return redirect(url_for("console.login"))
+    return render_template("console/reset.html", user=user, errors=errors), 422 if errors else 200
 
 
 @console.post("/logout")
@@ -525,6 +557,38 @@ def members() -> Any:
                 return redirect(url_for("tenant_console.members"))
     return render_template("console/members.html", tenant=current_tenant(), members=accounts.members(),
                            roles=list(Role), values=values, errors=errors), 422 if errors else 200
+
+
+@tenant_console.post("/members/<user_id>")
+def change_member(user_id: str) -> Any:
+    """Change a member's role, or remove them (``role=remove``)."""
+    require_role(*CAN_ADMINISTER)
+    if time.time() - session.get("console_auth_at", 0) > RECENT_AUTH_SECONDS:
+        return redirect(url_for("console.reauthenticate", next=url_for("tenant_console.members")))
+    member = db.session.scalar(select(ConsoleUser).where(ConsoleUser.public_id == user_id))
+    if member is None or accounts.role_in(member) is None:
+        abort(404)
+    role = request.form.get("role", "")
+    actor = signed_in_user()
+    assert actor is not None
+    try:
+        if role == "remove":
+            accounts.remove(current_tenant(), member, by=actor, by_role=g.role)
+            audit.record(current_tenant(), "member.removed", actor=actor, target=member.public_id,
+                         details={"email": member.email})
+            flash(_("%(name)s is no longer a member.", name=member.name))
+        else:
+            accounts.change_role(current_tenant(), member, role, by=actor, by_role=g.role)
+            audit.record(current_tenant(), "member.role_changed", actor=actor, target=member.public_id,
+                         details={"email": member.email, "role": role})
+            flash(_("%(name)s is now %(role)s.", name=member.name, role=_role_name(Role(role))))
+    except ServiceError as error:
+        db.session.rollback()
+        flash(str(error.message))
+        return redirect(url_for("tenant_console.members"))
+    if member.id == actor.id and role == "remove":
+        return redirect(url_for("console.home", all=1))
+    return redirect(url_for("tenant_console.members"))
 
 
 @tenant_console.get("/audit")

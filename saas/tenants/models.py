@@ -105,6 +105,8 @@ class ConsoleUser(HasPublicId, Base):
     is_operator: Mapped[bool] = mapped_column(Boolean, default=False)  # the platform's staff
     # The pairwise sub of the person's My Number Card at the platform's own provider, once linked.
     card_sub: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # Raised when the password changes: every session started before it ends.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_login_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
 
