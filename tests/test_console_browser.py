@@ -29,13 +29,15 @@ WORDS = {
               "add": "エンドポイントを追加する", "all_events": "すべてのイベント（今後追加される種類も含む）",
               "stored": "保管しました", "test": "テストイベントを送る", "delivered": "配信済み",
               "members": "メンバー", "audit": "監査ログ", "security": "サインインのセキュリティ",
-              "dashboard": "ダッシュボード"},
+              "dashboard": "ダッシュボード", "clients": "ログインのクライアント", "add_client": "クライアントを追加する",
+              "api_keys": "API キー", "make_key": "キーを作成する", "live": "本番モード"},
     "en-US": {"create": "Create the organisation", "open_viewer": "Open the mail viewer", "email": "Email address",
               "password": "Password", "sign_in": "Sign in", "webhooks": "Webhooks",
               "add": "Add the endpoint", "all_events": "All events, including types added later",
               "stored": "I have stored it", "test": "Send a test event", "delivered": "Delivered",
               "members": "Members", "audit": "Audit log", "security": "Your sign-in security",
-              "dashboard": "Dashboard"},
+              "dashboard": "Dashboard", "clients": "Sign-in clients", "add_client": "Add the client",
+              "api_keys": "API keys", "make_key": "Make the key", "live": "Live mode"},
 }
 
 
@@ -116,5 +118,28 @@ def test_from_sign_up_to_a_webhook_that_receives_a_signed_event(
         page.get_by_role("link", name=name, exact=True).click()
         page.wait_for_load_state()
         shot(page, f"console-{shot_name}-{lang}")
+    page.goto(live_console + f"/t/kk-hospital-{lang}/console/")
+    page.get_by_role("link", name=words["clients"], exact=True).click()
+    shot(page, f"console-clients-empty-{lang}")
+    page.get_by_role("link", name=re.compile("クライアントを追加する|Add a client")).click()
+    page.locator("#f-name").fill("会員サイト")
+    page.locator("#f-redirect_uris").fill("http://127.0.0.1:8000/callback")
+    page.locator("#s-name").check()
+    page.locator("#a-csb").check()
+    shot(page, f"console-client-form-{lang}")
+    page.get_by_role("button", name=words["add_client"]).click()
+    assert page.locator("#client-id").inner_text().startswith("cli_")
+    shot(page, f"console-client-created-{lang}")
+    page.get_by_role("link", name=words["clients"], exact=True).click()
+    shot(page, f"console-clients-{lang}")
+    page.get_by_role("link", name=words["api_keys"], exact=True).click()
+    page.locator("#f-name").fill("CRM")
+    page.get_by_role("button", name=words["make_key"]).click()
+    assert page.locator("#api-key").inner_text().startswith("kk_test_")
+    shot(page, f"console-api-key-created-{lang}")
+    page.get_by_role("link", name=words["stored"]).click()
+    shot(page, f"console-api-keys-{lang}")
+    page.get_by_role("link", name=words["live"], exact=True).click()
+    shot(page, f"console-live-{lang}")
     # The refused weak password answered 422 on purpose; nothing else may go wrong.
     assert [p for p in problems if "status of 422" not in p] == [], problems
