@@ -574,3 +574,18 @@ def test_a_forgotten_password_is_reset_by_mail_and_old_sessions_end(client: Any,
     assert client.get(f"/t/{slug}/console/").status_code == 302  # the old session has ended
     assert log_in(other_client, ORG["email"]).status_code == 401  # the old password is gone
     assert log_in(other_client, ORG["email"], "a brand new phrase for hanako").status_code == 302
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/", "/\\evil.example/", "javascript:x"])
+def test_sign_in_never_redirects_off_the_site(client: Any, target: str) -> None:
+    verified_owner(client)
+    client.post("/console/logout", data={"csrf_token": csrf(client, "/console/login")})
+    response = post(client, "/console/login", {"email": ORG["email"], "password": PASSWORD, "next": target})
+    assert response.status_code == 302 and response.headers["Location"] == "/console/"
+
+
+def test_the_audit_csv_does_not_let_a_spreadsheet_run_typed_text(client: Any) -> None:
+    from saas.tenants.console import _cell
+
+    assert _cell('=HYPERLINK("http://x")') == '\'=HYPERLINK("http://x")'
+    assert _cell("@SUM(1)") == "'@SUM(1)" and _cell("usr_1 (a@b.example)") == "usr_1 (a@b.example)"

@@ -28,7 +28,7 @@ from flask import (
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 
-from saas import db
+from saas import db, ratelimit
 from saas.errors import ServiceError
 from saas.events import services as events
 from saas.events.models import Delivery, DeliveryAttempt, DeliveryStatus, Event, WebhookEndpoint
@@ -76,7 +76,8 @@ def start_session(user: ConsoleUser) -> None:
 
 def _safe_next(target: str | None, default: str) -> str:
     parts = urlsplit(target or "")
-    if not target or parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+    if (not target or parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//")
+            or "\\" in target):  # browsers read "/\\host" as "//host"
         return default
     return target
 
@@ -91,11 +92,16 @@ def login_required(view: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def auth_is_stale() -> bool:
+    """The password was last confirmed longer ago than sensitive actions allow."""
+    return time.time() - session.get("console_auth_at", 0) > RECENT_AUTH_SECONDS
+
+
 def recent_auth_required(view: F) -> F:
     """Sensitive actions ask for the password again after ten minutes."""
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if time.time() - session.get("console_auth_at", 0) > RECENT_AUTH_SECONDS:
+        if auth_is_stale():
             back = request.referrer if request.method == "POST" else request.full_path.rstrip("?")
             return redirect(url_for("console.reauthenticate", next=_safe_next(back, url_for("console.home"))))
         return view(*args, **kwargs)
@@ -145,6 +151,9 @@ def signup() -> Any:
         values = {k: request.form.get(k, "") for k in
                   ("organisation", "slug", "kind", "corporate_number", "name", "email")}
         try:
+            if not ratelimit.allow(f"signup:{request.remote_addr}", limit=10, window=3600):
+                raise ServiceError(_("Too many sign-ups from your network. Try again in an hour."),
+                                   code="rate_limited", status=429)
             accounts.sign_up(password=request.form.get("password", ""), **values)
         except ServiceError as error:
             db.session.rollback()
@@ -248,7 +257,7 @@ def card_start() -> Any:
     if purpose == "link":
         if signed_in_user() is None:
             return redirect(url_for("console.login"))
-        if time.time() - session.get("console_auth_at", 0) > RECENT_AUTH_SECONDS:
+        if auth_is_stale():
             return redirect(url_for("console.reauthenticate", next=url_for("console.security")))
     try:
         return redirect(cardlogin.begin(purpose))
@@ -538,7 +547,7 @@ def members() -> Any:
     values = {"email": "", "role": Role.DEVELOPER.value}
     if request.method == "POST":
         require_role(*CAN_ADMINISTER)
-        if time.time() - session.get("console_auth_at", 0) > RECENT_AUTH_SECONDS:
+        if auth_is_stale():
             return redirect(url_for("console.reauthenticate", next=url_for("tenant_console.members")))
         values = {"email": request.form.get("email", ""), "role": request.form.get("role", "")}
         if values["role"] == Role.OWNER.value and g.role is not Role.OWNER:
@@ -563,7 +572,7 @@ def members() -> Any:
 def change_member(user_id: str) -> Any:
     """Change a member's role, or remove them (``role=remove``)."""
     require_role(*CAN_ADMINISTER)
-    if time.time() - session.get("console_auth_at", 0) > RECENT_AUTH_SECONDS:
+    if auth_is_stale():
         return redirect(url_for("console.reauthenticate", next=url_for("tenant_console.members")))
     member = db.session.scalar(select(ConsoleUser).where(ConsoleUser.public_id == user_id))
     if member is None or accounts.role_in(member) is None:
@@ -757,7 +766,7 @@ def api_keys() -> Any:
     values: dict[str, Any] = {"name": "", "scopes": ["webhooks:read"], "expires": ""}
     if request.method == "POST":
         require_role(*CAN_DEVELOP)
-        if time.time() - session.get("console_auth_at", 0) > RECENT_AUTH_SECONDS:
+        if auth_is_stale():
             return redirect(url_for("console.reauthenticate", next=url_for("tenant_console.api_keys")))
         values = {"name": request.form.get("name", ""), "scopes": request.form.getlist("scopes"),
                   "expires": request.form.get("expires", "").strip()}
@@ -838,8 +847,8 @@ def audit_csv() -> Response:
                     query = query.where(AuditEntry.action == action)
                 batch = list(reader.scalars(query))
                 for entry in batch:
-                    writer.writerow([entry.seq, entry.at.isoformat(), entry.actor, entry.action, entry.target,
-                                     entry.ip, entry.details, entry.prev_hash, entry.hash])
+                    writer.writerow([entry.seq, entry.at.isoformat(), _cell(entry.actor), entry.action,
+                                     _cell(entry.target), entry.ip, _cell(entry.details), entry.prev_hash, entry.hash])
                 yield buffer.getvalue()
                 buffer.seek(0)
                 buffer.truncate()
@@ -909,3 +918,8 @@ def operator() -> Any:
             flash(_("Decided: %(organisation)s.", organisation=tenant.display_name))
             return redirect(url_for("console.operator"))
     return render_template("console/operator.html", waiting=golive.waiting(), errors=errors), 422 if errors else 200
+
+
+def _cell(value: str) -> str:
+    """A spreadsheet must not take text people typed (names, URLs) for a formula."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
