@@ -94,6 +94,14 @@ def make_app(database_url: str, tmp_path: Path, **overrides: Any) -> Flask:
     return application
 
 
+@pytest.fixture(autouse=True)
+def fresh_rate_limits() -> None:
+    """Each test starts with no rate-limit counts of this process (sign-ups, sign-ins)."""
+    from saas import ratelimit
+
+    ratelimit.reset()
+
+
 @pytest.fixture
 def committed_url(tmp_path: Path) -> Iterator[str]:
     """A migrated database of the test's own, for code that commits on other connections

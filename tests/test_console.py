@@ -12,7 +12,7 @@ import pyotp
 import pytest
 from sqlalchemy import select, update
 
-from saas import clock, db, ratelimit
+from saas import clock, db
 from saas.db import all_tenants, tenant_scope
 from saas.events.models import Delivery, Event, WebhookEndpoint
 from saas.mail.models import OutgoingMail
@@ -22,11 +22,6 @@ from saas.tenants.models import AuditEntry, ConsoleUser, Tenant
 PASSWORD = "kakehashi bridges rivers at dawn"
 ORG = {"organisation": "かけはし信用金庫", "slug": "kk-shinkin", "kind": "bank", "corporate_number": "",
        "name": "山田 花子", "email": "hanako@shinkin.example"}
-
-
-@pytest.fixture(autouse=True)
-def fresh_rate_limits() -> None:
-    ratelimit.reset()
 
 
 @pytest.fixture
@@ -589,3 +584,10 @@ def test_the_audit_csv_does_not_let_a_spreadsheet_run_typed_text(client: Any) ->
 
     assert _cell('=HYPERLINK("http://x")') == '\'=HYPERLINK("http://x")'
     assert _cell("@SUM(1)") == "'@SUM(1)" and _cell("usr_1 (a@b.example)") == "usr_1 (a@b.example)"
+
+
+def test_sign_ups_are_rate_limited_per_network(client: Any) -> None:
+    for n in range(10):
+        assert sign_up(client, slug=f"org-{n}", email=f"u{n}@example.jp").status_code == 302
+    refused = sign_up(client, slug="org-x", email="ux@example.jp")
+    assert refused.status_code == 429 and "Too many sign-ups" in refused.get_data(as_text=True)

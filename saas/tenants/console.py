@@ -147,6 +147,7 @@ def form_errors(error: ServiceError) -> dict[str, str]:
 def signup() -> Any:
     values: dict[str, str] = {"kind": "bank"}
     errors: dict[str, str] = {}
+    status = 200
     if request.method == "POST":
         values = {k: request.form.get(k, "") for k in
                   ("organisation", "slug", "kind", "corporate_number", "name", "email")}
@@ -157,11 +158,11 @@ def signup() -> Any:
             accounts.sign_up(password=request.form.get("password", ""), **values)
         except ServiceError as error:
             db.session.rollback()
-            errors = form_errors(error)
+            errors, status = form_errors(error), error.status
         else:
             return redirect(url_for("console.signed_up", email=values["email"].strip().lower()))
     return render_template("console/signup.html", values=values, errors=errors, kinds=list(TenantKind)), \
-        422 if errors else 200
+        status if errors else 200
 
 
 @console.get("/signup/sent")
