@@ -178,6 +178,7 @@ def load_audit_log(settings: dict[str, Any], tenant_id: int, rows: int) -> None:
                 digest = hashlib.sha256(f"{prev}\n{canonical}".encode()).hexdigest()
                 copy.write_row((tenant_id, seq, at, actor, action, target, ip, details, prev, digest))
                 prev = digest
+        cursor.execute("UPDATE tenants SET audit_seq = %s, audit_head = %s WHERE id = %s", (rows, prev, tenant_id))
         cursor.execute("ANALYZE audit_entries")
 
 

@@ -270,6 +270,19 @@ def test_the_audit_chain_detects_an_edited_or_deleted_entry(client: Any) -> None
     assert problems and problems[0].seq == 3 and "missing" in problems[0].problem
 
 
+def test_the_audit_chain_detects_its_newest_entries_removed(client: Any) -> None:
+    from sqlalchemy import delete
+
+    slug = verified_owner(client)
+    add_webhook(client, slug)
+    tenant = db.session.scalar(select(Tenant).where(Tenant.slug == slug))
+    assert audit.verify(tenant) == [] and tenant.audit_seq == 2
+    with tenant_scope(db.session, tenant.id):
+        db.session.execute(delete(AuditEntry).where(AuditEntry.seq == 2))  # a clean cut at the end
+    [problem] = audit.verify(tenant)
+    assert "newest entries were removed" in problem.problem
+
+
 def test_the_development_mail_viewer_shows_the_outbox(client: Any) -> None:
     sign_up(client)
     page = client.get("/console/dev/mail").get_data(as_text=True)

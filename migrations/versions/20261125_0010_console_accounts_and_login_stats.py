@@ -2,7 +2,7 @@
 
 Revision ID: 0010
 Revises: 0009
-Create Date: 2026-11-25 07:06:53.321069
+Create Date: 2026-11-25 07:21:18.209010
 """
 
 from collections.abc import Sequence
@@ -206,6 +206,10 @@ def upgrade() -> None:
         batch_op.create_index("ix_api_requests_key_at", ["key_id", "at"], unique=False)
         batch_op.create_index(batch_op.f("ix_api_requests_tenant_id"), ["tenant_id"], unique=False)
 
+    with op.batch_alter_table("tenants", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("audit_seq", sa.BigInteger(), server_default="0", nullable=False))
+        batch_op.add_column(sa.Column("audit_head", sa.String(length=64), nullable=True))
+
     with op.batch_alter_table("webhook_endpoints", schema=None) as batch_op:
         batch_op.add_column(sa.Column("format", sa.String(length=8), server_default="json", nullable=False))
         batch_op.add_column(sa.Column("delivery", sa.String(length=8), server_default="push", nullable=False))
@@ -225,6 +229,10 @@ def downgrade() -> None:
         batch_op.drop_column("set_issuer")
         batch_op.drop_column("delivery")
         batch_op.drop_column("format")
+
+    with op.batch_alter_table("tenants", schema=None) as batch_op:
+        batch_op.drop_column("audit_head")
+        batch_op.drop_column("audit_seq")
 
     with op.batch_alter_table("api_requests", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_api_requests_tenant_id"))

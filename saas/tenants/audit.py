@@ -3,8 +3,9 @@ organisation so that an edited, inserted or deleted row is detected (``kakehashi
 verify``).
 
 ``hash = SHA-256(prev_hash ‖ "\\n" ‖ canonical JSON of seq, at, actor, action, target, ip, details)``;
-the first entry's ``prev_hash`` is 64 zeros. Writers of one organisation take its row lock
-first, so the chain has no forks.
+the first entry's ``prev_hash`` is 64 zeros. The organisation's row keeps the head (last
+sequence number and hash), written with each entry under the row's lock: writers of one
+organisation queue, and removing the newest entries is detected too.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import has_request_context, request
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from saas import clock, db
 from saas.db import tenant_scope
@@ -51,17 +52,19 @@ def record(tenant: Tenant, action: str, *, actor: ConsoleUser | str | None, targ
     """Append an entry to the tenant's chain, in the current unit of work."""
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}: add it to audit.ACTIONS")
-    if db.session.get_bind().dialect.name == "postgresql":
-        # One writer per organisation at a time: the chain gets no forks.
-        db.session.execute(select(Tenant.id).where(Tenant.id == tenant.id).with_for_update())
-    last = db.session.execute(select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)).first()
-    seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    # The tenant row holds the head; locking it makes one writer per organisation at a time
+    # (the chain gets no forks).
+    head = db.session.execute(select(Tenant.audit_seq, Tenant.audit_head).where(Tenant.id == tenant.id)
+                              .with_for_update()).one()
+    seq, prev_hash = (head.audit_seq or 0) + 1, head.audit_head or GENESIS
     entry = AuditEntry(tenant_id=tenant.id, seq=seq, at=clock.now(),
                        actor=actor if isinstance(actor, str) else actor_of(actor), action=action,
                        target=target, ip=(request.remote_addr or "") if has_request_context() else "",
                        details=json.dumps(details or {}, ensure_ascii=False, sort_keys=True), prev_hash=prev_hash)
     entry.hash = _digest(prev_hash, entry)
     db.session.add(entry)
+    db.session.execute(update(Tenant).where(Tenant.id == tenant.id).values(audit_seq=seq, audit_head=entry.hash)
+                       .execution_options(synchronize_session=False))
     db.session.flush()
     return entry
 
@@ -85,6 +88,10 @@ def verify(tenant: Tenant) -> list[Break]:
             if _digest(entry.prev_hash, entry) != entry.hash:
                 problems.append(Break(entry.seq, "was changed after it was written"))
             expected_seq, prev_hash = entry.seq + 1, entry.hash
+        head = db.session.execute(select(Tenant.audit_seq, Tenant.audit_head).where(Tenant.id == tenant.id)).one()
+    if (head.audit_seq or 0) != expected_seq - 1 or (head.audit_head or GENESIS) != prev_hash:
+        problems.append(Break(expected_seq, f"the log ends at entry {expected_seq - 1} but its head says "
+                                            f"{head.audit_seq}: the newest entries were removed or changed"))
     return problems
 
 

@@ -70,6 +70,10 @@ class Tenant(HasPublicId, Timestamped, Base):
                                              default=TenantMode.SANDBOX)
     status: Mapped[TenantStatus] = mapped_column(_enum(TenantStatus, "tenant_status"),
                                                  default=TenantStatus.ACTIVE)
+    # The head of the audit chain, written with each entry: removing the newest entries
+    # leaves the chain shorter than its head says.
+    audit_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    audit_head: Mapped[str | None] = mapped_column(String(64))
 
     def __repr__(self) -> str:
         return f"<Tenant {self.slug} {self.mode}>"
