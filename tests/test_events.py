@@ -466,3 +466,23 @@ def test_an_endpoint_turned_off_holds_its_events_until_it_is_on_again(app: Flask
         db.session.commit()
     assert relay_and_deliver(app) == {"succeeded": 1, "failed": 0}
     assert receiver.keys() == [held]
+
+
+def test_purge_forgets_old_finished_events_and_keeps_what_still_waits(app: Flask, receiver: Receiver) -> None:
+    add_endpoint(app, receiver.url)
+    emit(app, subject="sub:done")
+    relay_and_deliver(app)
+    receiver.answer = lambda _: 500
+    emit(app, subject="sub:waiting")
+    relay_and_deliver(app)  # failed once: still pending
+    with app.app_context():
+        assert relay.purge(older_than=timedelta(days=30)) == 0  # nothing is old yet
+        db.session.commit()
+    with clock.frozen(clock.now() + timedelta(days=31)), app.app_context():
+        assert relay.purge(older_than=timedelta(days=30)) == 1  # the delivered one
+        db.session.commit()
+        with all_tenants(db.session):
+            assert db.session.scalar(select(func.count()).select_from(Event)) == 1
+            assert db.session.scalar(select(func.count()).select_from(DeliveryAttempt)) == 1
+    result = app.test_cli_runner().invoke(args=["events", "purge", "--days", "30"])
+    assert result.exit_code == 0 and "events deleted: 0" in result.output

@@ -51,3 +51,14 @@ def add_webhook_command(slug: str, url: str, types: tuple[str, ...], description
     endpoint_id, secret = run_service(create)
     click.echo(f"endpoint: {endpoint_id}")
     click.echo(f"signing secret: {secret}   (shown once: store it now)")
+
+
+@group.command("purge")
+@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 3650),
+              help="Keep events (and their delivery logs) this many days.")
+def purge_command(days: int) -> None:
+    """Delete old events whose deliveries are finished (run it from cron)."""
+    from datetime import timedelta
+
+    removed = run_service(lambda: relay.purge(older_than=timedelta(days=days)))
+    click.echo(f"events deleted: {removed}")

@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app
-from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import aliased
 
 from saas import clock, db, jobs
@@ -366,3 +366,16 @@ def start_in_process(app: Flask) -> threading.Event:
     stop = threading.Event()
     threading.Thread(target=run, args=(app, stop), name="kk-webhook-relay", daemon=True).start()
     return stop
+
+
+# -- forgetting -------------------------------------------------------------------------------------------
+
+def purge(*, older_than: timedelta) -> int:
+    """Delete events older than ``older_than`` that nothing still waits to deliver (their
+    deliveries and attempt logs go with them); how many events went."""
+    cutoff = clock.now() - older_than
+    waiting = select(Delivery.event_id).where(Delivery.status == DeliveryStatus.PENDING)
+    with all_tenants(db.session):
+        return db.session.execute(delete(Event).where(Event.created_at < cutoff, Event.dispatched_at.is_not(None),
+                                                      Event.id.not_in(waiting))
+                                  .execution_options(synchronize_session=False)).rowcount
