@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 from werkzeug.serving import make_server
 
 from saas import db
@@ -42,14 +43,14 @@ WORDS = {
 
 
 @pytest.fixture
-def live_console(committed_url: str, tmp_path: Path) -> Iterator[str]:
+def live_console(committed_url: str, tmp_path: Path) -> Iterator[tuple[str, Flask]]:
     app = make_app(committed_url, tmp_path)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     stop = threading.Event()
     threading.Thread(target=relay.run, args=(app, stop), kwargs={"idle": 0.2}, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield f"http://127.0.0.1:{server.server_port}", app
     finally:
         stop.set()
         server.shutdown()
@@ -58,11 +59,12 @@ def live_console(committed_url: str, tmp_path: Path) -> Iterator[str]:
 
 @pytest.mark.parametrize("locale", ["ja-JP", "en-US"])
 def test_from_sign_up_to_a_webhook_that_receives_a_signed_event(
-        live_console: str, browser: Any, receiver: Receiver, locale: str) -> None:  # noqa: F811
+        live_console: tuple[str, Flask], browser: Any, receiver: Receiver, locale: str) -> None:  # noqa: F811
+    base, app = live_console
     words = WORDS[locale]
     lang = locale[:2]
     page, problems = open_page(browser, locale)
-    page.goto(live_console + "/console/signup")
+    page.goto(base + "/console/signup")
     shot(page, f"console-signup-{lang}")
     page.get_by_label(re.compile("組織の名称|Name of the organisation")).fill("架け橋テスト病院")
     page.get_by_label(re.compile("URL で使う識別子|Identifier in URLs")).fill(f"kk-hospital-{lang}")
@@ -118,7 +120,7 @@ def test_from_sign_up_to_a_webhook_that_receives_a_signed_event(
         page.get_by_role("link", name=name, exact=True).click()
         page.wait_for_load_state()
         shot(page, f"console-{shot_name}-{lang}")
-    page.goto(live_console + f"/t/kk-hospital-{lang}/console/")
+    page.goto(base + f"/t/kk-hospital-{lang}/console/")
     page.get_by_role("link", name=words["clients"], exact=True).click()
     shot(page, f"console-clients-empty-{lang}")
     page.get_by_role("link", name=re.compile("クライアントを追加する|Add a client")).click()
@@ -141,5 +143,13 @@ def test_from_sign_up_to_a_webhook_that_receives_a_signed_event(
     shot(page, f"console-api-keys-{lang}")
     page.get_by_role("link", name=words["live"], exact=True).click()
     shot(page, f"console-live-{lang}")
+    page.locator("#f-use_case").fill("Patients check in at reception with their card; about 3,000 a month.")
+    page.locator("form button[type=submit]").last.click()
+    shot(page, f"console-live-requested-{lang}")
+    result = app.test_cli_runner().invoke(args=["operator", "grant", f"ichiro-{lang}@hospital.example"])
+    assert result.exit_code == 0, result.output
+    page.goto(base + "/console/operator")
+    page.get_by_text("about 3,000 a month").wait_for()
+    shot(page, f"console-operator-{lang}")
     # The refused weak password answered 422 on purpose; nothing else may go wrong.
     assert [p for p in problems if "status of 422" not in p] == [], problems
