@@ -71,7 +71,10 @@ def receiver() -> Iterator[Receiver]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 128  # a worker posts 16 at once; the default backlog of 5 drops connections
+
+    server = Server(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     state.url, state.server = f"http://127.0.0.1:{server.server_port}/hooks", server
     threading.Thread(target=server.serve_forever, daemon=True).start()
