@@ -57,14 +57,7 @@ def pcscd() -> Iterator[None]:
     if not _answers():
         if os.geteuid() != 0:
             pytest.skip("pcscd is not running and only root can start it here")
-        started = subprocess.Popen(["pcscd", "--foreground"], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not _answers():
-            if time.monotonic() > deadline:
-                started.terminate()
-                pytest.fail("pcscd did not start", pytrace=False)
-            time.sleep(0.1)
+        started = _start_pcscd()
     yield
     if started is not None:
         # pyscard releases its PC/SC context when a connection object is collected; do
@@ -72,6 +65,29 @@ def pcscd() -> Iterator[None]:
         gc.collect()
         started.terminate()
         started.wait(timeout=10)
+
+
+def _start_pcscd() -> subprocess.Popen[bytes]:
+    """pcscd in the foreground; a second try after clearing what a pcscd that just ended
+    may have left (its socket, its pid file), which makes a new one exit at once."""
+    import tempfile
+
+    log = tempfile.NamedTemporaryFile(prefix="pcscd-", suffix=".log", delete=False)  # noqa: SIM115
+    for _attempt in (1, 2):
+        started = subprocess.Popen(["pcscd", "--foreground", "--debug"], stdout=log, stderr=log)
+        deadline = time.monotonic() + 20
+        while not _answers():
+            if started.poll() is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        else:
+            return started
+        started.terminate()
+        started.wait(timeout=10)
+        for leftover in ("/run/pcscd/pcscd.comm", "/run/pcscd/pcscd.pid"):
+            Path(leftover).unlink(missing_ok=True)
+    tail = Path(log.name).read_text(errors="replace")[-1500:]
+    pytest.fail(f"pcscd did not start (twice); its log ends:\n{tail}", pytrace=False)
 
 
 def _answers() -> bool:
