@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    from saas import cli, db, errors, i18n, jobs, logs, security
+    from saas import cli, db, errors, i18n, jobs, logs, security, urls
     from saas import config as settings
     from saas.tenants import context as tenant_context
 
@@ -42,6 +42,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         n = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     _commit_successful_requests(app)
+    app.jinja_env.globals["tenant_issuer"] = urls.tenant_issuer
     return app
 
 

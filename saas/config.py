@@ -17,6 +17,8 @@ to start with SQLite, a missing or short ``SECRET_KEY``, or debug on.
 | ``KEY_ENCRYPTION_KEY`` | generated into ``instance/key_encryption_key`` (development only) | 32 bytes, base64: encrypts the tenants' token-signing keys at rest |
 | ``BRIDGE_ORIGINS`` | empty | more origins (comma-separated) whose pages may use the bridge agent, besides the service's own |
 | ``BRIDGE_AGENT_PORTS`` | ``24817,24818,24819`` | loopback ports the login page tries, in order, to find the bridge agent |
+| ``PUBLIC_URL`` | unset (development: the request's own address) | the service's address as users reach it, e.g. ``https://id.example.jp``; required in production: issuers, links in mail and SSF metadata are built from it, and requests for any other host are refused |
+| ``KAKEHASHI_TRUSTED_HOSTS`` | empty | more host names (comma-separated) the service answers to besides ``PUBLIC_URL``'s, e.g. a load balancer's health check |
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ENVIRONMENTS = ("development", "production")
 MIN_SECRET_LENGTH = 32
@@ -51,6 +54,7 @@ def load(instance_path: Path, overrides: Mapping[str, Any] | None = None) -> dic
     )
     secret_key = source.get("SECRET_KEY") or None
     debug = _flag(source.get("KAKEHASHI_DEBUG"))
+    public_url = str(source.get("PUBLIC_URL") or "").strip().rstrip("/")
 
     problems = []
     if production:
@@ -68,9 +72,17 @@ def load(instance_path: Path, overrides: Mapping[str, Any] | None = None) -> dic
             problems.append("KEY_ENCRYPTION_KEY is not 32 bytes of base64")
         if not source.get("MAIL_SMTP_URL"):
             problems.append("MAIL_SMTP_URL is not set; sign-up and invitations send mail")
+        if not public_url:
+            problems.append("PUBLIC_URL is not set; issuers and links in mail are built from it")
+    if public_url:
+        parsed = urlsplit(public_url)
+        if parsed.scheme not in ("https", "http") or not parsed.hostname or parsed.path not in ("", "/") \
+                or parsed.query or parsed.fragment or (production and parsed.scheme != "https"):
+            problems.append(f"PUBLIC_URL must be {'an https' if production else 'an http(s)'} origin "
+                            f"such as https://id.example.jp, not {public_url!r}")
     if problems:
         raise ConfigurationError(
-            "Kakehashi refuses to start in production: " + "; ".join(problems) + "."
+            ("Kakehashi refuses to start in production: " if production else "Kakehashi cannot start: ") + "; ".join(problems) + "."
         )
     if not secret_key:
         secret_key = _instance_secret(instance_path)
@@ -95,9 +107,12 @@ def load(instance_path: Path, overrides: Mapping[str, Any] | None = None) -> dic
         "BRIDGE_AGENT_PORTS": _ports(source.get("BRIDGE_AGENT_PORTS") or "24817,24818,24819"),
         "MAIL_SMTP_URL": source.get("MAIL_SMTP_URL") or None,
         "MAIL_FROM": str(source.get("MAIL_FROM") or "Kakehashi <no-reply@kakehashi.example>"),
-        "PUBLIC_URL": str(source.get("PUBLIC_URL") or "").rstrip("/"),
+        "PUBLIC_URL": public_url,
+        # With a public address, a request naming any other host is refused (400): nothing
+        # built from the request's host (issuers, links, metadata) can be steered elsewhere.
+        "TRUSTED_HOSTS": _trusted_hosts(public_url, source.get("KAKEHASHI_TRUSTED_HOSTS")),
         # The platform's own tenant whose provider signs console users in with the card.
-        "CONSOLE_OIDC_TENANT": str(source.get("CONSOLE_OIDC_TENANT") or "kk-console"),  # links in mail; else the request's host
+        "CONSOLE_OIDC_TENANT": str(source.get("CONSOLE_OIDC_TENANT") or "kk-console"),
         # Console passwords: Argon2id; tests and the embedded demo may choose a cheaper profile.
         "ARGON2_PROFILE": str(source.get("ARGON2_PROFILE") or "RFC_9106_LOW_MEMORY"),
         # Webhooks: where they may go, and how hard the service tries.
@@ -172,3 +187,14 @@ def _ports(value: Any) -> tuple[int, ...]:
     if not ports or any(not 1024 <= port <= 65535 for port in ports):
         raise ConfigurationError(f"BRIDGE_AGENT_PORTS must be ports 1024-65535, not {value!r}")
     return ports
+
+
+def _trusted_hosts(public_url: str, extra: Any) -> list[str] | None:
+    """PUBLIC_URL's host name and the extra names; None (any host) without it.
+
+    Werkzeug compares host names only; the port is ignored.
+    """
+    if not public_url:
+        return None
+    hosts = [str(urlsplit(public_url).hostname)] + [h.strip().lower() for h in str(extra or "").split(",") if h.strip()]
+    return list(dict.fromkeys(hosts))

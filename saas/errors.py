@@ -14,7 +14,7 @@ from typing import Any
 from flask import Flask, Response, current_app, jsonify, render_template, request
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
 
 log = logging.getLogger("kakehashi.errors")
 
@@ -89,6 +89,13 @@ def init_app(app: Flask) -> None:
     def _csrf_error(error: CSRFError) -> Response:
         return error_response(400, "csrf_failed",
                               _l("The form expired or was not sent from this site. Reload the page and try again."))
+
+    @app.errorhandler(SecurityError)
+    def _untrusted_host(error: SecurityError) -> Response:
+        # No URL can be built for a host the service does not serve, so no page either.
+        response = jsonify(error="untrusted_host", message=str(_l("This service does not answer for that host name.")))
+        response.status_code = 400
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:

@@ -94,7 +94,8 @@ def test_serve_runs_gunicorn_in_production(database_url: str) -> None:
     env = {**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": SECRET,
            "KAKEHASHI_ENV": "production", "REDIS_URL": "redis://127.0.0.1:6379/0",
            "KEY_ENCRYPTION_KEY": "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=",
-           "MAIL_SMTP_URL": "smtp+starttls://mail.example:587"}
+           "MAIL_SMTP_URL": "smtp+starttls://mail.example:587",
+           "PUBLIC_URL": "https://kakehashi.example", "KAKEHASHI_TRUSTED_HOSTS": "127.0.0.1,localhost"}
     status, body = serve_and_get(env, "/readyz")
     assert status == 200 and '"ready"' in body
 

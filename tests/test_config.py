@@ -22,7 +22,8 @@ KEK = base64.b64encode(bytes(range(32))).decode()
 
 def production(tmp_path: Path, **values: str) -> dict[str, str]:
     return {"KAKEHASHI_ENV": "production", "INSTANCE_PATH": str(tmp_path), "REDIS_URL": REDIS,
-            "KEY_ENCRYPTION_KEY": KEK, "MAIL_SMTP_URL": "smtp+starttls://mail.example:587", **values}
+            "KEY_ENCRYPTION_KEY": KEK, "MAIL_SMTP_URL": "smtp+starttls://mail.example:587",
+            "PUBLIC_URL": "https://id.example.jp", **values}
 
 
 def test_production_refuses_sqlite(tmp_path: Path) -> None:
@@ -69,6 +70,24 @@ def test_production_refuses_in_process_jobs(tmp_path: Path) -> None:
 def test_production_refuses_to_start_without_a_way_to_send_mail(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="MAIL_SMTP_URL"):
         create_app(production(tmp_path, DATABASE_URL=PG, SECRET_KEY=STRONG, MAIL_SMTP_URL=""))
+
+
+def test_production_needs_its_public_https_address(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="PUBLIC_URL is not set"):
+        create_app(production(tmp_path, DATABASE_URL=PG, SECRET_KEY=STRONG, PUBLIC_URL=""))
+    with pytest.raises(ConfigurationError, match="PUBLIC_URL must be an https origin"):
+        create_app(production(tmp_path, DATABASE_URL=PG, SECRET_KEY=STRONG, PUBLIC_URL="http://id.example.jp"))
+    with pytest.raises(ConfigurationError, match="PUBLIC_URL must be an https origin"):
+        create_app(production(tmp_path, DATABASE_URL=PG, SECRET_KEY=STRONG, PUBLIC_URL="https://id.example.jp/kk"))
+
+
+def test_the_public_address_limits_the_hosts_served(tmp_path: Path) -> None:
+    app = create_app(production(tmp_path, DATABASE_URL=PG, SECRET_KEY=STRONG, PUBLIC_URL="https://ID.example.jp/",
+                                KAKEHASHI_TRUSTED_HOSTS="lb.internal, 10.0.0.7"))
+    assert app.config["PUBLIC_URL"] == "https://ID.example.jp"
+    assert app.config["TRUSTED_HOSTS"] == ["id.example.jp", "lb.internal", "10.0.0.7"]
+    development = create_app({"INSTANCE_PATH": str(tmp_path), "DATABASE_URL": "sqlite://"})
+    assert development.config["TRUSTED_HOSTS"] is None  # no public address: the request's own
 
 
 def test_production_refuses_a_missing_key_encryption_key(tmp_path: Path) -> None:

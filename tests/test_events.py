@@ -298,6 +298,36 @@ def test_private_addresses_are_refused_unless_configured(committed_url: str, tmp
     db.get_database(app).engine.dispose()
 
 
+def test_a_host_is_resolved_once_and_the_checked_address_is_the_one_connected(
+        receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    # DNS rebinding: a name that answers a public address to the check and a private one
+    # to the connection. The relay connects to the address it checked, so the second
+    # answer never matters; a name with any private answer is refused without a connection.
+    port = int(receiver.url.rsplit(":", 1)[1].split("/", 1)[0])
+    real = socket.getaddrinfo
+    asked: list[str] = []
+
+    def resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in ("hook.test", "mixed.test"):
+            asked.append(host)
+            loopback = real("127.0.0.1", port, type=socket.SOCK_STREAM)
+            public = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port))]
+            return public + loopback if host == "mixed.test" else loopback
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    item = relay.Outgoing(1, 1, f"http://hook.test:{port}/hook", b"{}", {"Idempotency-Key": "evt_1"})
+    assert relay.post(item, allow_private=True, timeout=2).status_code == 200
+    assert asked == ["hook.test"]  # one answer, and the connection went to it
+    assert receiver.received[0].headers["Host"] == f"hook.test:{port}"
+    refused = relay.post(relay.Outgoing(2, 1, f"http://mixed.test:{port}/hook", b"{}", {}),
+                         allow_private=False, timeout=2)
+    assert refused.status_code is None and refused.error == "mixed.test resolves to a non-public address"
+    assert len(receiver.received) == 1
+    gone = relay.post(relay.Outgoing(3, 1, "http://127.0.0.1:1/hook", b"{}", {}), allow_private=True, timeout=2)
+    assert gone.error == "connection refused"  # the kind of failure, not the network's details
+
+
 @pytest.mark.parametrize(("url", "types", "code"), [
     ("ftp://example.com/hook", ["*"], "invalid_url"),
     ("https://user:pw@example.com/hook", ["*"], "invalid_url"),

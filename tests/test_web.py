@@ -38,8 +38,8 @@ def test_production_sends_hsts(database_url: str, tmp_path: Path) -> None:
         pytest.skip("production refuses SQLite; this runs in the PostgreSQL pass")
     app = make_app(database_url, tmp_path, KAKEHASHI_ENV="production", REDIS_URL="redis://127.0.0.1:6379/0",
                    KEY_ENCRYPTION_KEY="a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=",
-                   MAIL_SMTP_URL="smtp+starttls://mail.example:587")
-    response = app.test_client().get("/healthz")
+                   MAIL_SMTP_URL="smtp+starttls://mail.example:587", PUBLIC_URL="https://kakehashi.example")
+    response = app.test_client().get("/healthz", base_url="https://kakehashi.example")
     assert response.headers["Strict-Transport-Security"].startswith("max-age=63072000")
 
 
@@ -49,7 +49,7 @@ def test_forms_work_over_https_in_production(database_url: str, tmp_path: Path) 
         pytest.skip("production refuses SQLite; this runs in the PostgreSQL pass")
     app = make_app(database_url, tmp_path, KAKEHASHI_ENV="production", REDIS_URL="redis://127.0.0.1:6379/0",
                    KEY_ENCRYPTION_KEY="a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=",
-                   MAIL_SMTP_URL="smtp+starttls://mail.example:587")
+                   MAIL_SMTP_URL="smtp+starttls://mail.example:587", PUBLIC_URL="https://kakehashi.example")
     client = app.test_client()
     page = client.get("/", base_url="https://kakehashi.example")
     assert page.headers["Referrer-Policy"] == "same-origin"

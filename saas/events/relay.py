@@ -33,6 +33,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app
@@ -183,12 +184,8 @@ def deliver(token: str, ids: list[int]) -> dict[str, int]:
     config = current_app.config
     allow_private = bool(config["WEBHOOK_ALLOW_PRIVATE_NETWORKS"])
     timeout = float(config["WEBHOOK_TIMEOUT_SECONDS"])
-    # Where each host resolves is checked once per batch, not per POST.
-    refused = {} if allow_private else {host: _private_address(host) for host in
-                                        {urlsplit(item.url).hostname or "" for item in outgoing}}
     with ThreadPoolExecutor(max_workers=min(CONCURRENCY, len(outgoing))) as pool:
-        outcomes = list(pool.map(lambda item: post(item, refused=refused.get(urlsplit(item.url).hostname or ""),
-                                                   timeout=timeout), outgoing))
+        outcomes = list(pool.map(lambda item: post(item, allow_private=allow_private, timeout=timeout), outgoing))
     return _record(token, outgoing, outcomes)
 
 
@@ -225,21 +222,69 @@ def _prepare(token: str, ids: list[int], now: datetime) -> list[Outgoing]:
     return prepared
 
 
-def post(item: Outgoing, *, refused: str | None, timeout: float) -> Outcome:
-    """One POST; never raises. No redirects are followed; a host that resolves to a private
-    address is ``refused`` unless configured (a webhook must not reach into our network)."""
+def post(item: Outgoing, *, allow_private: bool, timeout: float) -> Outcome:
+    """One POST; never raises. No redirects are followed. Unless ``allow_private``, a host
+    that resolves to a non-public address is refused before any connection is made, and
+    the connection goes to the very address that was checked (a second DNS answer cannot
+    rebind it into our network)."""
     began = time.perf_counter()
-
-    def took() -> int:
-        return int((time.perf_counter() - began) * 1000)
-
-    if refused:
-        return Outcome(None, refused, took())
     try:
-        status = _post(item.url, item.body, item.headers, timeout)
+        status = _post(item.url, item.body, item.headers, timeout, allow_private)
     except (OSError, http.client.HTTPException) as error:
-        return Outcome(None, f"{type(error).__name__}: {error}"[:300], took())
-    return Outcome(status, None if 200 <= status < 300 else f"HTTP {status}", took())
+        return Outcome(None, _failure(error), int((time.perf_counter() - began) * 1000))
+    return Outcome(status, None if 200 <= status < 300 else f"HTTP {status}",
+                   int((time.perf_counter() - began) * 1000))
+
+
+class RefusedAddress(OSError):
+    """The receiver's host resolves to an address webhooks may not reach."""
+
+
+def _failure(error: BaseException) -> str:
+    """What the tenant is told: the kind of failure, not our network's details."""
+    if isinstance(error, RefusedAddress):
+        return str(error)
+    if isinstance(error, socket.gaierror):
+        return "the host name could not be resolved"
+    if isinstance(error, TimeoutError | socket.timeout):
+        return "timed out"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"TLS certificate not accepted: {error.verify_message}"[:300]
+    if isinstance(error, ssl.SSLError):
+        return "TLS handshake failed"
+    if isinstance(error, http.client.HTTPException | ConnectionError):
+        return "the connection closed without a valid HTTP response"
+    return "the connection failed"
+
+
+def _vetted_connection(allow_private: bool) -> Any:
+    """``socket.create_connection`` that resolves once, checks every address, and connects
+    only to checked ones."""
+
+    def connect(address: tuple[str, int], timeout: Any = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
+                source_address: Any = None) -> socket.socket:
+        host, port = address
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        if not allow_private:
+            for info in infos:
+                if not ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_global:
+                    raise RefusedAddress(f"{host} resolves to a non-public address")
+        last: OSError | None = None
+        for family, kind, proto, _name, sockaddr in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
+                    sock.settimeout(timeout)
+                sock.connect(sockaddr)
+                return sock
+            except OSError as error:
+                sock.close()
+                last = error
+        raise last or OSError(f"no address for {host}")
+
+    return connect
 
 
 # One keep-alive connection per thread and origin. The standard library's client rather
@@ -248,7 +293,7 @@ def post(item: Outgoing, *, refused: str | None, timeout: float) -> Outcome:
 _connections = threading.local()
 
 
-def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+def _post(url: str, body: bytes, headers: dict[str, str], timeout: float, allow_private: bool) -> int:
     parts = urlsplit(url)
     origin = (parts.scheme, parts.hostname or "", parts.port)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -262,6 +307,7 @@ def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int
             connection = pool[origin] = (
                 http.client.HTTPSConnection(origin[1], origin[2], timeout=timeout, context=_tls())
                 if parts.scheme == "https" else http.client.HTTPConnection(origin[1], origin[2], timeout=timeout))
+            connection._create_connection = _vetted_connection(allow_private)  # type: ignore[attr-defined]
         try:
             connection.request("POST", path, body=body, headers={**headers, "Host": parts.netloc})
             response = connection.getresponse()
@@ -287,17 +333,6 @@ def _tls() -> ssl.SSLContext:
     if _TLS is None:
         _TLS = ssl.create_default_context()
     return _TLS
-
-
-def _private_address(host: str) -> str | None:
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
-    except OSError as error:
-        return f"cannot resolve {host}: {error}"[:300]
-    for address in addresses:
-        if not ipaddress.ip_address(address.split("%")[0]).is_global:
-            return f"{host} resolves to a non-public address ({address})"
-    return None
 
 
 def _record(token: str, outgoing: list[Outgoing], outcomes: list[Outcome]) -> dict[str, int]:

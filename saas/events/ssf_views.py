@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, jsonify, request
 from flask_babel import lazy_gettext as _l
 
-from saas import openapi
+from saas import openapi, urls
 from saas.events import ssf
 from saas.openapi import json_response, operation
 from saas.tenants import apikeys, audit
@@ -45,7 +45,7 @@ ERRORS = {400: json_response("Invalid request", openapi.ERROR),
 
 
 def _issuer() -> str:
-    return f"{request.url_root}t/{current_tenant().slug}"
+    return urls.tenant_issuer(current_tenant().slug)
 
 
 def _body() -> dict[str, Any]:
@@ -68,9 +68,9 @@ def metadata() -> Response:
     response = jsonify({
         "spec_version": "1_0", "issuer": _issuer(), "jwks_uri": f"{_issuer()}/jwks.json",
         "delivery_methods_supported": [ssf.PUSH, ssf.POLL],
-        "configuration_endpoint": url_for("ssf.streams", tenant_slug=slug, _external=True),
-        "status_endpoint": url_for("ssf.stream_status", tenant_slug=slug, _external=True),
-        "verification_endpoint": url_for("ssf.verification", tenant_slug=slug, _external=True),
+        "configuration_endpoint": urls.external("ssf.streams", tenant_slug=slug),
+        "status_endpoint": urls.external("ssf.stream_status", tenant_slug=slug),
+        "verification_endpoint": urls.external("ssf.verification", tenant_slug=slug),
         "authorization_schemes": [{"spec_urn": "urn:ietf:rfc:6750"}], "default_subjects": "ALL",
     })
     response.headers["Cache-Control"] = "public, max-age=300"
@@ -94,7 +94,7 @@ def streams() -> Any:
     if request.method == "POST":
         stream = ssf.create_stream(tenant, _body(), issuer=_issuer(),
                                    poll_url="")  # set below, once the stream has its id
-        stream.url = url_for("ssf.poll", tenant_slug=tenant.slug, stream_id=stream.public_id, _external=True) \
+        stream.url = urls.external("ssf.poll", tenant_slug=tenant.slug, stream_id=stream.public_id) \
             if stream.delivery == "poll" else stream.url
         audit.record(tenant, "ssf_stream.created", actor=_actor(), target=stream.public_id,
                      details={"delivery": stream.delivery})
@@ -110,7 +110,7 @@ def streams() -> Any:
     stream = ssf.get_stream(body.get("stream_id"))
     ssf.update_stream(tenant, stream, body, replace=request.method == "PUT")
     if stream.delivery == "poll":
-        stream.url = url_for("ssf.poll", tenant_slug=tenant.slug, stream_id=stream.public_id, _external=True)
+        stream.url = urls.external("ssf.poll", tenant_slug=tenant.slug, stream_id=stream.public_id)
     audit.record(tenant, "ssf_stream.updated", actor=_actor(), target=stream.public_id)
     return jsonify(ssf.configuration(stream))
 

@@ -36,7 +36,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from sqlalchemy import select, update
 
-from saas import clock, db
+from saas import clock, db, urls
 from saas.errors import NotFound, ServiceError
 from saas.jpki.errors import VerificationFailed
 from saas.jpki.revocation import LayeredRevocation
@@ -326,7 +326,7 @@ def new_challenge(row: AuthorizationRequest) -> str:
 
 
 def service_origin() -> str:
-    return request.host_url.rstrip("/")
+    return urls.root()
 
 
 def card_login(row: AuthorizationRequest, token: object) -> dict[str, Any]:

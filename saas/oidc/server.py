@@ -38,7 +38,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from sqlalchemy import select, update
 
-from saas import clock, db
+from saas import clock, db, urls
 from saas.events import services as events
 from saas.oidc import clients, keys, replay
 from saas.oidc.claims import person_claims
@@ -61,7 +61,7 @@ CLIENT_AUTH_METHODS = ["private_key_jwt", "client_secret_basic"]
 
 
 def issuer() -> str:
-    return f"{request.url_root}t/{current_tenant().slug}"
+    return urls.tenant_issuer(current_tenant().slug)
 
 
 def endpoint(path: str) -> str:

@@ -18,13 +18,13 @@ from typing import Any
 import pyotp
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import current_app, request, url_for
+from flask import current_app, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 from zxcvbn import zxcvbn
 
-from saas import clock, db, ratelimit
+from saas import clock, db, ratelimit, urls
 from saas.db import tenant_scope
 from saas.errors import NotFound, ServiceError
 from saas.mail import services as mail
@@ -144,9 +144,7 @@ def sign_up(*, organisation: str, slug: str, kind: str, corporate_number: str | 
 
 
 def _link(endpoint: str, **values: Any) -> str:
-    base = current_app.config["PUBLIC_URL"]
-    path = url_for(endpoint, **values)
-    return f"{base}{path}" if base else url_for(endpoint, _external=True, **values)
+    return urls.external(endpoint, **values)
 
 
 def send_verification(user: ConsoleUser) -> None:

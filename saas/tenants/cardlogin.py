@@ -15,12 +15,12 @@ import json
 import secrets
 from urllib.parse import urlencode
 
-from flask import current_app, session, url_for
+from flask import current_app, session
 from flask_babel import lazy_gettext as _l
 from joserfc.jwk import ECKey, KeySet
 from sqlalchemy import select
 
-from saas import db
+from saas import db, urls
 from saas.db import tenant_scope
 from saas.errors import ServiceError
 from saas.oidc import clients
@@ -39,8 +39,7 @@ class CardLoginError(ServiceError):
 
 
 def callback_url() -> str:
-    base = current_app.config["PUBLIC_URL"]
-    return f"{base}/console/card/callback" if base else url_for("console.card_callback", _external=True)
+    return urls.external("console.card_callback")
 
 
 def _tenant() -> Tenant | None:

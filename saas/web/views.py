@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request, session
 from flask_babel import lazy_gettext as _l
 
-from saas import openapi
+from saas import openapi, urls
 from saas.errors import ServiceError
 from saas.i18n import LOCALES
 from saas.openapi import json_response, operation
@@ -87,7 +87,7 @@ BRIDGE_ORIGINS = openapi.schema("BridgeOrigins", {
            tags=["Bridge agent"], security=[],
            responses={200: json_response("The origins", BRIDGE_ORIGINS)})
 def bridge_origins() -> Response:
-    own = request.host_url.rstrip("/")
+    own = urls.root()
     origins = [own, *(o for o in current_app.config["BRIDGE_ORIGINS"] if o != own)]
     response = jsonify(origins=origins)
     response.headers["Cache-Control"] = "public, max-age=3600"
