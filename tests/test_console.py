@@ -210,6 +210,20 @@ def test_sensitive_actions_ask_for_the_password_again(client: Any) -> None:
     assert rotated.status_code == 200 and "whsec_" in rotated.get_data(as_text=True)
 
 
+def test_wrong_passwords_at_reauthentication_count_towards_the_lockout(client: Any) -> None:
+    # A stolen session must not become a way to guess the password without limit.
+    verified_owner(client)
+    for _ in range(5):
+        wrong = post(client, "/console/reauthenticate", {"password": "not the password at all"},
+                     form_page="/console/reauthenticate")
+        assert wrong.status_code == 401 and "That did not match" in wrong.get_data(as_text=True)
+    locked = post(client, "/console/reauthenticate", {"password": PASSWORD}, form_page="/console/reauthenticate")
+    assert locked.status_code == 423 and "locked" in locked.get_data(as_text=True)
+    user = scalar(select(ConsoleUser).where(ConsoleUser.email == ORG["email"]))
+    assert user.locked_until is not None
+    assert log_in(client, ORG["email"]).status_code == 423  # the same lock as the sign-in page's
+
+
 def test_an_invited_auditor_reads_but_cannot_change(client: Any, other_client: Any) -> None:
     slug = verified_owner(client)
     invited = post(client, f"/t/{slug}/console/members", {"email": "taro@shinkin.example", "role": "auditor"})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pyotp
@@ -21,7 +21,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from zxcvbn import zxcvbn
 
 from saas import clock, db, ratelimit, urls
@@ -178,30 +178,43 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
-def authenticate(email: str, password: str) -> ConsoleUser:
-    """The user these credentials belong to, or SignInError; counts failures, locks out."""
-    address = client_address()
-    key = (email or "").strip().lower()
-    if not ratelimit.allow(f"login:ip:{address}", limit=LOGIN_LIMIT_PER_IP[0], window=LOGIN_LIMIT_PER_IP[1]) \
-            or not ratelimit.allow(f"login:account:{token_hash(key)}", limit=LOGIN_LIMIT_PER_ACCOUNT[0],
+def _limit_attempts(email: str) -> None:
+    """Password attempts, at sign-in and re-authentication alike, per address and per account."""
+    if not ratelimit.allow(f"login:ip:{client_address()}", limit=LOGIN_LIMIT_PER_IP[0],
+                           window=LOGIN_LIMIT_PER_IP[1]) \
+            or not ratelimit.allow(f"login:account:{token_hash(email)}", limit=LOGIN_LIMIT_PER_ACCOUNT[0],
                                    window=LOGIN_LIMIT_PER_ACCOUNT[1]):
         raise SignInError(_l("Too many sign-in attempts. Wait a few minutes and try again."),
                           code="rate_limited", status=429)
-    user = db.session.scalar(select(ConsoleUser).where(ConsoleUser.email == key))
-    now = clock.now()
-    if user is None:
-        _hasher().hash(password or "x")  # the same time whether or not the account exists
-        raise SignInError(_l("The email address or password is wrong."))
+
+
+def _refuse_if_locked(user: ConsoleUser, now: datetime) -> None:
     if user.locked_until is not None and user.locked_until > now:
         raise SignInError(_l("This account is locked after too many wrong passwords. Try again after "
                              "%(minutes)d minutes, or reset the password.",
                              minutes=max(1, int((user.locked_until - now).total_seconds() // 60) + 1)),
                           code="account_locked", status=423)
+
+
+def _count_failure(user: ConsoleUser, now: datetime) -> None:
+    user.failed_logins += 1
+    if user.failed_logins >= MAX_FAILED_LOGINS:
+        user.failed_logins, user.locked_until = 0, now + LOCKOUT
+    db.session.commit()  # the failure counts even though the request fails
+
+
+def authenticate(email: str, password: str) -> ConsoleUser:
+    """The user these credentials belong to, or SignInError; counts failures, locks out."""
+    key = (email or "").strip().lower()
+    _limit_attempts(key)
+    user = db.session.scalar(select(ConsoleUser).where(ConsoleUser.email == key))
+    now = clock.now()
+    if user is None:
+        _hasher().hash(password or "x")  # the same time whether or not the account exists
+        raise SignInError(_l("The email address or password is wrong."))
+    _refuse_if_locked(user, now)
     if not password_matches(user, password or ""):
-        user.failed_logins += 1
-        if user.failed_logins >= MAX_FAILED_LOGINS:
-            user.failed_logins, user.locked_until = 0, now + LOCKOUT
-        db.session.commit()  # the failure counts even though the request fails
+        _count_failure(user, now)
         raise SignInError(_l("The email address or password is wrong."))
     if user.email_verified_at is None:
         send_verification(user)
@@ -210,6 +223,20 @@ def authenticate(email: str, password: str) -> ConsoleUser:
                           code="email_not_verified", status=403)
     user.failed_logins, user.locked_until = 0, None
     return user
+
+
+def reauthenticate(user: ConsoleUser, password: str, code: str) -> None:
+    """The signed-in user proves it again (password, and the TOTP code when enabled) before a
+    sensitive action: rate-limited and counted towards the lockout like a sign-in."""
+    _limit_attempts(user.email)
+    now = clock.now()
+    _refuse_if_locked(user, now)
+    if not password_matches(user, password or "") or (
+            user.totp_enabled_at is not None and not check_totp(user, code)):
+        _count_failure(user, now)
+        raise SignInError(_l("That did not match. Try again."), code="reauthentication_failed")
+    user.failed_logins = 0
+    db.session.flush()
 
 
 def record_login(user: ConsoleUser) -> None:
@@ -255,10 +282,15 @@ def check_totp(user: ConsoleUser, code: str) -> bool:
         moment = now + timedelta(seconds=30 * drift)
         step = totp.timecode(moment)
         if secrets.compare_digest(totp.at(moment), code):
-            if user.totp_last_step is not None and step <= user.totp_last_step:
+            # Each code once, even when two requests bring it at the same moment: the step
+            # moves forward only where it is still behind.
+            taken = db.session.execute(
+                update(ConsoleUser).where(ConsoleUser.id == user.id, or_(ConsoleUser.totp_last_step.is_(None),
+                                                                         ConsoleUser.totp_last_step < step))
+                .values(totp_last_step=step).execution_options(synchronize_session=False)).rowcount
+            if not taken:
                 return False  # replayed
-            user.totp_last_step = step
-            db.session.flush()
+            db.session.refresh(user, ["totp_last_step"])
             return True
     return False
 

@@ -239,14 +239,15 @@ def reauthenticate() -> Any:
     assert user is not None
     errors: dict[str, str] = {}
     if request.method == "POST":
-        password_ok = accounts.password_matches(user, request.form.get("password", ""))
-        code_ok = user.totp_enabled_at is None or accounts.check_totp(user, request.form.get("code", ""))
-        if password_ok and code_ok:
-            session["console_auth_at"] = int(time.time())
-            return redirect(target)
-        errors = {"form": _("That did not match. Try again.")}
-    return render_template("console/reauthenticate.html", errors=errors, next=target, user=user), \
-        401 if errors else 200
+        try:
+            accounts.reauthenticate(user, request.form.get("password", ""), request.form.get("code", ""))
+        except ServiceError as error:
+            db.session.rollback()
+            return render_template("console/reauthenticate.html", errors={"form": str(error.message)},
+                                   next=target, user=user), error.status
+        session["console_auth_at"] = int(time.time())
+        return redirect(target)
+    return render_template("console/reauthenticate.html", errors=errors, next=target, user=user)
 
 
 @console.get("/card/start")
