@@ -85,6 +85,19 @@ class RP:
                          **assertion)
 
 
+def issue_card(app: Flask, seed: int) -> Any:
+    """A sandbox card, with the sandbox CA's revocation data refreshed so it verifies."""
+    from saas.sandbox import jobs as sandbox_jobs
+    from saas.sandbox import services as sandbox
+
+    with app.app_context():
+        issued = sandbox.issue_card(seed=seed)
+        db.session.commit()
+        sandbox_jobs.refresh_revocation_data()
+        db.session.commit()
+    return issued
+
+
 def register(app: Flask, slug: str, *, scopes: str = "openid name address birthdate gender",
              basic: bool = False, redirect_uris: list[str] | None = None, **extra: Any) -> RP:
     with app.app_context():

@@ -258,10 +258,13 @@ def test_another_organisations_console_and_objects_are_not_found(client: Any, ot
     assert client.get(f"/t/{slug}/console/audit").status_code == 200
 
 
-def test_the_console_needs_a_signed_in_user(client: Any) -> None:
-    response = client.get("/t/anything/console/webhooks")
-    assert response.status_code in (302, 404)
-    assert client.get("/console/").headers["Location"].startswith("/console/login")
+def test_the_console_needs_a_signed_in_user(client: Any, other_client: Any) -> None:
+    slug = verified_owner(client)
+    response = other_client.get(f"/t/{slug}/console/webhooks")
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"/console/login?next=/t/{slug}/console/webhooks"
+    assert other_client.get("/t/no-such-org/console/webhooks").status_code == 404
+    assert other_client.get("/console/").headers["Location"].startswith("/console/login")
 
 
 def test_the_audit_chain_detects_an_edited_or_deleted_entry(client: Any) -> None:
@@ -407,6 +410,32 @@ def test_the_webhooks_api_works_with_a_scoped_key_and_logs_every_call(client: An
     assert actors[0].startswith(stored.public_id)
     page = client.get(f"/t/{slug}/console/api-keys/{stored.public_id}").get_data(as_text=True)
     assert f"POST {api}" in page
+
+
+def test_a_keys_last_use_is_kept_to_the_minute(client: Any) -> None:
+    from datetime import timedelta
+
+    from saas.tenants.models import ApiKey
+
+    slug = verified_owner(client)
+    auth = {"Authorization": f"Bearer {make_key(client, slug, ['webhooks:read'])}"}
+    api = f"/t/{slug}/api/webhooks"
+
+    def last_used() -> Any:
+        db.session.expire_all()
+        return scalar(select(ApiKey.last_used_at))
+
+    assert last_used() is None
+    start = clock.now()
+    with clock.frozen(start):
+        client.get(api, headers=auth)
+    assert last_used() == start
+    with clock.frozen(start + timedelta(seconds=30)):
+        client.get(api, headers=auth)
+    assert last_used() == start  # no write for every call
+    with clock.frozen(start + timedelta(seconds=61)):
+        client.get(api, headers=auth)
+    assert last_used() == start + timedelta(seconds=61)
 
 
 def test_api_keys_are_scoped_revocable_and_bound_to_their_organisation(client: Any, other_client: Any) -> None:

@@ -14,11 +14,9 @@ import pytest
 from flask import Flask
 
 from saas import db
-from saas.sandbox import jobs as sandbox_jobs
-from saas.sandbox import services as sandbox
 from saas.tenants import cardlogin
 from tests.conftest import make_app
-from tests.oidc_helpers import card_steps
+from tests.oidc_helpers import card_steps, issue_card
 from tests.test_console import ORG, PASSWORD, csrf, log_in, verified_owner
 
 
@@ -34,12 +32,7 @@ def app(committed_url: str, tmp_path: Path) -> Iterator[Flask]:
 
 @pytest.fixture
 def card(app: Flask) -> Any:
-    with app.app_context():
-        issued = sandbox.issue_card(seed=11)
-        db.session.commit()
-        sandbox_jobs.refresh_revocation_data()
-        db.session.commit()
-    return issued
+    return issue_card(app, seed=11)
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from tests.oidc_helpers import (
     card_steps,
     claims_of,
     csrf_of,
+    issue_card,
     log_in,
     register,
     start,
@@ -48,12 +49,7 @@ def app(committed_url: str, tmp_path: Path) -> Iterator[Flask]:
 
 @pytest.fixture
 def card(app: Flask) -> Any:
-    with app.app_context():
-        issued = sandbox.issue_card(seed=7)
-        db.session.commit()
-        sandbox_jobs.refresh_revocation_data()
-        db.session.commit()
-    return issued
+    return issue_card(app, seed=7)
 
 
 @pytest.fixture

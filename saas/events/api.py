@@ -73,7 +73,7 @@ def _actor() -> str:
                "data": {"type": "array", "items": ENDPOINT}}}), **ERRORS})
 @apikeys.requires("webhooks:read")
 def list_endpoints() -> Response:
-    endpoints = db.session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.format == "json").order_by(WebhookEndpoint.id))
+    endpoints = services.list_endpoints()
     return jsonify(data=[_endpoint(e) for e in endpoints])
 
 

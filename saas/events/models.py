@@ -49,7 +49,7 @@ class WebhookEndpoint(HasPublicId, TenantScoped, Base):
     url: Mapped[str] = mapped_column(String(500))
     description: Mapped[str] = mapped_column(String(200), default="")
     event_types: Mapped[str] = mapped_column(Text)  # JSON list; ["*"] is every type
-    sealed_secret: Mapped[bytes] = mapped_column(LargeBinary)
+    sealed_secret: Mapped[bytes | None] = mapped_column(LargeBinary)  # none for Shared Signals streams
     # After a rotation the previous secret signs too, until it expires, so that a
     # receiver can switch without dropping events.
     previous_sealed_secret: Mapped[bytes | None] = mapped_column(LargeBinary)

@@ -203,13 +203,13 @@ def _prepare(token: str, ids: list[int], now: datetime) -> list[Outgoing]:
             .order_by(Delivery.id)).all()
         secrets_of: dict[int, list[str]] = {}
         for delivery, event, endpoint, tenant in rows:
-            if endpoint.id not in secrets_of:
-                secrets_of[endpoint.id] = signing_secrets(tenant, endpoint, now)
             if endpoint.format == "set":  # a Shared Signals push stream (RFC 8935)
                 prepared.append(Outgoing(delivery.id, delivery.tenant_id, endpoint.url,
                                          ssf.security_event_token(tenant, endpoint, event).encode(),
                                          ssf.push_headers(tenant, endpoint)))
                 continue
+            if endpoint.id not in secrets_of:
+                secrets_of[endpoint.id] = signing_secrets(tenant, endpoint, now)
             body = event.payload.encode()
             prepared.append(Outgoing(delivery.id, delivery.tenant_id, endpoint.url, body, {
                 "Content-Type": "application/json; charset=utf-8",

@@ -120,6 +120,16 @@ def _new_secret() -> str:
 def create_endpoint(tenant: Tenant, *, url: str, event_types: Iterable[str],
                     description: str = "") -> tuple[WebhookEndpoint, str]:
     """Register an endpoint; returns it and its signing secret (shown this once)."""
+    endpoint = new_endpoint(tenant, url=validate_url(url), event_types=event_types, description=description)
+    secret = _new_secret()
+    endpoint.sealed_secret = seal(secret.encode(), _context(tenant, endpoint))
+    db.session.flush()
+    return endpoint, secret
+
+
+def new_endpoint(tenant: Tenant, *, url: str, event_types: Iterable[str], description: str) -> WebhookEndpoint:
+    """An endpoint row within the organisation's allowance, without a signing secret (a
+    Shared Signals stream signs its tokens with the tenant's key instead)."""
     count = db.session.scalar(select(func.count()).select_from(WebhookEndpoint)) or 0
     if count >= MAX_ENDPOINTS:
         raise WebhookError(_l("An organisation can have at most %(count)d webhook endpoints.", count=MAX_ENDPOINTS),
@@ -129,14 +139,12 @@ def create_endpoint(tenant: Tenant, *, url: str, event_types: Iterable[str],
         raise WebhookError(_l("The description is at most 200 characters."), code="invalid_description",
                            field="description")
     now = clock.now()
-    endpoint = WebhookEndpoint(tenant_id=tenant.id, url=validate_url(url), description=description,
+    endpoint = WebhookEndpoint(tenant_id=tenant.id, url=url, description=description,
                                event_types=json.dumps(validate_types(event_types)), enabled=True,
                                created_at=now, updated_at=now, public_id=new_id(WebhookEndpoint.__id_prefix__))
-    secret = _new_secret()
-    endpoint.sealed_secret = seal(secret.encode(), _context(tenant, endpoint))
     db.session.add(endpoint)
     db.session.flush()
-    return endpoint, secret
+    return endpoint
 
 
 def update_endpoint(endpoint: WebhookEndpoint, *, url: str | None = None,
@@ -173,6 +181,8 @@ def rotate_secret(tenant: Tenant, endpoint: WebhookEndpoint) -> str:
 def signing_secrets(tenant: Tenant, endpoint: WebhookEndpoint, now: datetime) -> list[str]:
     """The secrets a delivery is signed with now: the current one, and the previous one
     for a day after a rotation."""
+    if endpoint.sealed_secret is None:
+        raise ValueError(f"endpoint {endpoint.public_id} is a Shared Signals stream; its tokens are signed instead")
     found = [unseal(endpoint.sealed_secret, _context(tenant, endpoint)).decode()]
     if (endpoint.previous_sealed_secret is not None and endpoint.previous_secret_expires_at is not None
             and endpoint.previous_secret_expires_at > now):
@@ -183,6 +193,12 @@ def signing_secrets(tenant: Tenant, endpoint: WebhookEndpoint, now: datetime) ->
 def delete_endpoint(endpoint: WebhookEndpoint) -> None:
     db.session.delete(endpoint)  # its deliveries and their log go with it
     db.session.flush()
+
+
+def list_endpoints() -> list[WebhookEndpoint]:
+    """The session's tenant's webhook endpoints (Shared Signals streams are listed apart)."""
+    return list(db.session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.format == "json")
+                                   .order_by(WebhookEndpoint.id)))
 
 
 def get_endpoint(public_id: str) -> WebhookEndpoint:

@@ -23,11 +23,12 @@ from flask_babel import lazy_gettext as _l
 from joserfc import jwt
 from sqlalchemy import select, update
 
-from saas import clock, db
+from saas import clock, db, urls
 from saas.errors import NotFound, ServiceError
 from saas.events import services
 from saas.events.models import Delivery, DeliveryStatus, Event, WebhookEndpoint
 from saas.sealing import seal, unseal
+from saas.tenants.context import current_tenant
 from saas.tenants.models import Tenant
 
 PUSH = "urn:ietf:rfc:8935"
@@ -120,14 +121,15 @@ def get_stream(stream_id: str | None) -> WebhookEndpoint:
     return stream
 
 
-def _delivery(body: dict[str, Any], poll_url: str) -> tuple[str, str, str | None]:
-    """(push|poll, URL, Authorization header) from a stream's ``delivery`` object."""
+def _delivery(body: dict[str, Any]) -> tuple[str, str, str | None]:
+    """(push|poll, push URL, Authorization header) from a stream's ``delivery`` object; a
+    polled stream has no URL of its own (its endpoint is derived from its id)."""
     delivery = body.get("delivery") or {"method": POLL}
     if not isinstance(delivery, dict):
         raise StreamError(_l("delivery must be an object."))
     method = delivery.get("method")
     if method == POLL:
-        return "poll", poll_url, None
+        return "poll", "", None
     if method != PUSH:
         raise StreamError(_l("delivery.method must be %(push)s or %(poll)s.", push=PUSH, poll=POLL))
     url = str(delivery.get("endpoint_url") or "")
@@ -148,18 +150,16 @@ def _internal(requested: list[str]) -> list[str]:
     return sorted({t for uri in requested for t in INTERNAL_TYPES.get(uri, [])})
 
 
-def create_stream(tenant: Tenant, body: dict[str, Any], *, issuer: str, poll_url: str) -> WebhookEndpoint:
-    method, url, authorization = _delivery(body, poll_url)
+def create_stream(tenant: Tenant, body: dict[str, Any], *, issuer: str) -> WebhookEndpoint:
+    method, url, authorization = _delivery(body)
     requested = _requested(body)
     internal = _internal(requested)
     audience = body.get("aud")
     if audience is not None and not (isinstance(audience, str) or (
             isinstance(audience, list) and all(isinstance(a, str) for a in audience))):
         raise StreamError(_l("aud must be a string or a list of strings."))
-    stream, _secret = services.create_endpoint(tenant, url=url if method == "push" else "https://poll.invalid/",
-                                               event_types=internal or ["ssf.verification"],
-                                               description=str(body.get("description", ""))[:200])
-    stream.url = url
+    stream = services.new_endpoint(tenant, url=url, event_types=internal or ["ssf.verification"],
+                                   description=str(body.get("description", ""))[:200])
     stream.format, stream.delivery, stream.set_issuer = "set", method, issuer
     stream.set_audience = json.dumps(audience) if audience is not None else None
     stream.requested_events = json.dumps(requested)
@@ -176,7 +176,7 @@ def update_stream(tenant: Tenant, stream: WebhookEndpoint, body: dict[str, Any],
         stream.requested_events = json.dumps(requested)
         stream.event_types = json.dumps(_internal(requested) or ["ssf.verification"])
     if replace or "delivery" in body:
-        method, url, authorization = _delivery(body, stream.url if stream.delivery == "poll" else "")
+        method, url, authorization = _delivery(body)
         stream.delivery, stream.url = method, url
         stream.sealed_authorization = seal(authorization.encode(), _context(tenant, stream)) if authorization else None
     if replace or "description" in body:
@@ -188,8 +188,9 @@ def update_stream(tenant: Tenant, stream: WebhookEndpoint, body: dict[str, Any],
 
 def configuration(stream: WebhookEndpoint) -> dict[str, Any]:
     requested = json.loads(stream.requested_events or "[]")
-    delivery: dict[str, Any] = {"method": PUSH if stream.delivery == "push" else POLL,
-                                "endpoint_url": stream.url}
+    delivery: dict[str, Any] = {"method": PUSH if stream.delivery == "push" else POLL, "endpoint_url": (
+        stream.url if stream.delivery == "push" else
+        urls.external("ssf.poll", tenant_slug=current_tenant().slug, stream_id=stream.public_id))}
     return {"stream_id": stream.public_id, "iss": stream.set_issuer,
             "aud": json.loads(stream.set_audience) if stream.set_audience else stream.set_issuer,
             "delivery": delivery, "events_supported": SUPPORTED, "events_requested": requested,

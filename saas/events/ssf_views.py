@@ -92,10 +92,7 @@ def streams() -> Any:
             return jsonify(ssf.configuration(ssf.get_stream(request.args["stream_id"])))
         return jsonify([ssf.configuration(stream) for stream in ssf.streams()])
     if request.method == "POST":
-        stream = ssf.create_stream(tenant, _body(), issuer=_issuer(),
-                                   poll_url="")  # set below, once the stream has its id
-        stream.url = urls.external("ssf.poll", tenant_slug=tenant.slug, stream_id=stream.public_id) \
-            if stream.delivery == "poll" else stream.url
+        stream = ssf.create_stream(tenant, _body(), issuer=_issuer())
         audit.record(tenant, "ssf_stream.created", actor=_actor(), target=stream.public_id,
                      details={"delivery": stream.delivery})
         return jsonify(ssf.configuration(stream)), 201
@@ -109,8 +106,6 @@ def streams() -> Any:
     body = _body()
     stream = ssf.get_stream(body.get("stream_id"))
     ssf.update_stream(tenant, stream, body, replace=request.method == "PUT")
-    if stream.delivery == "poll":
-        stream.url = urls.external("ssf.poll", tenant_slug=tenant.slug, stream_id=stream.public_id)
     audit.record(tenant, "ssf_stream.updated", actor=_actor(), target=stream.public_id)
     return jsonify(ssf.configuration(stream))
 

@@ -16,7 +16,7 @@ import hashlib
 import json
 import secrets
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from flask import Flask, Response, g, request
@@ -38,6 +38,7 @@ SCOPES: dict[str, Any] = {
     "ssf:receive": _l("Poll a Shared Signals stream for Security Event Tokens"),
 }
 MAX_NAME = 200
+LAST_USED_RESOLUTION = timedelta(minutes=1)  # "last used" is kept to the minute
 
 
 class ApiKeyError(ServiceError):
@@ -91,7 +92,7 @@ def authenticate(scope: str) -> ApiKey:
             or (key.expires_at is not None and key.expires_at <= now)):
         raise Unauthorized(_l("This API key is not valid here: unknown, expired, revoked, or of another "
                               "organisation."))
-    g.api_key = (key.id, key.tenant_id)  # logged whatever the outcome
+    g.api_key = (key.id, key.tenant_id, key.last_used_at)  # logged whatever the outcome
     if value.startswith("kk_test_") != (current_tenant().mode is TenantMode.SANDBOX):
         raise Unauthorized(_l("A test key does not work in live mode (nor a live key in sandbox): make a key "
                               "for this mode in the console."), code="wrong_mode_key")
@@ -130,16 +131,17 @@ def init_app(app: Flask) -> None:
     after it, in a transaction of its own: refused calls are logged too."""
     @app.after_request
     def _log_request(response: Response) -> Response:
-        used: tuple[int, int] | None = g.pop("api_key", None)
+        used: tuple[int, int, datetime | None] | None = g.pop("api_key", None)
         if used is None:
             return response
-        key_id, tenant_id = used
+        key_id, tenant_id, last_used = used
         now = clock.now()
         with all_tenants(db.session):
             db.session.execute(insert(ApiRequest).values(
                 tenant_id=tenant_id, key_id=key_id, at=now, method=request.method, path=request.path[:300],
                 status=response.status_code, ip=request.remote_addr or ""))
-            db.session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now)
-                               .execution_options(synchronize_session=False))
+            if last_used is None or now - last_used >= LAST_USED_RESOLUTION:  # not a write per call
+                db.session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now)
+                                   .execution_options(synchronize_session=False))
         db.session.commit()
         return response

@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 from saas import db, ratelimit
 from saas.errors import ServiceError
 from saas.events import services as events
-from saas.events.models import Delivery, DeliveryAttempt, DeliveryStatus, Event, WebhookEndpoint
+from saas.events.models import Delivery, DeliveryAttempt, DeliveryStatus, Event
 from saas.tenants import accounts, audit
 from saas.tenants.context import current_tenant
 from saas.tenants.models import AuditEntry, ConsoleUser, Role, TenantKind
@@ -438,7 +438,7 @@ def _merged(rows: Any) -> list[tuple[str, int]]:
 
 @tenant_console.get("/webhooks")
 def webhooks() -> str:
-    endpoints = list(db.session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.format == "json").order_by(WebhookEndpoint.id)))
+    endpoints = events.list_endpoints()
     return render_template("console/webhooks.html", tenant=current_tenant(), endpoints=endpoints,
                            types=events.EVENT_TYPES, json=json)
 
