@@ -47,6 +47,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from saas.delegation.api import bp as delegation_api
+    from saas.delegation.views import bp as delegation_pages
     from saas.events.api import bp as events_api
     from saas.events.ssf_views import bp as ssf_api
     from saas.oidc import server as oidc_server
@@ -64,6 +66,8 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(console)
     app.register_blueprint(tenant_console)
     register_api_blueprint(app, events_api)
+    register_api_blueprint(app, delegation_api)
+    app.register_blueprint(delegation_pages)
     register_api_blueprint(app, ssf_api)
     apikeys.init_app(app)  # before the commit hook, so that it runs after it
     register_api_blueprint(app, sandbox)

@@ -35,6 +35,14 @@ EVENT_TYPES: dict[str, Any] = {
     "oidc.signing_key.rotated": _l("A signing key of the OpenID Provider was rotated."),
     "tenant.mode_changed": _l("The organisation moved from sandbox to live mode."),
     "ssf.verification": _l("A Shared Signals stream's verification event, asked for by its receiver."),
+    "delegation.power.submitted": _l("A power of attorney awaits its representative's signature."),
+    "delegation.power.review_requested": _l("A signed power of attorney awaits an operator's review "
+                                            "(the register could not confirm the representative)."),
+    "delegation.power.activated": _l("A power of attorney was signed, sealed and is in force."),
+    "delegation.power.suspended": _l("A power of attorney was suspended."),
+    "delegation.power.resumed": _l("A suspended power of attorney is in force again."),
+    "delegation.power.revoked": _l("A power of attorney was revoked (with its sub-delegations)."),
+    "delegation.power.expired": _l("A power of attorney reached the end of its validity."),
 }
 ALL_TYPES = "*"
 SECRET_PREFIX = "whsec_"

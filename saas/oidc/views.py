@@ -317,9 +317,13 @@ def login_page(request_id: str) -> Response:
     row = flow.waiting_request(request_id, statuses=(RequestStatus.PENDING, RequestStatus.AUTHENTICATED))
     # The first challenge comes with the page (one round trip less); a retry asks for another.
     challenge = flow.new_challenge(row) if row.status is RequestStatus.PENDING else ""
-    page = render_template("oidc/login.html", request_id=request_id, challenge=challenge,
-                           ports=current_app.config["BRIDGE_AGENT_PORTS"],
-                           tenant=current_tenant(), attribute_names=_attribute_labels(), **flow.describe(row))
+    return agent_page(render_template("oidc/login.html", request_id=request_id, challenge=challenge,
+                                      ports=current_app.config["BRIDGE_AGENT_PORTS"], tenant=current_tenant(),
+                                      attribute_names=_attribute_labels(), **flow.describe(row)))
+
+
+def agent_page(page: str) -> Response:
+    """A page that talks to the bridge agent on this computer (login.js)."""
     response = Response(page, mimetype="text/html")
     # The page keeps its handle on the agent's pop-up (to see it closed) but is cut off
     # from whatever opened it; the pop-up is the agent's own origin.

@@ -36,6 +36,8 @@ SCOPES: dict[str, Any] = {
     "webhooks:write": _l("Add, change, test and delete webhook endpoints"),
     "ssf:manage": _l("Manage Shared Signals streams (SSF transmitter configuration)"),
     "ssf:receive": _l("Poll a Shared Signals stream for Security Event Tokens"),
+    "delegation:read": _l("Fetch and verify powers of attorney (as a relying party)"),
+    "delegation:write": _l("Prepare, submit, suspend and revoke powers of attorney"),
 }
 MAX_NAME = 200
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # "last used" is kept to the minute
@@ -93,6 +95,7 @@ def authenticate(scope: str) -> ApiKey:
         raise Unauthorized(_l("This API key is not valid here: unknown, expired, revoked, or of another "
                               "organisation."))
     g.api_key = (key.id, key.tenant_id, key.last_used_at)  # logged whatever the outcome
+    g.api_key_public_id = key.public_id
     if value.startswith("kk_test_") != (current_tenant().mode is TenantMode.SANDBOX):
         raise Unauthorized(_l("A test key does not work in live mode (nor a live key in sandbox): make a key "
                               "for this mode in the console."), code="wrong_mode_key")
@@ -105,6 +108,10 @@ def authenticate(scope: str) -> ApiKey:
 def current_key_id() -> int | None:
     used = g.get("api_key")
     return used[0] if used else None
+
+
+def current_key_public_id() -> str:
+    return str(g.api_key_public_id)
 
 
 def actor() -> str:

@@ -1,0 +1,628 @@
+"""Powers of attorney: prepare, have the representative sign, seal, present, end.
+
+Lifecycle: draft → awaiting_signature → active (or awaiting_review when the commercial
+register cannot confirm the representative, then active after an operator's review) →
+suspended / revoked / expired. A change is a revocation and a new power that names the
+old one. Every transition is a hash-chained history line and an outbox event in the same
+transaction; revoking a power revokes its sub-delegations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from flask import current_app
+from flask_babel import lazy_gettext as _l
+from joserfc import jws
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from saas import clock, db, urls
+from saas.delegation import records, scope
+from saas.delegation.models import (
+    PowerAccessCode,
+    PowerAgent,
+    PowerFetch,
+    PowerHistory,
+    PowerOfAttorney,
+    PowerStatus,
+)
+from saas.errors import NotFound, ServiceError
+from saas.events import services as events
+from saas.jpki.errors import VerificationFailed
+from saas.jpki.revocation import LayeredRevocation
+from saas.jpki.signatures import verify_signature
+from saas.oidc import keys, login
+from saas.sandbox.register import CommercialRegister, RegisterRecord, SandboxRegister
+from saas.stores import jpki_stores
+from saas.tenants import corporate_number
+from saas.tenants.models import Tenant, TenantMode
+
+MAX_AGENTS = 10
+SIGNING_LINK_LIFETIME = timedelta(days=7)
+SIGNING_WINDOW = timedelta(minutes=10)  # from showing the text to the card's signature
+ACCESS_CODE_LIFETIME = timedelta(hours=24)
+RETENTION = timedelta(days=3653)  # ten years after validity ends
+RECEIPT_TYPE = "kakehashi-receipt+jwt"
+ENDED = (PowerStatus.REVOKED, PowerStatus.EXPIRED)
+
+
+class PowerError(ServiceError):
+    status = 422
+
+
+def _scope_error(error: scope.ScopeError) -> PowerError:
+    return PowerError(error.message, code=error.code, field=error.field)
+
+
+def commercial_register(tenant: Tenant) -> CommercialRegister | None:
+    """Where the representative's status is confirmed: the sandbox's stand-in, or (live)
+    the configured source; None sends every power through the operator's paper review."""
+    if tenant.mode is TenantMode.SANDBOX:
+        return SandboxRegister()
+    factory = current_app.config.get("DELEGATION_REGISTER")
+    return factory() if callable(factory) else None
+
+
+# -- preparing ---------------------------------------------------------------------------------------
+
+def _text(value: Any, field: str, limit: int, *, required: bool = True) -> str:
+    cleaned = " ".join(str(value or "").split())
+    if (required and not cleaned) or len(cleaned) > limit:
+        raise PowerError(_l("%(field)s is required (at most %(limit)d characters).", field=field, limit=limit),
+                         code="invalid_field", field=field)
+    return cleaned
+
+
+def _time(value: Any, field: str) -> datetime:
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value or "").replace("Z", "+00:00"))
+        except ValueError:
+            raise PowerError(_l("%(field)s must be a date and time (ISO 8601).", field=field),
+                             code="invalid_field", field=field) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone(timedelta(hours=9)))  # a date typed in Japan
+    return moment.astimezone(UTC)
+
+
+def _agents(value: Any) -> list[dict[str, str | None]]:
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_AGENTS:
+        raise PowerError(_l("Name 1 to %(count)d agents.", count=MAX_AGENTS), code="invalid_agents", field="agents")
+    agents = []
+    for item in value:
+        if not isinstance(item, dict):
+            raise PowerError(_l("Each agent is an object with a name."), code="invalid_agents", field="agents")
+        email = _text(item.get("email"), "email", 254, required=False) or None
+        if email is not None and ("@" not in email or " " in email):
+            raise PowerError(_l("An agent's email address is not valid."), code="invalid_agents", field="agents")
+        agents.append({"name": _text(item.get("name"), "agents", 200),
+                       "affiliation": _text(item.get("affiliation"), "agents", 200, required=False),
+                       "email": email})
+    return agents
+
+
+def create_draft(tenant: Tenant, body: Any, *, actor: str) -> PowerOfAttorney:
+    """A draft power from the tenant's console or API, validated in full."""
+    if not isinstance(body, dict):
+        raise PowerError(_l("Send a JSON object."), code="invalid_json")
+    now = clock.now()
+    principal = body.get("principal") if isinstance(body.get("principal"), dict) else {}
+    number = str(principal.get("corporate_number") or "").strip()
+    if not corporate_number.is_valid(number):
+        raise PowerError(_l("The corporate number (法人番号) must be 13 digits with a valid check digit."),
+                         code="invalid_corporate_number", field="corporate_number")
+    name = _text(principal.get("name"), "principal.name", 200)
+    address = _text(principal.get("address"), "principal.address", 300)
+    register = commercial_register(tenant)
+    found = register.lookup(number) if register is not None else None
+    if register is not None and found is None:
+        raise PowerError(_l("The commercial register has no corporation with this number."),
+                         code="corporation_not_found", field="corporate_number")
+    if found is not None and (_same(found.name, name) is False or _same(found.address, address) is False):
+        raise PowerError(_l("The corporation's name or address differs from the commercial register "
+                            "(%(name)s, %(address)s).", name=found.name, address=found.address),
+                         code="principal_mismatch", field="principal")
+    try:
+        matters = scope.matters(body.get("matters"))
+        details = scope.authorization_details(body.get("authorization_details"))
+        valid_from = _time(body.get("valid_from") or now, "valid_from")
+        valid_until = _time(body.get("valid_until"), "valid_until")
+        scope.validity(valid_from, valid_until, now=now,
+                       maximum_days=int(current_app.config.get("DELEGATION_MAX_VALIDITY_DAYS", 1095)))
+    except scope.ScopeError as error:
+        raise _scope_error(error) from None
+    agency = body.get("agency", "several")
+    if agency not in ("several", "joint"):
+        raise PowerError(_l("agency is several (each agent alone) or joint (all together)."),
+                         code="invalid_agency", field="agency")
+    method = body.get("method", "principal")
+    if method not in ("principal", "operator"):
+        raise PowerError(_l("method is principal (the representative's signed record) or operator "
+                            "(the service's record)."), code="invalid_method", field="method")
+    agents = _agents(body.get("agents"))
+    parent = _parent(body.get("parent"), number, matters, details, valid_from, valid_until)
+    replaces = get(str(body["replaces"])) if body.get("replaces") else None
+    if replaces is not None and (replaces.status in ENDED or replaces.corporate_number != number):
+        raise PowerError(_l("Only a power of the same corporation still in force can be reissued."),
+                         code="invalid_replaces", field="replaces")
+    power = PowerOfAttorney(
+        tenant_id=tenant.id, status=PowerStatus.DRAFT, corporate_number=number, principal_name=name,
+        principal_address=address, matters=json.dumps(matters, ensure_ascii=False),
+        authorization_details=json.dumps(details, ensure_ascii=False), agency=agency, valid_from=valid_from,
+        valid_until=valid_until, subdelegation_allowed=bool(body.get("subdelegation_allowed", False)),
+        parent_id=parent.id if parent else None, replaces_id=replaces.id if replaces else None, method=method,
+        verification_code=_verification_code(), created_by=actor, created_at=now, updated_at=now,
+        retain_until=valid_until + RETENTION, history_seq=0, history_head="")
+    db.session.add(power)
+    db.session.flush()
+    for position, agent in enumerate(agents):
+        db.session.add(PowerAgent(tenant_id=tenant.id, power_id=power.id, position=position, **agent))
+    _transition(tenant, power, "created", PowerStatus.DRAFT, actor=actor)
+    return power
+
+
+def _same(registered: str, given: str) -> bool:
+    return "".join(registered.split()) == "".join(given.split())
+
+
+def _parent(public_id: Any, number: str, matters: list[str], details: list[dict[str, Any]],
+            valid_from: datetime, valid_until: datetime) -> PowerOfAttorney | None:
+    if not public_id:
+        return None
+    parent = get(str(public_id))
+    if parent.status is not PowerStatus.ACTIVE or not parent.subdelegation_allowed:
+        raise PowerError(_l("The parent power is not in force or does not allow sub-delegation."),
+                         code="subdelegation_not_allowed", field="parent")
+    if parent.corporate_number != number:
+        raise PowerError(_l("A sub-delegation acts for the same corporation as its parent."),
+                         code="wider_than_parent", field="principal")
+    try:
+        scope.within_parent(
+            {"matters": json.loads(parent.matters), "authorization_details": json.loads(parent.authorization_details),
+             "valid_from": parent.valid_from, "valid_until": parent.valid_until},
+            {"matters": matters, "authorization_details": details, "valid_from": valid_from,
+             "valid_until": valid_until})
+    except scope.ScopeError as error:
+        raise _scope_error(error) from None
+    return parent
+
+
+def _verification_code() -> str:
+    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud and typed from paper
+    raw = "".join(secrets.choice(alphabet) for _ in range(16))
+    return "-".join(raw[i:i + 4] for i in range(0, 16, 4))
+
+
+# -- lookups -----------------------------------------------------------------------------------------
+
+def get(public_id: str) -> PowerOfAttorney:
+    power = db.session.scalar(select(PowerOfAttorney).where(PowerOfAttorney.public_id == public_id))
+    if power is None:
+        raise NotFound(_l("There is no such power of attorney."), code="power_not_found")
+    return power
+
+
+def agents_of(power: PowerOfAttorney) -> list[PowerAgent]:
+    return list(db.session.scalars(select(PowerAgent).where(PowerAgent.power_id == power.id)
+                                   .order_by(PowerAgent.position)))
+
+
+def list_powers(*, status: str | None = None, limit: int = 100) -> list[PowerOfAttorney]:
+    query = select(PowerOfAttorney).order_by(PowerOfAttorney.id.desc()).limit(limit)
+    if status:
+        query = query.where(PowerOfAttorney.status == PowerStatus(status))
+    return list(db.session.scalars(query))
+
+
+# -- history -----------------------------------------------------------------------------------------
+
+def _chain(prev: str, entry: dict[str, Any]) -> str:
+    return hashlib.sha256(prev.encode() + records.canonical(entry)).hexdigest()
+
+
+def _entry(power: PowerOfAttorney, seq: int, at: datetime, action: str, status: str, actor: str,
+           reason: str | None) -> dict[str, Any]:
+    return {"power": power.public_id, "seq": seq, "at": at.astimezone(UTC).isoformat(),
+            "action": action, "status": status, "actor": actor, "reason": reason}
+
+
+def _transition(tenant: Tenant, power: PowerOfAttorney, action: str, status: PowerStatus, *, actor: str,
+                reason: str | None = None, at: datetime | None = None, event: str | None = None) -> None:
+    """Move ``power`` to ``status``: a history line chained to the last, and an event."""
+    now = at or clock.now()
+    seq = power.history_seq + 1
+    digest = _chain(power.history_head, _entry(power, seq, now, action, status.value, actor, reason))
+    db.session.add(PowerHistory(tenant_id=tenant.id, power_id=power.id, seq=seq, at=now, action=action,
+                                status=status.value, actor=actor, reason=reason, prev_hash=power.history_head,
+                                hash=digest))
+    power.status, power.history_seq, power.history_head, power.updated_at = status, seq, digest, clock.now()
+    db.session.flush()
+    if event is not None:
+        fetched_by = list(db.session.scalars(select(PowerFetch.fetched_by).where(PowerFetch.power_id == power.id)
+                                             .order_by(PowerFetch.id)))
+        events.emit(tenant, event, f"power:{power.public_id}",
+                    {"power": power.public_id, "status": status.value, "corporate_number": power.corporate_number,
+                     "reason": reason, "at": now.isoformat(), "fetched_by": fetched_by})
+
+
+def history(power: PowerOfAttorney) -> list[PowerHistory]:
+    return list(db.session.scalars(select(PowerHistory).where(PowerHistory.power_id == power.id)
+                                   .order_by(PowerHistory.seq)))
+
+
+def verify_history(power: PowerOfAttorney) -> list[str]:
+    """Problems with the power's history chain (an edited, removed or added line); [] if none."""
+    problems, prev = [], ""
+    entries = history(power)
+    for expected, row in enumerate(entries, start=1):
+        if row.seq != expected:
+            problems.append(f"line {expected} is missing")
+            break
+        digest = _chain(prev, _entry(power, row.seq, row.at, row.action, row.status, row.actor, row.reason))
+        if row.prev_hash != prev or row.hash != digest:
+            problems.append(f"line {row.seq} was altered")
+        prev = row.hash
+    if not problems and (power.history_seq != len(entries) or power.history_head != prev):
+        problems.append("the newest lines were removed")
+    return problems
+
+
+# -- the signing ceremony ----------------------------------------------------------------------------
+
+def submit(tenant: Tenant, power: PowerOfAttorney, *, actor: str) -> str:
+    """Send the draft to the representative: returns the signing link (shown once)."""
+    if power.status is not PowerStatus.DRAFT:
+        raise PowerError(_l("Only a draft can be sent for signature."), code="invalid_state", status=409)
+    token = secrets.token_urlsafe(32)
+    power.signing_token_hash = hashlib.sha256(token.encode()).hexdigest()
+    power.signing_expires_at = clock.now() + SIGNING_LINK_LIFETIME
+    _transition(tenant, power, "submitted", PowerStatus.AWAITING_SIGNATURE, actor=actor,
+                event="delegation.power.submitted")
+    return urls.external("delegation_pages.sign", token=token)
+
+
+def by_signing_token(token: str) -> PowerOfAttorney:
+    power = db.session.scalar(select(PowerOfAttorney).where(
+        PowerOfAttorney.signing_token_hash == hashlib.sha256(token.encode()).hexdigest()))
+    if power is None or power.status is not PowerStatus.AWAITING_SIGNATURE \
+            or power.signing_expires_at is None or power.signing_expires_at <= clock.now():
+        raise NotFound(_l("This signing link is unknown, used or expired. Ask for a new one."),
+                       code="signing_link_invalid")
+    return power
+
+
+def payload(tenant: Tenant, power: PowerOfAttorney) -> dict[str, Any]:
+    """The power as the representative signs it, with the text the agent shows."""
+    agents = [{"name": a.name, "affiliation": a.affiliation} for a in agents_of(power)]
+    body: dict[str, Any] = {
+        "type": "kakehashi/power-of-attorney", "version": 1, "id": power.public_id,
+        "issuer": urls.tenant_issuer(tenant.slug), "mode": tenant.mode.value, "method": power.method,
+        "principal": {"corporate_number": power.corporate_number, "name": power.principal_name,
+                      "address": power.principal_address},
+        "agents": agents, "agency": power.agency, "matters": json.loads(power.matters),
+        "authorization_details": json.loads(power.authorization_details),
+        "valid_from": records.signing_time(power.valid_from), "valid_until": records.signing_time(power.valid_until),
+        "subdelegation_allowed": power.subdelegation_allowed, "verification_code": power.verification_code,
+    }
+    if power.parent_id is not None:
+        body["parent"] = db.session.scalar(select(PowerOfAttorney.public_id).where(PowerOfAttorney.id == power.parent_id))
+    if power.replaces_id is not None:
+        body["replaces"] = db.session.scalar(select(PowerOfAttorney.public_id)
+                                             .where(PowerOfAttorney.id == power.replaces_id))
+    body["text"] = statement(body)
+    return body
+
+
+def statement(body: dict[str, Any]) -> str:
+    """The human-readable power (Japanese; the card's language), as the agent shows it."""
+    jst = timezone(timedelta(hours=9))
+
+    def day(value: str) -> str:
+        return records.parse_time(value).astimezone(jst).strftime("%Y年%m月%d日 %H:%M")
+
+    lines = [f"委任状（{body['id']}）",
+             f"委任者: {body['principal']['name']}（法人番号 {body['principal']['corporate_number']}）",
+             f"所在地: {body['principal']['address']}",
+             "代理人: " + "、".join(f"{a['name']}（{a['affiliation']}）" if a["affiliation"] else a["name"]
+                                  for a in body["agents"]),
+             "共同代理: 全員が共同して行う" if body["agency"] == "joint" else "各代理人が単独で行う",
+             "委任事項:"]
+    lines += [f"  {i}. {matter}" for i, matter in enumerate(body["matters"], start=1)]
+    lines += [f"期間: {day(body['valid_from'])} から {day(body['valid_until'])} まで（日本時間）",
+              "復代理: " + ("認める" if body["subdelegation_allowed"] else "認めない"),
+              f"検証コード: {body['verification_code']}",
+              "上記の事項を委任します。"]
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class SigningRequest:
+    digest: bytes
+    text: str
+
+
+def start_signing(tenant: Tenant, power: PowerOfAttorney) -> SigningRequest:
+    """What the card signs now: the JWS signing input of the power, with the time."""
+    now = clock.now()
+    body = payload(tenant, power)
+    prepared = records.signing_input(body, now)
+    power.signing_time = records.signing_time(now)
+    power.signing_digest = prepared.digest.hex()
+    db.session.flush()
+    return SigningRequest(prepared.digest, body["text"])
+
+
+def complete_signing(tenant: Tenant, power: PowerOfAttorney, *, signature: bytes, certificate: bytes,
+                     expected_person: int) -> None:
+    """Verify the representative's signature (its certificate paired with the card that
+    logged in: ``expected_person``) and status; seal and activate, or queue the paper
+    review when the register cannot confirm the representative."""
+    if power.signing_time is None or power.signing_digest is None:
+        raise PowerError(_l("Start the signature again."), code="signing_not_started", status=409)
+    signed_at = records.parse_time(power.signing_time)
+    if clock.now() - signed_at > SIGNING_WINDOW:
+        raise PowerError(_l("The signature took too long. Start again."), code="signing_expired", status=409)
+    prepared = records.signing_input(payload(tenant, power), signed_at)
+    if prepared.digest.hex() != power.signing_digest:
+        raise PowerError(_l("The power changed while it was being signed. Start again."), code="signing_stale",
+                         status=409)
+    shared = jpki_stores()
+    try:
+        verified = verify_signature(digest=prepared.digest, signature=signature, certificate=certificate,
+                                    store=login.trust_stores(tenant).signature,
+                                    revocation=LayeredRevocation(shared.revocations), signed_at=signed_at)
+    except VerificationFailed as error:
+        raise PowerError(_l("The card's signature was not accepted: %(reason)s", reason=error.detail),
+                         code=f"signature_{error.code.split(':')[0]}") from None
+    person = shared.persons.person_of(verified.issuer_key_id, verified.serial)
+    if person != expected_person:
+        # J-LIS pairs a person's two certificates; an unpaired signature certificate could
+        # be anyone's.
+        raise PowerError(_l("The signature certificate is not paired with the card you logged in with."),
+                         code="signature_not_paired", status=403)
+    power.representative_name = verified.attributes.name
+    power.representative_person_id = person
+    power.signed_at = signed_at
+    power.signing_token_hash = power.signing_digest = None
+    signed = records.representative_jws(prepared, signature, certificate)
+    confirmed = _confirm_representative(tenant, power, verified.attributes.name, verified.attributes.address)
+    if confirmed is None:
+        power.record = json.dumps({"pending_review": signed}, ensure_ascii=False)
+        _transition(tenant, power, "signed", PowerStatus.AWAITING_REVIEW, actor=f"representative {power.representative_name}",
+                    event="delegation.power.review_requested")
+        return
+    register, title = confirmed
+    power.representative_title = title
+    power.verification_route = "register"
+    _seal(tenant, power, signed, {"route": "register", "register_as_of": register.as_of.isoformat(),
+                                  "title": title}, certificate=certificate, serial=verified.serial)
+    _transition(tenant, power, "activated", PowerStatus.ACTIVE, actor=f"representative {power.representative_name}",
+                event="delegation.power.activated")
+
+
+def _confirm_representative(tenant: Tenant, power: PowerOfAttorney, name: str,
+                            address: str) -> tuple[RegisterRecord, str] | None:
+    """(register record, title) when the register lists this person as a current
+    representative, matched by name and address; None when it cannot say (no register,
+    or the company keeps the representative's address out of it)."""
+    register = commercial_register(tenant)
+    record = register.lookup(power.corporate_number) if register is not None else None
+    if record is None:
+        return None
+    for representative in record.representatives:
+        if _same(representative.name, name) and representative.address is not None \
+                and _same(representative.address, address):
+            return record, representative.title
+    if any(_same(r.name, name) and r.address is None for r in record.representatives):
+        return None  # the name matches but the address is hidden: the paper route
+    raise PowerError(_l("The commercial register does not list the card holder as a representative of "
+                        "%(name)s.", name=record.name), code="not_a_representative", status=403)
+
+
+def _seal(tenant: Tenant, power: PowerOfAttorney, signed: dict[str, Any] | None, route: dict[str, Any], *,
+          certificate: bytes | None = None, serial: int | None = None, payload_b64: str | None = None,
+          evidence: dict[str, Any] | None = None) -> None:
+    kid, key = keys.signing_key(tenant, "ES256")
+    payload_b64 = signed["payload"] if signed is not None else payload_b64
+    assert payload_b64 is not None
+    claims: dict[str, Any] = {
+        "iss": urls.tenant_issuer(tenant.slug), "power": power.public_id, "method": power.method,
+        "payload_digest": records.sha256_hex(records.unb64u(payload_b64)),
+        "sealed_at": records.signing_time(clock.now()), **route}
+    if signed is not None and certificate is not None:
+        claims["sigT"] = power.signing_time
+        claims["signer"] = {"x5t#S256": records.b64u(hashlib.sha256(certificate).digest()), "serial": str(serial),
+                            "name": power.representative_name}
+        claims["revocation_checked_at"] = power.signing_time
+    record = records.record_file(method=power.method, seal_value=records.seal(claims, key),
+                                 seal_key=key.as_dict(private=False), signature=signed,
+                                 payload=None if signed is not None else payload_b64, evidence=evidence)
+    power.record = json.dumps(record, ensure_ascii=False)
+    power.record_digest = records.sha256_hex(records.canonical(record))
+    power.activated_at = clock.now()
+
+
+def review(tenant: Tenant, power: PowerOfAttorney, *, approve: bool, reviewer: str, evidence: str) -> None:
+    """An operator's decision on the paper route (seal certificate, register extract)."""
+    if power.status is not PowerStatus.AWAITING_REVIEW:
+        raise PowerError(_l("This power is not waiting for a review."), code="invalid_state", status=409)
+    evidence = _text(evidence, "evidence", 500)
+    if not approve:
+        power.ended_at, power.end_reason, power.ended_by = clock.now(), evidence, reviewer
+        _transition(tenant, power, "review_rejected", PowerStatus.REVOKED, actor=reviewer, reason=evidence,
+                    event="delegation.power.revoked")
+        return
+    pending = json.loads(power.record or "{}").get("pending_review")
+    power.verification_route = "paper"
+    _seal(tenant, power, None, {"route": "paper", "reviewed_by": reviewer},
+          payload_b64=pending["payload"] if pending else None,
+          evidence={"reviewed_by": reviewer, "evidence": evidence, "representative_signature": pending})
+    _transition(tenant, power, "reviewed", PowerStatus.ACTIVE, actor=reviewer, reason=evidence,
+                event="delegation.power.activated")
+
+
+# -- ending and suspending ----------------------------------------------------------------------------
+
+def suspend(tenant: Tenant, power: PowerOfAttorney, *, actor: str, reason: str) -> None:
+    if power.status is not PowerStatus.ACTIVE:
+        raise PowerError(_l("Only a power in force can be suspended."), code="invalid_state", status=409)
+    _transition(tenant, power, "suspended", PowerStatus.SUSPENDED, actor=actor,
+                reason=_text(reason, "reason", 500), event="delegation.power.suspended")
+
+
+def resume(tenant: Tenant, power: PowerOfAttorney, *, actor: str) -> None:
+    if power.status is not PowerStatus.SUSPENDED:
+        raise PowerError(_l("Only a suspended power can be resumed."), code="invalid_state", status=409)
+    _transition(tenant, power, "resumed", PowerStatus.ACTIVE, actor=actor, event="delegation.power.resumed")
+
+
+def revoke(tenant: Tenant, power: PowerOfAttorney, *, actor: str, reason: str) -> list[str]:
+    """Revoke the power and, Civil Code art. 104 permitting sub-agents only under it,
+    every sub-delegation below it; returns the ids revoked."""
+    if power.status in ENDED:
+        raise PowerError(_l("This power has already ended."), code="invalid_state", status=409)
+    reason = _text(reason, "reason", 500)
+    now = clock.now()
+    revoked, pending = [], [power]
+    while pending:
+        current = pending.pop()
+        if current.status in ENDED:
+            continue
+        current.ended_at, current.end_reason, current.ended_by = now, reason, actor
+        current.signing_token_hash = None
+        why = reason if current is power else f"parent {power.public_id} revoked: {reason}"[:500]
+        _transition(tenant, current, "revoked", PowerStatus.REVOKED, actor=actor, reason=why, at=now,
+                    event="delegation.power.revoked")
+        revoked.append(current.public_id)
+        pending += list(db.session.scalars(select(PowerOfAttorney).where(PowerOfAttorney.parent_id == current.id)))
+    return revoked
+
+
+def expire_due(tenant: Tenant) -> int:
+    """Powers past their end: expired as of that moment (a job runs this daily)."""
+    count = 0
+    for power in db.session.scalars(select(PowerOfAttorney).where(
+            PowerOfAttorney.status.in_([PowerStatus.ACTIVE, PowerStatus.SUSPENDED]),
+            PowerOfAttorney.valid_until <= clock.now())):
+        _transition(tenant, power, "expired", PowerStatus.EXPIRED, actor="kakehashi", at=power.valid_until,
+                    event="delegation.power.expired")
+        count += 1
+    return count
+
+
+# -- presenting ---------------------------------------------------------------------------------------
+
+def status_as_of(power: PowerOfAttorney, at: datetime) -> str:
+    """The power's status at ``at``, from its history and validity: ``active``,
+    ``suspended``, ``revoked``, ``expired``, ``not_yet_valid`` or ``not_in_force``
+    (not signed yet at that moment)."""
+    status = None
+    for row in history(power):
+        if row.at > at:
+            break
+        status = row.status
+    if status in (None, "draft", "awaiting_signature", "awaiting_review"):
+        return "not_in_force"
+    if status in ("active", "suspended") and at >= power.valid_until:
+        return "expired"
+    if status == "active" and at < power.valid_from:
+        return "not_yet_valid"
+    return str(status)
+
+
+def describe(power: PowerOfAttorney) -> dict[str, Any]:
+    return {
+        "id": power.public_id, "status": power.status.value, "method": power.method,
+        "principal": {"corporate_number": power.corporate_number, "name": power.principal_name,
+                      "address": power.principal_address},
+        "representative": {"name": power.representative_name, "title": power.representative_title,
+                           "confirmed_by": power.verification_route} if power.representative_name else None,
+        "agents": [{"name": a.name, "affiliation": a.affiliation} for a in agents_of(power)],
+        "agency": power.agency, "matters": json.loads(power.matters),
+        "authorization_details": json.loads(power.authorization_details),
+        "valid_from": power.valid_from.isoformat(), "valid_until": power.valid_until.isoformat(),
+        "subdelegation_allowed": power.subdelegation_allowed, "verification_code": power.verification_code,
+        "signed_at": power.signed_at.isoformat() if power.signed_at else None,
+        "ended_at": power.ended_at.isoformat() if power.ended_at else None, "end_reason": power.end_reason,
+        "record_digest": power.record_digest,
+    }
+
+
+def receipt(tenant: Tenant, power: PowerOfAttorney, *, at: datetime, fetched_by: str) -> str:
+    """A signed statement of the power's status as of ``at`` (ES256, the tenant's key)."""
+    kid, key = keys.signing_key(tenant, "ES256")
+    head = ""
+    for row in history(power):
+        if row.at > at:
+            break
+        head = row.hash
+    claims = {"iss": urls.tenant_issuer(tenant.slug), "iat": int(clock.now().timestamp()),
+              "power": power.public_id, "as_of": records.signing_time(at), "status": status_as_of(power, at),
+              "record_digest": power.record_digest, "history_hash": head, "aud": fetched_by,
+              "valid_from": records.signing_time(power.valid_from),
+              "valid_until": records.signing_time(power.valid_until)}
+    return jws.serialize_compact({"alg": "ES256", "typ": RECEIPT_TYPE, "kid": kid}, records.canonical(claims), key)
+
+
+def record_fetch(tenant: Tenant, power: PowerOfAttorney, fetched_by: str) -> None:
+    """Remember who fetched the power, to tell them when it ends."""
+    if db.session.scalar(select(PowerFetch.id).where(PowerFetch.power_id == power.id,
+                                                     PowerFetch.fetched_by == fetched_by)) is not None:
+        return
+    try:
+        with db.session.begin_nested():
+            db.session.add(PowerFetch(tenant_id=tenant.id, power_id=power.id, fetched_by=fetched_by,
+                                      first_at=clock.now()))
+    except IntegrityError:
+        pass  # fetched at the same moment by another request of the same party
+
+
+def lookup(public_ids: list[str]) -> list[PowerOfAttorney]:
+    return list(db.session.scalars(select(PowerOfAttorney).where(PowerOfAttorney.public_id.in_(public_ids))))
+
+
+def search(*, corporate_number_value: str, agent_name: str | None = None, limit: int = 100) -> list[PowerOfAttorney]:
+    query = select(PowerOfAttorney).where(PowerOfAttorney.corporate_number == corporate_number_value)
+    if agent_name:
+        query = query.where(PowerOfAttorney.id.in_(select(PowerAgent.power_id).where(
+            PowerAgent.name == " ".join(agent_name.split()))))
+    return list(db.session.scalars(query.order_by(PowerOfAttorney.id.desc()).limit(limit)))
+
+
+def issue_access_code(tenant: Tenant, power: PowerOfAttorney) -> str:
+    """A one-time code for the agent to give a relying party (``PAC-XXXX-XXXX-XXXX``)."""
+    if power.status is not PowerStatus.ACTIVE:
+        raise PowerError(_l("Only a power in force can be shown with an access code."), code="invalid_state",
+                         status=409)
+    code = "PAC-" + _verification_code()[:14]
+    db.session.add(PowerAccessCode(tenant_id=tenant.id, power_id=power.id, code_hash=_code_hash(code),
+                                   created_at=clock.now(), expires_at=clock.now() + ACCESS_CODE_LIFETIME))
+    db.session.flush()
+    return code
+
+
+def _code_hash(code: str) -> str:
+    return hashlib.sha256("".join(code.upper().split()).encode()).hexdigest()
+
+
+def redeem_access_code(code: str, *, used_by: str) -> PowerOfAttorney:
+    """The power behind a one-time code, once; another tenant's code is not found."""
+    now = clock.now()
+    power_id = db.session.scalar(
+        update(PowerAccessCode).where(PowerAccessCode.code_hash == _code_hash(code or ""),
+                                      PowerAccessCode.used_at.is_(None), PowerAccessCode.expires_at > now)
+        .values(used_at=now, used_by=used_by).returning(PowerAccessCode.power_id)
+        .execution_options(synchronize_session=False))
+    if power_id is None:
+        raise NotFound(_l("This access code is unknown, used or expired."), code="access_code_not_found")
+    power = db.session.get(PowerOfAttorney, power_id)
+    assert power is not None
+    return power

@@ -1,0 +1,130 @@
+"""The representative's signing ceremony, ``/t/<slug>/powers/sign/<token>``.
+
+The representative opens the link the tenant sent, reads the power, proves who they are
+with the card (user-authentication certificate and PIN, in the bridge agent), then signs
+the power with the signature key (signature password, with the power's text shown in
+the agent). The page is the card-login page's script (``login.js``) speaking the same
+four steps: challenge, card, sign, cancel.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, render_template, request, session, url_for
+from flask_babel import lazy_gettext as _l
+
+from saas import clock, db, urls
+from saas.delegation import services
+from saas.delegation.models import PowerStatus
+from saas.delegation.services import PowerError
+from saas.jpki.errors import VerificationFailed
+from saas.oidc import login
+from saas.oidc.authorize import failure_message
+from saas.oidc.views import agent_page
+from saas.tenants.context import current_tenant
+
+bp = Blueprint("delegation_pages", __name__, url_prefix="/t/<tenant_slug>/powers")
+CEREMONY = "kk_poa_ceremony"  # session key: {"power", "challenge", "person"}
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    response = jsonify(body)
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _ceremony(power_id: str) -> dict[str, Any]:
+    state = session.get(CEREMONY)
+    return state if isinstance(state, dict) and state.get("power") == power_id else {}
+
+
+@bp.get("/sign/<token>")
+def sign(token: str) -> Response:
+    tenant = current_tenant()
+    power = services.by_signing_token(token)
+    challenge = login.issue_challenge().nonce
+    session[CEREMONY] = {"power": power.public_id, "challenge": challenge}
+    body = services.payload(tenant, power)
+    return agent_page(render_template(
+        "delegation/sign.html", tenant=tenant, power=power, token=token, text=body["text"], challenge=challenge,
+        ports=current_app.config["BRIDGE_AGENT_PORTS"], expires=power.signing_expires_at))
+
+
+@bp.post("/sign/<token>/challenge")
+def sign_challenge(token: str) -> Response:
+    power = services.by_signing_token(token)
+    challenge = login.issue_challenge().nonce
+    session[CEREMONY] = {"power": power.public_id, "challenge": challenge}
+    return _json({"challenge": challenge, "origin": urls.root()})
+
+
+@bp.post("/sign/<token>/card")
+def sign_card(token: str) -> Response:
+    """The card login of the representative; then what the signature key must sign."""
+    tenant = current_tenant()
+    power = services.by_signing_token(token)
+    state = _ceremony(power.public_id)
+    body = request.get_json(silent=True)
+    if not state.get("challenge"):
+        raise PowerError(_l("Ask for a challenge first."), code="no_challenge", status=400)
+    if not isinstance(body, dict) or not isinstance(body.get("token"), dict):
+        raise PowerError(_l("The agent's answer is malformed."), code="malformed", status=400)
+    session[CEREMONY] = {"power": power.public_id}  # the challenge is spent whatever happens
+    power_id = power.id
+    try:
+        result = login.verify_card_login(tenant, body["token"], nonce=state["challenge"], origin=urls.root())
+    except VerificationFailed as error:
+        db.session.commit()
+        raise PowerError(failure_message(error.code), code=error.code, status=400) from None
+    power = db.session.get(type(power), power_id)  # type: ignore[assignment]
+    assert power is not None
+    request_ = services.start_signing(tenant, power)
+    session[CEREMONY] = {"power": power.public_id, "person": result.person_id}
+    return _json({"next": "sign", "purpose": "transaction", "text": request_.text,
+                  "digest": base64.b64encode(request_.digest).decode()})
+
+
+@bp.post("/sign/<token>/release")
+def sign_release(token: str) -> Response:
+    """The signature key's answer: verified, matched to the register, sealed."""
+    tenant = current_tenant()
+    power = services.by_signing_token(token)
+    state = _ceremony(power.public_id)
+    if not state.get("person"):
+        raise PowerError(_l("Log in with the card first."), code="not_authenticated", status=409)
+    body = request.get_json(silent=True)
+    try:
+        signature = base64.b64decode(str(body["signature"]), validate=True)  # type: ignore[index]
+        certificate = base64.b64decode(str(body["certificate"]), validate=True)  # type: ignore[index]
+    except (TypeError, KeyError, ValueError, binascii.Error):
+        raise PowerError(_l("The agent's answer is malformed."), code="malformed", status=400) from None
+    services.complete_signing(tenant, power, signature=signature, certificate=certificate,
+                              expected_person=int(state["person"]))
+    session.pop(CEREMONY, None)
+    return _json({"redirect": url_for("delegation_pages.signed", power_id=power.public_id,
+                                      code=power.verification_code)})
+
+
+@bp.post("/sign/<token>/cancel")
+def sign_cancel(token: str) -> Response:
+    services.by_signing_token(token)
+    session.pop(CEREMONY, None)
+    return _json({"redirect": url_for("delegation_pages.sign", token=token)})
+
+
+@bp.get("/<power_id>/signed")
+def signed(power_id: str) -> Response:
+    """The result, for whoever holds the power's verification code (printed on paper)."""
+    power = services.get(power_id)
+    if request.args.get("code", "") != power.verification_code:
+        raise PowerError(_l("There is no such power of attorney."), code="power_not_found", status=404)
+    record = json.loads(power.record) if power.record else {}
+    return Response(render_template(
+        "delegation/signed.html", tenant=current_tenant(), power=power, details=services.describe(power),
+        review=power.status is PowerStatus.AWAITING_REVIEW, sealed="format" in record,
+        now=clock.now()), mimetype="text/html")

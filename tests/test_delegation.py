@@ -1,0 +1,345 @@
+"""Powers of attorney (電子委任状): a tenant prepares a power, the corporation's
+representative signs it with the card (register-confirmed), the service seals it, and a
+relying party fetches it with a signed receipt, as of any moment, and verifies the
+record offline. Tampering, a swapped certificate, a signature made after revocation, a
+sub-delegation wider than its parent and another tenant's access code are refused with
+their own reasons."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from flask import Flask
+from sqlalchemy import select, update
+
+from saas import clock, db
+from saas.db import all_tenants, tenant_scope
+from saas.delegation import records
+from saas.delegation import services as powers
+from saas.delegation.models import PowerHistory, PowerOfAttorney
+from saas.events.models import Event
+from saas.jpki.revocation import LayeredRevocation
+from saas.jpki.store import Reason
+from saas.sandbox import jobs as sandbox_jobs
+from saas.sandbox import register
+from saas.sandbox import services as sandbox
+from saas.sandbox.models import SandboxCertificate
+from saas.stores import jpki_stores
+from saas.tenants import apikeys
+from saas.tenants import services as tenants
+from tests.conftest import make_app
+from tests.oidc_helpers import agent_signature, agent_token, issue_card
+
+
+@pytest.fixture
+def app(committed_url: str, tmp_path: Path) -> Iterator[Flask]:
+    application = make_app(committed_url, tmp_path)
+    with application.app_context():
+        for slug in ("bank", "clinic"):
+            tenants.create_tenant(slug=slug, display_name=slug, kind="bank")
+        db.session.commit()
+    yield application
+    db.get_database(application).engine.dispose()
+
+
+class Representative:
+    """A sandbox card whose holder represents a corporation in the register stand-in."""
+
+    def __init__(self, card: Any, corporate_number: str) -> None:
+        self.card, self.corporate_number = card, corporate_number
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.card, name)
+
+
+@pytest.fixture
+def representative(app: Flask) -> Any:
+    card = issue_card(app, seed=31)
+    with app.app_context():
+        holder = db.session.scalar(select(SandboxCertificate).where(
+            SandboxCertificate.serial == card.auth.certificate.serial_number)).person
+        corporation = register.register_corporation(name="株式会社かけはし商事", address="東京都千代田区丸の内１丁目１番１号",
+                                                    representative=holder)
+        db.session.commit()
+        return Representative(card, corporation.corporate_number)
+
+
+def key(app: Flask, slug: str, *scopes: str) -> dict[str, str]:
+    with app.app_context():
+        tenant = tenants.active_tenant(slug)
+        with tenant_scope(db.session, tenant.id):
+            _row, value = apikeys.create(tenant, name=f"{slug} RP", scopes=list(scopes), expires_at=None, by=None)
+        db.session.commit()
+    return {"Authorization": f"Bearer {value}", "Accept-Language": "en"}
+
+
+def draft(corporate_number: str, **changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "principal": {"corporate_number": corporate_number, "name": "株式会社かけはし商事",
+                      "address": "東京都千代田区丸の内１丁目１番１号"},
+        "agents": [{"name": "佐藤 一郎", "affiliation": "営業部", "email": "ichiro@kakehashi-shoji.example"}],
+        "matters": ["入札及び見積りに関する件", "契約の締結に関する件"],
+        "authorization_details": [{"type": "e_procurement", "actions": ["bid", "contract"],
+                                   "locations": ["https://p-portal.example.go.jp"],
+                                   "limits": {"amount": {"currency": "JPY", "max": 50000000}}}],
+        "valid_until": (clock.now() + timedelta(days=365)).isoformat(), "subdelegation_allowed": True}
+    body.update(changes)
+    return body
+
+
+def sign_as(client: Any, signing_url: str, card: Any) -> Any:
+    """The representative's browser and agent: card login, then the signature."""
+    path = urlsplit(signing_url).path
+    page = client.get(path).get_data(as_text=True)
+    csrf = re.search(r'data-csrf="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    challenge = re.search(r'data-challenge="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    headers = {"X-CSRFToken": csrf, "Accept": "application/json", "Accept-Language": "en"}
+    step = client.post(f"{path}/card", json={"token": agent_token(card, challenge)}, headers=headers)
+    assert step.status_code == 200, step.get_json()
+    body = step.get_json()
+    assert body["next"] == "sign" and "委任状" in body["text"] and "入札及び見積りに関する件" in body["text"]
+    return client.post(f"{path}/release", json=agent_signature(card, body["digest"]), headers=headers)
+
+
+def signed_power(app: Flask, representative: Any, writer: dict[str, str], **changes: Any) -> str:
+    client = app.test_client()
+    created = client.post("/t/bank/api/powers", json=draft(representative.corporate_number, **changes),
+                          headers=writer)
+    assert created.status_code == 201, created.get_json()
+    power_id = created.get_json()["id"]
+    link = client.post(f"/t/bank/api/powers/{power_id}/submit", headers=writer).get_json()["signing_url"]
+    done = sign_as(app.test_client(), link, representative)
+    assert done.status_code == 200, done.get_json()
+    return power_id
+
+
+def verify(app: Flask, record: Any) -> records.Verdict:
+    with app.app_context():
+        return records.verify_record(record, store=sandbox.trust_stores().signature,
+                                     revocation=LayeredRevocation(jpki_stores().revocations))
+
+
+def test_a_representative_signs_and_a_relying_party_verifies_the_power(app: Flask, representative: Any) -> None:
+    writer, reader = key(app, "bank", "delegation:write"), key(app, "bank", "delegation:read")
+    power_id = signed_power(app, representative, writer)
+    fetched = app.test_client().get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()
+    assert fetched["status"] == "active" and fetched["as_of"]["status"] == "active"
+    assert fetched["representative"] == {"name": representative.person.attributes.name, "title": "代表取締役",
+                                         "confirmed_by": "register"}
+    verdict = verify(app, fetched["record"])
+    assert verdict.valid, verdict.reasons
+    assert verdict.power["matters"] == ["入札及び見積りに関する件", "契約の締結に関する件"]
+    assert verdict.facts["signer"] == representative.person.attributes.name
+    # The receipt is the tenant's ES256 signature over the status as of the moment.
+    jwks = app.test_client().get("/t/bank/jwks.json").get_json()
+    from joserfc import jws
+    from joserfc.jwk import KeySet
+
+    receipt = jws.deserialize_compact(fetched["as_of"]["receipt"], KeySet.import_key_set(jwks), algorithms=["ES256"])
+    claims = json.loads(receipt.payload)
+    assert claims["power"] == power_id and claims["status"] == "active"
+    assert claims["record_digest"] == fetched["record_digest"]
+
+
+def test_as_of_before_a_revocation_still_shows_the_power_active(app: Flask, representative: Any) -> None:
+    writer, reader = key(app, "bank", "delegation:write"), key(app, "bank", "delegation:read")
+    power_id = signed_power(app, representative, writer)
+    client = app.test_client()
+    client.get(f"/t/bank/api/powers/{power_id}", headers=reader)  # this party will be told
+    before = clock.now()
+    with clock.frozen(before + timedelta(minutes=5)):
+        revoked = client.post(f"/t/bank/api/powers/{power_id}/revoke", json={"reason": "退職"}, headers=writer)
+    assert revoked.status_code == 200 and revoked.get_json()["status"] == "revoked"
+    as_of = (before + timedelta(minutes=1)).isoformat()
+    with clock.frozen(before + timedelta(minutes=10)):
+        then = client.get(f"/t/bank/api/powers/{power_id}", query_string={"as_of": as_of}, headers=reader).get_json()
+        now = client.get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()
+    assert then["status"] == "revoked" and then["as_of"]["status"] == "active"
+    assert now["as_of"]["status"] == "revoked"
+    with app.app_context(), all_tenants(db.session):
+        event = db.session.scalar(select(Event).where(Event.type == "delegation.power.revoked"))
+        assert event is not None
+        assert json.loads(event.payload)["data"]["fetched_by"] == [reader_key_id(app, reader)]
+
+
+def reader_key_id(app: Flask, headers: dict[str, str]) -> str:
+    from saas.tenants.models import ApiKey
+
+    with app.app_context(), all_tenants(db.session):
+        return db.session.scalar(select(ApiKey.public_id).where(ApiKey.scopes.contains("delegation:read")))
+
+
+def test_a_tampered_record_and_a_swapped_certificate_are_rejected(app: Flask, representative: Any) -> None:
+    writer, reader = key(app, "bank", "delegation:write"), key(app, "bank", "delegation:read")
+    power_id = signed_power(app, representative, writer)
+    record = app.test_client().get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()["record"]
+
+    tampered = copy.deepcopy(record)
+    body = json.loads(records.unb64u(tampered["signature"]["payload"]))
+    body["authorization_details"][0]["limits"]["amount"]["max"] = 900000000
+    tampered["signature"]["payload"] = records.b64u(records.canonical(body))
+    assert verify(app, tampered).code == "tampered"
+
+    other = issue_card(app, seed=32)
+    swapped = copy.deepcopy(record)
+    swapped["signature"]["header"]["x5c"] = [base64.b64encode(other.signature.certificate.public_bytes(
+        __import__("cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]).Encoding.DER)).decode()]
+    assert verify(app, swapped).code == "certificate_swapped"
+
+    resealed = copy.deepcopy(record)
+    resealed["seal"] = resealed["seal"][:-4] + ("AAAA" if not resealed["seal"].endswith("AAAA") else "BBBB")
+    assert verify(app, resealed).code == "seal_invalid"
+
+
+def test_a_signature_made_after_the_certificate_was_revoked_is_refused(app: Flask, representative: Any) -> None:
+    writer = key(app, "bank", "delegation:write")
+    client = app.test_client()
+    power_id = client.post("/t/bank/api/powers", json=draft(representative.corporate_number),
+                           headers=writer).get_json()["id"]
+    link = client.post(f"/t/bank/api/powers/{power_id}/submit", headers=writer).get_json()["signing_url"]
+    with app.app_context():
+        sandbox.revoke(representative.signature.certificate.serial_number, Reason.KEY_COMPROMISE)
+        db.session.commit()
+        sandbox_jobs.refresh_revocation_data()
+        db.session.commit()
+    refused = sign_as(app.test_client(), link, representative)
+    assert refused.status_code == 422 and refused.get_json()["error"] == "signature_revoked"
+
+
+def test_the_verifier_refuses_a_record_signed_after_revocation(app: Flask, representative: Any) -> None:
+    # A record whose signing time falls after the certificate's revocation (as a forger
+    # holding a stolen card's key, or a back-dating service, would make) does not verify,
+    # while one signed before a later revocation still does.
+    writer, reader = key(app, "bank", "delegation:write"), key(app, "bank", "delegation:read")
+    power_id = signed_power(app, representative, writer)
+    record = app.test_client().get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()["record"]
+    later = clock.now() + timedelta(hours=1)
+    with app.app_context(), clock.frozen(later):
+        sandbox.revoke(representative.signature.certificate.serial_number, Reason.KEY_COMPROMISE)
+        db.session.commit()
+        sandbox_jobs.refresh_revocation_data()
+        db.session.commit()
+    assert verify(app, record).valid  # signed before the revocation: still good
+    with app.app_context(), clock.frozen(later + timedelta(hours=1)):
+        forged = _resign(app, record, representative)
+    assert verify(app, forged).code == "revoked_at_signing"
+
+
+def _resign(app: Flask, record: dict[str, Any], card: Any) -> dict[str, Any]:
+    """The same power signed now by the card's key and sealed as the service would."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from saas.oidc import keys
+
+    body = json.loads(records.unb64u(record["signature"]["payload"]))
+    prepared = records.signing_input(body, clock.now())
+    signature = base64.b64decode(agent_signature(card, base64.b64encode(prepared.digest).decode())["signature"])
+    certificate = card.signature.certificate.public_bytes(Encoding.DER)
+    signed = records.representative_jws(prepared, signature, certificate)
+    claims = json.loads(records.unb64u(record["seal"].split(".")[1]))
+    claims.update(sigT=records.signing_time(clock.now()), revocation_checked_at=records.signing_time(clock.now()))
+    with tenant_scope(db.session, tenants.active_tenant("bank").id):
+        _kid, seal_key = keys.signing_key(tenants.active_tenant("bank"), "ES256")
+    return records.record_file(method="principal", seal_value=records.seal(claims, seal_key),
+                               seal_key=seal_key.as_dict(private=False), signature=signed)
+
+
+def test_a_sub_delegation_wider_than_its_parent_is_refused(app: Flask, representative: Any) -> None:
+    writer = key(app, "bank", "delegation:write")
+    parent = signed_power(app, representative, writer)
+    client = app.test_client()
+    wider = client.post("/t/bank/api/powers", headers=writer, json=draft(
+        representative.corporate_number, parent=parent, matters=["入札及び見積りに関する件", "訴訟に関する件"]))
+    assert wider.status_code == 422 and wider.get_json()["error"] == "wider_than_parent"
+    richer = client.post("/t/bank/api/powers", headers=writer, json=draft(
+        representative.corporate_number, parent=parent, authorization_details=[
+            {"type": "e_procurement", "actions": ["bid"], "locations": ["https://p-portal.example.go.jp"],
+             "limits": {"amount": {"currency": "JPY", "max": 90000000}}}]))
+    assert richer.status_code == 422 and richer.get_json()["field"] == "authorization_details"
+    longer = client.post("/t/bank/api/powers", headers=writer, json=draft(
+        representative.corporate_number, parent=parent, valid_until=(clock.now() + timedelta(days=400)).isoformat()))
+    assert longer.status_code == 422 and longer.get_json()["error"] == "wider_than_parent"
+    narrower = client.post("/t/bank/api/powers", headers=writer, json=draft(
+        representative.corporate_number, parent=parent, matters=["入札及び見積りに関する件"], authorization_details=[
+            {"type": "e_procurement", "actions": ["bid"], "locations": ["https://p-portal.example.go.jp"],
+             "limits": {"amount": {"currency": "JPY", "max": 1000000}}}], subdelegation_allowed=False,
+        valid_until=(clock.now() + timedelta(days=300)).isoformat()))
+    assert narrower.status_code == 201, narrower.get_json()
+    child = narrower.get_json()["id"]
+    client.post(f"/t/bank/api/powers/{parent}/revoke", json={"reason": "代表者の交代"}, headers=writer)
+    assert client.get(f"/t/bank/api/powers/{child}", headers=key(app, "bank", "delegation:read")
+                      ).get_json()["status"] == "revoked"  # the parent took its child with it
+
+
+def test_another_tenants_access_code_is_not_found(app: Flask, representative: Any) -> None:
+    writer = key(app, "bank", "delegation:write")
+    power_id = signed_power(app, representative, writer)
+    client = app.test_client()
+    code = client.post(f"/t/bank/api/powers/{power_id}/access-codes", headers=writer).get_json()["code"]
+    elsewhere = client.post("/t/clinic/api/power-access-codes/redeem", json={"code": code},
+                            headers=key(app, "clinic", "delegation:read"))
+    assert elsewhere.status_code == 404 and elsewhere.get_json()["error"] == "access_code_not_found"
+    assert client.get(f"/t/clinic/api/powers/{power_id}",
+                      headers=key(app, "clinic", "delegation:read")).status_code == 404
+    reader = key(app, "bank", "delegation:read")
+    redeemed = client.post("/t/bank/api/power-access-codes/redeem", json={"code": code.lower()}, headers=reader)
+    assert redeemed.status_code == 200 and redeemed.get_json()["id"] == power_id
+    again = client.post("/t/bank/api/power-access-codes/redeem", json={"code": code}, headers=reader)
+    assert again.status_code == 404  # once only
+
+
+def test_batch_lookup_and_search(app: Flask, representative: Any) -> None:
+    writer, reader = key(app, "bank", "delegation:write"), key(app, "bank", "delegation:read")
+    power_id = signed_power(app, representative, writer)
+    client = app.test_client()
+    found = client.post("/t/bank/api/powers/lookup", json={"ids": [power_id, "poa_missing", power_id]},
+                        headers=reader).get_json()
+    assert [p["id"] for p in found["data"]] == [power_id] and found["not_found"] == ["poa_missing"]
+    too_many = client.post("/t/bank/api/powers/lookup", json={"ids": [f"poa_{i}" for i in range(501)]},
+                           headers=reader)
+    assert too_many.status_code == 422 and too_many.get_json()["error"] == "invalid_ids"
+    search = client.get("/t/bank/api/powers", headers=reader,
+                        query_string={"corporate_number": representative.corporate_number, "agent_name": "佐藤　一郎"})
+    assert [p["id"] for p in search.get_json()["data"]] == [power_id]
+
+
+def test_bad_drafts_are_refused_with_a_reason(app: Flask, representative: Any) -> None:
+    writer = key(app, "bank", "delegation:write")
+    client = app.test_client()
+    number = representative.corporate_number
+    cases = [
+        (draft("1234567890123"), "invalid_corporate_number"),
+        (draft(number, principal={"corporate_number": number, "name": "別の会社", "address": "東京都"}),
+         "principal_mismatch"),
+        (draft(number, matters=[f"事項{i}" for i in range(21)]), "invalid_matters"),
+        (draft(number, authorization_details=[{"actions": ["bid"]}]), "invalid_authorization_details"),
+        (draft(number, valid_until=(clock.now() + timedelta(days=2000)).isoformat()), "invalid_validity"),
+        (draft(number, agents=[]), "invalid_agents"),
+        (draft(number, agency="some"), "invalid_agency"),
+    ]
+    for body, code in cases:
+        response = client.post("/t/bank/api/powers", json=body, headers=writer)
+        assert response.status_code == 422 and response.get_json()["error"] == code, (code, response.get_json())
+    with app.app_context(), all_tenants(db.session):
+        assert db.session.scalar(select(PowerOfAttorney.id)) is None  # nothing kept
+
+
+def test_the_history_chain_detects_an_edited_line(app: Flask, representative: Any) -> None:
+    writer = key(app, "bank", "delegation:write")
+    power_id = signed_power(app, representative, writer)
+    with app.app_context(), all_tenants(db.session):
+        power = db.session.scalar(select(PowerOfAttorney).where(PowerOfAttorney.public_id == power_id))
+        assert [h.action for h in powers.history(power)] == ["created", "submitted", "activated"]
+        assert powers.verify_history(power) == []
+        db.session.execute(update(PowerHistory).where(PowerHistory.power_id == power.id, PowerHistory.seq == 2)
+                           .values(actor="someone else"))
+        assert powers.verify_history(power) == ["line 2 was altered"]
