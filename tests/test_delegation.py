@@ -343,3 +343,78 @@ def test_the_history_chain_detects_an_edited_line(app: Flask, representative: An
         db.session.execute(update(PowerHistory).where(PowerHistory.power_id == power.id, PowerHistory.seq == 2)
                            .values(actor="someone else"))
         assert powers.verify_history(power) == ["line 2 was altered"]
+
+
+def test_the_verify_command_prints_a_plain_verdict(app: Flask, representative: Any, tmp_path: Path) -> None:
+    writer, reader = key(app, "bank", "delegation:write"), key(app, "bank", "delegation:read")
+    power_id = signed_power(app, representative, writer)
+    client = app.test_client()
+    answer = client.get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()
+    (tmp_path / "answer.json").write_text(json.dumps(answer, ensure_ascii=False), encoding="utf-8")
+    (tmp_path / "jwks.json").write_text(json.dumps(client.get("/t/bank/jwks.json").get_json()))
+    runner = app.test_cli_runner()
+    good = runner.invoke(args=["delegation", "verify", str(tmp_path / "answer.json"),
+                               "--jwks", str(tmp_path / "jwks.json")])
+    assert good.exit_code == 0 and "VALID" in good.output and power_id in good.output, good.output
+    assert representative.person.attributes.name in good.output
+    other = client.get("/t/clinic/jwks.json").get_json()
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    foreign = runner.invoke(args=["delegation", "verify", str(tmp_path / "answer.json"),
+                                  "--jwks", str(tmp_path / "other.json")])
+    assert foreign.exit_code == 1 and "INVALID (seal_key_unknown)" in foreign.output
+    record = answer["record"]
+    record["method"] = "operator"
+    (tmp_path / "changed.json").write_text(json.dumps(record))
+    changed = runner.invoke(args=["delegation", "verify", str(tmp_path / "changed.json")])
+    assert changed.exit_code == 1 and "INVALID (tampered)" in changed.output
+    live = runner.invoke(args=["delegation", "verify", str(tmp_path / "answer.json"), "--mode", "live"])
+    assert live.exit_code == 1 and "INVALID (untrusted_certificate)" in live.output  # a sandbox card, never live
+
+
+def test_powers_past_their_end_expire_with_an_event(app: Flask, representative: Any) -> None:
+    writer, reader = key(app, "bank", "delegation:write"), key(app, "bank", "delegation:read")
+    power_id = signed_power(app, representative, writer,
+                            valid_until=(clock.now() + timedelta(days=2)).isoformat())
+    later = clock.now() + timedelta(days=3)
+    with clock.frozen(later):
+        result = app.test_cli_runner().invoke(args=["delegation", "expire"])
+        assert result.exit_code == 0 and "expired 1 powers" in result.output
+        fetched = app.test_client().get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()
+    assert fetched["status"] == "expired" and fetched["as_of"]["status"] == "expired"
+    with app.app_context(), all_tenants(db.session):
+        assert db.session.scalar(select(Event.id).where(Event.type == "delegation.power.expired")) is not None
+
+
+def test_the_console_prepares_sends_shows_and_revokes_a_power(app: Flask, representative: Any) -> None:
+    from tests.test_console import csrf, verified_owner
+
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    with app.app_context():
+        slug = verified_owner(client)
+    form = {"corporate_number": representative.corporate_number, "principal_name": "株式会社かけはし商事",
+            "principal_address": "東京都千代田区丸の内１丁目１番１号", "agent_name_0": "佐藤 一郎",
+            "agent_affiliation_0": "営業部", "matters": "入札及び見積りに関する件\n契約の締結に関する件\n",
+            "detail_type": "e_procurement", "detail_actions": "bid, contract", "amount_max": "50,000,000",
+            "valid_until": (clock.now() + timedelta(days=200)).date().isoformat(), "agency": "several",
+            "method": "principal"}
+    new = f"/t/{slug}/console/powers/new"
+    bad = client.post(new, data={**form, "corporate_number": "123", "csrf_token": csrf(client, new)})
+    assert bad.status_code == 422 and 'id="f-corporate_number-error"' in bad.get_data(as_text=True)
+    created = client.post(new, data={**form, "csrf_token": csrf(client, new)})
+    assert created.status_code == 302, created.get_data(as_text=True)
+    detail = created.headers["Location"]
+    page = client.get(detail).get_data(as_text=True)
+    assert "Draft" in page and "入札及び見積りに関する件" in page and "50000000" in page
+    sent = client.post(f"{detail}/submit", data={"csrf_token": csrf(client, detail)}).get_data(as_text=True)
+    link = re.search(r'id="signing-url">([^<]+)<', sent).group(1)  # type: ignore[union-attr]
+    assert sign_as(app.test_client(), link, representative).status_code == 200
+    page = client.get(detail).get_data(as_text=True)
+    assert "In force" in page and "confirmed by the commercial register" in page and "Download the record" in page
+    record = client.get(f"{detail}/record.json")
+    assert record.status_code == 200 and verify(app, record.get_json()).valid
+    revoked = client.post(f"{detail}/revoke", data={"reason": "退職のため", "csrf_token": csrf(client, detail)})
+    assert revoked.status_code == 302
+    listing = client.get(f"/t/{slug}/console/powers?status=revoked").get_data(as_text=True)
+    assert "株式会社かけはし商事" in listing and "Revoked" in listing
+    assert "退職のため" in client.get(detail).get_data(as_text=True)

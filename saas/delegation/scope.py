@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from flask_babel import lazy_gettext as _l
+
 MAX_MATTERS = 20
 MAX_MATTER_LENGTH = 200
 MAX_DETAILS = 20
@@ -21,21 +23,21 @@ _LIST_FIELDS = ("actions", "locations", "datatypes", "privileges")
 @dataclass(frozen=True)
 class ScopeError(Exception):
     code: str
-    message: str
+    message: Any  # a lazy translation
     field: str
 
     def __str__(self) -> str:
-        return self.message
+        return str(self.message)
 
 
 def matters(value: Any) -> list[str]:
     if not isinstance(value, list) or not value or not all(isinstance(m, str) for m in value):
-        raise ScopeError("invalid_matters", "Give the delegated matters as a list of 1 to 20 texts.", "matters")
+        raise ScopeError("invalid_matters", _l("Give the delegated matters as a list of 1 to 20 texts."), "matters")
     cleaned = [" ".join(m.split()) for m in value]
     if len(cleaned) > MAX_MATTERS or any(not m or len(m) > MAX_MATTER_LENGTH for m in cleaned):
-        raise ScopeError("invalid_matters", "A power lists 1 to 20 matters, each of 1 to 200 characters.", "matters")
+        raise ScopeError("invalid_matters", _l("A power lists 1 to 20 matters, each of 1 to 200 characters."), "matters")
     if len(set(cleaned)) != len(cleaned):
-        raise ScopeError("invalid_matters", "A matter is listed twice.", "matters")
+        raise ScopeError("invalid_matters", _l("A matter is listed twice."), "matters")
     return cleaned
 
 
@@ -44,25 +46,25 @@ def authorization_details(value: Any) -> list[dict[str, Any]]:
     ``limits.amount`` (if any) is ``{"currency": "JPY", "max": <number>}``."""
     if not isinstance(value, list) or not value or len(value) > MAX_DETAILS:
         raise ScopeError("invalid_authorization_details",
-                         "authorization_details is a list of 1 to 20 objects.", "authorization_details")
+                         _l("authorization_details is a list of 1 to 20 objects."), "authorization_details")
     details = []
     for index, item in enumerate(value):
         where = f"authorization_details[{index}]"
         if not isinstance(item, dict) or not isinstance(item.get("type"), str) or not item["type"].strip():
-            raise ScopeError("invalid_authorization_details", f"{where} needs a type (RFC 9396).",
+            raise ScopeError("invalid_authorization_details", _l("%(where)s needs a type (RFC 9396).", where=where),
                              "authorization_details")
         for name in _LIST_FIELDS:
             if name in item and (not isinstance(item[name], list)
                                  or not all(isinstance(v, str) and v for v in item[name])):
-                raise ScopeError("invalid_authorization_details", f"{where}.{name} must be a list of strings.",
+                raise ScopeError("invalid_authorization_details", _l("%(where)s.%(name)s must be a list of strings.", where=where, name=name),
                                  "authorization_details")
         if "identifier" in item and not isinstance(item["identifier"], str):
-            raise ScopeError("invalid_authorization_details", f"{where}.identifier must be a string.",
+            raise ScopeError("invalid_authorization_details", _l("%(where)s.identifier must be a string.", where=where),
                              "authorization_details")
         limit = _amount(item)
         if "limits" in item and limit is None:
             raise ScopeError("invalid_authorization_details",
-                             f'{where}.limits must be {{"amount": {{"currency": "JPY", "max": 1000000}}}}.',
+                             _l('%(where)s.limits must be {"amount": {"currency": "JPY", "max": 1000000}}.', where=where),
                              "authorization_details")
         details.append(item)
     return details
@@ -84,11 +86,11 @@ def _amount(item: dict[str, Any]) -> tuple[str, float] | None:
 
 def validity(valid_from: datetime, valid_until: datetime, *, now: datetime, maximum_days: int) -> None:
     if valid_until <= valid_from:
-        raise ScopeError("invalid_validity", "The power must end after it starts.", "valid_until")
+        raise ScopeError("invalid_validity", _l("The power must end after it starts."), "valid_until")
     if valid_until <= now:
-        raise ScopeError("invalid_validity", "The power would already have ended.", "valid_until")
+        raise ScopeError("invalid_validity", _l("The power would already have ended."), "valid_until")
     if (valid_until - valid_from).days > maximum_days:
-        raise ScopeError("invalid_validity", f"A power lasts at most {maximum_days} days.", "valid_until")
+        raise ScopeError("invalid_validity", _l("A power lasts at most %(days)d days.", days=maximum_days), "valid_until")
 
 
 def _covers(parent: dict[str, Any], child: dict[str, Any]) -> bool:
@@ -112,12 +114,12 @@ def within_parent(parent: dict[str, Any], child: dict[str, Any]) -> None:
     """Raise unless ``child`` (matters, details, validity) fits inside ``parent``."""
     wider = [m for m in child["matters"] if m not in parent["matters"]]
     if wider:
-        raise ScopeError("wider_than_parent", f"The parent power does not delegate: {wider[0]}", "matters")
+        raise ScopeError("wider_than_parent", _l("The parent power does not delegate: %(matter)s", matter=wider[0]), "matters")
     for detail in child["authorization_details"]:
         if not any(_covers(p, detail) for p in parent["authorization_details"]):
             raise ScopeError("wider_than_parent",
-                             f"The parent power does not cover the {detail['type']} detail as asked.",
+                             _l("The parent power does not cover the %(type)s detail as asked.", type=detail["type"]),
                              "authorization_details")
     if child["valid_from"] < parent["valid_from"] or child["valid_until"] > parent["valid_until"]:
-        raise ScopeError("wider_than_parent", "A sub-delegated power must lie within its parent's validity.",
+        raise ScopeError("wider_than_parent", _l("A sub-delegated power must lie within its parent's validity."),
                          "valid_until")
