@@ -124,8 +124,8 @@ def prepare(instance: Path) -> dict[str, Any]:
 
 
 def start_service(workers: int, threads: int, port: int, instance: Path,
-                  log_level: str = "INFO") -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DATABASE_URL": f"{PG}/{DATABASE}", "REDIS_URL": REDIS, "SECRET_KEY": "b" * 48,
+                  log_level: str = "INFO", database: str = DATABASE) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "DATABASE_URL": f"{PG}/{database}", "REDIS_URL": REDIS, "SECRET_KEY": "b" * 48,
            "KEY_ENCRYPTION_KEY": base64.b64encode(b"k" * 32).decode(), "LOG_LEVEL": log_level,
            "KAKEHASHI_ENV": "development", "INSTANCE_PATH": str(instance)}
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))

@@ -122,6 +122,9 @@ def load(instance_path: Path, overrides: Mapping[str, Any] | None = None) -> dic
         "WEBHOOK_RETRY_BASE_SECONDS": float(source.get("WEBHOOK_RETRY_BASE_SECONDS") or 30),
         "WEBHOOK_LEASE_SECONDS": float(source.get("WEBHOOK_LEASE_SECONDS") or 60),
         "WEBHOOK_TIMEOUT_SECONDS": float(source.get("WEBHOOK_TIMEOUT_SECONDS") or 10),
+        # Live-mode time-stamps of powers of attorney: the RFC 3161 TSA, and its roots (PEM file).
+        "TSA_URL": source.get("TSA_URL") or None,
+        "TSA_ROOTS": source.get("TSA_ROOTS") or None,
         # The longest a power of attorney may run (days).
         "DELEGATION_MAX_VALIDITY_DAYS": int(source.get("DELEGATION_MAX_VALIDITY_DAYS") or 1095),
         "SESSION_COOKIE_HTTPONLY": True,

@@ -36,6 +36,7 @@ from saas.sandbox.models import SandboxCertificate
 from saas.stores import jpki_stores
 from saas.tenants import apikeys
 from saas.tenants import services as tenants
+from saas.tenants.models import TenantMode
 from tests.conftest import make_app
 from tests.oidc_helpers import agent_signature, agent_token, issue_card
 
@@ -125,7 +126,8 @@ def signed_power(app: Flask, representative: Any, writer: dict[str, str], **chan
 def verify(app: Flask, record: Any) -> records.Verdict:
     with app.app_context():
         return records.verify_record(record, store=sandbox.trust_stores().signature,
-                                     revocation=LayeredRevocation(jpki_stores().revocations))
+                                     revocation=LayeredRevocation(jpki_stores().revocations),
+                                     tsa_roots=powers.tsa_roots(TenantMode.SANDBOX))
 
 
 def test_a_representative_signs_and_a_relying_party_verifies_the_power(app: Flask, representative: Any) -> None:
@@ -230,27 +232,38 @@ def test_the_verifier_refuses_a_record_signed_after_revocation(app: Flask, repre
         db.session.commit()
     assert verify(app, record).valid  # signed before the revocation: still good
     with app.app_context(), clock.frozen(later + timedelta(hours=1)):
-        forged = _resign(app, record, representative)
+        forged = _resign(app, record, representative, signed_at=clock.now())
+        backdated = _resign(app, record, representative, signed_at=later - timedelta(minutes=30))
     assert verify(app, forged).code == "revoked_at_signing"
+    # Claiming a signing time before the revocation does not help: the time-stamp says when.
+    assert verify(app, backdated).code == "timestamp_mismatch"
+    unstamped = {k: v for k, v in record.items() if k != "timestamp"}
+    assert verify(app, unstamped).code == "timestamp_missing"
 
 
-def _resign(app: Flask, record: dict[str, Any], card: Any) -> dict[str, Any]:
-    """The same power signed now by the card's key and sealed as the service would."""
+def _resign(app: Flask, record: dict[str, Any], card: Any, *, signed_at: Any) -> dict[str, Any]:
+    """The same power signed by the card's key (claiming ``signed_at``), time-stamped now
+    by the sandbox TSA and sealed as the service would: what a forger holding the card's
+    key and the seal key could make."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
     from saas.oidc import keys
+    from saas.sandbox.tsa import SandboxTimestampAuthorityService
 
     body = json.loads(records.unb64u(record["signature"]["payload"]))
-    prepared = records.signing_input(body, clock.now())
+    prepared = records.signing_input(body, signed_at)
     signature = base64.b64decode(agent_signature(card, base64.b64encode(prepared.digest).decode())["signature"])
     certificate = card.signature.certificate.public_bytes(Encoding.DER)
     signed = records.representative_jws(prepared, signature, certificate)
+    token = SandboxTimestampAuthorityService().stamp(signature)
     claims = json.loads(records.unb64u(record["seal"].split(".")[1]))
-    claims.update(sigT=records.signing_time(clock.now()), revocation_checked_at=records.signing_time(clock.now()))
+    claims.update(sigT=records.signing_time(signed_at), revocation_checked_at=records.signing_time(signed_at),
+                  tst_digest=records.sha256_hex(token))
     with tenant_scope(db.session, tenants.active_tenant("bank").id):
         _kid, seal_key = keys.signing_key(tenants.active_tenant("bank"), "ES256")
     return records.record_file(method="principal", seal_value=records.seal(claims, seal_key),
-                               seal_key=seal_key.as_dict(private=False), signature=signed)
+                               seal_key=seal_key.as_dict(private=False), signature=signed,
+                               timestamp={"token": base64.b64encode(token).decode(), "over": "signature"})
 
 
 def test_a_sub_delegation_wider_than_its_parent_is_refused(app: Flask, representative: Any) -> None:
@@ -418,3 +431,34 @@ def test_the_console_prepares_sends_shows_and_revokes_a_power(app: Flask, repres
     listing = client.get(f"/t/{slug}/console/powers?status=revoked").get_data(as_text=True)
     assert "株式会社かけはし商事" in listing and "Revoked" in listing
     assert "退職のため" in client.get(detail).get_data(as_text=True)
+
+
+def test_a_hidden_representative_address_goes_through_an_operators_review(app: Flask) -> None:
+    card = issue_card(app, seed=33)
+    with app.app_context():
+        holder = db.session.scalar(select(SandboxCertificate).where(
+            SandboxCertificate.serial == card.auth.certificate.serial_number)).person
+        corporation = register.register_corporation(name="非表示株式会社", address="大阪府大阪市北区梅田１丁目",
+                                                    representative=holder, address_hidden=True)
+        db.session.commit()
+    hidden = Representative(card, corporation.corporate_number)
+    writer, reader = key(app, "bank", "delegation:write"), key(app, "bank", "delegation:read")
+    client = app.test_client()
+    body = draft(hidden.corporate_number, principal={"corporate_number": hidden.corporate_number,
+                                                     "name": "非表示株式会社", "address": "大阪府大阪市北区梅田１丁目"})
+    power_id = client.post("/t/bank/api/powers", json=body, headers=writer).get_json()["id"]
+    link = client.post(f"/t/bank/api/powers/{power_id}/submit", headers=writer).get_json()["signing_url"]
+    assert sign_as(app.test_client(), link, hidden).status_code == 200
+    waiting = client.get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()
+    assert waiting["status"] == "awaiting_review" and waiting["record"] is None
+    with app.test_request_context():  # as the operator's console page does
+        tenant = tenants.active_tenant("bank")
+        with tenant_scope(db.session, tenant.id):
+            powers.review(tenant, powers.get(power_id), approve=True, reviewer="operator ops@kakehashi.example",
+                          evidence="印鑑証明書 第123号、登記事項証明書 2026-11-20")
+            db.session.commit()
+    fetched = client.get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()
+    assert fetched["status"] == "active" and fetched["representative"]["confirmed_by"] == "paper"
+    verdict = verify(app, fetched["record"])
+    assert verdict.valid and verdict.facts["route"] == "paper", verdict.reasons
+    assert fetched["record"]["evidence"]["evidence"].startswith("印鑑証明書")

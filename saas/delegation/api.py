@@ -94,8 +94,8 @@ def _presented(power: PowerOfAttorney, at: datetime, *, with_record: bool = True
     tenant, fetched_by = current_tenant(), apikeys.current_key_public_id()
     services.record_fetch(tenant, power, fetched_by)
     body = services.describe(power)
-    body["as_of"] = {"at": at.isoformat(), "status": services.status_as_of(power, at),
-                     "receipt": services.receipt(tenant, power, at=at, fetched_by=fetched_by)}
+    status, receipt = services.receipt(tenant, power, at=at, fetched_by=fetched_by)
+    body["as_of"] = {"at": at.isoformat(), "status": status, "receipt": receipt}
     if with_record:
         record = json.loads(power.record) if power.record else None
         body["record"] = record if record and "format" in record else None

@@ -15,7 +15,7 @@ from saas.delegation import records, services
 from saas.jpki.revocation import LayeredRevocation
 from saas.jpki.trust import live_stores
 from saas.stores import jpki_stores
-from saas.tenants.models import Tenant
+from saas.tenants.models import Tenant, TenantMode
 
 group = AppGroup("delegation", help="Powers of attorney (電子委任状): verify records, end expired powers.")
 
@@ -47,6 +47,8 @@ def verify_command(path: Path, jwks_path: Path | None, mode: str) -> None:
 
         store = sandbox.trust_stores().signature
     verdict = records.verify_record(record, store=store, revocation=LayeredRevocation(jpki_stores().revocations),
+                                    tsa_roots=services.tsa_roots(TenantMode.LIVE if chosen == "live"
+                                                                 else TenantMode.SANDBOX),
                                     seal_keys=seal_keys)
     power = verdict.power
     if power:

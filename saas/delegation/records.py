@@ -26,13 +26,15 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cryptography import x509
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
+from saas.delegation import timestamps
 from saas.jpki.errors import VerificationFailed
 from saas.jpki.revocation import RevocationChecker
 from saas.jpki.signatures import verify_signature
@@ -41,6 +43,9 @@ from saas.jpki.trust import TrustStore
 FORMAT = "kakehashi-power-record/1"
 CONTENT_TYPE = "kakehashi-power+json"
 SEAL_TYPE = "kakehashi-seal+jwt"
+# A signature must be time-stamped soon after the time it claims (the ceremony's window).
+STAMP_WINDOW = timedelta(minutes=15)
+STAMP_SKEW = timedelta(minutes=2)
 
 
 def b64u(data: bytes) -> str:
@@ -100,7 +105,8 @@ def seal(claims: dict[str, Any], key: ECKey) -> str:
 
 
 def record_file(*, method: str, seal_value: str, seal_key: dict[str, Any], signature: dict[str, Any] | None = None,
-                payload: str | None = None, evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+                payload: str | None = None, evidence: dict[str, Any] | None = None,
+                timestamp: dict[str, str] | None = None) -> dict[str, Any]:
     record: dict[str, Any] = {"format": FORMAT, "method": method}
     if signature is not None:
         record["signature"] = signature
@@ -108,8 +114,19 @@ def record_file(*, method: str, seal_value: str, seal_key: dict[str, Any], signa
         record["payload"] = payload
     if evidence is not None:
         record["evidence"] = evidence
+    if timestamp is not None:
+        record["timestamp"] = timestamp
     record.update(seal=seal_value, seal_key=seal_key)
     return record
+
+
+def stamped_message(record: dict[str, Any]) -> bytes:
+    """What the record's time-stamp covers: the representative's signature value (JAdES
+    ``sigTst``), or on the paper route the power itself."""
+    signature = record.get("signature")
+    if isinstance(signature, dict):
+        return unb64u(signature["signature"])
+    return unb64u(record["payload"])
 
 
 # -- verification ---------------------------------------------------------------------------------
@@ -134,11 +151,12 @@ class Verdict:
 
 
 def verify_record(record: Any, *, store: TrustStore, revocation: RevocationChecker,
-                  seal_keys: list[dict[str, Any]] | None = None) -> Verdict:
+                  tsa_roots: list[x509.Certificate], seal_keys: list[dict[str, Any]] | None = None) -> Verdict:
     """Check the seal, the record's integrity, the representative's signature, the
-    certificate's chain to the JPKI signature roots of ``store`` as of signing, and its
-    revocation as of signing. ``seal_keys`` (the issuer's JWKS keys), when given, must
-    contain the seal's key; without them the key's thumbprint is reported to compare."""
+    certificate's chain to the JPKI signature roots of ``store`` as of signing, its
+    revocation as of signing, and the time-stamp (to ``tsa_roots``) that fixes when the
+    signature existed. ``seal_keys`` (the issuer's JWKS keys), when given, must contain
+    the seal's key; without them the key's thumbprint is reported to compare."""
     verdict = Verdict()
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         return verdict.fail("malformed", f"not a {FORMAT} record file")
@@ -173,11 +191,35 @@ def verify_record(record: Any, *, store: TrustStore, revocation: RevocationCheck
         if signature is not None:
             return verdict.fail("tampered", "a paper-route record carries a signature the seal does not name")
         verdict.facts["reviewed_by"] = claims.get("reviewed_by")
-        verdict.facts["timestamp"] = "none"
-        return verdict
+        return _verify_timestamp(verdict, record, claims, tsa_roots, signed_at=None)
     if not isinstance(signature, dict):
         return verdict.fail("malformed", "the representative's signature is missing")
-    return _verify_representative(verdict, signature, claims, store, revocation)
+    _verify_representative(verdict, signature, claims, store, revocation)
+    if not verdict.valid:
+        return verdict
+    return _verify_timestamp(verdict, record, claims, tsa_roots, signed_at=parse_time(claims["sigT"]))
+
+
+def _verify_timestamp(verdict: Verdict, record: dict[str, Any], claims: dict[str, Any],
+                      roots: list[x509.Certificate], *, signed_at: datetime | None) -> Verdict:
+    stamp = record.get("timestamp")
+    if not isinstance(stamp, dict) or not isinstance(stamp.get("token"), str):
+        return verdict.fail("timestamp_missing", "the record has no time-stamp")
+    try:
+        token = base64.b64decode(stamp["token"], validate=True)
+    except ValueError:
+        return verdict.fail("timestamp_invalid", "the time-stamp is not base64")
+    if sha256_hex(token) != claims.get("tst_digest"):
+        return verdict.fail("tampered", "the time-stamp is not the one the service sealed")
+    try:
+        stamped_at = timestamps.verify(token, stamped_message(record), roots)
+    except timestamps.TimestampError as error:
+        return verdict.fail(error.code, error.detail)
+    if signed_at is not None and not (signed_at - STAMP_SKEW <= stamped_at <= signed_at + STAMP_WINDOW):
+        return verdict.fail("timestamp_mismatch", f"the signature claims {signing_time(signed_at)} but was "
+                                                  f"time-stamped at {signing_time(stamped_at)}")
+    verdict.facts["timestamp"] = signing_time(stamped_at)
+    return verdict
 
 
 def _verify_representative(verdict: Verdict, signature: dict[str, Any], claims: dict[str, Any],
@@ -208,5 +250,5 @@ def _verify_representative(verdict: Verdict, signature: dict[str, Any], claims: 
             return verdict.fail("bad_signature", "the representative's signature does not match the record")
         return verdict.fail("untrusted_certificate", f"the representative's certificate: {error.detail}")
     verdict.facts.update(signer=verified.attributes.name, signed_at=header["sigT"], serial=verified.serial,
-                         root=verified.root_generation, timestamp="none")
+                         root=verified.root_generation)
     return verdict

@@ -9,6 +9,7 @@ transaction; revoking a power revokes its sub-delegations.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import secrets
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from cryptography import x509
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 from joserfc import jws
@@ -23,7 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from saas import clock, db, urls
-from saas.delegation import records, scope
+from saas.delegation import records, scope, timestamps
 from saas.delegation.models import (
     PowerAccessCode,
     PowerAgent,
@@ -67,6 +69,29 @@ def commercial_register(tenant: Tenant) -> CommercialRegister | None:
         return SandboxRegister()
     factory = current_app.config.get("DELEGATION_REGISTER")
     return factory() if callable(factory) else None
+
+
+def timestamp_authority(tenant: Tenant) -> timestamps.TimestampAuthority:
+    """Sandbox: the sandbox TSA; live: the TSA at ``TSA_URL``."""
+    if tenant.mode is TenantMode.SANDBOX:
+        from saas.sandbox.tsa import SandboxTimestampAuthorityService
+
+        return SandboxTimestampAuthorityService()
+    url = current_app.config.get("TSA_URL")
+    if not url:
+        raise PowerError(_l("No time-stamping authority is configured for live mode (TSA_URL)."),
+                         code="timestamp_unavailable", status=503)
+    return timestamps.HttpTimestampAuthority(url)
+
+
+def tsa_roots(mode: TenantMode) -> list[x509.Certificate]:
+    """The roots a time-stamp of this mode must chain to."""
+    if mode is TenantMode.SANDBOX:
+        from saas.sandbox import tsa
+
+        return tsa.roots()
+    path = current_app.config.get("TSA_ROOTS")
+    return x509.load_pem_x509_certificates(open(path, "rb").read()) if path else []
 
 
 # -- preparing ---------------------------------------------------------------------------------------
@@ -433,9 +458,15 @@ def _seal(tenant: Tenant, power: PowerOfAttorney, signed: dict[str, Any] | None,
     kid, key = keys.signing_key(tenant, "ES256")
     payload_b64 = signed["payload"] if signed is not None else payload_b64
     assert payload_b64 is not None
+    stamped = records.unb64u(signed["signature"] if signed is not None else payload_b64)
+    try:
+        token = timestamp_authority(tenant).stamp(stamped)
+    except timestamps.TimestampError as error:
+        raise PowerError(_l("The time-stamping authority could not stamp the signature (%(reason)s). Try again.",
+                            reason=error.detail), code=error.code, status=503) from None
     claims: dict[str, Any] = {
         "iss": urls.tenant_issuer(tenant.slug), "power": power.public_id, "method": power.method,
-        "payload_digest": records.sha256_hex(records.unb64u(payload_b64)),
+        "payload_digest": records.sha256_hex(records.unb64u(payload_b64)), "tst_digest": records.sha256_hex(token),
         "sealed_at": records.signing_time(clock.now()), **route}
     if signed is not None and certificate is not None:
         claims["sigT"] = power.signing_time
@@ -444,7 +475,9 @@ def _seal(tenant: Tenant, power: PowerOfAttorney, signed: dict[str, Any] | None,
         claims["revocation_checked_at"] = power.signing_time
     record = records.record_file(method=power.method, seal_value=records.seal(claims, key),
                                  seal_key=key.as_dict(private=False), signature=signed,
-                                 payload=None if signed is not None else payload_b64, evidence=evidence)
+                                 payload=None if signed is not None else payload_b64, evidence=evidence,
+                                 timestamp={"token": base64.b64encode(token).decode(),
+                                            "over": "signature" if signed is not None else "payload"})
     power.record = json.dumps(record, ensure_ascii=False)
     power.record_digest = records.sha256_hex(records.canonical(record))
     power.activated_at = clock.now()
@@ -520,12 +553,12 @@ def expire_due(tenant: Tenant) -> int:
 
 # -- presenting ---------------------------------------------------------------------------------------
 
-def status_as_of(power: PowerOfAttorney, at: datetime) -> str:
+def status_as_of(power: PowerOfAttorney, at: datetime, entries: list[PowerHistory] | None = None) -> str:
     """The power's status at ``at``, from its history and validity: ``active``,
     ``suspended``, ``revoked``, ``expired``, ``not_yet_valid`` or ``not_in_force``
     (not signed yet at that moment)."""
     status = None
-    for row in history(power):
+    for row in history(power) if entries is None else entries:
         if row.at > at:
             break
         status = row.status
@@ -556,20 +589,24 @@ def describe(power: PowerOfAttorney) -> dict[str, Any]:
     }
 
 
-def receipt(tenant: Tenant, power: PowerOfAttorney, *, at: datetime, fetched_by: str) -> str:
-    """A signed statement of the power's status as of ``at`` (ES256, the tenant's key)."""
+def receipt(tenant: Tenant, power: PowerOfAttorney, *, at: datetime, fetched_by: str,
+            entries: list[PowerHistory] | None = None) -> tuple[str, str]:
+    """(status as of ``at``, a signed statement of it: ES256 with the tenant's key)."""
     kid, key = keys.signing_key(tenant, "ES256")
+    entries = history(power) if entries is None else entries
     head = ""
-    for row in history(power):
+    for row in entries:
         if row.at > at:
             break
         head = row.hash
+    status = status_as_of(power, at, entries)
     claims = {"iss": urls.tenant_issuer(tenant.slug), "iat": int(clock.now().timestamp()),
-              "power": power.public_id, "as_of": records.signing_time(at), "status": status_as_of(power, at),
+              "power": power.public_id, "as_of": records.signing_time(at), "status": status,
               "record_digest": power.record_digest, "history_hash": head, "aud": fetched_by,
               "valid_from": records.signing_time(power.valid_from),
               "valid_until": records.signing_time(power.valid_until)}
-    return jws.serialize_compact({"alg": "ES256", "typ": RECEIPT_TYPE, "kid": kid}, records.canonical(claims), key)
+    return status, jws.serialize_compact({"alg": "ES256", "typ": RECEIPT_TYPE, "kid": kid},
+                                         records.canonical(claims), key)
 
 
 def record_fetch(tenant: Tenant, power: PowerOfAttorney, fetched_by: str) -> None:

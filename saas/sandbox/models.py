@@ -134,3 +134,15 @@ class SandboxRepresentative(Base):
     resigned_on: Mapped[date | None]
 
     corporation: Mapped[SandboxCorporation] = relationship(back_populates="representatives")
+
+
+class SandboxTimestampAuthority(Base):
+    """The sandbox's RFC 3161 time-stamping authority: its root and signing certificate."""
+
+    __tablename__ = "sandbox_timestamp_authorities"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    root_pem: Mapped[str] = mapped_column(Text)
+    certificate_pem: Mapped[str] = mapped_column(Text)
+    private_key_pem: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]

@@ -1,0 +1,189 @@
+"""The powers-of-attorney API under gunicorn with PostgreSQL, measured from outside.
+
+Prints, on this machine:
+
+1. fetch by id with a signed receipt (``GET /t/bench/api/powers/{id}``, a relying party's
+   key, a random power of 500 each time, keep-alive): requests per second and p50/p99.
+   Target ≥1,000 req/s and p99 ≤25 ms on 2 cores.
+2. batch lookups of 500 ids (``POST /t/bench/api/powers/lookup``): lookups per second
+   and p50/p99 per lookup.
+
+The 500 powers are signed once in-process at set-up (the representative's card through
+the same services as the signing ceremony). Client and servers share the machine's cores.
+
+    .venv/bin/python bench/delegation_bench.py [--seconds 15] [--clients 8] [--workers 2] [--threads 4]
+
+Needs PostgreSQL at 127.0.0.1:5432 (trust) and Redis at 127.0.0.1:6379.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import multiprocessing
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from oidc_bench import PG, REDIS, free_port, start_service, stop  # noqa: E402
+
+DATABASE = "kakehashi_delegation_bench"
+POWERS = 500
+
+
+def prepare(instance: Path) -> dict[str, Any]:
+    """A fresh database with a tenant, a register-confirmed representative, 500 signed
+    powers, and a relying party's key."""
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c", f"drop database if exists {DATABASE}",
+                    "-c", f"create database {DATABASE}"], check=True, capture_output=True)
+    from alembic import command
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from sqlalchemy import select
+
+    from saas import clock, create_app, db
+    from saas.cli import alembic_config
+    from saas.db import tenant_scope
+    from saas.delegation import services as powers
+    from saas.jpki.certificates import CertificateKind, parse_certificate
+    from saas.sandbox import jobs as sandbox_jobs
+    from saas.sandbox import register
+    from saas.sandbox import services as sandbox
+    from saas.sandbox.models import SandboxCertificate
+    from saas.stores import jpki_stores
+    from saas.tenants import apikeys
+    from saas.tenants import services as tenants
+
+    url = f"{PG}/{DATABASE}"
+    command.upgrade(alembic_config(url), "head")
+    app = create_app({"DATABASE_URL": url, "REDIS_URL": REDIS, "SECRET_KEY": "b" * 48,
+                      "KEY_ENCRYPTION_KEY": base64.b64encode(b"k" * 32).decode(),
+                      "INSTANCE_PATH": str(instance), "LOG_LEVEL": "WARNING", "PUBLIC_URL": "http://127.0.0.1"})
+    with app.test_request_context(base_url="http://127.0.0.1"):
+        tenant = tenants.create_tenant(slug="bench", display_name="ベンチ調達", kind="municipality")
+        card = sandbox.issue_card(seed=9)
+        db.session.commit()
+        sandbox_jobs.refresh_revocation_data()
+        holder = db.session.scalar(select(SandboxCertificate).where(
+            SandboxCertificate.serial == card.auth.certificate.serial_number)).person
+        corporation = register.register_corporation(name="株式会社ベンチ", address="東京都千代田区霞が関１丁目",
+                                                    representative=holder)
+        db.session.commit()
+        # The person the card's login makes (the ceremony pairs the signature certificate with it).
+        auth = parse_certificate(card.auth.certificate.public_bytes(Encoding.DER))
+        anchor = sandbox.trust_stores().auth.validate(auth, at=clock.now()).anchor
+        person = jpki_stores().persons.resolve(anchor.key_id, auth.serial, CertificateKind.AUTH, at=clock.now())
+        ids = []
+        with tenant_scope(db.session, tenant.id):
+            for i in range(POWERS):
+                power = powers.create_draft(tenant, {
+                    "principal": {"corporate_number": corporation.corporate_number, "name": "株式会社ベンチ",
+                                  "address": "東京都千代田区霞が関１丁目"},
+                    "agents": [{"name": f"代理 {i:03d}", "affiliation": "調達部"}],
+                    "matters": ["入札及び見積りに関する件"],
+                    "authorization_details": [{"type": "e_procurement", "actions": ["bid"]}],
+                    "valid_until": (clock.now() + timedelta(days=300)).isoformat()}, actor="bench")
+                powers.submit(tenant, power, actor="bench")
+                signing = powers.start_signing(tenant, power)
+                signature = card.signature.key.sign(signing.digest, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
+                powers.complete_signing(tenant, power, signature=signature,
+                                        certificate=card.signature.certificate.public_bytes(Encoding.DER),
+                                        expected_person=person)
+                ids.append(power.public_id)
+            _row, key = apikeys.create(tenant, name="bench RP", scopes=["delegation:read"], expires_at=None, by=None)
+            db.session.commit()
+    db.get_database(app).engine.dispose()
+    return {"ids": ids, "key": key}
+
+
+def _fetch_worker(base: str, key: str, ids: list[str], seconds: float, queue: Any) -> None:
+    import requests
+
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {key}"
+    latencies, failures = [], 0
+    rng = random.Random()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        began = time.perf_counter()
+        response = session.get(f"{base}/t/bench/api/powers/{rng.choice(ids)}")
+        latencies.append(time.perf_counter() - began)
+        failures += response.status_code != 200 or "receipt" not in response.text
+    queue.put((latencies, failures))
+
+
+def _batch_worker(base: str, key: str, ids: list[str], seconds: float, queue: Any) -> None:
+    import requests
+
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {key}"
+    latencies, failures = [], 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        began = time.perf_counter()
+        response = session.post(f"{base}/t/bench/api/powers/lookup", json={"ids": ids})
+        latencies.append(time.perf_counter() - began)
+        failures += response.status_code != 200 or len(response.json()["data"]) != len(ids)
+    queue.put((latencies, failures))
+
+
+def run(worker: Any, clients: int, seconds: float, *args: Any) -> tuple[float, float, float, int]:
+    queue: Any = multiprocessing.Queue()
+    processes = [multiprocessing.Process(target=worker, args=(*args, seconds, queue)) for _ in range(clients)]
+    began = time.perf_counter()
+    for process in processes:
+        process.start()
+    results = [queue.get() for _ in processes]
+    elapsed = time.perf_counter() - began
+    for process in processes:
+        process.join()
+    latencies = sorted(value for found, _ in results for value in found)
+    failures = sum(failed for _, failed in results)
+    p99 = latencies[int(len(latencies) * 0.99) - 1] if latencies else float("nan")
+    return len(latencies) / elapsed, statistics.median(latencies) * 1000, p99 * 1000, failures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as directory:
+        instance = Path(directory)
+        print(f"setting up {POWERS} signed powers …", flush=True)
+        setup = prepare(instance)
+        port = free_port()
+        service = start_service(options.workers, options.threads, port, instance, log_level="WARNING",
+                                database=DATABASE)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            run(_fetch_worker, options.clients, 2, base, setup["key"], setup["ids"])  # warm-up
+            rate, p50, p99, failed = run(_fetch_worker, options.clients, options.seconds, base, setup["key"],
+                                         setup["ids"])
+            print(f"fetch by id with receipt: {rate:,.0f} req/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+                  f"{failed} failed  (target ≥1,000 req/s, p99 ≤25 ms; {options.workers} workers × "
+                  f"{options.threads} threads, {options.clients} clients)")
+            rate, p50, p99, failed = run(_batch_worker, max(1, options.clients // 4), options.seconds, base,
+                                         setup["key"], setup["ids"])
+            print(f"batch lookup of {POWERS}: {rate:,.1f} lookups/s ({rate * POWERS:,.0f} powers/s), "
+                  f"p50 {p50:.0f} ms, p99 {p99:.0f} ms, {failed} failed")
+        finally:
+            stop(service)
+
+
+if __name__ == "__main__":
+    main()
