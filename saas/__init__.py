@@ -42,6 +42,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         n = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     _commit_successful_requests(app)
+    from saas.tenants import apikeys
+
+    apikeys.init_app(app)  # after the commit hook, so that it runs before it
     app.jinja_env.globals["tenant_issuer"] = urls.tenant_issuer
     return app
 
@@ -57,7 +60,6 @@ def _register_blueprints(app: Flask) -> None:
     from saas.oidc.views import pages as oidc_pages
     from saas.openapi import register_api_blueprint
     from saas.sandbox.views import bp as sandbox
-    from saas.tenants import apikeys
     from saas.tenants.console import console, tenant_console
     from saas.tenants.views import bp as tenants
     from saas.web.views import bp as web
@@ -70,7 +72,6 @@ def _register_blueprints(app: Flask) -> None:
     register_api_blueprint(app, delegation_api)
     app.register_blueprint(delegation_pages)
     register_api_blueprint(app, ssf_api)
-    apikeys.init_app(app)  # before the commit hook, so that it runs after it
     register_api_blueprint(app, sandbox)
     register_api_blueprint(app, oidc)
     app.register_blueprint(oidc_pages)

@@ -121,7 +121,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(["tenant_id", "power_id"], ["powers_of_attorney.tenant_id", "powers_of_attorney.id"], name=op.f("fk_power_fetches_tenant_id_power_id_powers_of_attorney"), ondelete="CASCADE"),
     sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_power_fetches_tenant_id_tenants")),
     sa.PrimaryKeyConstraint("id", name=op.f("pk_power_fetches")),
-    sa.UniqueConstraint("power_id", "fetched_by", name=op.f("uq_power_fetches_power_id_fetched_by")),
+    sa.UniqueConstraint("tenant_id", "power_id", "fetched_by", name=op.f("uq_power_fetches_tenant_id_power_id_fetched_by")),
     sa.UniqueConstraint("tenant_id", "id", name=op.f("uq_power_fetches_tenant_id_id"))
     )
     with op.batch_alter_table("power_fetches", schema=None) as batch_op:

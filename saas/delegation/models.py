@@ -124,7 +124,7 @@ class PowerFetch(TenantScoped, Base):
 
     __tablename__ = "power_fetches"
     __extra_table_args__ = (tenant_foreign_key("power_id", "powers_of_attorney", ondelete="CASCADE"),
-                            UniqueConstraint("power_id", "fetched_by"))
+                            UniqueConstraint("tenant_id", "power_id", "fetched_by"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     power_id: Mapped[int] = mapped_column(BigId)

@@ -22,7 +22,7 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 from joserfc import jws
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 
 from saas import clock, db, urls
 from saas.delegation import records, scope, timestamps
@@ -311,7 +311,7 @@ def submit(tenant: Tenant, power: PowerOfAttorney, *, actor: str) -> str:
     power.signing_expires_at = clock.now() + SIGNING_LINK_LIFETIME
     _transition(tenant, power, "submitted", PowerStatus.AWAITING_SIGNATURE, actor=actor,
                 event="delegation.power.submitted")
-    return urls.external("delegation_pages.sign", token=token)
+    return urls.external("delegation_pages.sign", tenant_slug=tenant.slug, token=token)
 
 
 def by_signing_token(token: str) -> PowerOfAttorney:
@@ -571,6 +571,17 @@ def status_as_of(power: PowerOfAttorney, at: datetime, entries: list[PowerHistor
     return str(status)
 
 
+def _status_now(power: PowerOfAttorney, at: datetime) -> str:
+    status = power.status.value
+    if status in ("draft", "awaiting_signature", "awaiting_review"):
+        return "not_in_force"
+    if status in ("active", "suspended") and at >= power.valid_until:
+        return "expired"
+    if status == "active" and at < power.valid_from:
+        return "not_yet_valid"
+    return status
+
+
 def describe(power: PowerOfAttorney) -> dict[str, Any]:
     return {
         "id": power.public_id, "status": power.status.value, "method": power.method,
@@ -593,13 +604,16 @@ def receipt(tenant: Tenant, power: PowerOfAttorney, *, at: datetime, fetched_by:
             entries: list[PowerHistory] | None = None) -> tuple[str, str]:
     """(status as of ``at``, a signed statement of it: ES256 with the tenant's key)."""
     kid, key = keys.signing_key(tenant, "ES256")
-    entries = history(power) if entries is None else entries
-    head = ""
-    for row in entries:
-        if row.at > at:
-            break
-        head = row.hash
-    status = status_as_of(power, at, entries)
+    if entries is None and at >= power.updated_at:  # nothing happened since: the row says it all
+        head, status = power.history_head, _status_now(power, at)
+    else:
+        entries = history(power) if entries is None else entries
+        head = ""
+        for row in entries:
+            if row.at > at:
+                break
+            head = row.hash
+        status = status_as_of(power, at, entries)
     claims = {"iss": urls.tenant_issuer(tenant.slug), "iat": int(clock.now().timestamp()),
               "power": power.public_id, "as_of": records.signing_time(at), "status": status,
               "record_digest": power.record_digest, "history_hash": head, "aud": fetched_by,
@@ -610,16 +624,12 @@ def receipt(tenant: Tenant, power: PowerOfAttorney, *, at: datetime, fetched_by:
 
 
 def record_fetch(tenant: Tenant, power: PowerOfAttorney, fetched_by: str) -> None:
-    """Remember who fetched the power, to tell them when it ends."""
-    if db.session.scalar(select(PowerFetch.id).where(PowerFetch.power_id == power.id,
-                                                     PowerFetch.fetched_by == fetched_by)) is not None:
-        return
-    try:
-        with db.session.begin_nested():
-            db.session.add(PowerFetch(tenant_id=tenant.id, power_id=power.id, fetched_by=fetched_by,
-                                      first_at=clock.now()))
-    except IntegrityError:
-        pass  # fetched at the same moment by another request of the same party
+    """Remember who fetched the power, to tell them when it ends (one statement; a party
+    that fetched it before is already known)."""
+    insert = postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    db.session.execute(insert(PowerFetch).values(tenant_id=tenant.id, power_id=power.id, fetched_by=fetched_by,
+                                                 first_at=clock.now())
+                       .on_conflict_do_nothing(index_elements=["tenant_id", "power_id", "fetched_by"]))
 
 
 def lookup(public_ids: list[str]) -> list[PowerOfAttorney]:

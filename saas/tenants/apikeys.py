@@ -134,8 +134,9 @@ def requires(scope: str) -> Callable[[F], F]:
 
 
 def init_app(app: Flask) -> None:
-    """Log keyed API calls. Registered before the app's commit-or-rollback hook, so it runs
-    after it, in a transaction of its own: refused calls are logged too."""
+    """Log keyed API calls. Registered after the app's commit-or-rollback hook, so it runs
+    before it: a call that succeeded is logged in its own transaction (one commit); a
+    refused one is rolled back first and its log line committed alone."""
     @app.after_request
     def _log_request(response: Response) -> Response:
         used: tuple[int, int, datetime | None] | None = g.pop("api_key", None)
@@ -143,6 +144,9 @@ def init_app(app: Flask) -> None:
             return response
         key_id, tenant_id, last_used = used
         now = clock.now()
+        failed = response.status_code >= 400
+        if failed:
+            db.session.rollback()  # what the refused call did goes; its log line stays
         with all_tenants(db.session):
             db.session.execute(insert(ApiRequest).values(
                 tenant_id=tenant_id, key_id=key_id, at=now, method=request.method, path=request.path[:300],
@@ -150,5 +154,6 @@ def init_app(app: Flask) -> None:
             if last_used is None or now - last_used >= LAST_USED_RESOLUTION:  # not a write per call
                 db.session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now)
                                    .execution_options(synchronize_session=False))
-        db.session.commit()
+        if failed:
+            db.session.commit()
         return response
