@@ -71,6 +71,10 @@ def _register_blueprints(app: Flask) -> None:
     register_api_blueprint(app, events_api)
     register_api_blueprint(app, delegation_api)
     app.register_blueprint(delegation_pages)
+    from saas.delegation import services as delegation
+    from saas.oidc import details
+
+    details.register(delegation.POWER_DETAIL_TYPE, delegation.present_for_login)
     register_api_blueprint(app, ssf_api)
     register_api_blueprint(app, sandbox)
     register_api_blueprint(app, oidc)

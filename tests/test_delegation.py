@@ -462,3 +462,70 @@ def test_a_hidden_representative_address_goes_through_an_operators_review(app: F
     verdict = verify(app, fetched["record"])
     assert verdict.valid and verdict.facts["route"] == "paper", verdict.reasons
     assert fetched["record"]["evidence"]["evidence"].startswith("印鑑証明書")
+
+
+POWER_DETAILS = json.dumps([{"type": "kakehashi_power_of_attorney"}])
+
+
+def bind_as(client: Any, binding_url: str, card: Any) -> Any:
+    """The agent's browser and bridge agent: the card login through the binding link."""
+    path = urlsplit(binding_url).path
+    opened = client.get(path)
+    if opened.status_code != 200:
+        return opened
+    page = opened.get_data(as_text=True)
+    csrf = re.search(r'data-csrf="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    challenge = re.search(r'data-challenge="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    return client.post(f"{path}/card", json={"token": agent_token(card, challenge)},
+                       headers={"X-CSRFToken": csrf, "Accept": "application/json", "Accept-Language": "en"})
+
+
+def test_a_bound_agent_presents_the_power_at_an_oidc_login(app: Flask, representative: Any) -> None:
+    from tests.oidc_helpers import claims_of, log_in, register
+
+    writer, reader = key(app, "bank", "delegation:write"), key(app, "bank", "delegation:read")
+    power_id = signed_power(app, representative, writer)
+    agent_card = issue_card(app, seed=34)
+    client = app.test_client()
+    link = client.post(f"/t/bank/api/powers/{power_id}/agents/0/binding-link", headers=writer).get_json()
+    assert bind_as(app.test_client(), link["binding_url"], agent_card).status_code == 200
+    assert bind_as(app.test_client(), link["binding_url"], agent_card).status_code == 404  # used
+    with app.app_context(), all_tenants(db.session):
+        mailed = db.session.scalar(select(__import__("saas.mail.models", fromlist=["OutgoingMail"]).OutgoingMail.body))
+        assert link["binding_url"] in mailed  # the agent has an address: the link went there too
+
+    rp = register(app, "bank", scopes="openid")
+    browser = app.test_client()
+    answer = log_in(browser, rp, agent_card, authorization_details=POWER_DETAILS)
+    tokens = rp.exchange(app.test_client(), answer["code"]).get_json()
+    [presented] = tokens["authorization_details"]
+    assert presented["type"] == "kakehashi_power_of_attorney" and presented["power_id"] == power_id
+    assert presented["principal"]["corporate_number"] == representative.corporate_number
+    assert presented["authorization_details"][0]["limits"]["amount"]["max"] == 50000000
+    id_token = claims_of(tokens["id_token"])
+    assert id_token["authorization_details"] == tokens["authorization_details"]
+    assert presented["act"] == {"sub": id_token["sub"]}
+
+    # The representative's own card is not the agent's: nothing to present.
+    other = log_in(app.test_client(), rp, representative, authorization_details=POWER_DETAILS)
+    assert rp.exchange(app.test_client(), other["code"]).get_json()["authorization_details"] == []
+
+    # Revoked: no longer presented, and the client that received it is told.
+    client.post(f"/t/bank/api/powers/{power_id}/revoke", json={"reason": "退職"}, headers=writer)
+    again = log_in(app.test_client(), rp, agent_card, authorization_details=POWER_DETAILS)
+    assert rp.exchange(app.test_client(), again["code"]).get_json()["authorization_details"] == []
+    with app.app_context(), all_tenants(db.session):
+        event = db.session.scalar(select(Event).where(Event.type == "delegation.power.revoked"))
+        assert rp.client_id in json.loads(event.payload)["data"]["fetched_by"]
+    assert reader  # the relying party's API key is not needed for the OIDC route
+
+
+def test_an_unknown_authorization_details_type_is_refused(app: Flask) -> None:
+    from tests.oidc_helpers import register, start
+
+    rp = register(app, "bank", scopes="openid")
+    response = start(app.test_client(), rp, authorization_details=json.dumps([{"type": "payment_initiation"}]))
+    location = response.headers["Location"]
+    assert "error=invalid_authorization_details" in location and "payment_initiation" in location
+    discovery = app.test_client().get("/t/bank/.well-known/openid-configuration").get_json()
+    assert discovery["authorization_details_types_supported"] == ["kakehashi_power_of_attorney"]

@@ -12,7 +12,6 @@ from alembic import op
 
 import saas.sqltypes
 
-
 revision: str = "0010"
 down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None

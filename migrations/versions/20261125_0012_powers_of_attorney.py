@@ -1,8 +1,9 @@
-"""powers of attorney
+"""powers of attorney: records, agents, history, fetches, access codes; the sandbox TSA;
+RFC 9396 authorization_details on authorization codes
 
 Revision ID: 0012
 Revises: 0011
-Create Date: 2026-11-25 09:12:54.724394
+Create Date: 2026-11-25 09:39:06.778181
 """
 
 from collections.abc import Sequence
@@ -19,6 +20,14 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table("sandbox_timestamp_authorities",
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("root_pem", sa.Text(), nullable=False),
+    sa.Column("certificate_pem", sa.Text(), nullable=False),
+    sa.Column("private_key_pem", sa.Text(), nullable=False),
+    sa.Column("created_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("id", name=op.f("pk_sandbox_timestamp_authorities"))
+    )
     op.create_table("powers_of_attorney",
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
     sa.Column("status", sa.Enum("draft", "awaiting_signature", "awaiting_review", "active", "suspended", "revoked", "expired", name="power_status", native_enum=False, create_constraint=True, length=24), nullable=False),
@@ -99,10 +108,14 @@ def upgrade() -> None:
     sa.Column("affiliation", sa.String(length=200), nullable=False),
     sa.Column("email", sa.String(length=254), nullable=True),
     sa.Column("person_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+    sa.Column("binding_token_hash", sa.String(length=64), nullable=True),
+    sa.Column("binding_expires_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
+    sa.Column("bound_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
     sa.Column("tenant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
     sa.ForeignKeyConstraint(["tenant_id", "power_id"], ["powers_of_attorney.tenant_id", "powers_of_attorney.id"], name=op.f("fk_power_agents_tenant_id_power_id_powers_of_attorney"), ondelete="CASCADE"),
     sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_power_agents_tenant_id_tenants")),
     sa.PrimaryKeyConstraint("id", name=op.f("pk_power_agents")),
+    sa.UniqueConstraint("binding_token_hash", name=op.f("uq_power_agents_binding_token_hash")),
     sa.UniqueConstraint("power_id", "position", name=op.f("uq_power_agents_power_id_position")),
     sa.UniqueConstraint("tenant_id", "id", name=op.f("uq_power_agents_tenant_id_id"))
     )
@@ -121,8 +134,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(["tenant_id", "power_id"], ["powers_of_attorney.tenant_id", "powers_of_attorney.id"], name=op.f("fk_power_fetches_tenant_id_power_id_powers_of_attorney"), ondelete="CASCADE"),
     sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_power_fetches_tenant_id_tenants")),
     sa.PrimaryKeyConstraint("id", name=op.f("pk_power_fetches")),
-    sa.UniqueConstraint("tenant_id", "power_id", "fetched_by", name=op.f("uq_power_fetches_tenant_id_power_id_fetched_by")),
-    sa.UniqueConstraint("tenant_id", "id", name=op.f("uq_power_fetches_tenant_id_id"))
+    sa.UniqueConstraint("tenant_id", "id", name=op.f("uq_power_fetches_tenant_id_id")),
+    sa.UniqueConstraint("tenant_id", "power_id", "fetched_by", name=op.f("uq_power_fetches_tenant_id_power_id_fetched_by"))
     )
     with op.batch_alter_table("power_fetches", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_power_fetches_tenant_id"), ["tenant_id"], unique=False)
@@ -148,8 +161,14 @@ def upgrade() -> None:
     with op.batch_alter_table("power_history", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_power_history_tenant_id"), ["tenant_id"], unique=False)
 
+    with op.batch_alter_table("oidc_authorization_codes", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("authorization_details", sa.Text(), nullable=True))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("oidc_authorization_codes", schema=None) as batch_op:
+        batch_op.drop_column("authorization_details")
+
     with op.batch_alter_table("power_history", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_power_history_tenant_id"))
 
@@ -176,3 +195,4 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_powers_of_attorney_parent_id"))
 
     op.drop_table("powers_of_attorney")
+    op.drop_table("sandbox_timestamp_authorities")

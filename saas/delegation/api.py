@@ -158,6 +158,20 @@ def access_code(power_id: str) -> tuple[Response, int]:
     return jsonify(code=code, expires_in=int(services.ACCESS_CODE_LIFETIME.total_seconds())), 201
 
 
+@bp.post("/powers/<power_id>/agents/<int:position>/binding-link")
+@operation(summary="A one-time link for an agent to bind their My Number Card to the power (mailed when the "
+                   "agent has an address)", tags=["Powers of attorney"], security=WRITE,
+           responses={201: json_response("The link (shown once)", {"type": "object"}), **ERRORS})
+@apikeys.requires("delegation:write")
+def binding_link(power_id: str, position: int) -> tuple[Response, int]:
+    tenant = current_tenant()
+    power = services.get(power_id)
+    link = services.binding_link(tenant, power, position)
+    audit.record(tenant, "power.agent_link_issued", actor=apikeys.actor(), target=power.public_id,
+                 details={"agent": position})
+    return jsonify(binding_url=link, expires_in=int(services.BINDING_LINK_LIFETIME.total_seconds())), 201
+
+
 @bp.get("/powers/<power_id>")
 @operation(summary="Fetch a power, its record file, and its status as of a moment with a signed receipt",
            tags=["Powers of attorney"], security=READ, parameters=AS_OF,

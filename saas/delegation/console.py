@@ -122,7 +122,8 @@ def _page(found: Any, **extra: Any) -> str:
                            details=services.describe(found), history=services.history(found),
                            chain=services.verify_history(found),
                            operator=bool(getattr(signed_in_user(), "is_operator", False)), labels=status_labels(),
-                           **{"signing_url": None, "access_code": None, **extra})
+                           agents=services.agents_of(found),
+                           **{"signing_url": None, "access_code": None, "binding_url": None, **extra})
 
 
 @tenant_console.post("/powers/<power_id>/submit")
@@ -132,6 +133,16 @@ def submit_power(power_id: str) -> str:
     link = services.submit(current_tenant(), found, actor=_actor())
     audit.record(current_tenant(), "power.submitted", actor=signed_in_user(), target=found.public_id)
     return _page(found, signing_url=link)
+
+
+@tenant_console.post("/powers/<power_id>/agents/<int:position>/link")
+def power_agent_link(power_id: str, position: int) -> str:
+    require_role(*CAN_DEVELOP)
+    found = services.get(power_id)
+    link = services.binding_link(current_tenant(), found, position)
+    audit.record(current_tenant(), "power.agent_link_issued", actor=signed_in_user(), target=found.public_id,
+                 details={"agent": position})
+    return _page(found, binding_url=link)
 
 
 @tenant_console.post("/powers/<power_id>/access-code")

@@ -98,6 +98,10 @@ class PowerAgent(TenantScoped, Base):
     affiliation: Mapped[str] = mapped_column(String(200), default="")
     email: Mapped[str | None] = mapped_column(String(254))
     person_id: Mapped[int | None] = mapped_column(BigId, index=True)
+    # The agent binds the card to this place in the power through a one-time link.
+    binding_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    binding_expires_at: Mapped[datetime | None]
+    bound_at: Mapped[datetime | None]
 
 
 class PowerHistory(TenantScoped, Base):

@@ -644,6 +644,79 @@ def search(*, corporate_number_value: str, agent_name: str | None = None, limit:
     return list(db.session.scalars(query.order_by(PowerOfAttorney.id.desc()).limit(limit)))
 
 
+# -- agents and their cards -----------------------------------------------------------------------
+
+BINDING_LINK_LIFETIME = timedelta(days=14)
+POWER_DETAIL_TYPE = "kakehashi_power_of_attorney"
+
+
+def binding_link(tenant: Tenant, power: PowerOfAttorney, position: int) -> str:
+    """A one-time link for the agent at ``position`` to bind their card to the power (also
+    mailed when the agent has an address); shown once."""
+    if power.status in ENDED:
+        raise PowerError(_l("This power has already ended."), code="invalid_state", status=409)
+    agent = db.session.scalar(select(PowerAgent).where(PowerAgent.power_id == power.id,
+                                                       PowerAgent.position == position))
+    if agent is None:
+        raise NotFound(_l("This power has no such agent."), code="agent_not_found")
+    token = secrets.token_urlsafe(32)
+    agent.binding_token_hash = hashlib.sha256(token.encode()).hexdigest()
+    agent.binding_expires_at = clock.now() + BINDING_LINK_LIFETIME
+    db.session.flush()
+    link = urls.external("delegation_pages.bind", tenant_slug=tenant.slug, token=token)
+    if agent.email:
+        from saas.mail import services as mail
+
+        mail.send(agent.email, f"【架け橋】{power.principal_name} の代理人としてカードを登録してください",
+                  f"{agent.name} 様\n\n{power.principal_name} があなたを代理人とする電子委任状を用意しました。"
+                  f"\n次のリンクを開き、マイナンバーカードで本人確認をしてください（{BINDING_LINK_LIFETIME.days}日間有効）。"
+                  f"\n\n{link}\n\n{tenant.display_name}（架け橋）")
+    return link
+
+
+def agent_by_binding_token(token: str) -> tuple[PowerOfAttorney, PowerAgent]:
+    agent = db.session.scalar(select(PowerAgent).where(
+        PowerAgent.binding_token_hash == hashlib.sha256(token.encode()).hexdigest()))
+    power = db.session.get(PowerOfAttorney, agent.power_id) if agent is not None else None
+    if agent is None or power is None or power.status in ENDED or agent.binding_expires_at is None \
+            or agent.binding_expires_at <= clock.now():
+        raise NotFound(_l("This link is unknown, used or expired. Ask for a new one."), code="binding_link_invalid")
+    return power, agent
+
+
+def bind_agent(agent: PowerAgent, person_id: int) -> None:
+    """The card that logged in through the agent's link is the agent's from now on."""
+    agent.person_id, agent.bound_at = person_id, clock.now()
+    agent.binding_token_hash = agent.binding_expires_at = None
+    db.session.flush()
+
+
+def present_for_login(tenant: Tenant, person_id: int, sub: str, client_id: str,
+                      requested: dict[str, Any]) -> list[dict[str, Any]]:
+    """RFC 9396 objects for an OIDC login: the powers in force now in which this person is
+    a bound agent (optionally of one corporation); the client is told when one ends."""
+    now = clock.now()
+    query = (select(PowerOfAttorney).join(PowerAgent, PowerAgent.power_id == PowerOfAttorney.id)
+             .where(PowerAgent.person_id == person_id, PowerOfAttorney.status == PowerStatus.ACTIVE,
+                    PowerOfAttorney.valid_from <= now, PowerOfAttorney.valid_until > now)
+             .order_by(PowerOfAttorney.id))
+    if isinstance(requested.get("corporate_number"), str):
+        query = query.where(PowerOfAttorney.corporate_number == requested["corporate_number"])
+    presented = []
+    for power in db.session.scalars(query).unique():
+        record_fetch(tenant, power, client_id)
+        body = describe(power)
+        presented.append({
+            "type": POWER_DETAIL_TYPE, "power_id": power.public_id, "principal": body["principal"],
+            "agents": body["agents"], "agency": body["agency"], "matters": body["matters"],
+            "authorization_details": body["authorization_details"], "valid_from": body["valid_from"],
+            "valid_until": body["valid_until"], "verification_code": power.verification_code,
+            "record_digest": power.record_digest,
+            # RFC 8693-style: the person logged in (sub) acts for the principal.
+            "act": {"sub": sub}})
+    return presented
+
+
 def issue_access_code(tenant: Tenant, power: PowerOfAttorney) -> str:
     """A one-time code for the agent to give a relying party (``PAC-XXXX-XXXX-XXXX``)."""
     if power.status is not PowerStatus.ACTIVE:

@@ -128,3 +128,62 @@ def signed(power_id: str) -> Response:
         "delegation/signed.html", tenant=current_tenant(), power=power, details=services.describe(power),
         review=power.status is PowerStatus.AWAITING_REVIEW, sealed="format" in record,
         now=clock.now()), mimetype="text/html")
+
+
+# -- an agent binds their card ---------------------------------------------------------------------
+
+BINDING = "kk_poa_binding"  # session key: {"agent", "challenge"}
+
+
+@bp.get("/agents/<token>")
+def bind(token: str) -> Response:
+    tenant = current_tenant()
+    power, agent = services.agent_by_binding_token(token)
+    challenge = login.issue_challenge().nonce
+    session[BINDING] = {"agent": agent.id, "challenge": challenge}
+    return agent_page(render_template(
+        "delegation/bind.html", tenant=tenant, power=power, agent=agent, token=token, challenge=challenge,
+        ports=current_app.config["BRIDGE_AGENT_PORTS"], details=services.describe(power)))
+
+
+@bp.post("/agents/<token>/challenge")
+def bind_challenge(token: str) -> Response:
+    _power, agent = services.agent_by_binding_token(token)
+    challenge = login.issue_challenge().nonce
+    session[BINDING] = {"agent": agent.id, "challenge": challenge}
+    return _json({"challenge": challenge, "origin": urls.root()})
+
+
+@bp.post("/agents/<token>/card")
+def bind_card(token: str) -> Response:
+    tenant = current_tenant()
+    power, agent = services.agent_by_binding_token(token)
+    state = session.get(BINDING) if isinstance(session.get(BINDING), dict) else {}
+    body = request.get_json(silent=True)
+    if state.get("agent") != agent.id or not state.get("challenge"):
+        raise PowerError(_l("Ask for a challenge first."), code="no_challenge", status=400)
+    if not isinstance(body, dict) or not isinstance(body.get("token"), dict):
+        raise PowerError(_l("The agent's answer is malformed."), code="malformed", status=400)
+    session.pop(BINDING, None)
+    agent_id, power_id = agent.id, power.public_id
+    try:
+        result = login.verify_card_login(tenant, body["token"], nonce=state["challenge"], origin=urls.root())
+    except VerificationFailed as error:
+        db.session.commit()
+        raise PowerError(failure_message(error.code), code=error.code, status=400) from None
+    agent = db.session.get(type(agent), agent_id)  # type: ignore[assignment]
+    assert agent is not None
+    services.bind_agent(agent, result.person_id)
+    return _json({"redirect": url_for("delegation_pages.bound", power_id=power_id)})
+
+
+@bp.post("/agents/<token>/cancel")
+def bind_cancel(token: str) -> Response:
+    services.agent_by_binding_token(token)
+    session.pop(BINDING, None)
+    return _json({"redirect": url_for("delegation_pages.bind", token=token)})
+
+
+@bp.get("/<power_id>/bound")
+def bound(power_id: str) -> Response:
+    return Response(render_template("delegation/bound.html", tenant=current_tenant()), mimetype="text/html")

@@ -41,7 +41,7 @@ from saas.errors import NotFound, ServiceError
 from saas.jpki.errors import VerificationFailed
 from saas.jpki.revocation import LayeredRevocation
 from saas.jpki.signatures import verify_signature
-from saas.oidc import login, signing, stats
+from saas.oidc import details, login, signing, stats
 from saas.oidc.claims import requested_attributes, seal_attributes
 from saas.oidc.models import AuthorizationRequest, LoginSession, OIDCClient, RequestStatus
 from saas.oidc.server import ACR_VALUES, DEFAULT_ACR, EndUser, issuer, provider, token_hash
@@ -179,6 +179,14 @@ def _check_dialect(params: dict[str, str], redirect_uri: str) -> None:
         fail("scope 'sign' and 'sign_transaction_id' go together.")
     if signs and signing.pending(oauth_client_id(params), params.get("sign_transaction_id")) is None:
         fail("The sign transaction is unknown, already signed or expired.")
+    try:
+        details.parse(params.get("authorization_details"))
+    except ValueError as error:
+        raise InvalidAuthorizationDetails(str(error), redirect_uri=redirect_uri, state=params.get("state")) from None
+
+
+class InvalidAuthorizationDetails(InvalidRequestError):
+    error = "invalid_authorization_details"  # RFC 9396 §5
 
 
 def oauth_client_id(params: dict[str, str]) -> int:

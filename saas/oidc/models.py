@@ -182,6 +182,7 @@ class AuthorizationCode(TenantScoped, Base):
     sid: Mapped[str] = mapped_column(String(64))
     auth_time: Mapped[datetime]
     sealed_attributes: Mapped[bytes | None] = mapped_column(LargeBinary)
+    authorization_details: Mapped[str | None] = mapped_column(Text)  # RFC 9396, as the client asked (JSON)
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]

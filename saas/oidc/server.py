@@ -40,7 +40,7 @@ from sqlalchemy import select, update
 
 from saas import clock, db, urls
 from saas.events import services as events
-from saas.oidc import clients, keys, replay
+from saas.oidc import clients, details, keys, replay
 from saas.oidc.claims import person_claims
 from saas.oidc.models import AuthorizationCode, Grant, OIDCClient, Token
 from saas.tenants.context import current_tenant
@@ -283,7 +283,8 @@ class CodeGrant(grants.AuthorizationCodeGrant):
             acr=user.acr, code_challenge=data["code_challenge"],
             code_challenge_method=data["code_challenge_method"], person_id=user.person_id,
             sub=user.sub, sid=user.sid, auth_time=user.auth_time,
-            sealed_attributes=user.sealed_attributes, created_at=now, expires_at=now + CODE_LIFETIME))
+            sealed_attributes=user.sealed_attributes, authorization_details=data.get("authorization_details"),
+            created_at=now, expires_at=now + CODE_LIFETIME))
         db.session.flush()
 
     def query_authorization_code(self, code: str, client: OIDCClient) -> AuthorizationCode | None:
@@ -312,6 +313,31 @@ def redeem_first_party_code(client: OIDCClient, code: str, *, verifier: str, red
         return None
     computed = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     return row.sub if hmac.compare_digest(computed, row.code_challenge) else None
+
+
+def presented_details(code: AuthorizationCode) -> list[dict[str, Any]] | None:
+    """What the code's ``authorization_details`` request yields for its person (once per request)."""
+    if not code.authorization_details:
+        return None
+    memo = g.setdefault("oidc_details", {})
+    if code.id not in memo:
+        client_id = db.session.scalar(select(OIDCClient.public_id).where(OIDCClient.id == code.client_id))
+        memo[code.id] = details.present(current_tenant(), code.person_id, code.sub, str(client_id),
+                                        json.loads(code.authorization_details))
+    return memo[code.id]
+
+
+class AuthorizationDetails:
+    """RFC 9396 §7: the granted ``authorization_details`` in the token response."""
+
+    def __call__(self, grant: Any) -> None:
+        grant.register_hook("after_create_token_response", self.process_token)
+
+    def process_token(self, grant: Any, response: Any) -> None:
+        _status, token, _headers = response
+        found = presented_details(grant.request.authorization_code)
+        if found is not None:
+            token["authorization_details"] = found
 
 
 class S256Only(CodeChallenge):
@@ -349,8 +375,12 @@ class OpenIDCodeFlow(OpenIDCode):
                 "exp": now + ID_TOKEN_LIFETIME, MODE_CLAIM: current_tenant().mode.value}
 
     def get_authorization_code_claims(self, authorization_code: AuthorizationCode) -> dict[str, Any]:
-        return {"nonce": authorization_code.nonce, "auth_time": timestamp(authorization_code.auth_time),
-                "acr": authorization_code.acr, "amr": AMR, "sid": authorization_code.sid}
+        claims = {"nonce": authorization_code.nonce, "auth_time": timestamp(authorization_code.auth_time),
+                  "acr": authorization_code.acr, "amr": AMR, "sid": authorization_code.sid}
+        found = presented_details(authorization_code)
+        if found is not None:
+            claims["authorization_details"] = found
+        return claims
 
     def generate_user_info(self, user: EndUser, scope: str) -> dict[str, Any]:
         return person_claims(current_tenant(), user.sub, scope, user.sealed_attributes)
@@ -458,7 +488,7 @@ class Provider(AuthorizationServer):
         self.register_token_generator("default", JWTAccessTokens())
         self.register_extension(Issuer())
         self.register_client_auth_method("private_key_jwt", PrivateKeyJWT())
-        self.register_grant(CodeGrant, [S256Only(required=True), OpenIDCodeFlow()])
+        self.register_grant(CodeGrant, [S256Only(required=True), OpenIDCodeFlow(), AuthorizationDetails()])
         self.register_grant(RefreshGrant)
         self.register_endpoint(Revocation)
         self.register_endpoint(Introspection)

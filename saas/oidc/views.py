@@ -12,7 +12,7 @@ from flask_babel import lazy_gettext as _l
 from saas import db, openapi
 from saas.errors import ServiceError
 from saas.oidc import authorize as flow
-from saas.oidc import keys, server
+from saas.oidc import details, keys, server
 from saas.oidc import logout as ending
 from saas.oidc.claims import ATTRIBUTE_SCOPES, JPKI_CLAIM, person_claims
 from saas.oidc.clients import SCOPES
@@ -92,6 +92,7 @@ def discovery() -> Response:
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid",
                              "name", "family_name", "given_name", "address", "birthdate", "gender",
                              JPKI_CLAIM, server.MODE_CLAIM],
+        "authorization_details_types_supported": sorted(details.PRESENTERS),
         "claims_parameter_supported": False,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": True,
