@@ -184,10 +184,15 @@ def seed_demo_rp(tenant: Tenant, service_url: str, rp_url: str, path: Path) -> N
                                     redirect_uris=[f"{rp_url}/callback"],
                                     scopes=["openid", "name", "address", "birthdate", "gender"],
                                     auth_method="private_key_jwt", jwks=json.dumps(public))
+        from saas.events import services as events
+
+        _endpoint, webhook_secret = events.create_endpoint(tenant, url=f"{rp_url}/webhooks/kakehashi",
+                                                           event_types=[events.ALL_TYPES],
+                                                           description="Demo relying party")
         db.session.commit()
     path.parent.mkdir(parents=True, exist_ok=True)
     config = {"issuer": issuer, "client_id": client.public_id, "private_jwk": key.as_dict(private=True),
-              "session_secret": secrets.token_hex(32)}
+              "session_secret": secrets.token_hex(32), "webhook_secret": webhook_secret}
     path.write_text(json.dumps(config, indent=2))
     path.chmod(0o600)
     click.echo(f"registered demo relying party {client.public_id} ({path})")

@@ -477,3 +477,91 @@ def test_a_card_removed_mid_operation_is_reported(plugged: PluggedCard) -> None:
     with pytest.raises(CardRemoved):
         card.read_certificate(Kind.AUTH)
     transport.close()
+
+
+def test_a_power_of_attorney_is_signed_presented_revoked_and_proven(oidc_stack: dict[str, Any],
+                                                                     browser: Any) -> None:
+    """The representative signs a power with the virtual card; the agent registers their
+    card and logs into the demo RP, which receives the power in authorization_details; the
+    power is revoked and the RP gets the webhook; an as_of query from before the
+    revocation still shows it active, with a receipt signed by the tenant's key."""
+    from joserfc import jws
+    from joserfc.jwk import KeySet
+    from sqlalchemy import select
+
+    from saas import clock, db
+    from saas.db import tenant_scope
+    from saas.sandbox import jobs as sandbox_jobs
+    from saas.sandbox import register
+    from saas.sandbox import services as sandbox
+    from saas.sandbox.models import SandboxCertificate
+    from saas.tenants import apikeys
+    from saas.tenants import services as tenants
+    from tests.conftest import ROOT_ARTIFACTS
+    from tests.test_delegation import draft
+    from tests.test_events import relay_and_deliver
+
+    app, service, representative = oidc_stack["app"], oidc_stack["service"], oidc_stack["card"]
+    with app.app_context():
+        holder = db.session.scalar(select(SandboxCertificate).where(
+            SandboxCertificate.serial == representative.auth.certificate.serial_number)).person
+        corporation = register.register_corporation(name="株式会社かけはし商事", address="東京都千代田区丸の内１丁目１番１号",
+                                                    representative=holder)
+        agent_card = sandbox.issue_card(seed=4)
+        db.session.commit()
+        sandbox_jobs.refresh_revocation_data()
+        db.session.commit()
+        tenant = tenants.active_tenant("demo")
+        with tenant_scope(db.session, tenant.id):
+            _k, writer = apikeys.create(tenant, name="back office", scopes=["delegation:write"], expires_at=None, by=None)
+            _k, reader = apikeys.create(tenant, name="procurement", scopes=["delegation:read"], expires_at=None, by=None)
+        db.session.commit()
+    office = app.test_client()  # the tenant's back office calling the API
+    write, read = {"Authorization": f"Bearer {writer}"}, {"Authorization": f"Bearer {reader}"}
+    power_id = office.post("/t/demo/api/powers", json=draft(corporation.corporate_number), headers=write,
+                           base_url=service).get_json()["id"]
+    signing_url = office.post(f"/t/demo/api/powers/{power_id}/submit", headers=write,
+                              base_url=service).get_json()["signing_url"]
+
+    page = browser.new_context(locale="ja-JP").new_page()
+    page.goto(signing_url)
+    assert "入札及び見積りに関する件" in page.inner_text(".sign-text")
+    _approve_with_card(page, representative, password=representative.signature_password)
+    page.wait_for_url(f"{service}/t/demo/powers/{power_id}/signed**", timeout=30_000)
+    assert "署名・封印しました" in page.inner_text("main")
+    ROOT_ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ROOT_ARTIFACTS / "power-signed.png"), full_page=True)
+
+    binding_url = office.post(f"/t/demo/api/powers/{power_id}/agents/0/binding-link", headers=write,
+                              base_url=service).get_json()["binding_url"]
+    oidc_stack["plugged"].unplug()  # the agent's own card goes into the reader
+    oidc_stack["plugged"] = PluggedCard(write_card_file(agent_card, oidc_stack["tmp"], "agent.json"))
+    oidc_stack["card"] = agent_card
+    page.goto(binding_url)
+    _approve_with_card(page, agent_card)
+    page.wait_for_url(f"{service}/t/demo/powers/{power_id}/bound", timeout=30_000)
+
+    rp_page = _rp_login(browser, oidc_stack, "#login-powers")
+    _logged_in(rp_page, oidc_stack)
+    assert power_id in rp_page.inner_text("#powers") and "株式会社かけはし商事" in rp_page.inner_text("#powers")
+    rp_page.screenshot(path=str(ROOT_ARTIFACTS / "demo-rp-power.png"), full_page=True)
+
+    before = clock.now()
+    time.sleep(1.1)
+    revoked = office.post(f"/t/demo/api/powers/{power_id}/revoke", json={"reason": "担当者の異動"}, headers=write,
+                          base_url=service)
+    assert revoked.get_json()["status"] == "revoked"
+    # Deliveries of one subject go out one after another, in order: a pass each.
+    while relay_and_deliver(app)["succeeded"]:
+        pass
+    rp_page.goto(oidc_stack["rp"] + "/")
+    events = rp_page.inner_text("#events")
+    assert "delegation.power.revoked" in events and power_id in events and "担当者の異動" in events
+
+    then = office.get(f"/t/demo/api/powers/{power_id}", query_string={"as_of": before.isoformat()}, headers=read,
+                      base_url=service).get_json()
+    assert then["status"] == "revoked" and then["as_of"]["status"] == "active"
+    jwks = office.get("/t/demo/jwks.json", base_url=service).get_json()
+    receipt = json.loads(jws.deserialize_compact(then["as_of"]["receipt"], KeySet.import_key_set(jwks),
+                                                 algorithms=["ES256"]).payload)
+    assert receipt["status"] == "active" and receipt["power"] == power_id

@@ -4,7 +4,8 @@ A small Flask app on Authlib's OpenID Connect client, speaking the same dialect 
 Digital Agency's デジタル認証アプリ: authorization code + PKCE S256, ``private_key_jwt``,
 ``state`` and ``nonce``. ``make demo`` starts it on http://127.0.0.1:5001/ beside the
 service; its registration (client id and private key) is written by
-``kakehashi seed-demo`` to ``instance/demo-rp.json``.
+``kakehashi seed-demo`` to ``instance/demo-rp.json``, with the secret of the webhook
+endpoint the service posts events to (``/webhooks/kakehashi``).
 
     python -m examples.demo_rp.app --config instance/demo-rp.json --port 5001
 """
@@ -12,8 +13,12 @@ service; its registration (client id and private key) is written by
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import json
 import secrets
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +29,18 @@ from flask import Flask, redirect, render_template, request, session, url_for
 from joserfc.jwk import RSAKey
 
 ATTRIBUTES = "name address birthdate gender"
+# RFC 9396: ask for the powers of attorney the person holds as an agent.
+POWERS = json.dumps([{"type": "kakehashi_power_of_attorney"}])
+
+
+def signature_ok(body: bytes, header: str, secret: str, tolerance: int = 300) -> bool:
+    """The documented check of ``Kakehashi-Signature: t=…,v1=…``."""
+    parts = [part.strip().partition("=") for part in header.split(",")]
+    stamps = [int(value) for name, _, value in parts if name == "t" and value.isdigit()]
+    if not stamps or abs(time.time() - stamps[0]) > tolerance:
+        return False
+    expected = hmac.new(secret.encode(), f"{stamps[0]}.".encode() + body, hashlib.sha256).hexdigest()
+    return any(hmac.compare_digest(expected, value) for name, _, value in parts if name == "v1")
 
 
 def create_app(config: dict[str, Any]) -> Flask:
@@ -41,14 +58,31 @@ def create_app(config: dict[str, Any]) -> Flask:
         client_auth_methods=[PrivateKeyJWT()],
     )
     client = oauth.kakehashi
+    received: list[dict[str, Any]] = []  # events posted to this RP (newest first), this process only
+    lock = threading.Lock()
 
     @app.get("/")
     def home() -> str:
         user = session.get("user")
         shown = json.dumps(user, ensure_ascii=False, indent=2) if user else None
+        with lock:
+            events = list(received[:20])
         return render_template("home.html", user=shown, claims=session.get("claims"),
+                               powers=session.get("powers"), events=events,
                                issuer=config["issuer"], error=request.args.get("error"),
                                error_description=request.args.get("error_description"))
+
+    @app.post("/webhooks/kakehashi")
+    def webhook() -> Any:
+        secret = config.get("webhook_secret")
+        body = request.get_data()
+        if not secret or not signature_ok(body, request.headers.get("Kakehashi-Signature", ""), secret):
+            return {"error": "bad_signature"}, 400
+        event = json.loads(body)
+        with lock:
+            if all(seen["id"] != event["id"] for seen in received):  # the Idempotency-Key: once
+                received.insert(0, event)
+        return "", 204
 
     @app.get("/login")
     def login() -> Any:
@@ -56,6 +90,8 @@ def create_app(config: dict[str, Any]) -> Flask:
         extra: dict[str, str] = {}
         if request.args.get("fresh"):
             extra["max_age"] = "0"
+        if request.args.get("powers"):
+            extra["authorization_details"] = POWERS
         return client.authorize_redirect(url_for("callback", _external=True), scope=scope,
                                          acr_values="aal3", **extra)
 
@@ -70,6 +106,7 @@ def create_app(config: dict[str, Any]) -> Flask:
             return redirect(url_for("home", error=error.error, error_description=error.description or ""))
         claims = dict(token["userinfo"])
         session["claims"] = claims
+        session["powers"] = token.get("authorization_details")
         session["user"] = client.userinfo(token=token)
         return redirect(url_for("home"))
 
