@@ -42,6 +42,48 @@ WORDS = {
 }
 
 
+def walk_powers(page: Any, app: Flask, lang: str) -> None:
+    """Powers of attorney: the empty list, the form (a mistake, then right), the draft, the
+    signing link, and the list."""
+    from sqlalchemy import select
+
+    from saas.sandbox import register
+    from saas.sandbox import services as sandbox
+    from saas.sandbox.models import SandboxCertificate
+
+    with app.app_context():
+        card = sandbox.issue_card(seed=50 if lang == "ja" else 51)
+        holder = db.session.scalar(select(SandboxCertificate).where(
+            SandboxCertificate.serial == card.auth.certificate.serial_number)).person
+        corporation = register.register_corporation(name="医療法人かけはし会", address="京都府京都市左京区下鴨１番地",
+                                                    representative=holder, title="理事長")
+        db.session.commit()
+    page.get_by_role("link", name=re.compile("^(電子委任状|Powers of attorney)$")).click()
+    shot(page, f"console-powers-empty-{lang}")
+    page.get_by_role("link", name=re.compile("委任状を作成|Prepare a power of attorney")).click()
+    page.locator("#f-corporate_number").fill("1234567890123")
+    page.locator("#f-principal_name").fill("医療法人かけはし会")
+    page.locator("#f-principal_address").fill("京都府京都市左京区下鴨１番地")
+    page.locator("#f-agent_name_0").fill("鈴木 花子")
+    page.locator("#f-agent_affiliation_0").fill("医事課")
+    page.locator("#f-matters").fill("診療報酬請求に関する件\n医薬品の発注に関する件")
+    page.locator("#f-detail_type").fill("medical_billing")
+    page.locator("#f-detail_actions").fill("submit, amend")
+    page.locator("#f-amount_max").fill("3000000")
+    page.locator("form button[type=submit]").last.click()
+    assert page.locator("#f-corporate_number-error").is_visible()
+    shot(page, f"console-power-form-error-{lang}")
+    page.locator("#f-corporate_number").fill(corporation.corporate_number)
+    page.locator("form button[type=submit]").last.click()
+    page.wait_for_load_state()
+    shot(page, f"console-power-draft-{lang}")
+    page.get_by_role("button", name=re.compile("代表者に署名を依頼|Send to the representative")).click()
+    assert "/powers/sign/" in page.locator("#signing-url").inner_text()
+    shot(page, f"console-power-sent-{lang}")
+    page.get_by_role("link", name=re.compile("^(電子委任状|Powers of attorney)$")).click()
+    shot(page, f"console-powers-{lang}")
+
+
 @pytest.fixture
 def live_console(committed_url: str, tmp_path: Path) -> Iterator[tuple[str, Flask]]:
     app = make_app(committed_url, tmp_path)
@@ -141,6 +183,7 @@ def test_from_sign_up_to_a_webhook_that_receives_a_signed_event(
     shot(page, f"console-api-key-created-{lang}")
     page.get_by_role("link", name=words["stored"]).click()
     shot(page, f"console-api-keys-{lang}")
+    walk_powers(page, app, lang)
     page.get_by_role("link", name=words["live"], exact=True).click()
     shot(page, f"console-live-{lang}")
     page.locator("#f-use_case").fill("Patients check in at reception with their card; about 3,000 a month.")
