@@ -19,11 +19,9 @@ Needs PostgreSQL at 127.0.0.1:5432 (trust) and Redis at 127.0.0.1:6379.
 from __future__ import annotations
 
 import argparse
-import base64
 import multiprocessing
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from oidc_bench import PG, REDIS, free_port, start_service, stop  # noqa: E402
+from oidc_bench import free_port, fresh_app, start_service, stop  # noqa: E402
 
 DATABASE = "kakehashi_delegation_bench"
 POWERS = 500
@@ -44,17 +42,13 @@ POWERS = 500
 def prepare(instance: Path) -> dict[str, Any]:
     """A fresh database with a tenant, a register-confirmed representative, 500 signed
     powers, and a relying party's key."""
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c", f"drop database if exists {DATABASE}",
-                    "-c", f"create database {DATABASE}"], check=True, capture_output=True)
-    from alembic import command
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
     from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
     from cryptography.hazmat.primitives.serialization import Encoding
     from sqlalchemy import select
 
-    from saas import clock, create_app, db
-    from saas.cli import alembic_config
+    from saas import clock, db
     from saas.db import tenant_scope
     from saas.delegation import services as powers
     from saas.jpki.certificates import CertificateKind, parse_certificate
@@ -66,11 +60,7 @@ def prepare(instance: Path) -> dict[str, Any]:
     from saas.tenants import apikeys
     from saas.tenants import services as tenants
 
-    url = f"{PG}/{DATABASE}"
-    command.upgrade(alembic_config(url), "head")
-    app = create_app({"DATABASE_URL": url, "REDIS_URL": REDIS, "SECRET_KEY": "b" * 48,
-                      "KEY_ENCRYPTION_KEY": base64.b64encode(b"k" * 32).decode(),
-                      "INSTANCE_PATH": str(instance), "LOG_LEVEL": "WARNING", "PUBLIC_URL": "http://127.0.0.1"})
+    app = fresh_app(DATABASE, instance, PUBLIC_URL="http://127.0.0.1")
     with app.test_request_context(base_url="http://127.0.0.1"):
         tenant = tenants.create_tenant(slug="bench", display_name="ベンチ調達", kind="municipality")
         card = sandbox.issue_card(seed=9)

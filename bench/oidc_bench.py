@@ -76,28 +76,35 @@ def wait_for(url: str, seconds: float = 30.0) -> None:
 
 # -- set-up --------------------------------------------------------------------------------
 
+def fresh_app(database: str, instance: Path, **config: Any) -> Any:
+    """The app on a new, migrated PostgreSQL database ``database`` (dropped first)."""
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c", f"drop database if exists {database}",
+                    "-c", f"create database {database}"], check=True, capture_output=True)
+    from alembic import command
+
+    from saas import create_app
+    from saas.cli import alembic_config
+
+    url = f"{PG}/{database}"
+    command.upgrade(alembic_config(url), "head")
+    return create_app({"DATABASE_URL": url, "REDIS_URL": REDIS, "SECRET_KEY": "b" * 48,
+                       "KEY_ENCRYPTION_KEY": base64.b64encode(b"k" * 32).decode(),
+                       "INSTANCE_PATH": str(instance), "LOG_LEVEL": "WARNING", **config})
+
+
 def prepare(instance: Path) -> dict[str, Any]:
     """A fresh database with a tenant, a sandbox card with revocation data, and a client."""
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c", f"drop database if exists {DATABASE}",
-                    "-c", f"create database {DATABASE}"], check=True, capture_output=True)
     from cryptography.hazmat.primitives import serialization
     from joserfc.jwk import ECKey, KeySet
 
-    from saas import create_app, db
-    from saas.cli import alembic_config
+    from saas import db
     from saas.db import tenant_scope
     from saas.oidc import clients
     from saas.sandbox import jobs as sandbox_jobs
     from saas.sandbox import services as sandbox
     from saas.tenants import services as tenants
 
-    url = f"{PG}/{DATABASE}"
-    from alembic import command
-
-    command.upgrade(alembic_config(url), "head")
-    app = create_app({"DATABASE_URL": url, "REDIS_URL": REDIS, "SECRET_KEY": "b" * 48,
-                      "KEY_ENCRYPTION_KEY": base64.b64encode(b"k" * 32).decode(),
-                      "INSTANCE_PATH": str(instance), "LOG_LEVEL": "WARNING"})
+    app = fresh_app(DATABASE, instance)
     key = ECKey.generate_key("P-256", {"use": "sig"})
     key = ECKey.import_key(key.as_dict(private=True) | {"kid": key.thumbprint()})
     with app.app_context():

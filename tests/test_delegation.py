@@ -62,16 +62,21 @@ class Representative:
         return getattr(self.card, name)
 
 
-@pytest.fixture
-def representative(app: Flask) -> Any:
-    card = issue_card(app, seed=31)
+def represents(app: Flask, seed: int, name: str, address: str, **register_options: Any) -> Representative:
+    """A new card whose holder the register stand-in lists as the representative of a new corporation."""
+    card = issue_card(app, seed=seed)
     with app.app_context():
         holder = db.session.scalar(select(SandboxCertificate).where(
             SandboxCertificate.serial == card.auth.certificate.serial_number)).person
-        corporation = register.register_corporation(name="株式会社かけはし商事", address="東京都千代田区丸の内１丁目１番１号",
-                                                    representative=holder)
+        corporation = register.register_corporation(name=name, address=address, representative=holder,
+                                                    **register_options)
         db.session.commit()
         return Representative(card, corporation.corporate_number)
+
+
+@pytest.fixture
+def representative(app: Flask) -> Any:
+    return represents(app, 31, "株式会社かけはし商事", "東京都千代田区丸の内１丁目１番１号")
 
 
 def key(app: Flask, slug: str, *scopes: str) -> dict[str, str]:
@@ -434,14 +439,7 @@ def test_the_console_prepares_sends_shows_and_revokes_a_power(app: Flask, repres
 
 
 def test_a_hidden_representative_address_goes_through_an_operators_review(app: Flask) -> None:
-    card = issue_card(app, seed=33)
-    with app.app_context():
-        holder = db.session.scalar(select(SandboxCertificate).where(
-            SandboxCertificate.serial == card.auth.certificate.serial_number)).person
-        corporation = register.register_corporation(name="非表示株式会社", address="大阪府大阪市北区梅田１丁目",
-                                                    representative=holder, address_hidden=True)
-        db.session.commit()
-    hidden = Representative(card, corporation.corporate_number)
+    hidden = represents(app, 33, "非表示株式会社", "大阪府大阪市北区梅田１丁目", address_hidden=True)
     writer, reader = key(app, "bank", "delegation:write"), key(app, "bank", "delegation:read")
     client = app.test_client()
     body = draft(hidden.corporate_number, principal={"corporate_number": hidden.corporate_number,

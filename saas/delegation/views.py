@@ -28,7 +28,8 @@ from saas.oidc.views import agent_page
 from saas.tenants.context import current_tenant
 
 bp = Blueprint("delegation_pages", __name__, url_prefix="/t/<tenant_slug>/powers")
-CEREMONY = "kk_poa_ceremony"  # session key: {"power", "challenge", "person"}
+CEREMONY = "kk_poa_ceremony"  # session key: {"holder": power id, "challenge" | "person"}
+BINDING = "kk_poa_binding"  # session key: {"holder": agent row id, "challenge"}
 
 
 def _json(body: dict[str, Any], status: int = 200) -> Response:
@@ -38,17 +39,41 @@ def _json(body: dict[str, Any], status: int = 200) -> Response:
     return response
 
 
-def _ceremony(power_id: str) -> dict[str, Any]:
-    state = session.get(CEREMONY)
-    return state if isinstance(state, dict) and state.get("power") == power_id else {}
+def _state(key: str, holder: Any) -> dict[str, Any]:
+    state = session.get(key)
+    return state if isinstance(state, dict) and state.get("holder") == holder else {}
+
+
+def _new_challenge(key: str, holder: Any) -> str:
+    """A single-use challenge for this page's card login, remembered in the session."""
+    challenge = login.issue_challenge().nonce
+    session[key] = {"holder": holder, "challenge": challenge}
+    return challenge
+
+
+def _card_person(key: str, holder: Any) -> int:
+    """The person whose card answered this page's challenge (spent whatever happens)."""
+    state = _state(key, holder)
+    body = request.get_json(silent=True)
+    if not state.get("challenge"):
+        raise PowerError(_l("Ask for a challenge first."), code="no_challenge", status=400)
+    if not isinstance(body, dict) or not isinstance(body.get("token"), dict):
+        raise PowerError(_l("The agent's answer is malformed."), code="malformed", status=400)
+    session[key] = {"holder": holder}
+    try:
+        result = login.verify_card_login(current_tenant(), body["token"], nonce=state["challenge"],
+                                         origin=urls.root())
+    except VerificationFailed as error:
+        db.session.commit()  # the spent challenge stays spent
+        raise PowerError(failure_message(error.code), code=error.code, status=400) from None
+    return result.person_id
 
 
 @bp.get("/sign/<token>")
 def sign(token: str) -> Response:
     tenant = current_tenant()
     power = services.by_signing_token(token)
-    challenge = login.issue_challenge().nonce
-    session[CEREMONY] = {"power": power.public_id, "challenge": challenge}
+    challenge = _new_challenge(CEREMONY, power.public_id)
     body = services.payload(tenant, power)
     return agent_page(render_template(
         "delegation/sign.html", tenant=tenant, power=power, token=token, text=body["text"], challenge=challenge,
@@ -58,33 +83,17 @@ def sign(token: str) -> Response:
 @bp.post("/sign/<token>/challenge")
 def sign_challenge(token: str) -> Response:
     power = services.by_signing_token(token)
-    challenge = login.issue_challenge().nonce
-    session[CEREMONY] = {"power": power.public_id, "challenge": challenge}
-    return _json({"challenge": challenge, "origin": urls.root()})
+    return _json({"challenge": _new_challenge(CEREMONY, power.public_id), "origin": urls.root()})
 
 
 @bp.post("/sign/<token>/card")
 def sign_card(token: str) -> Response:
     """The card login of the representative; then what the signature key must sign."""
     tenant = current_tenant()
+    person = _card_person(CEREMONY, services.by_signing_token(token).public_id)
     power = services.by_signing_token(token)
-    state = _ceremony(power.public_id)
-    body = request.get_json(silent=True)
-    if not state.get("challenge"):
-        raise PowerError(_l("Ask for a challenge first."), code="no_challenge", status=400)
-    if not isinstance(body, dict) or not isinstance(body.get("token"), dict):
-        raise PowerError(_l("The agent's answer is malformed."), code="malformed", status=400)
-    session[CEREMONY] = {"power": power.public_id}  # the challenge is spent whatever happens
-    power_id = power.id
-    try:
-        result = login.verify_card_login(tenant, body["token"], nonce=state["challenge"], origin=urls.root())
-    except VerificationFailed as error:
-        db.session.commit()
-        raise PowerError(failure_message(error.code), code=error.code, status=400) from None
-    power = db.session.get(type(power), power_id)  # type: ignore[assignment]
-    assert power is not None
     request_ = services.start_signing(tenant, power)
-    session[CEREMONY] = {"power": power.public_id, "person": result.person_id}
+    session[CEREMONY] = {"holder": power.public_id, "person": person}
     return _json({"next": "sign", "purpose": "transaction", "text": request_.text,
                   "digest": base64.b64encode(request_.digest).decode()})
 
@@ -94,7 +103,7 @@ def sign_release(token: str) -> Response:
     """The signature key's answer: verified, matched to the register, sealed."""
     tenant = current_tenant()
     power = services.by_signing_token(token)
-    state = _ceremony(power.public_id)
+    state = _state(CEREMONY, power.public_id)
     if not state.get("person"):
         raise PowerError(_l("Log in with the card first."), code="not_authenticated", status=409)
     body = request.get_json(silent=True)
@@ -132,15 +141,12 @@ def signed(power_id: str) -> Response:
 
 # -- an agent binds their card ---------------------------------------------------------------------
 
-BINDING = "kk_poa_binding"  # session key: {"agent", "challenge"}
-
 
 @bp.get("/agents/<token>")
 def bind(token: str) -> Response:
     tenant = current_tenant()
     power, agent = services.agent_by_binding_token(token)
-    challenge = login.issue_challenge().nonce
-    session[BINDING] = {"agent": agent.id, "challenge": challenge}
+    challenge = _new_challenge(BINDING, agent.id)
     return agent_page(render_template(
         "delegation/bind.html", tenant=tenant, power=power, agent=agent, token=token, challenge=challenge,
         ports=current_app.config["BRIDGE_AGENT_PORTS"], details=services.describe(power)))
@@ -149,32 +155,16 @@ def bind(token: str) -> Response:
 @bp.post("/agents/<token>/challenge")
 def bind_challenge(token: str) -> Response:
     _power, agent = services.agent_by_binding_token(token)
-    challenge = login.issue_challenge().nonce
-    session[BINDING] = {"agent": agent.id, "challenge": challenge}
-    return _json({"challenge": challenge, "origin": urls.root()})
+    return _json({"challenge": _new_challenge(BINDING, agent.id), "origin": urls.root()})
 
 
 @bp.post("/agents/<token>/card")
 def bind_card(token: str) -> Response:
-    tenant = current_tenant()
-    power, agent = services.agent_by_binding_token(token)
-    state = session.get(BINDING) if isinstance(session.get(BINDING), dict) else {}
-    body = request.get_json(silent=True)
-    if state.get("agent") != agent.id or not state.get("challenge"):
-        raise PowerError(_l("Ask for a challenge first."), code="no_challenge", status=400)
-    if not isinstance(body, dict) or not isinstance(body.get("token"), dict):
-        raise PowerError(_l("The agent's answer is malformed."), code="malformed", status=400)
+    person = _card_person(BINDING, services.agent_by_binding_token(token)[1].id)
     session.pop(BINDING, None)
-    agent_id, power_id = agent.id, power.public_id
-    try:
-        result = login.verify_card_login(tenant, body["token"], nonce=state["challenge"], origin=urls.root())
-    except VerificationFailed as error:
-        db.session.commit()
-        raise PowerError(failure_message(error.code), code=error.code, status=400) from None
-    agent = db.session.get(type(agent), agent_id)  # type: ignore[assignment]
-    assert agent is not None
-    services.bind_agent(agent, result.person_id)
-    return _json({"redirect": url_for("delegation_pages.bound", power_id=power_id)})
+    power, agent = services.agent_by_binding_token(token)
+    services.bind_agent(agent, person)
+    return _json({"redirect": url_for("delegation_pages.bound", power_id=power.public_id)})
 
 
 @bp.post("/agents/<token>/cancel")
