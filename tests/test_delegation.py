@@ -527,3 +527,19 @@ def test_an_unknown_authorization_details_type_is_refused(app: Flask) -> None:
     assert "error=invalid_authorization_details" in location and "payment_initiation" in location
     discovery = app.test_client().get("/t/bank/.well-known/openid-configuration").get_json()
     assert discovery["authorization_details_types_supported"] == ["kakehashi_power_of_attorney"]
+
+
+def test_the_printable_pdf_needs_the_verification_code(app: Flask, representative: Any) -> None:
+    writer = key(app, "bank", "delegation:write")
+    power_id = signed_power(app, representative, writer)
+    with app.app_context(), all_tenants(db.session):
+        code = db.session.scalar(select(PowerOfAttorney.verification_code)
+                                 .where(PowerOfAttorney.public_id == power_id))
+    client = app.test_client()
+    pdf = client.get(f"/t/bank/powers/{power_id}/rendition.pdf", query_string={"code": code})
+    assert pdf.status_code == 200 and pdf.mimetype == "application/pdf" and pdf.data.startswith(b"%PDF-")
+    assert b"HeiseiMin-W3" in pdf.data and len(pdf.data) > 3000
+    assert client.get(f"/t/bank/powers/{power_id}/rendition.pdf", query_string={"code": "WRONG"}).status_code == 404
+    assert client.get(f"/t/clinic/powers/{power_id}/rendition.pdf", query_string={"code": code}).status_code == 404
+    page = client.get(f"/t/bank/powers/{power_id}/signed", query_string={"code": code})
+    assert page.status_code == 200 and code in page.get_data(as_text=True)

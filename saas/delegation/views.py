@@ -126,12 +126,33 @@ def sign_cancel(token: str) -> Response:
     return _json({"redirect": url_for("delegation_pages.sign", token=token)})
 
 
-@bp.get("/<power_id>/signed")
-def signed(power_id: str) -> Response:
-    """The result, for whoever holds the power's verification code (printed on paper)."""
+def _with_code(power_id: str) -> Any:
+    """The power, for whoever holds its verification code (printed on paper); else a 404."""
     power = services.get(power_id)
     if request.args.get("code", "") != power.verification_code:
         raise PowerError(_l("There is no such power of attorney."), code="power_not_found", status=404)
+    return power
+
+
+@bp.get("/<power_id>/rendition.pdf")
+def rendition(power_id: str) -> Response:
+    from saas.delegation import rendition as printable
+
+    power = _with_code(power_id)
+    body = printable.pdf(issuer_name=current_tenant().display_name, details=services.describe(power),
+                         signed_at=power.signed_at, valid_from=power.valid_from, valid_until=power.valid_until,
+                         verify_url=urls.external("delegation_pages.signed", power_id=power.public_id,
+                                                  code=power.verification_code), now=clock.now())
+    response = Response(body, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = f'inline; filename="{power.public_id}.pdf"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/<power_id>/signed")
+def signed(power_id: str) -> Response:
+    """The result, for whoever holds the power's verification code (printed on paper)."""
+    power = _with_code(power_id)
     record = json.loads(power.record) if power.record else {}
     return Response(render_template(
         "delegation/signed.html", tenant=current_tenant(), power=power, details=services.describe(power),
