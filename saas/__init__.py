@@ -75,6 +75,11 @@ def _register_blueprints(app: Flask) -> None:
     from saas.oidc import details
 
     details.register(delegation.POWER_DETAIL_TYPE, delegation.present_for_login)
+    from saas.idlink import services as idlink
+    from saas.idlink.api import bp as idlink_api
+
+    register_api_blueprint(app, idlink_api)
+    details.register(idlink.LINK_DETAIL_TYPE, idlink.present_for_login)
     register_api_blueprint(app, ssf_api)
     register_api_blueprint(app, sandbox)
     register_api_blueprint(app, oidc)

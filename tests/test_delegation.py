@@ -526,7 +526,7 @@ def test_an_unknown_authorization_details_type_is_refused(app: Flask) -> None:
     location = response.headers["Location"]
     assert "error=invalid_authorization_details" in location and "payment_initiation" in location
     discovery = app.test_client().get("/t/bank/.well-known/openid-configuration").get_json()
-    assert discovery["authorization_details_types_supported"] == ["kakehashi_power_of_attorney"]
+    assert discovery["authorization_details_types_supported"] == ["kakehashi_id_link", "kakehashi_power_of_attorney"]
 
 
 def test_the_printable_pdf_needs_the_verification_code(app: Flask, representative: Any) -> None:

@@ -43,6 +43,8 @@ EVENT_TYPES: dict[str, Any] = {
     "delegation.power.resumed": _l("A suspended power of attorney is in force again."),
     "delegation.power.revoked": _l("A power of attorney was revoked (with its sub-delegations)."),
     "delegation.power.expired": _l("A power of attorney reached the end of its validity."),
+    "idlink.link.created": _l("A local id (member, patient, customer number) was linked to a verified person."),
+    "idlink.link.unlinked": _l("A local id was unlinked from its person."),
 }
 ALL_TYPES = "*"
 SECRET_PREFIX = "whsec_"

@@ -38,6 +38,8 @@ SCOPES: dict[str, Any] = {
     "ssf:receive": _l("Poll a Shared Signals stream for Security Event Tokens"),
     "delegation:read": _l("Fetch and verify powers of attorney (as a relying party)"),
     "delegation:write": _l("Prepare, submit, suspend and revoke powers of attorney"),
+    "idlink:read": _l("Look up links between your local ids and verified persons"),
+    "idlink:write": _l("Invite members to link their ids, and unlink"),
 }
 MAX_NAME = 200
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # "last used" is kept to the minute

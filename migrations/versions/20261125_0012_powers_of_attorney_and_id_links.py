@@ -1,9 +1,9 @@
-"""powers of attorney: records, agents, history, fetches, access codes; the sandbox TSA;
-RFC 9396 authorization_details on authorization codes
+"""powers of attorney and id links: records, agents, history, fetches, access codes; the
+sandbox TSA; RFC 9396 authorization_details on authorization codes; id links and invitations
 
 Revision ID: 0012
 Revises: 0011
-Create Date: 2026-11-25 09:39:06.778181
+Create Date: 2026-11-25 09:53:45.252541
 """
 
 from collections.abc import Sequence
@@ -28,6 +28,28 @@ def upgrade() -> None:
     sa.Column("created_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint("id", name=op.f("pk_sandbox_timestamp_authorities"))
     )
+    op.create_table("id_links",
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("local_id", sa.String(length=100), nullable=False),
+    sa.Column("person_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("sub", sa.String(length=64), nullable=False),
+    sa.Column("assurance", sa.String(length=16), nullable=False),
+    sa.Column("made_by", sa.String(length=64), nullable=False),
+    sa.Column("status", sa.String(length=16), nullable=False),
+    sa.Column("created_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("public_id", sa.String(length=40), nullable=False),
+    sa.Column("tenant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_id_links_tenant_id_tenants")),
+    sa.PrimaryKeyConstraint("id", name=op.f("pk_id_links")),
+    sa.UniqueConstraint("public_id", name=op.f("uq_id_links_public_id")),
+    sa.UniqueConstraint("tenant_id", "id", name=op.f("uq_id_links_tenant_id_id")),
+    sa.UniqueConstraint("tenant_id", "local_id", name=op.f("uq_id_links_tenant_id_local_id"))
+    )
+    with op.batch_alter_table("id_links", schema=None) as batch_op:
+        batch_op.create_index("ix_id_links_person", ["tenant_id", "person_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_id_links_tenant_id"), ["tenant_id"], unique=False)
+
     op.create_table("powers_of_attorney",
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
     sa.Column("status", sa.Enum("draft", "awaiting_signature", "awaiting_review", "active", "suspended", "revoked", "expired", name="power_status", native_enum=False, create_constraint=True, length=24), nullable=False),
@@ -80,6 +102,25 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_powers_of_attorney_parent_id"), ["parent_id"], unique=False)
         batch_op.create_index("ix_powers_of_attorney_principal", ["tenant_id", "corporate_number"], unique=False)
         batch_op.create_index(batch_op.f("ix_powers_of_attorney_tenant_id"), ["tenant_id"], unique=False)
+
+    op.create_table("link_invitations",
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("code_hash", sa.String(length=64), nullable=False),
+    sa.Column("local_id", sa.String(length=100), nullable=False),
+    sa.Column("created_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("used_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
+    sa.Column("link_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+    sa.Column("tenant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.ForeignKeyConstraint(["tenant_id", "link_id"], ["id_links.tenant_id", "id_links.id"], name=op.f("fk_link_invitations_tenant_id_link_id_id_links")),
+    sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_link_invitations_tenant_id_tenants")),
+    sa.PrimaryKeyConstraint("id", name=op.f("pk_link_invitations")),
+    sa.UniqueConstraint("code_hash", name=op.f("uq_link_invitations_code_hash")),
+    sa.UniqueConstraint("tenant_id", "id", name=op.f("uq_link_invitations_tenant_id_id"))
+    )
+    with op.batch_alter_table("link_invitations", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_link_invitations_local_id"), ["local_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_link_invitations_tenant_id"), ["tenant_id"], unique=False)
 
     op.create_table("power_access_codes",
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -189,10 +230,20 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_power_access_codes_power_id"))
 
     op.drop_table("power_access_codes")
+    with op.batch_alter_table("link_invitations", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_link_invitations_tenant_id"))
+        batch_op.drop_index(batch_op.f("ix_link_invitations_local_id"))
+
+    op.drop_table("link_invitations")
     with op.batch_alter_table("powers_of_attorney", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_powers_of_attorney_tenant_id"))
         batch_op.drop_index("ix_powers_of_attorney_principal")
         batch_op.drop_index(batch_op.f("ix_powers_of_attorney_parent_id"))
 
     op.drop_table("powers_of_attorney")
+    with op.batch_alter_table("id_links", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_id_links_tenant_id"))
+        batch_op.drop_index("ix_id_links_person")
+
+    op.drop_table("id_links")
     op.drop_table("sandbox_timestamp_authorities")

@@ -1,0 +1,90 @@
+"""The ID-linking REST API, ``/t/<slug>/api/links…`` and ``…/link-invitations``.
+
+Keys with ``idlink:write`` invite members (one-time codes, up to 1,000 at once) and unlink;
+``idlink:read`` looks links up by id or local id. A member's card login through the
+tenant's app with ``authorization_details=[{"type": "kakehashi_id_link", "invitation": …}]``
+makes the link (see the README).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from flask_babel import lazy_gettext as _l
+
+from saas import openapi
+from saas.idlink import services
+from saas.idlink.services import LinkError
+from saas.openapi import json_response, operation
+from saas.tenants import apikeys, audit
+from saas.tenants.context import current_tenant
+
+bp = Blueprint("idlink_api", __name__, url_prefix="/t/<tenant_slug>/api")
+
+READ = [{"apiKey": ["idlink:read"]}]
+WRITE = [{"apiKey": ["idlink:write"]}]
+LINK = openapi.schema("IdLink", {
+    "type": "object", "required": ["id", "local_id", "sub", "assurance", "status"],
+    "properties": {"id": {"type": "string", "examples": ["lnk_01jdx4q6m8v9z3k2c7b5n1r0yt"]},
+                   "local_id": {"type": "string"}, "sub": {"type": "string", "description": "The person's pairwise "
+                                                                                            "subject at this tenant"},
+                   "assurance": {"type": "string", "enum": ["card_login", "reception", "operator"]},
+                   "made_by": {"type": "string"}, "status": {"type": "string", "enum": ["active", "unlinked"]},
+                   "created_at": {"type": "string", "format": "date-time"},
+                   "updated_at": {"type": "string", "format": "date-time"}}})
+ERRORS = {401: json_response("No valid API key for this organisation", openapi.ERROR),
+          403: json_response("The key lacks the scope", openapi.ERROR),
+          404: json_response("No such link", openapi.ERROR),
+          422: json_response("Invalid input", openapi.ERROR)}
+
+
+def _body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise LinkError(_l("Send a JSON object."), code="invalid_json", status=400)
+    return body
+
+
+@bp.post("/link-invitations")
+@operation(summary="One-time codes that link local ids to the members who log in with them",
+           tags=["ID linking"], security=WRITE,
+           request_body={"required": True, "content": {"application/json": {"schema": {
+               "type": "object", "required": ["local_ids"], "properties": {
+                   "local_ids": {"type": "array", "items": {"type": "string"}, "maxItems": services.MAX_INVITATIONS}}}}}},
+           responses={201: json_response("The codes (shown once)", {"type": "object"}), **ERRORS})
+@apikeys.requires("idlink:write")
+def invite() -> tuple[Response, int]:
+    tenant = current_tenant()
+    issued = services.create_invitations(tenant, _body().get("local_ids"))
+    audit.record(tenant, "link.invitations_created", actor=apikeys.actor(), details={"count": len(issued)})
+    return jsonify(data=issued), 201
+
+
+@bp.get("/links")
+@operation(summary="The link of a local id", tags=["ID linking"], security=READ,
+           parameters=[{"name": "local_id", "in": "query", "required": True, "schema": {"type": "string"}}],
+           responses={200: json_response("The link", LINK), **ERRORS})
+@apikeys.requires("idlink:read")
+def by_local_id() -> Response:
+    return jsonify(services.describe(services.find(request.args.get("local_id", ""))))
+
+
+@bp.get("/links/<link_id>")
+@operation(summary="A link", tags=["ID linking"], security=READ, responses={200: json_response("The link", LINK),
+                                                                          **ERRORS})
+@apikeys.requires("idlink:read")
+def fetch(link_id: str) -> Response:
+    return jsonify(services.describe(services.get(link_id)))
+
+
+@bp.delete("/links/<link_id>")
+@operation(summary="Unlink a local id from its person", tags=["ID linking"], security=WRITE,
+           responses={200: json_response("The link, unlinked", LINK), **ERRORS})
+@apikeys.requires("idlink:write")
+def unlink(link_id: str) -> Response:
+    tenant = current_tenant()
+    found = services.get(link_id)
+    services.unlink(tenant, found)
+    audit.record(tenant, "link.unlinked", actor=apikeys.actor(), target=found.public_id)
+    return jsonify(services.describe(found))

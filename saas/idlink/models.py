@@ -1,0 +1,49 @@
+"""Links between a tenant's own ids (member, patient, customer, ticket numbers) and a
+JPKI-verified person, through the person's pairwise identity at the tenant.
+
+A :class:`IdLink` says which person holds a local id, how sure the tenant can be (made
+at a card login, at a reception desk, or by an operator), when and by what. A
+:class:`LinkInvitation` is a one-time code the tenant sends a member: the member's next
+card login through the tenant's app redeems it and makes the link.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from saas.db import Base, BigId, HasPublicId, TenantScoped, tenant_foreign_key
+
+
+class IdLink(HasPublicId, TenantScoped, Base):
+    __tablename__ = "id_links"
+    __id_prefix__ = "lnk"
+    __extra_table_args__ = (UniqueConstraint("tenant_id", "local_id"),
+                            Index("ix_id_links_person", "tenant_id", "person_id"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    local_id: Mapped[str] = mapped_column(String(100))
+    person_id: Mapped[int] = mapped_column(BigId)
+    sub: Mapped[str] = mapped_column(String(64))  # the person's pairwise subject at this tenant
+    assurance: Mapped[str] = mapped_column(String(16))  # card_login | reception | operator
+    made_by: Mapped[str] = mapped_column(String(64))  # the client, device or console user
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | unlinked
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class LinkInvitation(TenantScoped, Base):
+    """A one-time code that links ``local_id`` to whoever logs in with it (hashed)."""
+
+    __tablename__ = "link_invitations"
+    __extra_table_args__ = (tenant_foreign_key("link_id", "id_links"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    local_id: Mapped[str] = mapped_column(String(100), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    link_id: Mapped[int | None] = mapped_column(BigId)

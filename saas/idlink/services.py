@@ -1,0 +1,147 @@
+"""Linking a tenant's own ids to verified persons: invitations, links made at card
+logins, lookups and unlinking. Every change is an event in the same transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select, update
+
+from saas import clock, db
+from saas.errors import NotFound, ServiceError
+from saas.events import services as events
+from saas.idlink.models import IdLink, LinkInvitation
+from saas.tenants.models import Tenant
+
+LINK_DETAIL_TYPE = "kakehashi_id_link"
+MAX_INVITATIONS = 1000
+INVITATION_LIFETIME = timedelta(days=30)
+_LOCAL_ID = re.compile(r"[\w.\-/#:@+]{1,100}")
+_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: typed from a letter
+
+
+class LinkError(ServiceError):
+    status = 422
+
+
+def _local_id(value: Any) -> str:
+    local_id = str(value or "").strip()
+    if not _LOCAL_ID.fullmatch(local_id):
+        raise LinkError(_l("A local id is 1 to 100 letters, digits or . - / # : @ + _ (no spaces)."),
+                        code="invalid_local_id", field="local_ids")
+    return local_id
+
+
+def _hash(code: str) -> str:
+    return hashlib.sha256("".join(code.upper().split()).replace("-", "").encode()).hexdigest()
+
+
+def create_invitations(tenant: Tenant, local_ids: Any) -> list[dict[str, str]]:
+    """One-time codes (``LNK-XXXX-XXXX-XXXX``) that link each local id to the person who
+    logs in with it; each code is returned once."""
+    if not isinstance(local_ids, list) or not 1 <= len(local_ids) <= MAX_INVITATIONS:
+        raise LinkError(_l("local_ids is a list of 1 to %(count)d ids.", count=MAX_INVITATIONS),
+                        code="invalid_local_ids", field="local_ids")
+    cleaned = [_local_id(value) for value in local_ids]
+    now = clock.now()
+    issued = []
+    for local_id in cleaned:
+        raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(12))
+        code = f"LNK-{raw[:4]}-{raw[4:8]}-{raw[8:]}"
+        db.session.add(LinkInvitation(tenant_id=tenant.id, code_hash=_hash(code), local_id=local_id,
+                                      created_at=now, expires_at=now + INVITATION_LIFETIME))
+        issued.append({"local_id": local_id, "code": code, "expires_at": (now + INVITATION_LIFETIME).isoformat()})
+    db.session.flush()
+    return issued
+
+
+def link(tenant: Tenant, *, local_id: str, person_id: int, sub: str, assurance: str, made_by: str) -> IdLink:
+    """Link ``local_id`` to the person; a local id already held by another person stays theirs."""
+    now = clock.now()
+    found = db.session.scalar(select(IdLink).where(IdLink.local_id == local_id))
+    if found is not None and found.status == "active" and found.person_id != person_id:
+        raise LinkError(_l("This local id is linked to another person."), code="local_id_taken", status=409)
+    if found is None:
+        found = IdLink(tenant_id=tenant.id, local_id=local_id, person_id=person_id, sub=sub, assurance=assurance,
+                       made_by=made_by, status="active", created_at=now, updated_at=now)
+        db.session.add(found)
+    elif found.status != "active" or found.person_id != person_id:
+        found.person_id, found.sub, found.status, found.assurance = person_id, sub, "active", assurance
+        found.made_by, found.updated_at = made_by, now
+    else:
+        return found  # linked already
+    db.session.flush()
+    events.emit(tenant, "idlink.link.created", f"link:{found.public_id}",
+                {"link": found.public_id, "local_id": local_id, "sub": sub, "assurance": assurance})
+    return found
+
+
+def redeem(tenant: Tenant, code: str, *, person_id: int, sub: str, made_by: str) -> IdLink | None:
+    """The link an invitation code makes for this person, or None (unknown, used, expired,
+    or its local id held by someone else)."""
+    now = clock.now()
+    invitation = db.session.scalar(
+        update(LinkInvitation).where(LinkInvitation.code_hash == _hash(code or ""), LinkInvitation.used_at.is_(None),
+                                     LinkInvitation.expires_at > now)
+        .values(used_at=now).returning(LinkInvitation).execution_options(synchronize_session=False))
+    if invitation is None:
+        return None
+    try:
+        with db.session.begin_nested():
+            made = link(tenant, local_id=invitation.local_id, person_id=person_id, sub=sub, assurance="card_login",
+                        made_by=made_by)
+    except LinkError:
+        return None
+    invitation.link_id = made.id
+    db.session.flush()
+    return made
+
+
+def links_of(person_id: int) -> list[IdLink]:
+    return list(db.session.scalars(select(IdLink).where(IdLink.person_id == person_id, IdLink.status == "active")
+                                   .order_by(IdLink.id)))
+
+
+def present_for_login(tenant: Tenant, person_id: int, sub: str, client_id: str,
+                      requested: dict[str, Any]) -> list[dict[str, Any]]:
+    """RFC 9396 objects for an OIDC login: with ``invitation``, the link it makes; always,
+    the local ids this person holds at the tenant."""
+    if isinstance(requested.get("invitation"), str):
+        redeem(tenant, requested["invitation"], person_id=person_id, sub=sub, made_by=client_id)
+    return [{"type": LINK_DETAIL_TYPE, "link_id": found.public_id, "local_id": found.local_id,
+             "assurance": found.assurance, "linked_at": found.updated_at.isoformat()}
+            for found in links_of(person_id)]
+
+
+def get(public_id: str) -> IdLink:
+    found = db.session.scalar(select(IdLink).where(IdLink.public_id == public_id))
+    if found is None:
+        raise NotFound(_l("There is no such link."), code="link_not_found")
+    return found
+
+
+def find(local_id: str) -> IdLink:
+    found = db.session.scalar(select(IdLink).where(IdLink.local_id == local_id))
+    if found is None:
+        raise NotFound(_l("There is no such link."), code="link_not_found")
+    return found
+
+
+def unlink(tenant: Tenant, found: IdLink) -> None:
+    if found.status != "active":
+        raise LinkError(_l("This link is not active."), code="invalid_state", status=409)
+    found.status, found.updated_at = "unlinked", clock.now()
+    db.session.flush()
+    events.emit(tenant, "idlink.link.unlinked", f"link:{found.public_id}",
+                {"link": found.public_id, "local_id": found.local_id, "sub": found.sub})
+
+
+def describe(found: IdLink) -> dict[str, Any]:
+    return {"id": found.public_id, "local_id": found.local_id, "sub": found.sub, "assurance": found.assurance,
+            "made_by": found.made_by, "status": found.status, "created_at": found.created_at.isoformat(),
+            "updated_at": found.updated_at.isoformat()}
