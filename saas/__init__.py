@@ -51,6 +51,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 def _register_blueprints(app: Flask) -> None:
     import saas.delegation.console  # noqa: F401 - its pages join the tenant console
+    import saas.idlink.console  # noqa: F401 - its pages join the tenant console
     from saas.delegation.api import bp as delegation_api
     from saas.delegation.views import bp as delegation_pages
     from saas.events.api import bp as events_api

@@ -88,6 +88,8 @@ SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT (RFC 9068)"},
     "apiKey": {"type": "http", "scheme": "bearer", "bearerFormat": "kk_test_… / kk_live_…",
                "description": "An organisation's API key, made in the console; scoped, expiring, revocable."},
+    "deviceKey": {"type": "http", "scheme": "bearer", "bearerFormat": "kk_dev_…",
+                  "description": "A registered kiosk's key (reception, ticket gate, shelter), revocable in the console."},
 }
 
 

@@ -124,3 +124,104 @@ def test_bad_invitations_are_refused_with_a_code(app: Flask, body: dict[str, Any
     response = app.test_client().post("/t/clinic/api/link-invitations", json=body,
                                       headers=key(app, "clinic", "idlink:write"))
     assert response.status_code == 422 and response.get_json()["error"] == code
+
+
+# -- reception, gates and shelters --------------------------------------------------------------------
+
+KIOSK = "https://kiosk.clinic.example"
+
+
+def device(app: Flask, kind: str, name: str = "受付1") -> tuple[str, dict[str, str]]:
+    from saas.idlink import checkin
+
+    with app.app_context():
+        tenant = tenants.active_tenant("clinic")
+        with tenant_scope(db.session, tenant.id):
+            row, value = checkin.register_device(tenant, name=name, kind=kind, origin=KIOSK, location="1F")
+            public_id = row.public_id
+        db.session.commit()
+    return public_id, {"Authorization": f"Bearer {value}", "Accept-Language": "en"}
+
+
+def present(app: Flask, headers: dict[str, str], card: Any, **extra: str) -> Any:
+    """What the kiosk does: a challenge, the agent's token over it (the kiosk's origin), the post."""
+    from tests.oidc_helpers import agent_token
+
+    client = app.test_client()
+    answer = client.post("/t/clinic/api/checkin/challenge", headers=headers).get_json()
+    assert answer["origin"] == KIOSK
+    return client.post("/t/clinic/api/checkin", headers=headers,
+                       json={"token": agent_token(card, answer["challenge"], origin=KIOSK),
+                             "challenge": answer["challenge"], **extra})
+
+
+def test_reception_answers_the_patient_number_or_links_one_after_staff_confirm(app: Flask) -> None:
+    _id, kiosk = device(app, "reception")
+    card = issue_card(app, seed=71)
+    first = present(app, kiosk, card).get_json()
+    assert first["result"] == "not_linked" and first["local_ids"] == []
+    made = app.test_client().post("/t/clinic/api/checkin/link", headers=kiosk,
+                                  json={"checkin": first["checkin"], "local_id": "診察券-000123"})
+    assert made.status_code == 201 and made.get_json()["assurance"] == "reception"
+    again = present(app, kiosk, card).get_json()
+    assert again["result"] == "linked" and again["local_ids"] == ["診察券-000123"]
+
+
+def test_a_revoked_card_fails_check_in_with_the_reason(app: Flask) -> None:
+    from saas.sandbox import jobs as sandbox_jobs
+    from saas.sandbox import services as sandbox
+
+    _id, kiosk = device(app, "reception")
+    card = issue_card(app, seed=72)
+    with app.app_context():
+        sandbox.report_lost(card.auth.certificate.serial_number)
+        db.session.commit()
+        sandbox_jobs.refresh_revocation_data()
+        db.session.commit()
+    refused = present(app, kiosk, card).get_json()
+    assert refused["result"] == "refused" and refused["reason"] == "revoked:keyCompromise"
+    assert "revoked" in refused["message"]
+
+
+def test_a_gate_admits_only_the_tickets_holder(app: Flask) -> None:
+    writer = key(app, "clinic", "idlink:write")
+    code = app.test_client().post("/t/clinic/api/link-invitations", json={"local_ids": ["TICKET-42"]},
+                                  headers=writer).get_json()["data"][0]["code"]
+    holder, other = issue_card(app, seed=73), issue_card(app, seed=74)
+    linked_at_login(app, register(app, "clinic", scopes="openid"), holder, invitation=code)
+    _id, gate = device(app, "gate", "東ゲート")
+    assert present(app, gate, holder, ticket="TICKET-42").get_json()["result"] == "holder"
+    assert present(app, gate, other, ticket="TICKET-42").get_json() | {"checkin": None, "sub": None} == {
+        "result": "not_holder", "local_ids": [], "checkin": None, "sub": None}
+
+
+def test_shelters_count_arrivals_and_export_them(app: Flask) -> None:
+    shelter_id, shelter = device(app, "shelter", "第一小学校")
+    for seed in (75, 76):
+        card = issue_card(app, seed=seed)
+        assert present(app, shelter, card).get_json()["result"] == "not_linked"
+    present(app, shelter, card)  # the same person twice: two check-ins, one person
+    with app.app_context():
+        from saas.idlink import checkin
+
+        with tenant_scope(db.session, tenants.active_tenant("clinic").id):
+            [(row, total, people)] = checkin.arrivals()
+            exported = checkin.arrivals_csv()
+    assert (row.public_id, total, people) == (shelter_id, 3, 2)
+    assert exported.splitlines()[0] == "shelter,location,arrived_at,person" and len(exported.splitlines()) == 4
+
+
+def test_a_revoked_or_foreign_device_key_is_refused(app: Flask) -> None:
+    from saas.idlink import checkin
+
+    device_id, kiosk = device(app, "reception")
+    client = app.test_client()
+    assert client.post("/t/bank/api/checkin/challenge", headers=kiosk).status_code == 401
+    assert client.post("/t/clinic/api/checkin/challenge", headers={"Authorization": "Bearer kk_dev_nope"}
+                       ).status_code == 401
+    with app.app_context():
+        with tenant_scope(db.session, tenants.active_tenant("clinic").id):
+            checkin.revoke_device(checkin.get_device(device_id))
+        db.session.commit()
+    refused = client.post("/t/clinic/api/checkin/challenge", headers=kiosk)
+    assert refused.status_code == 401 and refused.get_json()["error"] == "invalid_device_key"

@@ -1,9 +1,10 @@
 """powers of attorney and id links: records, agents, history, fetches, access codes; the
-sandbox TSA; RFC 9396 authorization_details on authorization codes; id links and invitations
+sandbox TSA; RFC 9396 authorization_details on authorization codes; id links, invitations,
+check-in devices and check-ins
 
 Revision ID: 0012
 Revises: 0011
-Create Date: 2026-11-25 09:53:45.252541
+Create Date: 2026-11-25 09:58:20.695807
 """
 
 from collections.abc import Sequence
@@ -28,6 +29,28 @@ def upgrade() -> None:
     sa.Column("created_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint("id", name=op.f("pk_sandbox_timestamp_authorities"))
     )
+    op.create_table("checkin_devices",
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("name", sa.String(length=200), nullable=False),
+    sa.Column("kind", sa.String(length=16), nullable=False),
+    sa.Column("location", sa.String(length=200), nullable=False),
+    sa.Column("origin", sa.String(length=200), nullable=False),
+    sa.Column("key_hash", sa.String(length=64), nullable=False),
+    sa.Column("hint", sa.String(length=20), nullable=False),
+    sa.Column("created_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("last_seen_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
+    sa.Column("revoked_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
+    sa.Column("public_id", sa.String(length=40), nullable=False),
+    sa.Column("tenant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_checkin_devices_tenant_id_tenants")),
+    sa.PrimaryKeyConstraint("id", name=op.f("pk_checkin_devices")),
+    sa.UniqueConstraint("key_hash", name=op.f("uq_checkin_devices_key_hash")),
+    sa.UniqueConstraint("public_id", name=op.f("uq_checkin_devices_public_id")),
+    sa.UniqueConstraint("tenant_id", "id", name=op.f("uq_checkin_devices_tenant_id_id"))
+    )
+    with op.batch_alter_table("checkin_devices", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_checkin_devices_tenant_id"), ["tenant_id"], unique=False)
+
     op.create_table("id_links",
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
     sa.Column("local_id", sa.String(length=100), nullable=False),
@@ -102,6 +125,27 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_powers_of_attorney_parent_id"), ["parent_id"], unique=False)
         batch_op.create_index("ix_powers_of_attorney_principal", ["tenant_id", "corporate_number"], unique=False)
         batch_op.create_index(batch_op.f("ix_powers_of_attorney_tenant_id"), ["tenant_id"], unique=False)
+
+    op.create_table("checkins",
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("device_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("result", sa.String(length=16), nullable=False),
+    sa.Column("reason", sa.String(length=64), nullable=True),
+    sa.Column("person_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+    sa.Column("sub", sa.String(length=64), nullable=True),
+    sa.Column("local_ids", sa.String(length=2000), nullable=False),
+    sa.Column("public_id", sa.String(length=40), nullable=False),
+    sa.Column("tenant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.ForeignKeyConstraint(["tenant_id", "device_id"], ["checkin_devices.tenant_id", "checkin_devices.id"], name=op.f("fk_checkins_tenant_id_device_id_checkin_devices")),
+    sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_checkins_tenant_id_tenants")),
+    sa.PrimaryKeyConstraint("id", name=op.f("pk_checkins")),
+    sa.UniqueConstraint("public_id", name=op.f("uq_checkins_public_id")),
+    sa.UniqueConstraint("tenant_id", "id", name=op.f("uq_checkins_tenant_id_id"))
+    )
+    with op.batch_alter_table("checkins", schema=None) as batch_op:
+        batch_op.create_index("ix_checkins_device_at", ["tenant_id", "device_id", "at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_checkins_tenant_id"), ["tenant_id"], unique=False)
 
     op.create_table("link_invitations",
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -235,6 +279,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_link_invitations_local_id"))
 
     op.drop_table("link_invitations")
+    with op.batch_alter_table("checkins", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_checkins_tenant_id"))
+        batch_op.drop_index("ix_checkins_device_at")
+
+    op.drop_table("checkins")
     with op.batch_alter_table("powers_of_attorney", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_powers_of_attorney_tenant_id"))
         batch_op.drop_index("ix_powers_of_attorney_principal")
@@ -246,4 +295,8 @@ def downgrade() -> None:
         batch_op.drop_index("ix_id_links_person")
 
     op.drop_table("id_links")
+    with op.batch_alter_table("checkin_devices", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_checkin_devices_tenant_id"))
+
+    op.drop_table("checkin_devices")
     op.drop_table("sandbox_timestamp_authorities")

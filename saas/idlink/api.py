@@ -88,3 +88,57 @@ def unlink(link_id: str) -> Response:
     services.unlink(tenant, found)
     audit.record(tenant, "link.unlinked", actor=apikeys.actor(), target=found.public_id)
     return jsonify(services.describe(found))
+
+
+# -- registered devices: reception, ticket gates, shelters ----------------------------------------------
+
+DEVICE = [{"deviceKey": []}]
+
+
+@bp.post("/checkin/challenge")
+@operation(summary="A single-use challenge for the kiosk's bridge agent (device key)", tags=["Check-in"],
+           security=DEVICE, responses={200: json_response("The challenge and the origin the card signs",
+                                                          {"type": "object"}), **ERRORS})
+def checkin_challenge() -> Response:
+    from saas.idlink import checkin
+
+    return _no_store(jsonify(checkin.challenge(checkin.authenticate_device())))
+
+
+@bp.post("/checkin")
+@operation(summary="Check a card in: the linked local ids, 'not linked', a gate's ticket check, or the refusal",
+           tags=["Check-in"], security=DEVICE,
+           request_body={"required": True, "content": {"application/json": {"schema": {
+               "type": "object", "required": ["token", "challenge"], "properties": {
+                   "token": {"type": "object", "description": "The bridge agent's web-eid:1.0 token"},
+                   "challenge": {"type": "string"}, "ticket": {"type": "string", "description": "Gates: the ticket"}}}}}},
+           responses={200: json_response("The answer", {"type": "object"}), **ERRORS})
+def checkin_card() -> Response:
+    from saas.idlink import checkin
+
+    device = checkin.authenticate_device()
+    body = _body()
+    return _no_store(jsonify(checkin.check_in(current_tenant(), device, token=body.get("token"),
+                                              nonce=body.get("challenge"), ticket=body.get("ticket"))))
+
+
+@bp.post("/checkin/link")
+@operation(summary="Reception: link a local id to the person who just checked in (staff confirmed it)",
+           tags=["Check-in"], security=DEVICE,
+           request_body={"required": True, "content": {"application/json": {"schema": {
+               "type": "object", "required": ["checkin", "local_id"],
+               "properties": {"checkin": {"type": "string"}, "local_id": {"type": "string"}}}}}},
+           responses={201: json_response("The link", LINK), **ERRORS})
+def checkin_link() -> tuple[Response, int]:
+    from saas.idlink import checkin
+
+    device = checkin.authenticate_device()
+    body = _body()
+    made = checkin.link_at_reception(current_tenant(), device, checkin_id=body.get("checkin"),
+                                     local_id=body.get("local_id"))
+    return jsonify(services.describe(made)), 201
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response

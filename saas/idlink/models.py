@@ -47,3 +47,39 @@ class LinkInvitation(TenantScoped, Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     link_id: Mapped[int | None] = mapped_column(BigId)
+
+
+class Device(HasPublicId, TenantScoped, Base):
+    """A registered kiosk (reception desk, ticket gate, shelter entrance) with its own key."""
+
+    __tablename__ = "checkin_devices"
+    __id_prefix__ = "dev"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))  # reception | gate | shelter
+    location: Mapped[str] = mapped_column(String(200), default="")
+    origin: Mapped[str] = mapped_column(String(200))  # the kiosk page's web origin (the card signs it)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hint: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class CheckIn(HasPublicId, TenantScoped, Base):
+    """One card presented at a device, and what the device was told."""
+
+    __tablename__ = "checkins"
+    __id_prefix__ = "chk"
+    __extra_table_args__ = (tenant_foreign_key("device_id", "checkin_devices"),
+                            Index("ix_checkins_device_at", "tenant_id", "device_id", "at"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    device_id: Mapped[int] = mapped_column(BigId)
+    at: Mapped[datetime]
+    result: Mapped[str] = mapped_column(String(16))  # linked | not_linked | holder | not_holder | refused
+    reason: Mapped[str | None] = mapped_column(String(64))
+    person_id: Mapped[int | None] = mapped_column(BigId)
+    sub: Mapped[str | None] = mapped_column(String(64))
+    local_ids: Mapped[str] = mapped_column(String(2000), default="[]")  # JSON, what the device was told

@@ -34,6 +34,7 @@ ACTIONS = (
     "member.removed", "member.role_changed",
     "power.created", "power.submitted", "power.reviewed", "power.suspended", "power.resumed", "power.revoked",
     "power.access_code_issued", "power.agent_link_issued", "link.invitations_created", "link.unlinked",
+    "device.registered", "device.revoked",
 )
 
 
