@@ -225,3 +225,30 @@ def test_a_revoked_or_foreign_device_key_is_refused(app: Flask) -> None:
         db.session.commit()
     refused = client.post("/t/clinic/api/checkin/challenge", headers=kiosk)
     assert refused.status_code == 401 and refused.get_json()["error"] == "invalid_device_key"
+
+
+def test_a_resold_ticket_moves_to_the_new_verified_holder_with_its_history(app: Flask) -> None:
+    writer, reader = key(app, "clinic", "idlink:write"), key(app, "clinic", "idlink:read")
+    client = app.test_client()
+    code = client.post("/t/clinic/api/link-invitations", json={"local_ids": ["TICKET-77"]},
+                       headers=writer).get_json()["data"][0]["code"]
+    seller, buyer = issue_card(app, seed=81), issue_card(app, seed=82)
+    rp = register(app, "clinic", scopes="openid")
+    [ticket] = linked_at_login(app, rp, seller, invitation=code)
+    offer = client.post(f"/t/clinic/api/links/{ticket['link_id']}/transfer", headers=writer)
+    assert offer.status_code == 201 and offer.get_json()["code"].startswith("TRF-")
+    transfer = offer.get_json()["code"]
+    assert [d["local_id"] for d in linked_at_login(app, rp, seller, invitation=transfer)] == ["TICKET-77"]  # own
+    assert [d["local_id"] for d in linked_at_login(app, rp, buyer, invitation=transfer)] == []  # spent already
+    transfer = client.post(f"/t/clinic/api/links/{ticket['link_id']}/transfer", headers=writer).get_json()["code"]
+    assert [d["local_id"] for d in linked_at_login(app, rp, buyer, invitation=transfer)] == ["TICKET-77"]
+    assert linked_at_login(app, rp, seller) == []
+    _id, gate = device(app, "gate", "西ゲート")
+    assert present(app, gate, seller, ticket="TICKET-77").get_json()["result"] == "not_holder"
+    assert present(app, gate, buyer, ticket="TICKET-77").get_json()["result"] == "holder"
+    history = client.get(f"/t/clinic/api/links/{ticket['link_id']}/history", headers=reader).get_json()["data"]
+    assert [row["action"] for row in history] == ["linked", "transferred"]
+    assert history[0]["sub"] != history[1]["sub"]
+    with app.app_context(), all_tenants(db.session):
+        moved = db.session.scalar(select(Event.payload).where(Event.type == "idlink.link.transferred"))
+    assert json.loads(moved)["data"]["from_sub"] == history[0]["sub"]

@@ -1,10 +1,10 @@
 """powers of attorney and id links: records, agents, history, fetches, access codes; the
-sandbox TSA; RFC 9396 authorization_details on authorization codes; id links, invitations,
-check-in devices and check-ins
+sandbox TSA; RFC 9396 authorization_details on authorization codes; id links, their history,
+invitations and transfers, check-in devices and check-ins
 
 Revision ID: 0012
 Revises: 0011
-Create Date: 2026-11-25 09:58:20.695807
+Create Date: 2026-11-25 10:00:34.881497
 """
 
 from collections.abc import Sequence
@@ -147,6 +147,23 @@ def upgrade() -> None:
         batch_op.create_index("ix_checkins_device_at", ["tenant_id", "device_id", "at"], unique=False)
         batch_op.create_index(batch_op.f("ix_checkins_tenant_id"), ["tenant_id"], unique=False)
 
+    op.create_table("id_link_history",
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("link_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("action", sa.String(length=16), nullable=False),
+    sa.Column("sub", sa.String(length=64), nullable=False),
+    sa.Column("by", sa.String(length=64), nullable=False),
+    sa.Column("tenant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.ForeignKeyConstraint(["tenant_id", "link_id"], ["id_links.tenant_id", "id_links.id"], name=op.f("fk_id_link_history_tenant_id_link_id_id_links")),
+    sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_id_link_history_tenant_id_tenants")),
+    sa.PrimaryKeyConstraint("id", name=op.f("pk_id_link_history")),
+    sa.UniqueConstraint("tenant_id", "id", name=op.f("uq_id_link_history_tenant_id_id"))
+    )
+    with op.batch_alter_table("id_link_history", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_id_link_history_link_id"), ["link_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_id_link_history_tenant_id"), ["tenant_id"], unique=False)
+
     op.create_table("link_invitations",
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
     sa.Column("code_hash", sa.String(length=64), nullable=False),
@@ -155,6 +172,7 @@ def upgrade() -> None:
     sa.Column("expires_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
     sa.Column("used_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
     sa.Column("link_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+    sa.Column("transfer", sa.Boolean(), nullable=False),
     sa.Column("tenant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
     sa.ForeignKeyConstraint(["tenant_id", "link_id"], ["id_links.tenant_id", "id_links.id"], name=op.f("fk_link_invitations_tenant_id_link_id_id_links")),
     sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_link_invitations_tenant_id_tenants")),
@@ -279,6 +297,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_link_invitations_local_id"))
 
     op.drop_table("link_invitations")
+    with op.batch_alter_table("id_link_history", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_id_link_history_tenant_id"))
+        batch_op.drop_index(batch_op.f("ix_id_link_history_link_id"))
+
+    op.drop_table("id_link_history")
     with op.batch_alter_table("checkins", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_checkins_tenant_id"))
         batch_op.drop_index("ix_checkins_device_at")

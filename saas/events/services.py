@@ -45,6 +45,7 @@ EVENT_TYPES: dict[str, Any] = {
     "delegation.power.expired": _l("A power of attorney reached the end of its validity."),
     "idlink.link.created": _l("A local id (member, patient, customer number) was linked to a verified person."),
     "idlink.link.unlinked": _l("A local id was unlinked from its person."),
+    "idlink.link.transferred": _l("A local id (a ticket) moved to another verified person."),
 }
 ALL_TYPES = "*"
 SECRET_PREFIX = "whsec_"

@@ -78,6 +78,29 @@ def fetch(link_id: str) -> Response:
     return jsonify(services.describe(services.get(link_id)))
 
 
+@bp.get("/links/<link_id>/history")
+@operation(summary="Who held the local id when (links, transfers, unlinking)", tags=["ID linking"], security=READ,
+           responses={200: json_response("The history, oldest first", {"type": "object"}), **ERRORS})
+@apikeys.requires("idlink:read")
+def link_history(link_id: str) -> Response:
+    found = services.get(link_id)
+    return jsonify(data=[{"at": row.at.isoformat(), "action": row.action, "sub": row.sub, "by": row.by}
+                         for row in services.history(found)])
+
+
+@bp.post("/links/<link_id>/transfer")
+@operation(summary="Offer a link (a ticket) to another verified person: a one-time code they log in with",
+           tags=["ID linking"], security=WRITE,
+           responses={201: json_response("The transfer code (shown once)", {"type": "object"}), **ERRORS})
+@apikeys.requires("idlink:write")
+def transfer(link_id: str) -> tuple[Response, int]:
+    tenant = current_tenant()
+    found = services.get(link_id)
+    offered = services.offer_transfer(tenant, found)
+    audit.record(tenant, "link.transfer_offered", actor=apikeys.actor(), target=found.public_id)
+    return jsonify(offered), 201
+
+
 @bp.delete("/links/<link_id>")
 @operation(summary="Unlink a local id from its person", tags=["ID linking"], security=WRITE,
            responses={200: json_response("The link, unlinked", LINK), **ERRORS})
@@ -85,7 +108,7 @@ def fetch(link_id: str) -> Response:
 def unlink(link_id: str) -> Response:
     tenant = current_tenant()
     found = services.get(link_id)
-    services.unlink(tenant, found)
+    services.unlink(tenant, found, by=apikeys.current_key_public_id())
     audit.record(tenant, "link.unlinked", actor=apikeys.actor(), target=found.public_id)
     return jsonify(services.describe(found))
 

@@ -47,6 +47,22 @@ class LinkInvitation(TenantScoped, Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     link_id: Mapped[int | None] = mapped_column(BigId)
+    # A transfer (a resold ticket): the code moves this link to whoever redeems it.
+    transfer: Mapped[bool] = mapped_column(default=False)
+
+
+class IdLinkHistory(TenantScoped, Base):
+    """Who held a local id when: every link, transfer and unlink."""
+
+    __tablename__ = "id_link_history"
+    __extra_table_args__ = (tenant_foreign_key("link_id", "id_links"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    link_id: Mapped[int] = mapped_column(BigId, index=True)
+    at: Mapped[datetime]
+    action: Mapped[str] = mapped_column(String(16))  # linked | transferred | unlinked
+    sub: Mapped[str] = mapped_column(String(64))  # the holder from this moment (or the last, when unlinked)
+    by: Mapped[str] = mapped_column(String(64))
 
 
 class Device(HasPublicId, TenantScoped, Base):

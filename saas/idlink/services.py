@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from saas import clock, db
 from saas.errors import NotFound, ServiceError
 from saas.events import services as events
-from saas.idlink.models import IdLink, LinkInvitation
+from saas.idlink.models import IdLink, IdLinkHistory, LinkInvitation
 from saas.tenants.models import Tenant
 
 LINK_DETAIL_TYPE = "kakehashi_id_link"
@@ -41,6 +41,11 @@ def _hash(code: str) -> str:
     return hashlib.sha256("".join(code.upper().split()).replace("-", "").encode()).hexdigest()
 
 
+def _new_code(prefix: str = "LNK") -> str:
+    raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(12))
+    return f"{prefix}-{raw[:4]}-{raw[4:8]}-{raw[8:]}"
+
+
 def create_invitations(tenant: Tenant, local_ids: Any) -> list[dict[str, str]]:
     """One-time codes (``LNK-XXXX-XXXX-XXXX``) that link each local id to the person who
     logs in with it; each code is returned once."""
@@ -51,13 +56,35 @@ def create_invitations(tenant: Tenant, local_ids: Any) -> list[dict[str, str]]:
     now = clock.now()
     issued = []
     for local_id in cleaned:
-        raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(12))
-        code = f"LNK-{raw[:4]}-{raw[4:8]}-{raw[8:]}"
+        code = _new_code()
         db.session.add(LinkInvitation(tenant_id=tenant.id, code_hash=_hash(code), local_id=local_id,
                                       created_at=now, expires_at=now + INVITATION_LIFETIME))
         issued.append({"local_id": local_id, "code": code, "expires_at": (now + INVITATION_LIFETIME).isoformat()})
     db.session.flush()
     return issued
+
+
+def offer_transfer(tenant: Tenant, found: IdLink) -> dict[str, str]:
+    """A one-time code that moves this link (a resold ticket) to the verified person who
+    logs in with it; until then the current holder keeps it."""
+    if found.status != "active":
+        raise LinkError(_l("This link is not active."), code="invalid_state", status=409)
+    now, code = clock.now(), _new_code("TRF")
+    db.session.add(LinkInvitation(tenant_id=tenant.id, code_hash=_hash(code), local_id=found.local_id,
+                                  created_at=now, expires_at=now + INVITATION_LIFETIME, link_id=found.id,
+                                  transfer=True))
+    db.session.flush()
+    return {"local_id": found.local_id, "code": code, "expires_at": (now + INVITATION_LIFETIME).isoformat()}
+
+
+def _history(found: IdLink, action: str, by: str) -> None:
+    db.session.add(IdLinkHistory(tenant_id=found.tenant_id, link_id=found.id, at=clock.now(), action=action,
+                                 sub=found.sub, by=by[:64]))
+
+
+def history(found: IdLink) -> list[IdLinkHistory]:
+    return list(db.session.scalars(select(IdLinkHistory).where(IdLinkHistory.link_id == found.id)
+                                   .order_by(IdLinkHistory.id)))
 
 
 def link(tenant: Tenant, *, local_id: str, person_id: int, sub: str, assurance: str, made_by: str) -> IdLink:
@@ -76,6 +103,7 @@ def link(tenant: Tenant, *, local_id: str, person_id: int, sub: str, assurance: 
     else:
         return found  # linked already
     db.session.flush()
+    _history(found, "linked", made_by)
     events.emit(tenant, "idlink.link.created", f"link:{found.public_id}",
                 {"link": found.public_id, "local_id": local_id, "sub": sub, "assurance": assurance})
     return found
@@ -91,6 +119,8 @@ def redeem(tenant: Tenant, code: str, *, person_id: int, sub: str, made_by: str)
         .values(used_at=now).returning(LinkInvitation).execution_options(synchronize_session=False))
     if invitation is None:
         return None
+    if invitation.transfer:
+        return _take_over(tenant, invitation, person_id=person_id, sub=sub, made_by=made_by)
     try:
         with db.session.begin_nested():
             made = link(tenant, local_id=invitation.local_id, person_id=person_id, sub=sub, assurance="card_login",
@@ -100,6 +130,21 @@ def redeem(tenant: Tenant, code: str, *, person_id: int, sub: str, made_by: str)
     invitation.link_id = made.id
     db.session.flush()
     return made
+
+
+def _take_over(tenant: Tenant, invitation: LinkInvitation, *, person_id: int, sub: str,
+               made_by: str) -> IdLink | None:
+    found = db.session.get(IdLink, invitation.link_id) if invitation.link_id is not None else None
+    if found is None or found.status != "active" or found.person_id == person_id:
+        return None  # ended meanwhile, or the holder redeemed their own transfer: nothing moves
+    previous = found.sub
+    found.person_id, found.sub, found.assurance, found.made_by, found.updated_at = (
+        person_id, sub, "card_login", made_by, clock.now())
+    db.session.flush()
+    _history(found, "transferred", made_by)
+    events.emit(tenant, "idlink.link.transferred", f"link:{found.public_id}",
+                {"link": found.public_id, "local_id": found.local_id, "from_sub": previous, "sub": sub})
+    return found
 
 
 def links_of(person_id: int) -> list[IdLink]:
@@ -132,11 +177,12 @@ def find(local_id: str) -> IdLink:
     return found
 
 
-def unlink(tenant: Tenant, found: IdLink) -> None:
+def unlink(tenant: Tenant, found: IdLink, *, by: str) -> None:
     if found.status != "active":
         raise LinkError(_l("This link is not active."), code="invalid_state", status=409)
     found.status, found.updated_at = "unlinked", clock.now()
     db.session.flush()
+    _history(found, "unlinked", by)
     events.emit(tenant, "idlink.link.unlinked", f"link:{found.public_id}",
                 {"link": found.public_id, "local_id": found.local_id, "sub": found.sub})
 

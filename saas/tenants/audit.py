@@ -33,7 +33,7 @@ ACTIONS = (
     "webhook.updated", "ssf_stream.created", "ssf_stream.deleted", "ssf_stream.updated", "ssf_stream.status_changed",
     "member.removed", "member.role_changed",
     "power.created", "power.submitted", "power.reviewed", "power.suspended", "power.resumed", "power.revoked",
-    "power.access_code_issued", "power.agent_link_issued", "link.invitations_created", "link.unlinked",
+    "power.access_code_issued", "power.agent_link_issued", "link.invitations_created", "link.unlinked", "link.transfer_offered",
     "device.registered", "device.revoked",
 )
 
