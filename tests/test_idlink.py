@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from saas import clock, db
 from saas.db import all_tenants, tenant_scope
@@ -252,3 +252,110 @@ def test_a_resold_ticket_moves_to_the_new_verified_holder_with_its_history(app: 
     with app.app_context(), all_tenants(db.session):
         moved = db.session.scalar(select(Event.payload).where(Event.type == "idlink.link.transferred"))
     assert json.loads(moved)["data"]["from_sub"] == history[0]["sub"]
+
+
+# -- the bulk import ----------------------------------------------------------------------------------
+
+def members_csv(rows: int, *, encoding: str = "cp932", bad_every: int = 1000) -> tuple[bytes, int]:
+    """A member list as a Japanese spreadsheet saves it, with bad rows mixed in; (file, bad rows)."""
+    lines, bad = ["会員番号,氏名,備考"], 0
+    for n in range(1, rows + 1):
+        if n % bad_every == 0:
+            lines.append(f"M {n:06d},会員 {n},空白入り")  # a space: not a valid local id
+            bad += 1
+        else:
+            lines.append(f"M-{n:06d},会員 {n},")
+    lines.append("M-000001,重複,")  # listed twice
+    return ("\r\n".join(lines) + "\r\n").encode(encoding), bad + 1
+
+
+def test_a_bulk_import_of_50000_rows_commits_the_good_and_reports_every_bad_row(app: Flask) -> None:
+    from saas.idlink import imports
+    from saas.idlink.models import LinkInvitation
+
+    raw, bad = members_csv(50_000)
+    with app.app_context():
+        tenant = tenants.active_tenant("clinic")
+        with tenant_scope(db.session, tenant.id):
+            batch = imports.preview(tenant, filename="会員一覧.csv", raw=raw, by="test")
+            db.session.commit()
+            assert (batch.encoding, batch.total_rows, batch.error_count) == ("Shift_JIS", 50_000 - bad + 1, bad)
+            problems = json.loads(batch.errors)
+            assert problems[0][0] == 1001 and "空白" in problems[0][1]  # the line, and why (no request: Japanese)
+            assert problems[-1] == [50_002, "2 行目と重複しています"]  # the duplicate names the first line
+            batch_id = batch.id
+        assert imports.run(batch_id, tenant.id)["created"] == 50_000 - bad + 1
+        with tenant_scope(db.session, tenant.id):
+            count = db.session.scalar(select(func.count()).select_from(LinkInvitation))
+            codes = imports.codes_csv(db.session.get(imports.ImportBatch, batch_id)).splitlines()
+            assert count == len(codes) - 1 == 50_000 - bad + 1
+            assert codes[1].startswith("M-000001,LNK-")
+            again = imports.preview(tenant, filename="会員一覧.csv", raw=raw, by="test")  # idempotent re-import
+            db.session.commit()
+            assert imports.run(again.id, tenant.id) == {"created": 0, "skipped": 50_000 - bad + 1}
+
+
+def test_a_killed_import_resumes_without_doubles(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    from saas import jobs
+    from saas.idlink import imports
+    from saas.idlink.models import LinkInvitation
+
+    raw, bad = members_csv(5_000, encoding="utf-8-sig", bad_every=999)
+    monkeypatch.setattr(imports, "CHUNK", 1_000)
+
+    def killed(done: int, total: int) -> None:
+        raise SystemExit("the worker was killed")
+
+    with app.app_context():
+        tenant = tenants.active_tenant("clinic")
+        with tenant_scope(db.session, tenant.id):
+            batch = imports.preview(tenant, filename="members.csv", raw=raw, by="test")
+            db.session.commit()
+            batch_id = batch.id
+            assert batch.encoding == "UTF-8"
+        monkeypatch.setattr(jobs, "report_progress", killed)
+        with pytest.raises(SystemExit):
+            imports.run(batch_id, tenant.id)
+        db.session.rollback()
+        monkeypatch.undo()
+        monkeypatch.setattr(imports, "CHUNK", 1_000)
+        with tenant_scope(db.session, tenant.id):
+            assert db.session.get(imports.ImportBatch, batch_id).processed_rows == 1_000  # the first chunk stuck
+        imports.run(batch_id, tenant.id)
+        with tenant_scope(db.session, tenant.id):
+            invitations = db.session.scalars(select(LinkInvitation.local_id)).all()
+            assert len(invitations) == len(set(invitations)) == 5_000 - bad + 1
+
+
+def test_the_console_imports_a_file_with_a_progress_bar(app: Flask) -> None:
+    import io
+    import re
+    import time
+
+    from tests.test_console import csrf, verified_owner
+
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    with app.app_context():
+        slug = verified_owner(client)
+    page = f"/t/{slug}/console/links/import"
+    refused = client.post(page, data={"file": (io.BytesIO(b"name\nx\n"), "x.csv"), "csrf_token": csrf(client, page)},
+                          content_type="multipart/form-data")
+    assert refused.status_code == 422 and "local_id" in refused.get_data(as_text=True)
+    raw, _bad = members_csv(300, bad_every=100)
+    checked = client.post(page, data={"file": (io.BytesIO(raw), "members.csv"), "csrf_token": csrf(client, page)},
+                          content_type="multipart/form-data")
+    batch_page = checked.headers["Location"]
+    preview = client.get(batch_page).get_data(as_text=True)
+    assert 'id="rows-good">297<' in preview and 'id="rows-bad">4<' in preview and "Import 297 rows" in preview
+    assert "listed already on line 2" in preview
+    start = re.search(r'action="([^"]+/start)"', preview).group(1)  # type: ignore[union-attr]
+    assert client.post(start, data={"csrf_token": csrf(client, batch_page)}).status_code == 302
+    deadline = time.monotonic() + 30
+    while "Done:" not in (fragment := client.get(batch_page, headers={"HX-Request": "true"}).get_data(as_text=True)):
+        assert time.monotonic() < deadline, fragment
+        assert "<progress" in fragment
+        time.sleep(0.2)
+    assert "hx-trigger" not in fragment  # finished: the polling stops
+    codes = client.get(f"{batch_page}/codes.csv")
+    assert codes.status_code == 200 and codes.get_data(as_text=True).count("LNK-") == 297

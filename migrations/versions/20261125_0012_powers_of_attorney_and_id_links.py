@@ -1,10 +1,10 @@
 """powers of attorney and id links: records, agents, history, fetches, access codes; the
 sandbox TSA; RFC 9396 authorization_details on authorization codes; id links, their history,
-invitations and transfers, check-in devices and check-ins
+invitations, transfers and imports; check-in devices and check-ins
 
 Revision ID: 0012
 Revises: 0011
-Create Date: 2026-11-25 10:00:34.881497
+Create Date: 2026-11-25 10:14:10.862641
 """
 
 from collections.abc import Sequence
@@ -72,6 +72,32 @@ def upgrade() -> None:
     with op.batch_alter_table("id_links", schema=None) as batch_op:
         batch_op.create_index("ix_id_links_person", ["tenant_id", "person_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_id_links_tenant_id"), ["tenant_id"], unique=False)
+
+    op.create_table("link_imports",
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("filename", sa.String(length=200), nullable=False),
+    sa.Column("encoding", sa.String(length=16), nullable=False),
+    sa.Column("status", sa.String(length=16), nullable=False),
+    sa.Column("content", sa.Text(), nullable=True),
+    sa.Column("total_rows", sa.Integer(), nullable=False),
+    sa.Column("error_count", sa.Integer(), nullable=False),
+    sa.Column("errors", sa.Text(), nullable=False),
+    sa.Column("processed_rows", sa.Integer(), nullable=False),
+    sa.Column("created_count", sa.Integer(), nullable=False),
+    sa.Column("skipped_count", sa.Integer(), nullable=False),
+    sa.Column("result_sealed", sa.LargeBinary(), nullable=True),
+    sa.Column("created_by", sa.String(length=200), nullable=False),
+    sa.Column("created_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=True),
+    sa.Column("public_id", sa.String(length=40), nullable=False),
+    sa.Column("tenant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_link_imports_tenant_id_tenants")),
+    sa.PrimaryKeyConstraint("id", name=op.f("pk_link_imports")),
+    sa.UniqueConstraint("public_id", name=op.f("uq_link_imports_public_id")),
+    sa.UniqueConstraint("tenant_id", "id", name=op.f("uq_link_imports_tenant_id_id"))
+    )
+    with op.batch_alter_table("link_imports", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_link_imports_tenant_id"), ["tenant_id"], unique=False)
 
     op.create_table("powers_of_attorney",
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -181,7 +207,6 @@ def upgrade() -> None:
     sa.UniqueConstraint("tenant_id", "id", name=op.f("uq_link_invitations_tenant_id_id"))
     )
     with op.batch_alter_table("link_invitations", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_link_invitations_local_id"), ["local_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_link_invitations_tenant_id"), ["tenant_id"], unique=False)
 
     op.create_table("power_access_codes",
@@ -294,7 +319,6 @@ def downgrade() -> None:
     op.drop_table("power_access_codes")
     with op.batch_alter_table("link_invitations", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_link_invitations_tenant_id"))
-        batch_op.drop_index(batch_op.f("ix_link_invitations_local_id"))
 
     op.drop_table("link_invitations")
     with op.batch_alter_table("id_link_history", schema=None) as batch_op:
@@ -313,6 +337,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_powers_of_attorney_parent_id"))
 
     op.drop_table("powers_of_attorney")
+    with op.batch_alter_table("link_imports", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_link_imports_tenant_id"))
+
+    op.drop_table("link_imports")
     with op.batch_alter_table("id_links", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_id_links_tenant_id"))
         batch_op.drop_index("ix_id_links_person")

@@ -60,3 +60,79 @@ def arrivals_csv() -> Response:
     response = Response(checkin.arrivals_csv(), mimetype="text/csv")
     response.headers["Content-Disposition"] = 'attachment; filename="shelter-arrivals.csv"'
     return response
+
+
+# -- links and the bulk import ------------------------------------------------------------------------
+
+@tenant_console.get("/links")
+def links() -> str:
+    from sqlalchemy import func, select
+
+    from saas.idlink.models import IdLink, ImportBatch
+
+    recent = list(db.session.scalars(select(IdLink).order_by(IdLink.id.desc()).limit(100)))
+    counts = dict(db.session.execute(select(IdLink.status, func.count()).group_by(IdLink.status)).all())
+    batches = list(db.session.scalars(select(ImportBatch).order_by(ImportBatch.id.desc()).limit(10)))
+    return render_template("idlink/links.html", tenant=current_tenant(), links=recent, counts=counts,
+                           batches=batches)
+
+
+@tenant_console.route("/links/import", methods=["GET", "POST"])
+def import_links() -> Any:
+    from saas.idlink import imports
+
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        require_role(*CAN_ADMINISTER)
+        upload = request.files.get("file")
+        try:
+            batch = imports.preview(current_tenant(), filename=upload.filename if upload else "",
+                                    raw=upload.read(imports.MAX_BYTES + 1) if upload else b"",
+                                    by=f"{signed_in_user().public_id}")  # type: ignore[union-attr]
+        except ServiceError as error:
+            db.session.rollback()
+            errors = {"file": str(error.message)}
+        else:
+            return redirect(url_for("tenant_console.import_batch", batch_id=batch.public_id))
+    return render_template("idlink/import.html", tenant=current_tenant(), batch=None, errors=errors), \
+        422 if errors else 200
+
+
+@tenant_console.get("/links/import/<batch_id>")
+def import_batch(batch_id: str) -> str:
+    import json
+
+    from saas.idlink import imports
+
+    batch = imports.get(batch_id)
+    if request.headers.get("HX-Request"):
+        return render_template("idlink/_import_progress.html", batch=batch, state=imports.describe(batch))
+    return render_template("idlink/import.html", tenant=current_tenant(), batch=batch, state=imports.describe(batch),
+                           bad_rows=json.loads(batch.errors), errors={})
+
+
+@tenant_console.post("/links/import/<batch_id>/start")
+def start_import(batch_id: str) -> Response:
+    from saas.idlink import imports
+
+    require_role(*CAN_ADMINISTER)
+    batch = imports.get(batch_id)
+    imports.start(batch)
+    audit.record(current_tenant(), "link.import_started", actor=signed_in_user(), target=batch.public_id,
+                 details={"rows": batch.total_rows, "file": batch.filename})
+    return redirect(url_for("tenant_console.import_batch", batch_id=batch.public_id))
+
+
+@tenant_console.get("/links/import/<batch_id>/codes.csv")
+@recent_auth_required
+def import_codes(batch_id: str) -> Response:
+    from saas.idlink import imports
+
+    require_role(*CAN_ADMINISTER)
+    batch = imports.get(batch_id)
+    body = imports.codes_csv(batch)
+    audit.record(current_tenant(), "link.codes_downloaded", actor=signed_in_user(), target=batch.public_id)
+    response = Response("\ufeff" + body, mimetype="text/csv")  # the BOM: spreadsheets read it as UTF-8
+    response.headers["Content-Disposition"] = f'attachment; filename="{batch.public_id}-codes.csv"'
+    response.headers["Cache-Control"] = "no-store"
+    return response

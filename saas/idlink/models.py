@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, String, UniqueConstraint
+from sqlalchemy import Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from saas.db import Base, BigId, HasPublicId, TenantScoped, tenant_foreign_key
@@ -42,7 +42,7 @@ class LinkInvitation(TenantScoped, Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    local_id: Mapped[str] = mapped_column(String(100), index=True)
+    local_id: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
@@ -99,3 +99,27 @@ class CheckIn(HasPublicId, TenantScoped, Base):
     person_id: Mapped[int | None] = mapped_column(BigId)
     sub: Mapped[str | None] = mapped_column(String(64))
     local_ids: Mapped[str] = mapped_column(String(2000), default="[]")  # JSON, what the device was told
+
+
+class ImportBatch(HasPublicId, TenantScoped, Base):
+    """A CSV of existing members: previewed, then imported by an rq job in chunks (each a
+    commit, so a killed job resumes where it stopped) into one-time link invitations."""
+
+    __tablename__ = "link_imports"
+    __id_prefix__ = "imp"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    filename: Mapped[str] = mapped_column(String(200))
+    encoding: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))  # previewed | queued | running | done | failed
+    content: Mapped[str | None] = mapped_column(Text)  # the rows, until imported
+    total_rows: Mapped[int] = mapped_column(default=0)
+    error_count: Mapped[int] = mapped_column(default=0)
+    errors: Mapped[str] = mapped_column(Text, default="[]")  # JSON [[line, message]], the first 1,000
+    processed_rows: Mapped[int] = mapped_column(default=0)
+    created_count: Mapped[int] = mapped_column(default=0)
+    skipped_count: Mapped[int] = mapped_column(default=0)
+    result_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)  # "local_id,code" CSV, encrypted
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]

@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from saas import clock, db
 from saas.errors import NotFound, ServiceError
@@ -52,15 +52,20 @@ def create_invitations(tenant: Tenant, local_ids: Any) -> list[dict[str, str]]:
     if not isinstance(local_ids, list) or not 1 <= len(local_ids) <= MAX_INVITATIONS:
         raise LinkError(_l("local_ids is a list of 1 to %(count)d ids.", count=MAX_INVITATIONS),
                         code="invalid_local_ids", field="local_ids")
-    cleaned = [_local_id(value) for value in local_ids]
+    return invite_all(tenant, [_local_id(value) for value in local_ids])
+
+
+def invite_all(tenant: Tenant, local_ids: list[str]) -> list[dict[str, str]]:
+    """Invitations for already checked local ids (no limit: the bulk import's chunks)."""
     now = clock.now()
-    issued = []
-    for local_id in cleaned:
+    issued, rows = [], []
+    for local_id in local_ids:
         code = _new_code()
-        db.session.add(LinkInvitation(tenant_id=tenant.id, code_hash=_hash(code), local_id=local_id,
-                                      created_at=now, expires_at=now + INVITATION_LIFETIME))
+        rows.append({"tenant_id": tenant.id, "code_hash": _hash(code), "local_id": local_id, "created_at": now,
+                     "expires_at": now + INVITATION_LIFETIME, "transfer": False})
         issued.append({"local_id": local_id, "code": code, "expires_at": (now + INVITATION_LIFETIME).isoformat()})
-    db.session.flush()
+    if rows:
+        db.session.execute(insert(LinkInvitation), rows)  # one executemany: imports make tens of thousands
     return issued
 
 
