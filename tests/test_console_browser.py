@@ -84,6 +84,33 @@ def walk_powers(page: Any, app: Flask, lang: str) -> None:
     shot(page, f"console-powers-{lang}")
 
 
+def walk_links(page: Any, lang: str) -> None:
+    """ID links: a member list imported from a Shift_JIS CSV with a bad row (preview, progress,
+    done), and a shelter device registered (its key shown once)."""
+    from tests.test_idlink import members_csv
+
+    page.get_by_role("link", name=re.compile("^(ID連携|ID links)$")).click()
+    shot(page, f"console-links-empty-{lang}")
+    page.get_by_role("link", name=re.compile("CSVから会員を取り込む|Import members from CSV")).click()
+    raw, _bad = members_csv(120, bad_every=50)
+    page.locator("#f-file").set_input_files({"name": "会員一覧.csv", "mimeType": "text/csv", "buffer": raw})
+    page.locator("form button[type=submit]").last.click()
+    page.locator("#bad-rows").wait_for()
+    shot(page, f"console-import-preview-{lang}")
+    page.get_by_role("button", name=re.compile("行を取り込む|Import .* rows")).click()
+    page.get_by_role("link", name=re.compile("コードをダウンロード|Download the codes")).wait_for(timeout=20_000)
+    shot(page, f"console-import-done-{lang}")
+    page.get_by_role("link", name=re.compile("^(チェックイン端末|Check-in devices)$")).click()
+    page.locator("#f-name").fill("第一小学校 体育館")
+    page.locator("#f-kind").select_option("shelter")
+    page.locator("#f-origin").fill("https://kiosk.city.example")
+    page.locator("form button[type=submit]").last.click()
+    assert page.locator("#device-key").inner_text().startswith("kk_dev_")
+    shot(page, f"console-device-key-{lang}")
+    page.get_by_role("link", name=re.compile("保管しました|I have stored it")).click()
+    shot(page, f"console-devices-{lang}")
+
+
 @pytest.fixture
 def live_console(committed_url: str, tmp_path: Path) -> Iterator[tuple[str, Flask]]:
     app = make_app(committed_url, tmp_path)
@@ -184,6 +211,7 @@ def test_from_sign_up_to_a_webhook_that_receives_a_signed_event(
     page.get_by_role("link", name=words["stored"]).click()
     shot(page, f"console-api-keys-{lang}")
     walk_powers(page, app, lang)
+    walk_links(page, lang)
     page.get_by_role("link", name=words["live"], exact=True).click()
     shot(page, f"console-live-{lang}")
     page.locator("#f-use_case").fill("Patients check in at reception with their card; about 3,000 a month.")

@@ -281,8 +281,8 @@ def test_a_bulk_import_of_50000_rows_commits_the_good_and_reports_every_bad_row(
             db.session.commit()
             assert (batch.encoding, batch.total_rows, batch.error_count) == ("Shift_JIS", 50_000 - bad + 1, bad)
             problems = json.loads(batch.errors)
-            assert problems[0][0] == 1001 and "空白" in problems[0][1]  # the line, and why (no request: Japanese)
-            assert problems[-1] == [50_002, "2 行目と重複しています"]  # the duplicate names the first line
+            assert problems[0][:2] == [1001, "M 001000"] and "空白" in problems[0][2]  # line, value, why (ja)
+            assert problems[-1] == [50_002, "M-000001", "2 行目と重複しています"]  # a duplicate names the first line
             batch_id = batch.id
         assert imports.run(batch_id, tenant.id)["created"] == 50_000 - bad + 1
         with tenant_scope(db.session, tenant.id):

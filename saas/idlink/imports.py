@@ -48,8 +48,8 @@ def decode(raw: bytes) -> tuple[str, str]:
     raise CsvImportError(_l("The file is neither UTF-8 nor Shift_JIS text."), code="unreadable_file", field="file")
 
 
-def parse(text: str) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
-    """(good rows as (line, local id), bad rows as (line, reason)); the header is line 1."""
+def parse(text: str) -> tuple[list[tuple[int, str]], list[tuple[int, str, str]]]:
+    """(good rows as (line, local id), bad rows as (line, value, reason)); the header is line 1."""
     reader = csv.reader(io.StringIO(text))
     header = [cell.strip().lower() for cell in next(reader, [])]
     column = next((header.index(name) for name in HEADERS if name in header), None)
@@ -57,7 +57,7 @@ def parse(text: str) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
         raise CsvImportError(_l("The first row must name the columns, with one called local_id (or 会員番号)."),
                            code="missing_header", field="file")
     good: list[tuple[int, str]] = []
-    bad: list[tuple[int, str]] = []
+    bad: list[tuple[int, str, str]] = []
     seen: dict[str, int] = {}
     for line, row in enumerate(reader, start=2):
         if not any(cell.strip() for cell in row):
@@ -66,10 +66,10 @@ def parse(text: str) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
         try:
             local_id = services._local_id(value)
         except ServiceError as error:
-            bad.append((line, str(error.message)))
+            bad.append((line, value[:100], str(error.message)))
             continue
         if local_id in seen:
-            bad.append((line, str(_l("listed already on line %(line)d", line=seen[local_id]))))
+            bad.append((line, local_id, str(_l("listed already on line %(line)d", line=seen[local_id]))))
             continue
         seen[local_id] = line
         good.append((line, local_id))

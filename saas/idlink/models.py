@@ -115,7 +115,7 @@ class ImportBatch(HasPublicId, TenantScoped, Base):
     content: Mapped[str | None] = mapped_column(Text)  # the rows, until imported
     total_rows: Mapped[int] = mapped_column(default=0)
     error_count: Mapped[int] = mapped_column(default=0)
-    errors: Mapped[str] = mapped_column(Text, default="[]")  # JSON [[line, message]], the first 1,000
+    errors: Mapped[str] = mapped_column(Text, default="[]")  # JSON [[line, value, reason]], the first 1,000
     processed_rows: Mapped[int] = mapped_column(default=0)
     created_count: Mapped[int] = mapped_column(default=0)
     skipped_count: Mapped[int] = mapped_column(default=0)
