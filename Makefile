@@ -27,8 +27,10 @@ demo: install
 	@echo "  The console: http://$(HOST):$(PORT)/console/  (demo@kakehashi.example / demo bridge over the kamo river)"
 	@echo "  The bridge agent runs beside it with a virtual sandbox card: PIN 1234, password DEMO1234."
 	@echo "  The demo relying party: http://$(HOST):$(RP_PORT)/  (click \"log in with My Number Card\")"
+	@echo "  A reception kiosk: http://$(HOST):$(RP_PORT)/kiosk"
 	@echo ""
-	@$(BIN)/kakehashi-bridge serve --origin http://$(HOST):$(PORT) --virtual-card instance/demo-card.json & \
+	@$(BIN)/kakehashi-bridge serve --origin http://$(HOST):$(PORT) --origin http://$(HOST):$(RP_PORT) \
+		--virtual-card instance/demo-card.json & \
 		agent=$$!; $(BIN)/python -m examples.demo_rp.app --config instance/demo-rp.json \
 		--host $(HOST) --port $(RP_PORT) & rp=$$!; \
 		trap 'kill $$agent $$rp 2>/dev/null' EXIT INT TERM; \

@@ -189,10 +189,14 @@ def seed_demo_rp(tenant: Tenant, service_url: str, rp_url: str, path: Path) -> N
         _endpoint, webhook_secret = events.create_endpoint(tenant, url=f"{rp_url}/webhooks/kakehashi",
                                                            event_types=[events.ALL_TYPES],
                                                            description="Demo relying party")
+        from saas.idlink import checkin
+
+        _device, device_key = checkin.register_device(tenant, name="デモ受付 (demo reception kiosk)",
+                                                      kind="reception", origin=rp_url)
         db.session.commit()
     path.parent.mkdir(parents=True, exist_ok=True)
     config = {"issuer": issuer, "client_id": client.public_id, "private_jwk": key.as_dict(private=True),
-              "session_secret": secrets.token_hex(32), "webhook_secret": webhook_secret}
+              "session_secret": secrets.token_hex(32), "webhook_secret": webhook_secret, "device_key": device_key}
     path.write_text(json.dumps(config, indent=2))
     path.chmod(0o600)
     click.echo(f"registered demo relying party {client.public_id} ({path})")

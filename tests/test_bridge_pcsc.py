@@ -297,9 +297,10 @@ def oidc_stack(pcscd: None, committed_url: str, tmp_path: Path) -> Any:  # noqa:
         seed_demo_rp(tenant, service, rp_url, tmp_path / "demo-rp.json")
     rp_config = json.loads((tmp_path / "demo-rp.json").read_text())
     servers = [_serve(app, service_port), _serve(create_rp(rp_config), rp_port), _serve(stranger, other_port),
-               _serve(Agent(AgentConfig(allowed_origins=frozenset({service}), port=agent_port), pcsc_opener()),
-                      agent_port)]
-    stack = {"app": app, "service": service, "rp": rp_url, "card": card, "tmp": tmp_path,
+               _serve(Agent(AgentConfig(allowed_origins=frozenset({service, rp_url}), port=agent_port),
+                            pcsc_opener()), agent_port)]
+    rp_config["agent_ports"] = [agent_port]  # the demo RP's reception kiosk talks to the agent too
+    stack = {"app": app, "service": service, "rp": rp_url, "card": card, "tmp": tmp_path, "rp_config": rp_config,
              "plugged": PluggedCard(write_card_file(card, tmp_path))}
     yield stack
     stack["plugged"].unplug()
@@ -350,6 +351,13 @@ def _agent_window_showing(page: Any, text: str, timeout: float = 20.0) -> Any:
                 continue  # closed or navigating meanwhile
         page.wait_for_timeout(100)
     raise AssertionError(f"no agent window showing {text!r}")
+
+
+def _agent_window_closed(page: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(window is not page and not window.is_closed() for window in page.context.pages):
+        assert time.monotonic() < deadline, "the agent's window stayed open"
+        page.wait_for_timeout(100)
 
 
 def _logged_in(page: Any, stack: dict[str, Any]) -> str:
@@ -565,3 +573,50 @@ def test_a_power_of_attorney_is_signed_presented_revoked_and_proven(oidc_stack: 
     receipt = json.loads(jws.deserialize_compact(then["as_of"]["receipt"], KeySet.import_key_set(jwks),
                                                  algorithms=["ES256"]).payload)
     assert receipt["status"] == "active" and receipt["power"] == power_id
+
+
+def test_a_reception_kiosk_checks_a_patient_in_with_the_card(oidc_stack: dict[str, Any], browser: Any) -> None:
+    """The demo RP's reception kiosk: the card through pcscd and the bridge agent; not
+    linked yet, so staff link the patient number; the next check-in shows it; a card
+    reported lost is refused with the reason."""
+    from saas import db
+    from saas.db import tenant_scope
+    from saas.idlink import checkin
+    from saas.sandbox import jobs as sandbox_jobs
+    from saas.sandbox import services as sandbox
+    from saas.tenants import services as tenants
+    from tests.conftest import ROOT_ARTIFACTS
+
+    app, card = oidc_stack["app"], oidc_stack["card"]
+    with app.app_context():
+        tenant = tenants.active_tenant("demo")
+        with tenant_scope(db.session, tenant.id):
+            _device, key = checkin.register_device(tenant, name="受付1", kind="reception", origin=oidc_stack["rp"])
+        db.session.commit()
+    oidc_stack["rp_config"]["device_key"] = key
+    page = browser.new_context(locale="ja-JP").new_page()
+    page.goto(oidc_stack["rp"] + "/kiosk")
+    _approve_with_card(page, card)
+    page.locator("#kiosk-result").wait_for(timeout=20_000)
+    assert "まだ連携されていません" in page.inner_text("#kiosk-result")
+    page.fill("#local-id", "診察券-004711")
+    page.click("#link")
+    assert page.inner_text("#patient-number") == "診察券-004711"
+    _agent_window_closed(page)  # the agent closes its window itself; the next visit opens a new one
+    page.goto(oidc_stack["rp"] + "/kiosk")  # the next visit: a fresh screen
+    assert page.query_selector("#patient-number") is None
+    _approve_with_card(page, card)
+    page.wait_for_function("document.querySelector('#patient-number') !== null", timeout=20_000)
+    assert page.inner_text("#patient-number") == "診察券-004711"
+    ROOT_ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ROOT_ARTIFACTS / "demo-kiosk-checked-in.png"), full_page=True)
+    with app.app_context():
+        sandbox.report_lost(card.auth.certificate.serial_number)
+        db.session.commit()
+        sandbox_jobs.refresh_revocation_data()
+        db.session.commit()
+    _agent_window_closed(page)
+    page.goto(oidc_stack["rp"] + "/kiosk")
+    _approve_with_card(page, card)
+    page.wait_for_function("document.querySelector('#kiosk-result.refused') !== null", timeout=20_000)
+    assert "失効" in page.inner_text("#kiosk-result")

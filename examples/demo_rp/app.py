@@ -25,7 +25,7 @@ from typing import Any
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.flask_client import OAuth
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
-from flask import Flask, redirect, render_template, request, session, url_for
+from flask import Flask, redirect, render_template, request, send_from_directory, session, url_for
 from joserfc.jwk import RSAKey
 
 ATTRIBUTES = "name address birthdate gender"
@@ -83,6 +83,54 @@ def create_app(config: dict[str, Any]) -> Flask:
             if all(seen["id"] != event["id"] for seen in received):  # the Idempotency-Key: once
                 received.insert(0, event)
         return "", 204
+
+    # -- a reception kiosk: the card at the desk, the patient number from Kakehashi ------------------
+    # The device key stays on this server; the page only talks to the bridge agent and to us.
+    tenant_api = config["issuer"] + "/api"
+
+    def kiosk_call(path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        import requests
+
+        answer = requests.post(f"{tenant_api}{path}", json=body or {}, timeout=10,
+                               headers={"Authorization": f"Bearer {config.get('device_key', '')}"})
+        return answer.json()
+
+    @app.get("/kiosk")
+    def kiosk() -> str:
+        return render_template("kiosk.html", result=session.pop("kiosk_result", None),
+                               configured=bool(config.get("device_key")),
+                               ports=config.get("agent_ports") or [24817, 24818, 24819])
+
+    @app.get("/kiosk/agent.js")
+    def kiosk_script() -> Any:
+        # The service's own card-login script speaks the same four steps (challenge, card,
+        # cancel); the service serves it same-origin only, so the demo serves its copy.
+        return send_from_directory(Path(__file__).resolve().parents[2] / "saas" / "static", "login.js",
+                                   mimetype="text/javascript")
+
+    @app.post("/kiosk/challenge")
+    def kiosk_challenge() -> Any:
+        session["kiosk_challenge"] = kiosk_call("/checkin/challenge").get("challenge")
+        return {"challenge": session["kiosk_challenge"]}
+
+    @app.post("/kiosk/card")
+    def kiosk_card() -> Any:
+        body = request.get_json(silent=True) or {}
+        answer = kiosk_call("/checkin", {"token": body.get("token"), "challenge": session.pop("kiosk_challenge", "")})
+        session["kiosk_result"] = answer
+        return {"redirect": url_for("kiosk")}
+
+    @app.post("/kiosk/link")
+    def kiosk_link() -> Any:
+        answer = kiosk_call("/checkin/link", {"checkin": request.form.get("checkin"),
+                                              "local_id": request.form.get("local_id")})
+        session["kiosk_result"] = {"result": "linked", "local_ids": [answer.get("local_id")]} if "id" in answer \
+            else answer
+        return redirect(url_for("kiosk"))
+
+    @app.post("/kiosk/cancel")
+    def kiosk_cancel() -> Any:
+        return {"redirect": url_for("kiosk")}
 
     @app.get("/login")
     def login() -> Any:
