@@ -21,6 +21,8 @@ demo: install
 		>/dev/null 2>&1 || $(BIN)/kakehashi sandbox issue-card \
 		--out instance/demo-card.json --pin 1234 --password DEMO1234 --seed 1
 	$(BIN)/kakehashi sandbox refresh
+	$(BIN)/kakehashi sandbox register-corporation --card instance/demo-card.json \
+		--name 株式会社架け橋デモ商事 --address 東京都千代田区霞が関１丁目１番１号
 	@echo ""
 	@echo "  Kakehashi is starting on http://$(HOST):$(PORT)/"
 	@echo "  (demo tenant: http://$(HOST):$(PORT)/t/demo/)"
@@ -28,6 +30,8 @@ demo: install
 	@echo "  The bridge agent runs beside it with a virtual sandbox card: PIN 1234, password DEMO1234."
 	@echo "  The demo relying party: http://$(HOST):$(RP_PORT)/  (click \"log in with My Number Card\")"
 	@echo "  A reception kiosk: http://$(HOST):$(RP_PORT)/kiosk"
+	@echo "  The demo card's holder represents 株式会社架け橋デモ商事 (法人番号 above): prepare a power of"
+	@echo "  attorney in the console and sign it with the card."
 	@echo ""
 	@$(BIN)/kakehashi-bridge serve --origin http://$(HOST):$(PORT) --origin http://$(HOST):$(RP_PORT) \
 		--virtual-card instance/demo-card.json & \

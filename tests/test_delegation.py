@@ -543,3 +543,19 @@ def test_the_printable_pdf_needs_the_verification_code(app: Flask, representativ
     assert client.get(f"/t/clinic/powers/{power_id}/rendition.pdf", query_string={"code": code}).status_code == 404
     page = client.get(f"/t/bank/powers/{power_id}/signed", query_string={"code": code})
     assert page.status_code == 200 and code in page.get_data(as_text=True)
+
+
+def test_the_sandbox_registers_a_card_holder_as_a_representative(app: Flask, tmp_path: Path) -> None:
+    from tests.bridge_fixtures import write_card_file
+
+    card_file = write_card_file(issue_card(app, seed=35), tmp_path)
+    arguments = ["sandbox", "register-corporation", "--card", str(card_file), "--name", "株式会社架け橋デモ商事",
+                 "--address", "東京都千代田区霞が関１丁目１番１号"]
+    first = app.test_cli_runner().invoke(args=arguments)
+    again = app.test_cli_runner().invoke(args=arguments)
+    assert first.exit_code == 0 and first.output == again.output, (first.output, again.output)
+    number = first.output.strip().rsplit(" ", 1)[1]
+    with app.app_context():
+        record = register.SandboxRegister().lookup(number)
+    assert record is not None and record.name == "株式会社架け橋デモ商事"
+    assert record.representatives[0].title == "代表取締役"

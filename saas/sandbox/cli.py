@@ -116,3 +116,42 @@ def check_card_command(card_file: Path) -> None:
     if problem is not None:
         raise click.ClickException(f"{card_file}: not a card of this sandbox ({problem})")
     click.echo(f"{card_file}: issued by this sandbox")
+
+
+@group.command("register-corporation")
+@click.option("--card", "card_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="A card file of this sandbox: its holder becomes the representative.")
+@click.option("--name", required=True, help="The corporation's name, e.g. 株式会社架け橋デモ商事")
+@click.option("--address", required=True, help="The head office's address")
+@click.option("--title", default="代表取締役", show_default=True)
+@click.option("--hide-address", is_flag=True, help="The company keeps the representative's address out of the register")
+def register_corporation_command(card_file: Path, name: str, address: str, title: str, hide_address: bool) -> None:
+    """Put a corporation into the commercial-register stand-in, represented by the card's
+    holder (so the card can sign powers of attorney); prints its 法人番号. Run again, it
+    prints the one already registered for that holder and name."""
+    import json
+
+    from cryptography import x509
+    from sqlalchemy import select
+
+    from saas import db
+    from saas.sandbox import register
+    from saas.sandbox.models import SandboxCertificate, SandboxCorporation, SandboxRepresentative
+
+    serial = x509.load_pem_x509_certificate(
+        json.loads(card_file.read_text())["auth"]["certificate"].encode()).serial_number
+
+    def put() -> str:
+        certificate = db.session.scalar(select(SandboxCertificate).where(SandboxCertificate.serial == serial))
+        if certificate is None:
+            raise click.ClickException(f"{card_file}: not a card of this sandbox")
+        holder = certificate.person
+        existing = db.session.scalar(
+            select(SandboxCorporation.corporate_number).join(SandboxRepresentative)
+            .where(SandboxCorporation.name == name, SandboxRepresentative.name == holder.name))
+        if existing is not None:
+            return existing
+        return register.register_corporation(name=name, address=address, representative=holder, title=title,
+                                             address_hidden=hide_address).corporate_number
+
+    click.echo(f"{name}: 法人番号 {run_service(put)}")
