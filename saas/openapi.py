@@ -38,6 +38,19 @@ ERROR = schema("Error", {
 })
 
 
+def json_body() -> dict[str, Any]:
+    """The request's JSON object, or a 400 ``invalid_json`` that says so."""
+    from flask import request
+    from flask_babel import lazy_gettext as _l
+
+    from saas.errors import ServiceError
+
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ServiceError(_l("Send a JSON object."), code="invalid_json", status=400)
+    return body
+
+
 def json_response(description: str, body_schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": body_schema}}}
 

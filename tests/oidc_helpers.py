@@ -98,6 +98,18 @@ def issue_card(app: Flask, seed: int) -> Any:
     return issued
 
 
+def api_key(app: Flask, slug: str, *scopes: str) -> dict[str, str]:
+    """Headers carrying a new API key of the tenant ``slug`` with ``scopes`` (English answers)."""
+    from saas.tenants import apikeys
+
+    with app.app_context():
+        tenant = tenants.active_tenant(slug)
+        with tenant_scope(db.session, tenant.id):
+            _row, value = apikeys.create(tenant, name=f"{slug} system", scopes=list(scopes), expires_at=None, by=None)
+        db.session.commit()
+    return {"Authorization": f"Bearer {value}", "Accept-Language": "en"}
+
+
 def register(app: Flask, slug: str, *, scopes: str = "openid name address birthdate gender",
              basic: bool = False, redirect_uris: list[str] | None = None, **extra: Any) -> RP:
     with app.app_context():

@@ -34,11 +34,10 @@ from saas.sandbox import register
 from saas.sandbox import services as sandbox
 from saas.sandbox.models import SandboxCertificate
 from saas.stores import jpki_stores
-from saas.tenants import apikeys
 from saas.tenants import services as tenants
 from saas.tenants.models import TenantMode
 from tests.conftest import make_app
-from tests.oidc_helpers import agent_signature, agent_token, issue_card
+from tests.oidc_helpers import agent_signature, agent_token, api_key, issue_card
 
 
 @pytest.fixture
@@ -79,13 +78,6 @@ def representative(app: Flask) -> Any:
     return represents(app, 31, "株式会社かけはし商事", "東京都千代田区丸の内１丁目１番１号")
 
 
-def key(app: Flask, slug: str, *scopes: str) -> dict[str, str]:
-    with app.app_context():
-        tenant = tenants.active_tenant(slug)
-        with tenant_scope(db.session, tenant.id):
-            _row, value = apikeys.create(tenant, name=f"{slug} RP", scopes=list(scopes), expires_at=None, by=None)
-        db.session.commit()
-    return {"Authorization": f"Bearer {value}", "Accept-Language": "en"}
 
 
 def draft(corporate_number: str, **changes: Any) -> dict[str, Any]:
@@ -136,7 +128,7 @@ def verify(app: Flask, record: Any) -> records.Verdict:
 
 
 def test_a_representative_signs_and_a_relying_party_verifies_the_power(app: Flask, representative: Any) -> None:
-    writer, reader = key(app, "bank", "delegation:write"), key(app, "bank", "delegation:read")
+    writer, reader = api_key(app, "bank", "delegation:write"), api_key(app, "bank", "delegation:read")
     power_id = signed_power(app, representative, writer)
     fetched = app.test_client().get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()
     assert fetched["status"] == "active" and fetched["as_of"]["status"] == "active"
@@ -158,7 +150,7 @@ def test_a_representative_signs_and_a_relying_party_verifies_the_power(app: Flas
 
 
 def test_as_of_before_a_revocation_still_shows_the_power_active(app: Flask, representative: Any) -> None:
-    writer, reader = key(app, "bank", "delegation:write"), key(app, "bank", "delegation:read")
+    writer, reader = api_key(app, "bank", "delegation:write"), api_key(app, "bank", "delegation:read")
     power_id = signed_power(app, representative, writer)
     client = app.test_client()
     client.get(f"/t/bank/api/powers/{power_id}", headers=reader)  # this party will be told
@@ -186,7 +178,7 @@ def reader_key_id(app: Flask, headers: dict[str, str]) -> str:
 
 
 def test_a_tampered_record_and_a_swapped_certificate_are_rejected(app: Flask, representative: Any) -> None:
-    writer, reader = key(app, "bank", "delegation:write"), key(app, "bank", "delegation:read")
+    writer, reader = api_key(app, "bank", "delegation:write"), api_key(app, "bank", "delegation:read")
     power_id = signed_power(app, representative, writer)
     record = app.test_client().get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()["record"]
 
@@ -208,7 +200,7 @@ def test_a_tampered_record_and_a_swapped_certificate_are_rejected(app: Flask, re
 
 
 def test_a_signature_made_after_the_certificate_was_revoked_is_refused(app: Flask, representative: Any) -> None:
-    writer = key(app, "bank", "delegation:write")
+    writer = api_key(app, "bank", "delegation:write")
     client = app.test_client()
     power_id = client.post("/t/bank/api/powers", json=draft(representative.corporate_number),
                            headers=writer).get_json()["id"]
@@ -226,7 +218,7 @@ def test_the_verifier_refuses_a_record_signed_after_revocation(app: Flask, repre
     # A record whose signing time falls after the certificate's revocation (as a forger
     # holding a stolen card's key, or a back-dating service, would make) does not verify,
     # while one signed before a later revocation still does.
-    writer, reader = key(app, "bank", "delegation:write"), key(app, "bank", "delegation:read")
+    writer, reader = api_key(app, "bank", "delegation:write"), api_key(app, "bank", "delegation:read")
     power_id = signed_power(app, representative, writer)
     record = app.test_client().get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()["record"]
     later = clock.now() + timedelta(hours=1)
@@ -272,7 +264,7 @@ def _resign(app: Flask, record: dict[str, Any], card: Any, *, signed_at: Any) ->
 
 
 def test_a_sub_delegation_wider_than_its_parent_is_refused(app: Flask, representative: Any) -> None:
-    writer = key(app, "bank", "delegation:write")
+    writer = api_key(app, "bank", "delegation:write")
     parent = signed_power(app, representative, writer)
     client = app.test_client()
     wider = client.post("/t/bank/api/powers", headers=writer, json=draft(
@@ -294,21 +286,21 @@ def test_a_sub_delegation_wider_than_its_parent_is_refused(app: Flask, represent
     assert narrower.status_code == 201, narrower.get_json()
     child = narrower.get_json()["id"]
     client.post(f"/t/bank/api/powers/{parent}/revoke", json={"reason": "代表者の交代"}, headers=writer)
-    assert client.get(f"/t/bank/api/powers/{child}", headers=key(app, "bank", "delegation:read")
+    assert client.get(f"/t/bank/api/powers/{child}", headers=api_key(app, "bank", "delegation:read")
                       ).get_json()["status"] == "revoked"  # the parent took its child with it
 
 
 def test_another_tenants_access_code_is_not_found(app: Flask, representative: Any) -> None:
-    writer = key(app, "bank", "delegation:write")
+    writer = api_key(app, "bank", "delegation:write")
     power_id = signed_power(app, representative, writer)
     client = app.test_client()
     code = client.post(f"/t/bank/api/powers/{power_id}/access-codes", headers=writer).get_json()["code"]
     elsewhere = client.post("/t/clinic/api/power-access-codes/redeem", json={"code": code},
-                            headers=key(app, "clinic", "delegation:read"))
+                            headers=api_key(app, "clinic", "delegation:read"))
     assert elsewhere.status_code == 404 and elsewhere.get_json()["error"] == "access_code_not_found"
     assert client.get(f"/t/clinic/api/powers/{power_id}",
-                      headers=key(app, "clinic", "delegation:read")).status_code == 404
-    reader = key(app, "bank", "delegation:read")
+                      headers=api_key(app, "clinic", "delegation:read")).status_code == 404
+    reader = api_key(app, "bank", "delegation:read")
     redeemed = client.post("/t/bank/api/power-access-codes/redeem", json={"code": code.lower()}, headers=reader)
     assert redeemed.status_code == 200 and redeemed.get_json()["id"] == power_id
     again = client.post("/t/bank/api/power-access-codes/redeem", json={"code": code}, headers=reader)
@@ -316,7 +308,7 @@ def test_another_tenants_access_code_is_not_found(app: Flask, representative: An
 
 
 def test_batch_lookup_and_search(app: Flask, representative: Any) -> None:
-    writer, reader = key(app, "bank", "delegation:write"), key(app, "bank", "delegation:read")
+    writer, reader = api_key(app, "bank", "delegation:write"), api_key(app, "bank", "delegation:read")
     power_id = signed_power(app, representative, writer)
     client = app.test_client()
     found = client.post("/t/bank/api/powers/lookup", json={"ids": [power_id, "poa_missing", power_id]},
@@ -331,7 +323,7 @@ def test_batch_lookup_and_search(app: Flask, representative: Any) -> None:
 
 
 def test_bad_drafts_are_refused_with_a_reason(app: Flask, representative: Any) -> None:
-    writer = key(app, "bank", "delegation:write")
+    writer = api_key(app, "bank", "delegation:write")
     client = app.test_client()
     number = representative.corporate_number
     cases = [
@@ -352,7 +344,7 @@ def test_bad_drafts_are_refused_with_a_reason(app: Flask, representative: Any) -
 
 
 def test_the_history_chain_detects_an_edited_line(app: Flask, representative: Any) -> None:
-    writer = key(app, "bank", "delegation:write")
+    writer = api_key(app, "bank", "delegation:write")
     power_id = signed_power(app, representative, writer)
     with app.app_context(), all_tenants(db.session):
         power = db.session.scalar(select(PowerOfAttorney).where(PowerOfAttorney.public_id == power_id))
@@ -364,7 +356,7 @@ def test_the_history_chain_detects_an_edited_line(app: Flask, representative: An
 
 
 def test_the_verify_command_prints_a_plain_verdict(app: Flask, representative: Any, tmp_path: Path) -> None:
-    writer, reader = key(app, "bank", "delegation:write"), key(app, "bank", "delegation:read")
+    writer, reader = api_key(app, "bank", "delegation:write"), api_key(app, "bank", "delegation:read")
     power_id = signed_power(app, representative, writer)
     client = app.test_client()
     answer = client.get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()
@@ -390,7 +382,7 @@ def test_the_verify_command_prints_a_plain_verdict(app: Flask, representative: A
 
 
 def test_powers_past_their_end_expire_with_an_event(app: Flask, representative: Any) -> None:
-    writer, reader = key(app, "bank", "delegation:write"), key(app, "bank", "delegation:read")
+    writer, reader = api_key(app, "bank", "delegation:write"), api_key(app, "bank", "delegation:read")
     power_id = signed_power(app, representative, writer,
                             valid_until=(clock.now() + timedelta(days=2)).isoformat())
     later = clock.now() + timedelta(days=3)
@@ -440,7 +432,7 @@ def test_the_console_prepares_sends_shows_and_revokes_a_power(app: Flask, repres
 
 def test_a_hidden_representative_address_goes_through_an_operators_review(app: Flask) -> None:
     hidden = represents(app, 33, "非表示株式会社", "大阪府大阪市北区梅田１丁目", address_hidden=True)
-    writer, reader = key(app, "bank", "delegation:write"), key(app, "bank", "delegation:read")
+    writer, reader = api_key(app, "bank", "delegation:write"), api_key(app, "bank", "delegation:read")
     client = app.test_client()
     body = draft(hidden.corporate_number, principal={"corporate_number": hidden.corporate_number,
                                                      "name": "非表示株式会社", "address": "大阪府大阪市北区梅田１丁目"})
@@ -481,7 +473,7 @@ def bind_as(client: Any, binding_url: str, card: Any) -> Any:
 def test_a_bound_agent_presents_the_power_at_an_oidc_login(app: Flask, representative: Any) -> None:
     from tests.oidc_helpers import claims_of, log_in, register
 
-    writer, reader = key(app, "bank", "delegation:write"), key(app, "bank", "delegation:read")
+    writer, reader = api_key(app, "bank", "delegation:write"), api_key(app, "bank", "delegation:read")
     power_id = signed_power(app, representative, writer)
     agent_card = issue_card(app, seed=34)
     client = app.test_client()
@@ -530,7 +522,7 @@ def test_an_unknown_authorization_details_type_is_refused(app: Flask) -> None:
 
 
 def test_the_printable_pdf_needs_the_verification_code(app: Flask, representative: Any) -> None:
-    writer = key(app, "bank", "delegation:write")
+    writer = api_key(app, "bank", "delegation:write")
     power_id = signed_power(app, representative, writer)
     with app.app_context(), all_tenants(db.session):
         code = db.session.scalar(select(PowerOfAttorney.verification_code)

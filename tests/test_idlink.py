@@ -17,10 +17,9 @@ from sqlalchemy import func, select
 from saas import clock, db
 from saas.db import all_tenants, tenant_scope
 from saas.events.models import Event
-from saas.tenants import apikeys
 from saas.tenants import services as tenants
 from tests.conftest import make_app
-from tests.oidc_helpers import claims_of, issue_card, log_in, register
+from tests.oidc_helpers import api_key, claims_of, issue_card, log_in, register
 
 
 @pytest.fixture
@@ -34,13 +33,6 @@ def app(committed_url: str, tmp_path: Path) -> Iterator[Flask]:
     db.get_database(application).engine.dispose()
 
 
-def key(app: Flask, slug: str, *scopes: str) -> dict[str, str]:
-    with app.app_context():
-        tenant = tenants.active_tenant(slug)
-        with tenant_scope(db.session, tenant.id):
-            _row, value = apikeys.create(tenant, name=f"{slug} system", scopes=list(scopes), expires_at=None, by=None)
-        db.session.commit()
-    return {"Authorization": f"Bearer {value}", "Accept-Language": "en"}
 
 
 def linked_at_login(app: Flask, rp: Any, card: Any, **detail: str) -> list[dict[str, Any]]:
@@ -53,7 +45,7 @@ def linked_at_login(app: Flask, rp: Any, card: Any, **detail: str) -> list[dict[
 
 
 def test_an_invitation_links_the_member_who_logs_in_with_it(app: Flask) -> None:
-    writer, reader = key(app, "clinic", "idlink:write"), key(app, "clinic", "idlink:read")
+    writer, reader = api_key(app, "clinic", "idlink:write"), api_key(app, "clinic", "idlink:read")
     client = app.test_client()
     invited = client.post("/t/clinic/api/link-invitations", json={"local_ids": ["P-0001", "P-0002"]}, headers=writer)
     assert invited.status_code == 201
@@ -72,7 +64,7 @@ def test_an_invitation_links_the_member_who_logs_in_with_it(app: Flask) -> None:
 
 
 def test_a_local_id_is_never_taken_from_the_person_who_holds_it(app: Flask) -> None:
-    writer = key(app, "clinic", "idlink:write")
+    writer = api_key(app, "clinic", "idlink:write")
     client = app.test_client()
     first, second = (client.post("/t/clinic/api/link-invitations", json={"local_ids": ["P-0009"]},
                                  headers=writer).get_json()["data"][0]["code"] for _ in range(2))
@@ -83,7 +75,7 @@ def test_a_local_id_is_never_taken_from_the_person_who_holds_it(app: Flask) -> N
 
 
 def test_expired_and_other_tenants_invitations_link_nothing(app: Flask) -> None:
-    writer = key(app, "clinic", "idlink:write")
+    writer = api_key(app, "clinic", "idlink:write")
     code = app.test_client().post("/t/clinic/api/link-invitations", json={"local_ids": ["P-0100"]},
                                   headers=writer).get_json()["data"][0]["code"]
     with clock.frozen(clock.now() - timedelta(days=31)):  # sent a month ago: expired by now
@@ -95,13 +87,13 @@ def test_expired_and_other_tenants_invitations_link_nothing(app: Flask) -> None:
 
 
 def test_unlinking_ends_the_link_with_an_event_and_isolation_holds(app: Flask) -> None:
-    writer, reader = key(app, "clinic", "idlink:write"), key(app, "clinic", "idlink:read")
+    writer, reader = api_key(app, "clinic", "idlink:write"), api_key(app, "clinic", "idlink:read")
     client = app.test_client()
     code = client.post("/t/clinic/api/link-invitations", json={"local_ids": ["P-0200"]},
                        headers=writer).get_json()["data"][0]["code"]
     card, rp = issue_card(app, seed=65), register(app, "clinic", scopes="openid")
     [made] = linked_at_login(app, rp, card, invitation=code)
-    elsewhere = key(app, "bank", "idlink:read", "idlink:write")
+    elsewhere = api_key(app, "bank", "idlink:read", "idlink:write")
     assert client.get(f"/t/bank/api/links/{made['link_id']}", headers=elsewhere).status_code == 404
     assert client.delete(f"/t/bank/api/links/{made['link_id']}", headers=elsewhere).status_code == 404
     assert client.get(f"/t/bank/api/links/{made['link_id']}", headers=reader).status_code == 401  # clinic's key
@@ -122,7 +114,7 @@ def test_unlinking_ends_the_link_with_an_event_and_isolation_holds(app: Flask) -
 ])
 def test_bad_invitations_are_refused_with_a_code(app: Flask, body: dict[str, Any], code: str) -> None:
     response = app.test_client().post("/t/clinic/api/link-invitations", json=body,
-                                      headers=key(app, "clinic", "idlink:write"))
+                                      headers=api_key(app, "clinic", "idlink:write"))
     assert response.status_code == 422 and response.get_json()["error"] == code
 
 
@@ -184,7 +176,7 @@ def test_a_revoked_card_fails_check_in_with_the_reason(app: Flask) -> None:
 
 
 def test_a_gate_admits_only_the_tickets_holder(app: Flask) -> None:
-    writer = key(app, "clinic", "idlink:write")
+    writer = api_key(app, "clinic", "idlink:write")
     code = app.test_client().post("/t/clinic/api/link-invitations", json={"local_ids": ["TICKET-42"]},
                                   headers=writer).get_json()["data"][0]["code"]
     holder, other = issue_card(app, seed=73), issue_card(app, seed=74)
@@ -228,7 +220,7 @@ def test_a_revoked_or_foreign_device_key_is_refused(app: Flask) -> None:
 
 
 def test_a_resold_ticket_moves_to_the_new_verified_holder_with_its_history(app: Flask) -> None:
-    writer, reader = key(app, "clinic", "idlink:write"), key(app, "clinic", "idlink:read")
+    writer, reader = api_key(app, "clinic", "idlink:write"), api_key(app, "clinic", "idlink:read")
     client = app.test_client()
     code = client.post("/t/clinic/api/link-invitations", json={"local_ids": ["TICKET-77"]},
                        headers=writer).get_json()["data"][0]["code"]

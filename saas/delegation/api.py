@@ -73,13 +73,6 @@ AS_OF = [{"name": "as_of", "in": "query", "required": False, "schema": {"type": 
           "description": "The moment to report the status for (default: now)"}]
 
 
-def _body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise PowerError(_l("Send a JSON object."), code="invalid_json", status=400)
-    return body
-
-
 def _as_of(value: Any) -> datetime:
     if not value:
         return clock.now()
@@ -108,7 +101,7 @@ def _presented(power: PowerOfAttorney, at: datetime, *, with_record: bool = True
 @apikeys.requires("delegation:write")
 def create() -> tuple[Response, int]:
     tenant = current_tenant()
-    power = services.create_draft(tenant, _body(), actor=apikeys.actor())
+    power = services.create_draft(tenant, openapi.json_body(), actor=apikeys.actor())
     audit.record(tenant, "power.created", actor=apikeys.actor(), target=power.public_id)
     return jsonify(services.describe(power)), 201
 
@@ -133,7 +126,7 @@ def submit(power_id: str) -> Response:
 def change(power_id: str, action: str) -> Response:
     tenant = current_tenant()
     power = services.get(power_id)
-    reason = str(_body().get("reason") or "") if action != "resume" else ""
+    reason = str(openapi.json_body().get("reason") or "") if action != "resume" else ""
     if action == "suspend":
         services.suspend(tenant, power, actor=apikeys.actor(), reason=reason)
     elif action == "resume":
@@ -188,7 +181,7 @@ def fetch(power_id: str) -> Response:
            responses={200: json_response("The power", POWER), **ERRORS})
 @apikeys.requires("delegation:read")
 def redeem() -> Response:
-    power = services.redeem_access_code(str(_body().get("code") or ""), used_by=apikeys.current_key_public_id())
+    power = services.redeem_access_code(str(openapi.json_body().get("code") or ""), used_by=apikeys.current_key_public_id())
     return jsonify(_presented(power, clock.now()))
 
 
@@ -218,7 +211,7 @@ def search() -> Response:
            responses={200: json_response("The powers found, and the ids not found", {"type": "object"}), **ERRORS})
 @apikeys.requires("delegation:read")
 def batch() -> Response:
-    body = _body()
+    body = openapi.json_body()
     ids = body.get("ids")
     if not isinstance(ids, list) or not ids or len(ids) > MAX_BATCH or not all(isinstance(i, str) for i in ids):
         raise PowerError(_l("ids is a list of 1 to %(count)d power ids.", count=MAX_BATCH), code="invalid_ids",

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from saas import db, openapi
-from saas.errors import ServiceError
 from saas.events import services
 from saas.events.models import Delivery, Event, WebhookEndpoint
 from saas.openapi import json_response, operation
@@ -56,13 +55,6 @@ def _endpoint(endpoint: WebhookEndpoint, secret: str | None = None) -> dict[str,
     return body
 
 
-def _body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ServiceError(_l("Send a JSON object."), code="invalid_json", status=400)
-    return body
-
-
 def _actor() -> str:
     return apikeys.actor()
 
@@ -84,7 +76,7 @@ def list_endpoints() -> Response:
                       422: json_response("Invalid URL or event types", openapi.ERROR), **ERRORS})
 @apikeys.requires("webhooks:write")
 def create_endpoint() -> tuple[Response, int]:
-    body = _body()
+    body = openapi.json_body()
     types = body.get("event_types", [services.ALL_TYPES])
     if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
         raise services.WebhookError(_l("event_types is a list of event type names."), code="invalid_event_types",
@@ -110,7 +102,7 @@ def get_endpoint(endpoint_id: str) -> Response:
                       422: json_response("Invalid values", openapi.ERROR), **ERRORS})
 @apikeys.requires("webhooks:write")
 def update_endpoint(endpoint_id: str) -> Response:
-    body = _body()
+    body = openapi.json_body()
     endpoint = services.get_endpoint(endpoint_id)
     enabled = body.get("enabled")
     if enabled is not None and not isinstance(enabled, bool):

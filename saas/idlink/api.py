@@ -8,14 +8,10 @@ makes the link (see the README).
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, Response, jsonify, request
-from flask_babel import lazy_gettext as _l
 
 from saas import openapi
 from saas.idlink import services
-from saas.idlink.services import LinkError
 from saas.openapi import json_response, operation
 from saas.tenants import apikeys, audit
 from saas.tenants.context import current_tenant
@@ -39,13 +35,6 @@ ERRORS = {401: json_response("No valid API key for this organisation", openapi.E
           422: json_response("Invalid input", openapi.ERROR)}
 
 
-def _body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise LinkError(_l("Send a JSON object."), code="invalid_json", status=400)
-    return body
-
-
 @bp.post("/link-invitations")
 @operation(summary="One-time codes that link local ids to the members who log in with them",
            tags=["ID linking"], security=WRITE,
@@ -56,7 +45,7 @@ def _body() -> dict[str, Any]:
 @apikeys.requires("idlink:write")
 def invite() -> tuple[Response, int]:
     tenant = current_tenant()
-    issued = services.create_invitations(tenant, _body().get("local_ids"))
+    issued = services.create_invitations(tenant, openapi.json_body().get("local_ids"))
     audit.record(tenant, "link.invitations_created", actor=apikeys.actor(), details={"count": len(issued)})
     return jsonify(data=issued), 201
 
@@ -140,7 +129,7 @@ def checkin_card() -> Response:
     from saas.idlink import checkin
 
     device = checkin.authenticate_device()
-    body = _body()
+    body = openapi.json_body()
     return _no_store(jsonify(checkin.check_in(current_tenant(), device, token=body.get("token"),
                                               nonce=body.get("challenge"), ticket=body.get("ticket"))))
 
@@ -156,7 +145,7 @@ def checkin_link() -> tuple[Response, int]:
     from saas.idlink import checkin
 
     device = checkin.authenticate_device()
-    body = _body()
+    body = openapi.json_body()
     made = checkin.link_at_reception(current_tenant(), device, checkin_id=body.get("checkin"),
                                      local_id=body.get("local_id"))
     return jsonify(services.describe(made)), 201
