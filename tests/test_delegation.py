@@ -428,6 +428,9 @@ def test_the_console_prepares_sends_shows_and_revokes_a_power(app: Flask, repres
     listing = client.get(f"/t/{slug}/console/powers?status=revoked").get_data(as_text=True)
     assert "株式会社かけはし商事" in listing and "Revoked" in listing
     assert "退職のため" in client.get(detail).get_data(as_text=True)
+    dashboard = client.get(f"/t/{slug}/console/").get_data(as_text=True)
+    assert "Powers of attorney by status" in dashboard and "Revoked" in dashboard
+    assert 'id="power-fetches">0<' in dashboard and 'id="links-active">0<' in dashboard
 
 
 def test_a_hidden_representative_address_goes_through_an_operators_review(app: Flask) -> None:

@@ -632,6 +632,15 @@ def record_fetch(tenant: Tenant, power: PowerOfAttorney, fetched_by: str) -> Non
                        .on_conflict_do_nothing(index_elements=["tenant_id", "power_id", "fetched_by"]))
 
 
+def counts() -> tuple[dict[str, int], int]:
+    """(powers per status, fetches by relying parties) for the session's tenant."""
+    from sqlalchemy import func
+
+    per_status = {status.value: n for status, n in db.session.execute(
+        select(PowerOfAttorney.status, func.count()).group_by(PowerOfAttorney.status))}
+    return per_status, db.session.scalar(select(func.count()).select_from(PowerFetch)) or 0
+
+
 def lookup(public_ids: list[str]) -> list[PowerOfAttorney]:
     return list(db.session.scalars(select(PowerOfAttorney).where(PowerOfAttorney.public_id.in_(public_ids))))
 

@@ -168,6 +168,13 @@ def present_for_login(tenant: Tenant, person_id: int, sub: str, client_id: str,
             for found in links_of(person_id)]
 
 
+def counts() -> dict[str, int]:
+    """Links per status for the session's tenant."""
+    from sqlalchemy import func
+
+    return dict(db.session.execute(select(IdLink.status, func.count()).group_by(IdLink.status)).all())
+
+
 def get(public_id: str) -> IdLink:
     found = db.session.scalar(select(IdLink).where(IdLink.public_id == public_id))
     if found is None:

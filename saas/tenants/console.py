@@ -422,8 +422,15 @@ def dashboard() -> str:
     recent = list(db.session.scalars(select(Event).order_by(Event.id.desc()).limit(10)))
     changes = list(db.session.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(5)))
     clients = stats.per_client()
+    from saas.delegation import services as delegation
+    from saas.delegation.console import status_labels
+    from saas.idlink import services as idlink
+
+    powers, fetches = delegation.counts()
+    labels = status_labels()
     return render_template("console/dashboard.html", tenant=current_tenant(), counts=counts, recent=recent,
-                           changes=changes,
+                           changes=changes, powers=[(labels.get(status, status), n) for status, n in powers.items()],
+                           power_fetches=fetches, links=idlink.counts(),
                            DeliveryStatus=DeliveryStatus, per_day=stats.per_day(),
                            per_client=[(name, ok) for name, ok, _failed in clients],
                            failures=_merged((stats.label(code), n) for code, n in stats.failures()))
