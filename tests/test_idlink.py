@@ -350,4 +350,6 @@ def test_the_console_imports_a_file_with_a_progress_bar(app: Flask) -> None:
         time.sleep(0.2)
     assert "hx-trigger" not in fragment  # finished: the polling stops
     codes = client.get(f"{batch_page}/codes.csv")
-    assert codes.status_code == 200 and codes.get_data(as_text=True).count("LNK-") == 297
+    rows = codes.get_data(as_text=True).lstrip("\ufeff").splitlines()
+    assert codes.status_code == 200 and rows[0] == "local_id,code" and len(rows) == 1 + 297
+    assert all(re.fullmatch(r"M-\d{6},LNK-[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}", row) for row in rows[1:])
