@@ -149,6 +149,13 @@ def tenant_scope(session: Session | scoped_session[Session], tenant_id: int) -> 
         yield
 
 
+def dialect_insert(model: Any) -> Any:
+    """An INSERT with ``on_conflict_do_…`` for the session's database (PostgreSQL or SQLite)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(model)
+
+
 @contextmanager
 def all_tenants(session: Session | scoped_session[Session]) -> Iterator[None]:
     """Let platform code (operators, sweeps, migrations of data) see every tenant."""

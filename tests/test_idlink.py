@@ -353,3 +353,13 @@ def test_the_console_imports_a_file_with_a_progress_bar(app: Flask) -> None:
     rows = codes.get_data(as_text=True).lstrip("\ufeff").splitlines()
     assert codes.status_code == 200 and rows[0] == "local_id,code" and len(rows) == 1 + 297
     assert all(re.fullmatch(r"M-\d{6},LNK-[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}", row) for row in rows[1:])
+
+
+def test_one_bad_id_in_a_list_of_invitations_is_named_and_nothing_is_made(app: Flask) -> None:
+    from saas.idlink.models import LinkInvitation
+
+    refused = app.test_client().post("/t/clinic/api/link-invitations", json={"local_ids": ["P-1", "P 2", "P-3"]},
+                                     headers=api_key(app, "clinic", "idlink:write"))
+    assert refused.status_code == 422 and refused.get_json()["message"].startswith("local_ids[1]: ")
+    with app.app_context(), all_tenants(db.session):
+        assert db.session.scalar(select(func.count()).select_from(LinkInvitation)) == 0

@@ -76,7 +76,7 @@ AS_OF = [{"name": "as_of", "in": "query", "required": False, "schema": {"type": 
 def _as_of(value: Any) -> datetime:
     if not value:
         return clock.now()
-    moment = services._time(value, "as_of")
+    moment = services.parse_moment(value, "as_of")
     if moment > clock.now():
         raise PowerError(_l("as_of cannot be in the future."), code="invalid_as_of", field="as_of")
     return moment
@@ -101,8 +101,9 @@ def _presented(power: PowerOfAttorney, at: datetime, *, with_record: bool = True
 @apikeys.requires("delegation:write")
 def create() -> tuple[Response, int]:
     tenant = current_tenant()
-    power = services.create_draft(tenant, openapi.json_body(), actor=apikeys.actor())
-    audit.record(tenant, "power.created", actor=apikeys.actor(), target=power.public_id)
+    actor = apikeys.actor()
+    power = services.create_draft(tenant, openapi.json_body(), actor=actor)
+    audit.record(tenant, "power.created", actor=actor, target=power.public_id)
     return jsonify(services.describe(power)), 201
 
 
@@ -114,8 +115,9 @@ def create() -> tuple[Response, int]:
 def submit(power_id: str) -> Response:
     tenant = current_tenant()
     power = services.get(power_id)
-    link = services.submit(tenant, power, actor=apikeys.actor())
-    audit.record(tenant, "power.submitted", actor=apikeys.actor(), target=power.public_id)
+    actor = apikeys.actor()
+    link = services.submit(tenant, power, actor=actor)
+    audit.record(tenant, "power.submitted", actor=actor, target=power.public_id)
     return jsonify(id=power.public_id, status=power.status.value, signing_url=link)
 
 
@@ -127,14 +129,15 @@ def change(power_id: str, action: str) -> Response:
     tenant = current_tenant()
     power = services.get(power_id)
     reason = str(openapi.json_body().get("reason") or "") if action != "resume" else ""
+    actor = apikeys.actor()
     if action == "suspend":
-        services.suspend(tenant, power, actor=apikeys.actor(), reason=reason)
+        services.suspend(tenant, power, actor=actor, reason=reason)
     elif action == "resume":
-        services.resume(tenant, power, actor=apikeys.actor())
+        services.resume(tenant, power, actor=actor)
     else:
-        services.revoke(tenant, power, actor=apikeys.actor(), reason=reason)
+        services.revoke(tenant, power, actor=actor, reason=reason)
     audit.record(tenant, {"suspend": "power.suspended", "resume": "power.resumed", "revoke": "power.revoked"}[action],
-                 actor=apikeys.actor(),
+                 actor=actor,
                  target=power.public_id, details={"reason": reason} if reason else None)
     return jsonify(services.describe(power))
 

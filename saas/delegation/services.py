@@ -22,7 +22,6 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 from joserfc import jws
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from saas import clock, db, urls
 from saas.delegation import records, scope, timestamps
@@ -104,7 +103,7 @@ def _text(value: Any, field: str, limit: int, *, required: bool = True) -> str:
     return cleaned
 
 
-def _time(value: Any, field: str) -> datetime:
+def parse_moment(value: Any, field: str) -> datetime:
     if isinstance(value, datetime):
         moment = value
     else:
@@ -158,8 +157,8 @@ def create_draft(tenant: Tenant, body: Any, *, actor: str) -> PowerOfAttorney:
     try:
         matters = scope.matters(body.get("matters"))
         details = scope.authorization_details(body.get("authorization_details"))
-        valid_from = _time(body.get("valid_from") or now, "valid_from")
-        valid_until = _time(body.get("valid_until"), "valid_until")
+        valid_from = parse_moment(body.get("valid_from") or now, "valid_from")
+        valid_until = parse_moment(body.get("valid_until"), "valid_until")
         scope.validity(valid_from, valid_until, now=now,
                        maximum_days=int(current_app.config.get("DELEGATION_MAX_VALIDITY_DAYS", 1095)))
     except scope.ScopeError as error:
@@ -562,6 +561,11 @@ def status_as_of(power: PowerOfAttorney, at: datetime, entries: list[PowerHistor
         if row.at > at:
             break
         status = row.status
+    return _in_effect(power, status, at)
+
+
+def _in_effect(power: PowerOfAttorney, status: str | None, at: datetime) -> str:
+    """A recorded status as a relying party reads it at ``at``, validity taken into account."""
     if status in (None, "draft", "awaiting_signature", "awaiting_review"):
         return "not_in_force"
     if status in ("active", "suspended") and at >= power.valid_until:
@@ -569,17 +573,6 @@ def status_as_of(power: PowerOfAttorney, at: datetime, entries: list[PowerHistor
     if status == "active" and at < power.valid_from:
         return "not_yet_valid"
     return str(status)
-
-
-def _status_now(power: PowerOfAttorney, at: datetime) -> str:
-    status = power.status.value
-    if status in ("draft", "awaiting_signature", "awaiting_review"):
-        return "not_in_force"
-    if status in ("active", "suspended") and at >= power.valid_until:
-        return "expired"
-    if status == "active" and at < power.valid_from:
-        return "not_yet_valid"
-    return status
 
 
 def describe(power: PowerOfAttorney) -> dict[str, Any]:
@@ -605,7 +598,7 @@ def receipt(tenant: Tenant, power: PowerOfAttorney, *, at: datetime, fetched_by:
     """(status as of ``at``, a signed statement of it: ES256 with the tenant's key)."""
     kid, key = keys.signing_key(tenant, "ES256")
     if entries is None and at >= power.updated_at:  # nothing happened since: the row says it all
-        head, status = power.history_head, _status_now(power, at)
+        head, status = power.history_head, _in_effect(power, power.status.value, at)
     else:
         entries = history(power) if entries is None else entries
         head = ""
@@ -626,8 +619,7 @@ def receipt(tenant: Tenant, power: PowerOfAttorney, *, at: datetime, fetched_by:
 def record_fetch(tenant: Tenant, power: PowerOfAttorney, fetched_by: str) -> None:
     """Remember who fetched the power, to tell them when it ends (one statement; a party
     that fetched it before is already known)."""
-    insert = postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    db.session.execute(insert(PowerFetch).values(tenant_id=tenant.id, power_id=power.id, fetched_by=fetched_by,
+    db.session.execute(db.dialect_insert(PowerFetch).values(tenant_id=tenant.id, power_id=power.id, fetched_by=fetched_by,
                                                  first_at=clock.now())
                        .on_conflict_do_nothing(index_elements=["tenant_id", "power_id", "fetched_by"]))
 

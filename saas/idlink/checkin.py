@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import g, request
+from flask import request
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
@@ -98,7 +98,6 @@ def authenticate_device() -> Device:
     if device is None or device.tenant_id != current_tenant().id or device.revoked_at is not None:
         raise DeviceUnauthorized(_l("This device key is not valid here: unknown, revoked, or of another "
                                     "organisation."))
-    g.device = device
     return device
 
 
@@ -146,7 +145,7 @@ def link_at_reception(tenant: Tenant, device: Device, *, checkin_id: Any, local_
     if (clock.now() - row.at).total_seconds() > 600:
         raise CheckInError(_l("The check-in is more than ten minutes old: check in again."), code="checkin_expired",
                            status=409)
-    return services.link(tenant, local_id=services._local_id(local_id), person_id=row.person_id, sub=row.sub,
+    return services.link(tenant, local_id=services.checked_local_id(local_id), person_id=row.person_id, sub=row.sub,
                          assurance="reception", made_by=device.public_id)
 
 

@@ -64,7 +64,7 @@ def parse(text: str) -> tuple[list[tuple[int, str]], list[tuple[int, str, str]]]
             continue  # blank lines are not members
         value = row[column].strip() if column < len(row) else ""
         try:
-            local_id = services._local_id(value)
+            local_id = services.checked_local_id(value)
         except ServiceError as error:
             bad.append((line, value[:100], str(error.message)))
             continue

@@ -29,7 +29,7 @@ class LinkError(ServiceError):
     status = 422
 
 
-def _local_id(value: Any) -> str:
+def checked_local_id(value: Any) -> str:
     local_id = str(value or "").strip()
     if not _LOCAL_ID.fullmatch(local_id):
         raise LinkError(_l("A local id is 1 to 100 letters, digits or . - / # : @ + _ (no spaces)."),
@@ -52,7 +52,14 @@ def create_invitations(tenant: Tenant, local_ids: Any) -> list[dict[str, str]]:
     if not isinstance(local_ids, list) or not 1 <= len(local_ids) <= MAX_INVITATIONS:
         raise LinkError(_l("local_ids is a list of 1 to %(count)d ids.", count=MAX_INVITATIONS),
                         code="invalid_local_ids", field="local_ids")
-    return invite_all(tenant, [_local_id(value) for value in local_ids])
+    cleaned = []
+    for index, value in enumerate(local_ids):
+        try:
+            cleaned.append(checked_local_id(value))
+        except LinkError as error:  # say which one: the whole list is refused, nothing is made
+            raise LinkError(_l("local_ids[%(index)d]: %(reason)s", index=index, reason=error.message),
+                            code=error.code, field="local_ids") from None
+    return invite_all(tenant, cleaned)
 
 
 def invite_all(tenant: Tenant, local_ids: list[str]) -> list[dict[str, str]]:

@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from saas import clock, db
 from saas.oidc.models import LoginStat, OIDCClient
@@ -43,9 +42,7 @@ def today() -> date:
 
 
 def count(tenant_id: int, client_id: int, outcome: str) -> None:
-    dialect = db.session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(LoginStat).values(tenant_id=tenant_id, day=today(), client_id=client_id,
+    statement = db.dialect_insert(LoginStat).values(tenant_id=tenant_id, day=today(), client_id=client_id,
                                          outcome=outcome[:40], count=1)
     db.session.execute(statement.on_conflict_do_update(
         index_elements=["tenant_id", "day", "client_id", "outcome"],
