@@ -545,6 +545,7 @@ def test_a_power_of_attorney_is_signed_presented_revoked_and_proven(oidc_stack: 
     oidc_stack["plugged"].unplug()  # the agent's own card goes into the reader
     oidc_stack["plugged"] = PluggedCard(write_card_file(agent_card, oidc_stack["tmp"], "agent.json"))
     oidc_stack["card"] = agent_card
+    _agent_window_closed(page)  # an open agent window would be reused: no new pop-up to approve in
     page.goto(binding_url)
     _approve_with_card(page, agent_card)
     page.wait_for_url(f"{service}/t/demo/powers/{power_id}/bound", timeout=30_000)
