@@ -250,13 +250,14 @@ COMMANDS = (migrate_command, create_tenant_command, seed_demo_command, worker_co
 def init_app(app: Flask) -> None:
     from saas.delegation.cli import group as delegation_group
     from saas.events.cli import group as events_group
+    from saas.idlink.cli import group as idlink_group
     from saas.oidc.cli import group as oidc_group
     from saas.sandbox.cli import group as sandbox_group
     from saas.tenants.cli import card_group, operator_group
     from saas.tenants.cli import group as audit_group
 
     for command in (*COMMANDS, sandbox_group, oidc_group, events_group, audit_group, operator_group, card_group,
-                    delegation_group):
+                    delegation_group, idlink_group):
         app.cli.add_command(command)
 
 

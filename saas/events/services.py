@@ -46,6 +46,12 @@ EVENT_TYPES: dict[str, Any] = {
     "idlink.link.created": _l("A local id (member, patient, customer number) was linked to a verified person."),
     "idlink.link.unlinked": _l("A local id was unlinked from its person."),
     "idlink.link.transferred": _l("A local id (a ticket) moved to another verified person."),
+    "idlink.link.renewed": _l("The linked person renewed their card; the link follows them."),
+    "idlink.link.attributes_changed": _l("The linked person's name or address changed (the latest ones are "
+                                         "included where the person consented)."),
+    "idlink.link.revoked": _l("The linked person's card was revoked (with the reason)."),
+    "idlink.link.card_lost": _l("The linked person reported their card lost or stolen."),
+    "idlink.link.expired": _l("The linked person's card certificate expired."),
 }
 ALL_TYPES = "*"
 SECRET_PREFIX = "whsec_"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from saas.db import Base, BigId, HasPublicId, TenantScoped, tenant_foreign_key
@@ -21,7 +21,8 @@ class IdLink(HasPublicId, TenantScoped, Base):
     __tablename__ = "id_links"
     __id_prefix__ = "lnk"
     __extra_table_args__ = (UniqueConstraint("tenant_id", "local_id"),
-                            Index("ix_id_links_person", "tenant_id", "person_id"))
+                            Index("ix_id_links_person", "tenant_id", "person_id"),
+                            Index("ix_id_links_sweep", "person_id", "status"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     local_id: Mapped[str] = mapped_column(String(100))
@@ -32,6 +33,14 @@ class IdLink(HasPublicId, TenantScoped, Base):
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | unlinked
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # The person's card as the status sweep last saw it (saas/idlink/sweep.py): valid |
+    # expired | revoked | lost, the revocation reason, and short digests of the current
+    # auth and signature certificates (a new one means a renewal or new attributes).
+    card_status: Mapped[str | None] = mapped_column(String(16))
+    card_reason: Mapped[str | None] = mapped_column(String(32))
+    card_changed_at: Mapped[datetime | None]  # when the sweep last saw a change
+    auth_ref: Mapped[str | None] = mapped_column(String(16))
+    signature_ref: Mapped[str | None] = mapped_column(String(16))
 
 
 class LinkInvitation(TenantScoped, Base):
@@ -60,7 +69,9 @@ class IdLinkHistory(TenantScoped, Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     link_id: Mapped[int] = mapped_column(BigId, index=True)
     at: Mapped[datetime]
-    action: Mapped[str] = mapped_column(String(16))  # linked | transferred | unlinked
+    # linked | transferred | unlinked, or what the sweep saw: renewed | attributes_changed |
+    # revoked | card_lost | expired
+    action: Mapped[str] = mapped_column(String(20))
     sub: Mapped[str] = mapped_column(String(64))  # the holder from this moment (or the last, when unlinked)
     by: Mapped[str] = mapped_column(String(64))
 
@@ -123,3 +134,36 @@ class ImportBatch(HasPublicId, TenantScoped, Base):
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+
+
+class SweepRun(Base):
+    """One status sweep over every linked person (platform-wide, not a tenant's)."""
+
+    __tablename__ = "link_sweeps"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime]  # the moment the persons are judged as of
+    status: Mapped[str] = mapped_column(String(16))  # running | done
+    chunks: Mapped[int] = mapped_column(default=0)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
+class SweepChunk(Base):
+    """A range of person ids of a sweep: claimed by one worker at a time, and committed
+    with the changes it found, so a killed worker's chunk is swept again without double
+    events."""
+
+    __tablename__ = "link_sweep_chunks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("link_sweeps.id"), index=True)
+    first_person: Mapped[int] = mapped_column(BigInteger)
+    last_person: Mapped[int] = mapped_column(BigInteger)  # inclusive
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | done
+    claimed_until: Mapped[datetime | None]  # a worker's lease; a lapsed one may be taken over
+    attempts: Mapped[int] = mapped_column(default=0)
+    persons: Mapped[int] = mapped_column(default=0)
+    changes: Mapped[int] = mapped_column(default=0)
+    unchecked: Mapped[int] = mapped_column(default=0)  # no usable revocation data: judged next time
+    done_at: Mapped[datetime | None]

@@ -15,6 +15,7 @@ from sqlalchemy import insert, select, update
 from saas import clock, db
 from saas.errors import NotFound, ServiceError
 from saas.events import services as events
+from saas.idlink import sweep
 from saas.idlink.models import IdLink, IdLinkHistory, LinkInvitation
 from saas.tenants.models import Tenant
 
@@ -114,6 +115,7 @@ def link(tenant: Tenant, *, local_id: str, person_id: int, sub: str, assurance: 
         found.made_by, found.updated_at = made_by, now
     else:
         return found  # linked already
+    sweep.baseline(found)
     db.session.flush()
     _history(found, "linked", made_by)
     events.emit(tenant, "idlink.link.created", f"link:{found.public_id}",
@@ -152,6 +154,7 @@ def _take_over(tenant: Tenant, invitation: LinkInvitation, *, person_id: int, su
     previous = found.sub
     found.person_id, found.sub, found.assurance, found.made_by, found.updated_at = (
         person_id, sub, "card_login", made_by, clock.now())
+    sweep.baseline(found)
     db.session.flush()
     _history(found, "transferred", made_by)
     events.emit(tenant, "idlink.link.transferred", f"link:{found.public_id}",
@@ -209,4 +212,7 @@ def unlink(tenant: Tenant, found: IdLink, *, by: str) -> None:
 def describe(found: IdLink) -> dict[str, Any]:
     return {"id": found.public_id, "local_id": found.local_id, "sub": found.sub, "assurance": found.assurance,
             "made_by": found.made_by, "status": found.status, "created_at": found.created_at.isoformat(),
-            "updated_at": found.updated_at.isoformat()}
+            "updated_at": found.updated_at.isoformat(),
+            # The person's card as the daily sweep last saw it (null until it could judge).
+            "card": {"status": found.card_status, "reason": found.card_reason,
+                     "changed_at": found.card_changed_at.isoformat() if found.card_changed_at else None}}

@@ -121,6 +121,8 @@ def _define_tables(metadata: MetaData) -> dict[str, Table]:
             Column("person_id", BigId, ForeignKey("jpki_persons.id"), nullable=False, index=True),
             Column("kind", String(16), nullable=False),
             Column("linked_at", when, nullable=False),
+            # When known (a verified login, or a feed that says): the sweep reports expiry.
+            Column("not_after", when, nullable=True),
         ),
     }
 
@@ -292,6 +294,42 @@ class RevocationStore:
         return Revocation(Reason(crl_reader.REASON_NAMES[row.reason]),
                           datetime.fromtimestamp(row.revoked_at, UTC))
 
+    def revocations(self, issuer_key_id: bytes, serials: Iterable[int], *,
+                    at: datetime) -> dict[int, Revocation]:
+        """The revoked ones among many serials of one issuer, as of ``at`` (the sweep's
+        question): one vectorised pass over the index, one read for the few it may hold.
+        Fails closed as :meth:`revocation` does."""
+        state = self.state(issuer_key_id)
+        if state is None:
+            raise VerificationFailed("no revocation data for this issuer yet", code="revocation_unknown")
+        if at > state.next_update:
+            raise VerificationFailed(f"the newest CRL expired {state.next_update:%Y-%m-%d %H:%M}Z",
+                                     code="revocation_stale")
+        wanted = list(serials)
+        index = self.index(issuer_key_id, state.crl_number)
+        if index is not None and len(index) and wanted:
+            keys = fold_keys(wanted)
+            table = np.frombuffer(index.keys, dtype=np.uint64)
+            positions = np.minimum(np.searchsorted(table, keys), len(table) - 1)
+            wanted = [wanted[i] for i in np.flatnonzero(table[positions] == keys).tolist()]
+        elif index is not None:
+            wanted = []
+        found: dict[int, Revocation] = {}
+        by_key = {(signed_key(s), long_serial(s)): s for s in wanted}
+        keys_list = sorted({k for k, _ in by_key})
+        with self.reader.connect() as connection:
+            for start in range(0, len(keys_list), 1000):
+                for row in connection.execute(select(
+                        self.entries.c.key, self.entries.c.serial, self.entries.c.reason,
+                        self.entries.c.revoked_at).where(
+                        self.entries.c.crl_id == state.id,
+                        self.entries.c.key.in_(keys_list[start:start + 1000]))):
+                    serial = by_key.get((row.key, row.serial))
+                    if serial is not None and row.revoked_at <= at.timestamp():
+                        found[serial] = Revocation(Reason(crl_reader.REASON_NAMES[row.reason]),
+                                                   datetime.fromtimestamp(row.revoked_at, UTC))
+        return found
+
     def ingest(self, der: bytes, store: TrustStore, *, at: datetime) -> IngestResult:
         """Verify a full CRL against ``store`` and make it the issuer's revocation data."""
         try:
@@ -449,7 +487,7 @@ class PersonRegistry:
                 self.certificates.c.serial == serial_hex(serial))).scalar()
 
     def resolve(self, issuer_key_id: bytes, serial: int, kind: CertificateKind, *,
-                at: datetime) -> int:
+                at: datetime, not_after: datetime | None = None) -> int:
         """The person a verified certificate belongs to, created if it is new."""
         try:
             with self.engine.begin() as connection:
@@ -458,7 +496,7 @@ class PersonRegistry:
                     return existing
                 person_id = connection.execute(insert(self.persons).values(created_at=at)
                                                .returning(self.persons.c.id)).scalar_one()
-                self._attach(connection, issuer_key_id, serial, person_id, kind, at)
+                self._attach(connection, issuer_key_id, serial, person_id, kind, at, not_after)
                 return person_id
         except IntegrityError:
             # Two first logins with the same card at once: the other one made the person.
@@ -469,7 +507,8 @@ class PersonRegistry:
             return winner
 
     def link(self, old: tuple[bytes, int], new: tuple[bytes, int], kind: CertificateKind, *,
-             at: datetime, old_kind: CertificateKind | None = None) -> int:
+             at: datetime, old_kind: CertificateKind | None = None,
+             not_after: tuple[datetime | None, datetime | None] = (None, None)) -> int:
         """Attach ``new`` to the person of ``old``; returns the person.
 
         The feed speaks of every certificate, whether or not anyone has logged in with it
@@ -477,23 +516,25 @@ class PersonRegistry:
         login, or a signature for the four attributes, finds the pair). When ``new``
         already has a person of its own (someone logged in with a renewed card before the
         linkage arrived), the two are one person: the newer record's certificates move to
-        the older one, and the newer is marked ``merged_into`` it.
+        the older one, and the newer is marked ``merged_into`` it. ``not_after`` holds the old
+        and the new certificate's expiry where the feed gives them.
         """
+        old_until, new_until = not_after
         with self.engine.begin() as connection:
             person_id = self._person(connection, *old)
             current = self._person(connection, *new)
             if person_id is None and current is None:
                 person_id = connection.execute(insert(self.persons).values(created_at=at)
                                                .returning(self.persons.c.id)).scalar_one()
-                self._attach(connection, *old, person_id, old_kind or kind, at)
-                self._attach(connection, *new, person_id, kind, at)
+                self._attach(connection, *old, person_id, old_kind or kind, at, old_until)
+                self._attach(connection, *new, person_id, kind, at, new_until)
                 return person_id
             if person_id is None:
                 assert current is not None
-                self._attach(connection, *old, current, old_kind or kind, at)
+                self._attach(connection, *old, current, old_kind or kind, at, old_until)
                 return current
             if current is None:
-                self._attach(connection, *new, person_id, kind, at)
+                self._attach(connection, *new, person_id, kind, at, new_until)
                 return person_id
             if current == person_id:
                 return person_id
@@ -522,7 +563,7 @@ class PersonRegistry:
             old_kind = CertificateKind.AUTH if entry.get("event") == "pair" else kind
             self.link((bytes.fromhex(old["issuer_key_id"]), int(old["serial"])),
                       (bytes.fromhex(new["issuer_key_id"]), int(new["serial"])), kind, at=at,
-                      old_kind=old_kind)
+                      old_kind=old_kind, not_after=(_instant(old.get("not_after")), _instant(new.get("not_after"))))
             applied += 1
             with self.engine.begin() as connection:
                 moved = connection.execute(update(positions).where(positions.c.feed == feed)
@@ -543,10 +584,18 @@ class PersonRegistry:
             self.certificates.c.serial == serial_hex(serial))).scalar()
 
     def _attach(self, connection: Connection, issuer_key_id: bytes, serial: int, person_id: int,
-                kind: CertificateKind, at: datetime) -> None:
+                kind: CertificateKind, at: datetime, not_after: datetime | None = None) -> None:
         connection.execute(insert(self.certificates).values(
             issuer_key_id=issuer_key_id, serial=serial_hex(serial), person_id=person_id,
-            kind=kind.value, linked_at=at))
+            kind=kind.value, linked_at=at, not_after=not_after))
+
+
+def _instant(value: Any) -> datetime | None:
+    """A feed's ISO 8601 time (or nothing)."""
+    if not value:
+        return None
+    moment = datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 __all__ = ["IngestResult", "NonceStore", "PersonRegistry", "RevocationStore"]

@@ -43,7 +43,13 @@ from saas.jpki.revocation import LayeredRevocation
 from saas.jpki.signatures import verify_signature
 from saas.oidc import details, login, signing, stats
 from saas.oidc.claims import requested_attributes, seal_attributes
-from saas.oidc.models import AuthorizationRequest, LoginSession, OIDCClient, RequestStatus
+from saas.oidc.models import (
+    AttributeUpdateConsent,
+    AuthorizationRequest,
+    LoginSession,
+    OIDCClient,
+    RequestStatus,
+)
 from saas.oidc.server import ACR_VALUES, DEFAULT_ACR, EndUser, issuer, provider, token_hash
 from saas.stores import jpki_stores
 from saas.tenants.context import current_tenant
@@ -371,7 +377,8 @@ def next_step(row: AuthorizationRequest) -> dict[str, Any]:
         client = db.session.get(OIDCClient, row.client_id)
         assert client is not None and row.auth_time is not None
         row.step = "release"
-        row.release_text = release_text(client.name, current_tenant().display_name, wanted, row.auth_time)
+        row.release_text = release_text(client.name, current_tenant().display_name, wanted, row.auth_time,
+                                        updates=wants_updates(params))
         row.release_digest = hashlib.sha256(row.release_text.encode()).digest()
     elif transaction is not None:
         row.step, row.release_text, row.release_digest = "transaction", transaction.text, transaction.digest
@@ -388,15 +395,32 @@ def next_step(row: AuthorizationRequest) -> dict[str, Any]:
 _ATTRIBUTE_NAMES = {"name": "氏名", "address": "住所", "birthdate": "生年月日", "gender": "性別"}
 
 
-def release_text(client_name: str, tenant_name: str, wanted: list[str], at: datetime) -> str:
+def wants_updates(params: dict[str, str]) -> bool:
+    """Whether the client asks to hear the released attributes again when they change
+    (``"attribute_updates": true`` in an ``authorization_details`` object)."""
+    try:
+        requested = details.parse(params.get("authorization_details")) or []
+    except ValueError:
+        return False
+    return any(item.get("attribute_updates") is True for item in requested)
+
+
+def release_text(client_name: str, tenant_name: str, wanted: list[str], at: datetime, *,
+                 updates: bool = False) -> str:
     """What the person reads in the agent before signing: who receives what, and when.
-    In Japanese first (the card's language), with an English line."""
+    In Japanese first (the card's language), with an English line; with ``updates``, the
+    standing consent to hear the same attributes again when they change."""
     names = "・".join(_ATTRIBUTE_NAMES[name] for name in wanted)
     english = ", ".join(wanted)
     moment = at.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S JST")
-    return (f"{tenant_name}（架け橋）を通じて「{client_name}」に、署名用電子証明書の{names}を提供することに同意します。\n"
+    text = (f"{tenant_name}（架け橋）を通じて「{client_name}」に、署名用電子証明書の{names}を提供することに同意します。\n"
             f"I agree to release my {english} from the signature certificate to \"{client_name}\" "
-            f"through {tenant_name} (Kakehashi).\n{moment} / {secrets.token_hex(8)}")
+            f"through {tenant_name} (Kakehashi).\n")
+    if updates:
+        text += (f"また、{names}が変わったとき（転居・婚姻など）、最新の{names}を「{client_name}」に提供することに同意します。\n"
+                 f"I also agree that \"{client_name}\" receives my latest {english} when they change "
+                 "(a move, a marriage).\n")
+    return text + f"{moment} / {secrets.token_hex(8)}"
 
 
 def signed_step(row: AuthorizationRequest, body: dict[str, Any]) -> dict[str, Any]:
@@ -425,6 +449,9 @@ def signed_step(row: AuthorizationRequest, body: dict[str, Any]) -> dict[str, An
                                              "logged in with (a new card is paired within a day)."))
     if row.step == "release":
         row.sealed_attributes = seal_attributes(tenant, row.sub, verified.attributes)
+        params = request_params(row)
+        if wants_updates(params):
+            _consent_to_updates(row, requested_attributes(params.get("scope")), now)
     else:
         transaction = signing.pending(row.client_id, request_params(row).get("sign_transaction_id"))
         if transaction is None or transaction.digest != row.release_digest:
@@ -435,6 +462,19 @@ def signed_step(row: AuthorizationRequest, body: dict[str, Any]) -> dict[str, An
         return finish(row)  # the transaction is the last step
     row.step = row.release_digest = row.release_text = None
     return next_step(row)
+
+
+def _consent_to_updates(row: AuthorizationRequest, attributes: list[str], at: datetime) -> None:
+    """Record the standing consent the person just signed (the release text said so)."""
+    assert row.person_id is not None
+    found = db.session.scalar(select(AttributeUpdateConsent).where(
+        AttributeUpdateConsent.person_id == row.person_id, AttributeUpdateConsent.client_id == row.client_id))
+    if found is None:
+        found = AttributeUpdateConsent(tenant_id=row.tenant_id, person_id=row.person_id, client_id=row.client_id,
+                                       attributes="", given_at=at)
+        db.session.add(found)
+    found.attributes, found.given_at, found.withdrawn_at = " ".join(attributes), at, None
+    db.session.flush()
 
 
 def finish(row: AuthorizationRequest) -> dict[str, Any]:

@@ -60,7 +60,7 @@ def verify_card_login(tenant: Tenant, token: object, *, nonce: str, origin: str)
                                   store=auth_store, revocation=LayeredRevocation(shared.revocations),
                                   at=now)
     person_id = shared.persons.resolve(authentication.issuer_key_id, authentication.serial,
-                                       CertificateKind.AUTH, at=now)
+                                       CertificateKind.AUTH, at=now, not_after=authentication.not_after)
     return CardLogin(sub=pairwise_sub(tenant, person_id), person_id=person_id,
                      authentication=authentication)
 

@@ -106,6 +106,23 @@ class Subject(TenantScoped, Base):
     created_at: Mapped[datetime]
 
 
+class AttributeUpdateConsent(TenantScoped, Base):
+    """A person's signed consent that a client hears their latest four attributes when
+    they change (a move, a marriage): J-LIS gives the latest attributes only with it.
+    Given in the agent, signed with the signature key beside an attribute release."""
+
+    __tablename__ = "oidc_attribute_update_consents"
+    __extra_table_args__ = (UniqueConstraint("tenant_id", "person_id", "client_id"),
+                            tenant_foreign_key("client_id", "oidc_clients", ondelete="CASCADE"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    person_id: Mapped[int] = mapped_column(BigId)
+    client_id: Mapped[int] = mapped_column(BigId)
+    attributes: Mapped[str] = mapped_column(String(64))  # space-separated: name address birthdate gender
+    given_at: Mapped[datetime]
+    withdrawn_at: Mapped[datetime | None]
+
+
 class RequestStatus(enum.StrEnum):
     PENDING = "pending"  # waiting for the card
     AUTHENTICATED = "authenticated"  # the card logged in; waiting for the attribute consent

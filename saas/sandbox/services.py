@@ -338,10 +338,20 @@ def linkage_feed(after: int = 0, limit: int = 1000) -> list[dict[str, object]]:
         feed.append({
             "sequence": link.id, "event": link.event, "published_at": link.published_at.isoformat(),
             "kind": new.kind.value,
-            "old": {"issuer_key_id": old.authority.key_id.hex(), "serial": str(old.serial)},
-            "new": {"issuer_key_id": new.authority.key_id.hex(), "serial": str(new.serial)},
+            "old": {"issuer_key_id": old.authority.key_id.hex(), "serial": str(old.serial),
+                    "not_after": old.not_after.isoformat()},
+            "new": {"issuer_key_id": new.authority.key_id.hex(), "serial": str(new.serial),
+                    "not_after": new.not_after.isoformat()},
         })
     return feed
+
+
+def latest_attributes(issuer_key_id: bytes, serial: int) -> PersonAttributes | None:
+    """The holder's latest four attributes (最新の基本4情報), found by any of their
+    certificates; None for a certificate the sandbox did not issue."""
+    certificate = db.session.scalar(select(SandboxCertificate).join(SandboxAuthority).where(
+        SandboxCertificate.serial == serial, SandboxAuthority.key_id == issuer_key_id))
+    return _synthetic(certificate.person).attributes if certificate is not None else None
 
 
 def _serial() -> int:

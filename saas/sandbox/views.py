@@ -27,7 +27,7 @@ LINKAGE = openapi.schema("LinkageFeed", {
             "type": "object", "required": ["sequence", "event", "kind", "old", "new", "published_at"],
             "properties": {
                 "sequence": {"type": "integer"},
-                "event": {"type": "string", "enum": ["renewal", "attributes_changed"]},
+                "event": {"type": "string", "enum": ["pair", "renewal", "attributes_changed"]},
                 "kind": {"type": "string", "enum": ["auth", "signature"]},
                 "published_at": {"type": "string", "format": "date-time"},
                 "old": {"$ref": "#/components/schemas/CertificateRef"},
@@ -38,7 +38,8 @@ LINKAGE = openapi.schema("LinkageFeed", {
 openapi.schema("CertificateRef", {
     "type": "object", "required": ["issuer_key_id", "serial"],
     "properties": {"issuer_key_id": {"type": "string", "description": "hex"},
-                   "serial": {"type": "string", "description": "decimal"}},
+                   "serial": {"type": "string", "description": "decimal"},
+                   "not_after": {"type": "string", "format": "date-time"}},
 })
 REGISTER = openapi.schema("RegisterRecord", {
     "type": "object", "required": ["corporate_number", "name", "address", "representatives", "as_of"],
