@@ -429,7 +429,9 @@ def test_a_renewed_card_logs_into_the_same_sub(oidc_stack: dict[str, Any], brows
     from saas.sandbox import jobs as sandbox_jobs
     from saas.sandbox import services as sandbox
 
-    sub = _logged_in(_rp_login(browser, oidc_stack), oidc_stack)
+    first = _rp_login(browser, oidc_stack)
+    sub = _logged_in(first, oidc_stack)
+    _agent_window_closed(first)  # the agent is done with the old card before it is unplugged
     with oidc_stack["app"].app_context():
         renewed = sandbox.renew(oidc_stack["card"].auth.certificate.serial_number)
         db.session.commit()

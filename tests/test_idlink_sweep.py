@@ -170,20 +170,17 @@ def test_a_sweep_killed_in_the_middle_resumes_without_double_events(app: Flask, 
         second = sweep._lease(sweep_id)  # another worker: another chunk
         assert first is not None and second is not None and first != second
         assert sweep.sweep_chunk(first)["changes"] == 2
-        recorded = sweep._record
-        calls = {"n": 0}
+        emit_many = sweep.events.emit_many
 
-        def dies_on_the_second_change(*args: Any) -> int:
-            calls["n"] += 1
-            if calls["n"] == 2:
-                raise SystemExit("worker killed")
-            return recorded(*args)
+        def emits_then_dies(*args: Any) -> list[str]:
+            assert len(emit_many(*args)) == 2  # the events are written, the chunk not yet done
+            raise SystemExit("worker killed")
 
-        monkeypatch.setattr(sweep, "_record", dies_on_the_second_change)
+        monkeypatch.setattr(sweep.events, "emit_many", emits_then_dies)
         with pytest.raises(SystemExit):
-            sweep.sweep_chunk(second)  # one event was emitted, then the worker died
+            sweep.sweep_chunk(second)
         db.session.rollback()
-        monkeypatch.setattr(sweep, "_record", recorded)
+        monkeypatch.setattr(sweep.events, "emit_many", emit_many)
         assert sweep._lease(sweep_id) is not None  # the third chunk; the second is still leased
         db.session.rollback()
         with all_tenants(db.session):

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine, delete, select
 
 from saas.cli import migrate_database
 from saas.db import make_engine
@@ -167,6 +167,7 @@ def test_a_person_survives_renewal_through_linkage(clean: Engine) -> None:
     assert registry.link((issuer, 100), (issuer, 200), CertificateKind.AUTH, at=NOW) == person
     assert registry.resolve(issuer, 200, CertificateKind.AUTH, at=NOW) == person
     assert registry.person_of(issuer, 200) == person
+    assert current_auth(clean, person) == (issuer, "c8", 2)  # the new card is current; two changes
     # Linkage of certificates no one has used yet makes a person of its own: a later
     # login with either finds the other.
     stranger = registry.link((issuer, 999), (issuer, 1000), CertificateKind.SIGNATURE, at=NOW,
@@ -188,6 +189,19 @@ def test_a_login_with_the_new_card_before_the_linkage_is_merged_into_the_person(
                                             "old": {"issuer_key_id": issuer.hex(), "serial": "100"},
                                             "new": {"issuer_key_id": issuer.hex(), "serial": "300"}}],
                                   at=NOW) == 1  # a repeated entry is no conflict either
+    assert current_auth(clean, person) == (issuer, "12c", 2)  # the renewed card is current, after the merge
+    assert current_auth(clean, early) == (None, None, 2)  # merged away: nothing current of its own
+
+
+def current_auth(engine: Engine, person_id: int) -> tuple[Any, Any, int]:
+    """(issuer, serial in hex, generation) the registry keeps on the person's row."""
+    from saas.jpki.store import TABLES
+
+    persons = TABLES["persons"].c
+    with engine.connect() as connection:
+        row = connection.execute(select(persons.auth_issuer_key_id, persons.auth_serial, persons.generation)
+                                 .where(persons.id == person_id)).one()
+    return (bytes(row[0]) if row[0] is not None else None, row[1], row[2])
 
 
 def test_database_stores_verify_a_web_eid_login(clean: Engine, sandbox_roots: dict[str, Any],

@@ -174,3 +174,26 @@ def test_streams_are_per_tenant_and_need_their_scope(app: Flask) -> None:
     reader = {"Authorization": f"Bearer {app.config['TEST_READER_bank']}"}
     assert client.get("/t/bank/ssf/streams", headers=reader).get_json()["error"] == "insufficient_scope"
     assert json.loads(json.dumps(client.get("/t/bank/api/webhooks", headers=reader).get_json())) == {"data": []}
+
+
+def test_a_linked_persons_lost_card_is_a_credential_change_about_that_person(app: Flask) -> None:
+    client = app.test_client()
+    stream = client.post("/t/bank/ssf/streams", headers=auth(app), json={
+        "delivery": {"method": ssf.POLL}, "events_requested": [ssf.CREDENTIAL_CHANGE]}).get_json()
+    assert stream["events_delivered"] == [ssf.CREDENTIAL_CHANGE]
+    with app.app_context():
+        tenant = tenants.active_tenant("bank")
+        with tenant_scope(db.session, tenant.id):
+            event_id = services.emit(tenant, "idlink.link.card_lost", "link:lnk_1", {
+                "link": "lnk_1", "local_id": "M-1", "sub": "sub-9", "card_status": "lost",
+                "reason": "keyCompromise", "as_of": "2026-11-25T00:00:00+00:00"})
+        db.session.commit()
+        relay.fan_out()
+        db.session.commit()
+    poll_url = stream["delivery"]["endpoint_url"].removeprefix("http://localhost")
+    sets = client.post(poll_url, headers=auth(app), json={}).get_json()["sets"]
+    claims = decode(client, sets[event_id]).claims
+    assert claims["sub_id"] == {"format": "iss_sub", "iss": "http://localhost/t/bank", "sub": "sub-9"}
+    change = claims["events"][ssf.CREDENTIAL_CHANGE]
+    assert change["credential_type"] == "x509" and change["change_type"] == "revoke"
+    assert change["reason_admin"] == {"en": "card_lost: keyCompromise"}

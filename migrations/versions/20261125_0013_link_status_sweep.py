@@ -1,8 +1,9 @@
-"""link status sweep
+"""link status sweep: card status on id links, sweeps and their chunks, standing consents to
+attribute updates, each person's generation and current auth certificate
 
 Revision ID: 0013
 Revises: 0012
-Create Date: 2026-11-25 11:49:27.626639
+Create Date: 2026-11-25 12:05:33.667651
 """
 
 from collections.abc import Sequence
@@ -75,19 +76,38 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("card_changed_at", saas.sqltypes.UTCDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("auth_ref", sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column("signature_ref", sa.String(length=16), nullable=True))
+        batch_op.add_column(sa.Column("generation", sa.Integer(), nullable=True))
         batch_op.create_index("ix_id_links_sweep", ["person_id", "status"], unique=False)
 
     with op.batch_alter_table("jpki_person_certificates", schema=None) as batch_op:
         batch_op.add_column(sa.Column("not_after", saas.sqltypes.UTCDateTime(timezone=True), nullable=True))
 
+    with op.batch_alter_table("jpki_persons", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("generation", sa.Integer(), server_default="0", nullable=False))
+        batch_op.add_column(sa.Column("auth_issuer_key_id", sa.LargeBinary(length=32), nullable=True))
+        batch_op.add_column(sa.Column("auth_serial", sa.String(length=40), nullable=True))
+        batch_op.add_column(sa.Column("auth_not_after", saas.sqltypes.UTCDateTime(timezone=True), nullable=True))
+    # Persons known already: their current auth certificate is the one attached last.
+    for column in ("issuer_key_id", "serial"):
+        op.execute(f"""UPDATE jpki_persons SET auth_{column} = (
+            SELECT c.{column} FROM jpki_person_certificates c
+            WHERE c.person_id = jpki_persons.id AND c.kind = 'auth'
+            ORDER BY c.linked_at DESC, length(c.serial) DESC, c.serial DESC LIMIT 1)""")
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("jpki_persons", schema=None) as batch_op:
+        batch_op.drop_column("auth_not_after")
+        batch_op.drop_column("auth_serial")
+        batch_op.drop_column("auth_issuer_key_id")
+        batch_op.drop_column("generation")
+
     with op.batch_alter_table("jpki_person_certificates", schema=None) as batch_op:
         batch_op.drop_column("not_after")
 
     with op.batch_alter_table("id_links", schema=None) as batch_op:
         batch_op.drop_index("ix_id_links_sweep")
+        batch_op.drop_column("generation")
         batch_op.drop_column("signature_ref")
         batch_op.drop_column("auth_ref")
         batch_op.drop_column("card_changed_at")

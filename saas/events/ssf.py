@@ -43,7 +43,8 @@ VERIFICATION = "https://schemas.openid.net/secevent/ssf/event-type/verification"
 # Which of the service's events each SSF event type carries.
 INTERNAL_TYPES: dict[str, list[str]] = {
     SESSION_REVOKED: ["oidc.session.ended", "oidc.grant.revoked"],
-    CREDENTIAL_CHANGE: [],
+    CREDENTIAL_CHANGE: ["idlink.link.renewed", "idlink.link.attributes_changed", "idlink.link.revoked",
+                        "idlink.link.card_lost", "idlink.link.expired"],
     ACCOUNT_DISABLED: [],
     IDENTIFIER_CHANGED: [],
 }
@@ -58,11 +59,19 @@ class StreamError(ServiceError):
 
 # -- Security Event Tokens --------------------------------------------------------------------------
 
-def _subject(event: Event, issuer: str) -> dict[str, str]:
+def _subject(event: Event, issuer: str, detail: dict[str, Any]) -> dict[str, str]:
     kind, _, value = event.subject.partition(":")
     if kind == "sub" and value and value != "None":
         return {"format": "iss_sub", "iss": issuer, "sub": value}
+    if kind == "link" and isinstance(detail.get("sub"), str):  # a linked person: who it is about
+        return {"format": "iss_sub", "iss": issuer, "sub": detail["sub"]}
     return {"format": "opaque", "id": event.subject}
+
+
+# CAEP credential-change for what the status sweep saw of a linked person's card.
+_CREDENTIAL_CHANGES = {"idlink.link.renewed": "update", "idlink.link.attributes_changed": "update",
+                       "idlink.link.revoked": "revoke", "idlink.link.card_lost": "revoke",
+                       "idlink.link.expired": "delete"}
 
 
 def _event_claims(event: Event, data: dict[str, Any]) -> dict[str, Any]:
@@ -75,6 +84,11 @@ def _event_claims(event: Event, data: dict[str, Any]) -> dict[str, Any]:
         return {SESSION_REVOKED: {"event_timestamp": at,
                                   "initiating_entity": "user" if reason in ("logout", "revoked_by_client") else "policy",
                                   "reason_admin": {"en": reason}}}
+    if event.type in _CREDENTIAL_CHANGES:
+        reason = event.type.removeprefix("idlink.link.") + (f": {detail['reason']}" if detail.get("reason") else "")
+        return {CREDENTIAL_CHANGE: {"event_timestamp": at, "credential_type": "x509",
+                                    "change_type": _CREDENTIAL_CHANGES[event.type], "initiating_entity": "system",
+                                    "reason_admin": {"en": reason}}}
     raise ValueError(f"no Shared Signals form for {event.type}")
 
 
@@ -87,7 +101,7 @@ def security_event_token(tenant: Tenant, stream: WebhookEndpoint, event: Event) 
     claims: dict[str, Any] = {
         "iss": issuer, "jti": event.public_id, "iat": int(datetime.fromisoformat(data["created_at"]).timestamp()),
         "aud": json.loads(stream.set_audience) if stream.set_audience else issuer,
-        "sub_id": _subject(event, issuer), "events": _event_claims(event, data),
+        "sub_id": _subject(event, issuer, data.get("data", {})), "events": _event_claims(event, data),
         "txn": event.public_id,
     }
     kid, key = keys.signing_key(tenant, "ES256")

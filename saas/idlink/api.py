@@ -28,7 +28,15 @@ LINK = openapi.schema("IdLink", {
                    "assurance": {"type": "string", "enum": ["card_login", "reception", "operator"]},
                    "made_by": {"type": "string"}, "status": {"type": "string", "enum": ["active", "unlinked"]},
                    "created_at": {"type": "string", "format": "date-time"},
-                   "updated_at": {"type": "string", "format": "date-time"}}})
+                   "updated_at": {"type": "string", "format": "date-time"},
+                   "card": {"type": "object", "description": "The person's card as the daily status sweep last saw "
+                                                             "it (status null until it could judge)",
+                            "properties": {
+                                "status": {"type": ["string", "null"],
+                                           "enum": ["valid", "revoked", "lost", "expired", None]},
+                                "reason": {"type": ["string", "null"], "description": "The CRL reason of a revocation",
+                                           "examples": ["keyCompromise"]},
+                                "changed_at": {"type": ["string", "null"], "format": "date-time"}}}}})
 ERRORS = {401: json_response("No valid API key for this organisation", openapi.ERROR),
           403: json_response("The key lacks the scope", openapi.ERROR),
           404: json_response("No such link", openapi.ERROR),

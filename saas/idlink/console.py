@@ -68,13 +68,31 @@ def arrivals_csv() -> Response:
 def links() -> str:
     from sqlalchemy import func, select
 
-    from saas.idlink.models import IdLink, ImportBatch
+    from saas.idlink import sweep
+    from saas.idlink.models import IdLink, IdLinkHistory, ImportBatch
 
     recent = list(db.session.scalars(select(IdLink).order_by(IdLink.id.desc()).limit(100)))
     counts = dict(db.session.execute(select(IdLink.status, func.count()).group_by(IdLink.status)).all())
+    cards = dict(db.session.execute(select(IdLink.card_status, func.count()).where(IdLink.status == "active")
+                                    .group_by(IdLink.card_status)).all())
+    changes = db.session.execute(select(IdLinkHistory, IdLink.local_id).join(
+        IdLink, IdLink.id == IdLinkHistory.link_id).where(IdLinkHistory.by == "sweep")
+        .order_by(IdLinkHistory.id.desc()).limit(50)).all()
     batches = list(db.session.scalars(select(ImportBatch).order_by(ImportBatch.id.desc()).limit(10)))
     return render_template("idlink/links.html", tenant=current_tenant(), links=recent, counts=counts,
-                           batches=batches)
+                           cards=cards, changes=changes, last_sweep=sweep.latest(), batches=batches,
+                           card_labels=card_labels(), change_labels=change_labels())
+
+
+def card_labels() -> dict[str | None, str]:
+    return {"valid": _("Valid"), "revoked": _("Revoked"), "lost": _("Reported lost"), "expired": _("Expired"),
+            None: _("Not checked yet")}
+
+
+def change_labels() -> dict[str, str]:
+    return {"renewed": _("Card renewed (the link follows)"),
+            "attributes_changed": _("Name or address changed"),
+            "revoked": _("Card revoked"), "card_lost": _("Card reported lost"), "expired": _("Card expired")}
 
 
 @tenant_console.route("/links/import", methods=["GET", "POST"])

@@ -41,6 +41,7 @@ class IdLink(HasPublicId, TenantScoped, Base):
     card_changed_at: Mapped[datetime | None]  # when the sweep last saw a change
     auth_ref: Mapped[str | None] = mapped_column(String(16))
     signature_ref: Mapped[str | None] = mapped_column(String(16))
+    generation: Mapped[int | None]  # the person's generation (saas/jpki/store.py) when judged
 
 
 class LinkInvitation(TenantScoped, Base):

@@ -28,9 +28,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 
 from saas import clock, db, jobs
 from saas.db import all_tenants, tenant_scope
@@ -71,45 +71,30 @@ class CardState:
     signature: tuple[bytes, int] | None  # the current signature certificate
 
 
-@dataclass(frozen=True)
-class _Certificate:
-    kind: str
-    issuer_key_id: bytes
-    serial: int
-    not_after: datetime | None
-    linked_at: datetime
+# The current certificate of a kind: (issuer key id, serial in hex, expired as of the sweep).
+Current = tuple[bytes, str, bool]
 
 
-def reference(issuer_key_id: bytes, serial: int) -> str:
+def reference(issuer_key_id: bytes, serial_hex: str) -> str:
     """A short digest naming a certificate in a link row (no serial is kept there)."""
-    return hashlib.sha256(issuer_key_id + serial.to_bytes(20, "big")).hexdigest()[:16]
+    return hashlib.sha256(issuer_key_id + serial_hex.encode()).hexdigest()[:16]
 
 
-def _current(certificates: list[_Certificate], kind: str) -> _Certificate | None:
-    mine = [c for c in certificates if c.kind == kind]
-    return max(mine, key=lambda c: (c.linked_at, c.serial)) if mine else None
-
-
-def assess(persons: dict[int, list[_Certificate]], at: datetime) -> tuple[dict[int, CardState], int]:
-    """(each judged person's state, how many could not be judged) as of ``at``.
+def assess(persons: dict[int, list[Current | None]], at: datetime) -> tuple[dict[int, CardState], int]:
+    """(each judged person's state, how many could not be judged) as of ``at``, from each
+    person's current [auth, signature] certificates.
 
     Expiry is judged first (an expired certificate leaves the CRL in time); then the
-    current certificates are looked up in the revocation store, one vectorised pass per
-    issuer. Not judged: a person with no auth certificate known, one whose current auth
-    certificate was superseded before the linkage to its successor arrived, and one whose
-    issuer has no usable CRL (the store fails closed).
+    current auth certificates are looked up in the revocation store, one vectorised pass
+    per issuer (a signature certificate revoked on a move shows as its successor). Not
+    judged: a person with no auth certificate known, one whose current auth certificate
+    was superseded before the linkage to its successor arrived, and one whose issuer has
+    no usable CRL (the store fails closed).
     """
-    current: dict[int, tuple[_Certificate, _Certificate | None]] = {}
-    wanted: dict[bytes, set[int]] = defaultdict(set)
-    for person_id, certificates in persons.items():
-        auth = _current(certificates, CertificateKind.AUTH.value)
-        if auth is None:
-            continue
-        signature = _current(certificates, CertificateKind.SIGNATURE.value)
-        current[person_id] = (auth, signature)
-        for certificate in (auth, signature):
-            if certificate is not None and not _expired(certificate, at):
-                wanted[certificate.issuer_key_id].add(certificate.serial)
+    wanted: dict[bytes, list[int]] = defaultdict(list)
+    for auth, _signature in persons.values():
+        if auth is not None and not auth[2]:
+            wanted[auth[0]].append(int(auth[1], 16))
     store = jpki_stores().revocations
     revoked: dict[tuple[bytes, int], Reason] = {}
     unusable: set[bytes] = set()
@@ -121,49 +106,54 @@ def assess(persons: dict[int, list[_Certificate]], at: datetime) -> tuple[dict[i
             continue
         revoked.update({(issuer, serial): entry.reason for serial, entry in found.items()})
     states: dict[int, CardState] = {}
-    for person_id, (auth, signature) in current.items():
-        signature_ref = reference(signature.issuer_key_id, signature.serial) if signature is not None else None
-        signature_key = (signature.issuer_key_id, signature.serial) if signature is not None else None
-        auth_ref = reference(auth.issuer_key_id, auth.serial)
-        if _expired(auth, at):
-            states[person_id] = CardState("expired", None, auth_ref, signature_ref, signature_key)
+    for person_id, (auth, signature) in persons.items():
+        if auth is None:
             continue
-        if auth.issuer_key_id in unusable:
+        issuer = auth[0]
+        status, reason = "valid", None
+        if auth[2]:
+            status = "expired"
+        elif issuer in unusable:
             continue
-        reason = revoked.get((auth.issuer_key_id, auth.serial))
-        if reason is Reason.SUPERSEDED:
+        elif (reason := revoked.get((issuer, int(auth[1], 16)))) is Reason.SUPERSEDED:
             continue  # renewed: the successor arrives with the linkage feed
-        if reason is None:
-            status = "valid"
-        else:
+        elif reason is not None:
             status = "lost" if reason is Reason.KEY_COMPROMISE else "revoked"
-        states[person_id] = CardState(status, reason.value if reason is not None else None, auth_ref,
-                                      signature_ref, signature_key)
+        states[person_id] = CardState(
+            status, reason.value if reason is not None else None, reference(issuer, auth[1]),
+            reference(signature[0], signature[1]) if signature is not None else None,
+            (signature[0], int(signature[1], 16)) if signature is not None else None)
     return states, len(persons) - len(states)
 
 
-def _expired(certificate: _Certificate, at: datetime) -> bool:
-    return certificate.not_after is not None and certificate.not_after <= at
-
-
-def _certificates(where: Any) -> dict[int, list[_Certificate]]:
-    persons: dict[int, list[_Certificate]] = defaultdict(list)
-    rows = db.session.execute(select(
-        _CERTIFICATES.c.person_id, _CERTIFICATES.c.kind, _CERTIFICATES.c.issuer_key_id, _CERTIFICATES.c.serial,
-        _CERTIFICATES.c.not_after, _CERTIFICATES.c.linked_at).where(where))
-    for person_id, kind, issuer, serial, not_after, linked_at in rows:
-        persons[person_id].append(_Certificate(kind, issuer, int(serial, 16), not_after, linked_at))
-    return persons
+def _certificates(where: Any, at: datetime) -> dict[int, list[Current | None]]:
+    """Each person's current [auth, signature] certificate (the one linked last), and
+    whether it expired by ``at`` (judged by the database: no timestamps to convert)."""
+    table = _CERTIFICATES.c
+    expired = func.coalesce(table.not_after <= at, False)
+    rows = db.session.execute(select(table.person_id, table.kind, table.issuer_key_id, table.serial, expired)
+                              .where(where).order_by(table.person_id, table.kind, table.linked_at,
+                                                   func.length(table.serial), table.serial)).all()
+    current: dict[int, list[Current | None]] = {}
+    auth = CertificateKind.AUTH.value
+    for person_id, kind, issuer, serial, lapsed in rows:
+        slot = current.get(person_id)
+        if slot is None:
+            slot = current[person_id] = [None, None]
+        slot[0 if kind == auth else 1] = (issuer, serial, bool(lapsed))  # ordered: the last one wins
+    return current
 
 
 def baseline(found: IdLink) -> None:
     """What a new link starts from: the person's card as it is now (no event: the link's
     own event says it was made). Left empty when it cannot be judged yet."""
-    states, _ = assess(_certificates(_CERTIFICATES.c.person_id == found.person_id), clock.now())
+    now = clock.now()
+    states, _ = assess(_certificates(_CERTIFICATES.c.person_id == found.person_id, now), now)
     state = states.get(found.person_id)
     if state is not None:
         found.card_status, found.card_reason = state.status, state.reason
         found.auth_ref, found.signature_ref = state.auth_ref, state.signature_ref
+        found.generation = db.session.scalar(select(_PERSONS.c.generation).where(_PERSONS.c.id == found.person_id))
 
 
 # -- a sweep and its chunks ---------------------------------------------------------------------
@@ -267,8 +257,8 @@ def progress(sweep_id: int) -> tuple[int, int]:
 
 
 def latest() -> SweepRun | None:
-    with all_tenants(db.session):
-        return db.session.scalar(select(SweepRun).order_by(SweepRun.id.desc()))
+    """The newest sweep (platform data: readable in any tenant's scope)."""
+    return db.session.scalar(select(SweepRun).order_by(SweepRun.id.desc()))
 
 
 def sweep_chunk(chunk_id: int) -> dict[str, int]:
@@ -281,28 +271,83 @@ def sweep_chunk(chunk_id: int) -> dict[str, int]:
         run = db.session.get(SweepRun, chunk.sweep_id)
         assert run is not None
         at, first, last = run.at, chunk.first_person, chunk.last_person
-        links = db.session.execute(select(
-            IdLink.id, IdLink.tenant_id, IdLink.person_id, IdLink.sub, IdLink.card_status, IdLink.auth_ref,
-            IdLink.signature_ref).where(IdLink.person_id.between(first, last), IdLink.status == "active")).all()
-        in_range = _certificates(_CERTIFICATES.c.person_id.between(first, last))
-        moved = _follow_merges({link.person_id for link in links} - set(in_range))
-        if moved:
-            in_range.update(_certificates(_CERTIFICATES.c.person_id.in_(set(moved.values()))))
-        linked = {moved.get(link.person_id, link.person_id) for link in links}
-        states, unchecked = assess({p: in_range.get(p, []) for p in linked}, at)
-        found = _changes(links, states, moved)
+        closer, persons, unchecked = _scan(first, last, at)
+        found: list[_Change] = []
+        for start in range(0, len(closer), 1000):
+            changes, skipped = _look_closer(closer[start:start + 1000], at)
+            found += changes
+            unchecked += skipped
     applied = _apply(found, at)
     with all_tenants(db.session):
         finished = db.session.execute(update(SweepChunk).where(SweepChunk.id == chunk_id,
                                                                SweepChunk.status == "pending")
-                                      .values(status="done", done_at=clock.now(), persons=len(linked),
+                                      .values(status="done", done_at=clock.now(), persons=persons,
                                               changes=applied, unchecked=unchecked, claimed_until=None)
                                       .execution_options(synchronize_session=False)).rowcount
     if not finished:
         db.session.rollback()
         return {"persons": 0, "changes": 0}
     db.session.commit()
-    return {"persons": len(linked), "changes": applied}
+    return {"persons": persons, "changes": applied}
+
+
+def _scan(first: int, last: int, at: datetime) -> tuple[list[int], int, int]:
+    """(links to look at closer, persons, persons left unchecked) of a range of persons.
+
+    One row per link with its person's generation and current auth certificate; the
+    revocation store is asked about all of them at once. A link is looked at closer when
+    its person gained or lost a certificate since it was last judged, was merged, has a
+    card that is revoked, expired or was already bad; the rest — nearly all — cost
+    nothing more. Read through the driver's cursor: a million rows as plain tuples.
+    """
+    links, persons = IdLink.__table__, _PERSONS
+    statement = (select(links.c.id, links.c.person_id, links.c.card_status, links.c.generation,
+                        persons.c.generation, persons.c.merged_into, persons.c.auth_issuer_key_id,
+                        persons.c.auth_serial, func.coalesce(persons.c.auth_not_after <= at, False))
+                 .select_from(links.join(persons, persons.c.id == links.c.person_id))
+                 # The same range on both sides: a merge join of two index ranges.
+                 .where(links.c.person_id.between(first, last), persons.c.id.between(first, last),
+                        links.c.status == "active"))
+    result = db.session.connection().execute(statement)
+    rows = result.cursor.fetchall()
+    result.close()
+    closer: list[int] = []
+    by_issuer: dict[bytes, list[tuple[int, int]]] = defaultdict(list)
+    seen: set[int] = set()
+    unchecked = 0
+    for link_id, person_id, status, judged, generation, merged, issuer, serial, expired in rows:
+        seen.add(person_id)
+        if merged is not None or judged != generation or status != "valid" or expired:
+            closer.append(link_id)
+        elif issuer is None:
+            unchecked += 1  # no auth certificate known yet
+        else:
+            by_issuer[bytes(issuer)].append((link_id, int(serial, 16)))
+    store = jpki_stores().revocations
+    for issuer, items in by_issuer.items():
+        try:
+            revoked = store.revocations(issuer, [serial for _, serial in items], at=at)
+        except VerificationFailed:
+            unchecked += len(items)  # no usable CRL: judged on a later day
+            continue
+        closer += [link_id for link_id, serial in items if serial in revoked]
+    return closer, len(seen), unchecked
+
+
+def _look_closer(link_ids: list[int], at: datetime) -> tuple[list[_Change], int]:
+    """The changes of these links, judged from all their persons' certificates."""
+    table = IdLink.__table__.c
+    links = [_Link(*row) for row in db.session.execute(select(
+        table.id, table.tenant_id, table.person_id, table.public_id, table.local_id, table.sub,
+        table.card_status, table.auth_ref, table.signature_ref, table.generation)
+        .where(table.id.in_(link_ids))).all()]
+    moved = _follow_merges({link.person_id for link in links})
+    targets = {moved.get(link.person_id, link.person_id) for link in links}
+    certificates = _certificates(_CERTIFICATES.c.person_id.in_(targets), at)
+    generations = dict(db.session.execute(select(_PERSONS.c.id, _PERSONS.c.generation)
+                                          .where(_PERSONS.c.id.in_(targets))).all())
+    states, unchecked = assess({p: certificates.get(p, [None, None]) for p in targets}, at)
+    return _changes(links, states, moved, generations), unchecked
 
 
 def _follow_merges(person_ids: set[int]) -> dict[int, int]:
@@ -322,86 +367,131 @@ def _follow_merges(person_ids: set[int]) -> dict[int, int]:
     return moved
 
 
-@dataclass(frozen=True)
-class _Change:
-    link_id: int
+class _Link(NamedTuple):
+    id: int
     tenant_id: int
     person_id: int
+    public_id: str
+    local_id: str
+    sub: str
+    card_status: str | None
+    auth_ref: str | None
+    signature_ref: str | None
+    generation: int | None
+
+
+@dataclass(frozen=True)
+class _Change:
+    link: _Link
+    person_id: int
+    generation: int
     state: CardState
     change: str | None  # None: a silent first baseline
 
 
-def _changes(links: Iterable[Any], states: dict[int, CardState], moved: dict[int, int]) -> list[_Change]:
+def _changes(links: Iterable[_Link], states: dict[int, CardState], moved: dict[int, int],
+             generations: dict[int, int]) -> list[_Change]:
     found = []
     for link in links:
         person_id = moved.get(link.person_id, link.person_id)
         state = states.get(person_id)
         if state is None:
             continue
-        change: str | None
+        generation = generations.get(person_id, 0)
+        change: str | None = None
+        write = True
         if link.auth_ref is None:
             change = _STATUS_CHANGE.get(state.status)  # first judgement: news only when bad
         elif state.status != "valid":
             if state.status == link.card_status or (
                     state.status == "expired" and link.card_status in ("revoked", "lost")
                     and state.auth_ref == link.auth_ref):
-                continue  # known already (a revoked card that later expires is no news)
-            change = _STATUS_CHANGE[state.status]
+                write = False  # known already (a revoked card that later expires is no news)
+            else:
+                change = _STATUS_CHANGE[state.status]
         elif state.auth_ref != link.auth_ref or person_id != link.person_id:
             change = "renewed"
         elif state.signature_ref != link.signature_ref and link.signature_ref is not None:
             change = "attributes_changed"
         elif (link.card_status, link.signature_ref) == (state.status, state.signature_ref):
-            continue  # the common case: nothing to write
-        else:
-            change = None  # valid again, or a signature certificate seen for the first time
-        found.append(_Change(link.id, link.tenant_id, person_id, state, change))
+            write = False  # nothing new
+        # else: valid again, or a signature certificate seen for the first time (silent)
+        if write or link.generation != generation:  # the link notes the generation it was judged at
+            found.append(_Change(link, person_id, generation, state, change))
     return found
 
 
+_LINKS = IdLink.__table__
+# One statement for every link a chunk changes (executemany): by id, within its tenant.
+_UPDATE_LINK = (update(_LINKS).where(_LINKS.c.id == bindparam("link"), _LINKS.c.tenant_id == bindparam("tenant"))
+                .values(person_id=bindparam("person"), sub=bindparam("new_sub"), card_status=bindparam("card"),
+                        card_reason=bindparam("reason"), auth_ref=bindparam("auth"),
+                        signature_ref=bindparam("signature"), generation=bindparam("seen"),
+                        card_changed_at=func.coalesce(bindparam("changed", type_=_LINKS.c.card_changed_at.type),
+                                                      _LINKS.c.card_changed_at)))
+
+
 def _apply(changes: list[_Change], at: datetime) -> int:
-    """Write the changes tenant by tenant: link, history line, event. Returns the events."""
+    """Write the changes tenant by tenant, batched: the links, their history lines and
+    events (plain statements with each row's tenant named: thousands of changes on a bad
+    day). Returns the events."""
     by_tenant: dict[int, list[_Change]] = defaultdict(list)
     for change in changes:
-        by_tenant[change.tenant_id].append(change)
+        by_tenant[change.link.tenant_id].append(change)
     emitted = 0
     for tenant_id, mine in by_tenant.items():
+        subs = {change.link.id: change.link.sub for change in mine}
+        merged = [change for change in mine if change.person_id != change.link.person_id]
         with all_tenants(db.session):
             tenant = db.session.get(Tenant, tenant_id)
         assert tenant is not None
-        with tenant_scope(db.session, tenant_id):
+        if merged:  # linkage merged the person: follow them, with the subject they log in with now
+            with tenant_scope(db.session, tenant_id):
+                for change in merged:
+                    subs[change.link.id] = _subject_after_merge(tenant, change.link.person_id, change.person_id)
+        with all_tenants(db.session):
+            consents = _consents(tenant_id, [c.person_id for c in mine if c.change == "attributes_changed"])
+            updates, history, items = [], [], []
+            now = clock.now()
             for change in mine:
-                emitted += _record(tenant, change, at)
+                link, state, sub = change.link, change.state, subs[change.link.id]
+                updates.append({"link": link.id, "tenant": tenant_id, "person": change.person_id, "new_sub": sub,
+                                "card": state.status, "reason": state.reason, "auth": state.auth_ref,
+                                "signature": state.signature_ref, "seen": change.generation,
+                                "changed": at if change.change else None})
+                if change.change is None:
+                    continue
+                history.append({"tenant_id": tenant_id, "link_id": link.id, "at": now, "action": change.change,
+                                "sub": sub, "by": "sweep"})
+                data: dict[str, Any] = {"link": link.public_id, "local_id": link.local_id, "sub": sub,
+                                        "card_status": state.status, "as_of": at.isoformat()}
+                if state.reason is not None:
+                    data["reason"] = state.reason
+                if sub != link.sub:
+                    data["previous_sub"] = link.sub
+                if change.change == "attributes_changed":
+                    data.update(_latest_attributes(tenant, sub, state, consents.get(change.person_id, set())))
+                items.append((EVENT_TYPES[change.change], f"link:{link.public_id}", data))
+            db.session.execute(_UPDATE_LINK, updates)
+            if history:
+                db.session.execute(insert(IdLinkHistory.__table__), history)
+            events.emit_many(tenant, items)
+            emitted += len(items)
     return emitted
 
 
-def _record(tenant: Tenant, change: _Change, at: datetime) -> int:
-    found = db.session.get(IdLink, change.link_id)
-    assert found is not None
-    state = change.state
-    previous_sub = found.sub
-    if change.person_id != found.person_id:  # linkage merged the person: follow them
-        found.person_id, found.sub = change.person_id, _subject_after_merge(tenant, found.person_id,
-                                                                            change.person_id)
-    found.card_status, found.card_reason = state.status, state.reason
-    found.auth_ref, found.signature_ref = state.auth_ref, state.signature_ref
-    if change.change is None:
-        db.session.flush()
-        return 0
-    found.card_changed_at = at
-    db.session.flush()
-    db.session.add(IdLinkHistory(tenant_id=tenant.id, link_id=found.id, at=clock.now(), action=change.change,
-                                 sub=found.sub, by="sweep"))
-    data: dict[str, Any] = {"link": found.public_id, "local_id": found.local_id, "sub": found.sub,
-                            "card_status": state.status, "as_of": at.isoformat()}
-    if state.reason is not None:
-        data["reason"] = state.reason
-    if found.sub != previous_sub:
-        data["previous_sub"] = previous_sub
-    if change.change == "attributes_changed":
-        data.update(_latest_attributes(tenant, found, state))
-    events.emit(tenant, EVENT_TYPES[change.change], f"link:{found.public_id}", data)
-    return 1
+def _consents(tenant_id: int, person_ids: list[int]) -> dict[int, set[str]]:
+    """The attributes each person consented to hear again, at the tenant."""
+    from saas.oidc.models import AttributeUpdateConsent
+
+    consented: dict[int, set[str]] = defaultdict(set)
+    if person_ids:
+        for person_id, attributes in db.session.execute(select(
+                AttributeUpdateConsent.person_id, AttributeUpdateConsent.attributes).where(
+                AttributeUpdateConsent.tenant_id == tenant_id, AttributeUpdateConsent.person_id.in_(person_ids),
+                AttributeUpdateConsent.withdrawn_at.is_(None))):
+            consented[person_id].update(attributes.split())
+    return consented
 
 
 def _subject_after_merge(tenant: Tenant, merged: int, kept: int) -> str:
@@ -422,22 +512,17 @@ def _subject_after_merge(tenant: Tenant, merged: int, kept: int) -> str:
     return moving.sub
 
 
-def _latest_attributes(tenant: Tenant, found: IdLink, state: CardState) -> dict[str, Any]:
+def _latest_attributes(tenant: Tenant, sub: str, state: CardState, consented: set[str]) -> dict[str, Any]:
     """The latest attributes for an attributes-changed event, only as far as the person
     consented (a standing consent signed at a login through one of the tenant's clients)."""
     from saas.oidc.claims import person_claims, seal_attributes
-    from saas.oidc.models import AttributeUpdateConsent
 
-    consented: set[str] = set()
-    for consent in db.session.scalars(select(AttributeUpdateConsent).where(
-            AttributeUpdateConsent.person_id == found.person_id, AttributeUpdateConsent.withdrawn_at.is_(None))):
-        consented.update(consent.attributes.split())
     if not consented:
         return {"attributes_consented": False}
     latest = latest_attributes(*state.signature) if state.signature is not None else None
     if latest is None:
         return {"attributes_consented": True, "attributes_available": False}
-    claims = person_claims(tenant, found.sub, " ".join(sorted(consented)), seal_attributes(tenant, found.sub, latest))
+    claims = person_claims(tenant, sub, " ".join(sorted(consented)), seal_attributes(tenant, sub, latest))
     claims.pop("sub", None)
     return {"attributes_consented": True, "attributes_available": True, "attributes": claims}
 

@@ -108,6 +108,14 @@ def _define_tables(metadata: MetaData) -> dict[str, Table]:
             Column("created_at", when, nullable=False),
             # Set when linkage showed this person to be an older one (see PersonRegistry.link).
             Column("merged_into", BigId, nullable=True),
+            # Moves whenever a certificate is attached or merged in: who keeps state about a
+            # person (the ID-link sweep) looks closer only when it moved.
+            Column("generation", Integer, nullable=False, server_default="0"),
+            # The person's current auth certificate (the one attached last), kept here so
+            # that a sweep over a million persons reads one row each.
+            Column("auth_issuer_key_id", LargeBinary(32), nullable=True),
+            Column("auth_serial", String(40), nullable=True),
+            Column("auth_not_after", when, nullable=True),
         ),
         "feed_positions": Table(
             "jpki_feed_positions", metadata,
@@ -309,9 +317,11 @@ class RevocationStore:
         index = self.index(issuer_key_id, state.crl_number)
         if index is not None and len(index) and wanted:
             keys = fold_keys(wanted)
+            order = np.argsort(keys)  # sorted probes walk the index in step: far fewer cache misses
             table = np.frombuffer(index.keys, dtype=np.uint64)
-            positions = np.minimum(np.searchsorted(table, keys), len(table) - 1)
-            wanted = [wanted[i] for i in np.flatnonzero(table[positions] == keys).tolist()]
+            positions = np.minimum(np.searchsorted(table, keys[order]), len(table) - 1)
+            hits = order[np.flatnonzero(table[positions] == keys[order])]
+            wanted = [wanted[i] for i in hits.tolist()]
         elif index is not None:
             wanted = []
         found: dict[int, Revocation] = {}
@@ -497,6 +507,7 @@ class PersonRegistry:
                 person_id = connection.execute(insert(self.persons).values(created_at=at)
                                                .returning(self.persons.c.id)).scalar_one()
                 self._attach(connection, issuer_key_id, serial, person_id, kind, at, not_after)
+                self._refresh(connection, person_id)
                 return person_id
         except IntegrityError:
             # Two first logins with the same card at once: the other one made the person.
@@ -528,21 +539,26 @@ class PersonRegistry:
                                                .returning(self.persons.c.id)).scalar_one()
                 self._attach(connection, *old, person_id, old_kind or kind, at, old_until)
                 self._attach(connection, *new, person_id, kind, at, new_until)
+                self._refresh(connection, person_id)
                 return person_id
             if person_id is None:
                 assert current is not None
                 self._attach(connection, *old, current, old_kind or kind, at, old_until)
+                self._refresh(connection, current)
                 return current
             if current is None:
                 self._attach(connection, *new, person_id, kind, at, new_until)
+                self._refresh(connection, person_id)
                 return person_id
             if current == person_id:
                 return person_id
             keep, merged = sorted((person_id, current))
             connection.execute(update(self.certificates).where(self.certificates.c.person_id == merged)
                                .values(person_id=keep))
-            connection.execute(update(self.persons).where(self.persons.c.id == merged)
-                               .values(merged_into=keep))
+            connection.execute(update(self.persons).where(self.persons.c.id == merged).values(
+                merged_into=keep, generation=self.persons.c.generation + 1, auth_issuer_key_id=None,
+                auth_serial=None, auth_not_after=None))
+            self._refresh(connection, keep)
             return keep
 
     def apply_linkage(self, feed: str, entries: Iterable[Mapping[str, Any]], *, at: datetime) -> int:
@@ -582,6 +598,20 @@ class PersonRegistry:
         return connection.execute(select(self.certificates.c.person_id).where(
             self.certificates.c.issuer_key_id == issuer_key_id,
             self.certificates.c.serial == serial_hex(serial))).scalar()
+
+    def _refresh(self, connection: Connection, person_id: int) -> None:
+        """A certificate was attached to the person: move its generation, and keep its
+        current auth certificate (the one attached last) on its row."""
+        table = self.certificates.c
+        newest = connection.execute(select(table.issuer_key_id, table.serial, table.not_after).where(
+            table.person_id == person_id, table.kind == CertificateKind.AUTH.value)
+            .order_by(table.linked_at.desc(), func.length(table.serial).desc(), table.serial.desc())
+            .limit(1)).first()
+        connection.execute(update(self.persons).where(self.persons.c.id == person_id).values(
+            generation=self.persons.c.generation + 1,
+            auth_issuer_key_id=newest.issuer_key_id if newest is not None else None,
+            auth_serial=newest.serial if newest is not None else None,
+            auth_not_after=newest.not_after if newest is not None else None))
 
     def _attach(self, connection: Connection, issuer_key_id: bytes, serial: int, person_id: int,
                 kind: CertificateKind, at: datetime, not_after: datetime | None = None) -> None:
