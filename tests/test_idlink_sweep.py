@@ -258,3 +258,76 @@ def test_links_made_before_any_revocation_data_are_judged_later(app: Flask) -> N
     assert run_sweep(app)["changes"] == 0  # a silent first judgement: a good card is no news
     with app.app_context(), all_tenants(db.session):
         assert db.session.scalar(select(IdLink.card_status)) == "valid"
+
+
+def test_a_person_who_used_the_new_card_before_the_linkage_is_followed_with_their_first_subject(app: Flask) -> None:
+    from saas.sandbox import jobs as sandbox_jobs
+    from saas.sandbox import services as sandbox
+
+    card = issue_card(app, seed=104)
+    first = linked(app, card, "P-10400")
+    with app.app_context():  # renewed; the CRL is read, the linkage not yet
+        renewed = sandbox.renew(card.auth.certificate.serial_number)
+        db.session.commit()
+        position = sandbox_jobs.jpki_stores().persons.position(sandbox_jobs.LINKAGE_FEED)
+    early = linked(app, renewed, "P-10401")  # a new card, not yet known as the same person
+    reader = api_key(app, "clinic", "idlink:read")
+    client = app.test_client()
+    early_sub = client.get(f"/t/clinic/api/links/{early}", headers=reader).get_json()["sub"]
+    first_sub = client.get(f"/t/clinic/api/links/{first}", headers=reader).get_json()["sub"]
+    assert early_sub != first_sub
+    with app.app_context():
+        assert sandbox_jobs.jpki_stores().persons.position(sandbox_jobs.LINKAGE_FEED) == position
+        sandbox_jobs.refresh_revocation_data()  # the linkage: one person after all
+        db.session.commit()
+    assert run_sweep(app)["changes"] == 2
+    renewed_events = {e["data"]["link"]: e["data"] for e in link_events(app, "idlink.link.renewed")}
+    assert renewed_events[early]["sub"] == first_sub and renewed_events[early]["previous_sub"] == early_sub
+    assert renewed_events[first]["sub"] == first_sub and "previous_sub" not in renewed_events[first]
+    assert client.get(f"/t/clinic/api/links/{early}", headers=reader).get_json()["sub"] == first_sub
+    rp = register(app, "clinic", scopes="openid")
+    assert [d["local_id"] for d in linked_at_login(app, rp, renewed)] == ["P-10400", "P-10401"]
+
+
+@pytest.mark.redis
+def test_two_rq_workers_share_a_sweep_and_say_each_change_once(committed_url: str, tmp_path: Path,
+                                                                redis_url: str) -> None:
+    import os
+    import secrets
+    import subprocess
+    import sys
+
+    from saas import ROOT, jobs
+    from tests.conftest import SECRET
+
+    prefix = f"kktest-{secrets.token_hex(4)}-"
+    app = make_app(committed_url, tmp_path, REDIS_URL=redis_url, JOB_QUEUE_PREFIX=prefix)
+    with app.app_context():
+        tenants.create_tenant(slug="clinic", display_name="clinic", kind="hospital")
+        db.session.commit()
+    cards = [issue_card(app, seed=110 + n) for n in range(4)]
+    for n, card in enumerate(cards):
+        linked(app, card, f"P-110{n}")
+        life_event(app, "report_lost", card)
+    with app.app_context():
+        run = sweep.start(workers=2, chunk=1)  # four chunks, two jobs on the sweeps queue
+        sweep_id = run.id
+        db.session.commit()
+    assert jobs.runner(app).queue("sweeps").count == 2
+    env = {**os.environ, "DATABASE_URL": committed_url, "REDIS_URL": redis_url, "JOB_QUEUE_PREFIX": prefix,
+           "SECRET_KEY": SECRET, "KAKEHASHI_ENV": "development", "PYTHONPATH": str(ROOT)}
+    workers = [subprocess.Popen([sys.executable, "-m", "saas.cli", "worker", "--burst", "--queue", "sweeps"],
+                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    for worker in workers:
+        _out, errors = worker.communicate(timeout=120)
+        assert worker.returncode == 0, errors[-2000:]
+    with app.app_context():
+        summary = sweep.summary(sweep_id)
+        attempts = [chunk.attempts for chunk in sweep.chunk_rows(sweep_id)]
+    assert summary["status"] == "done" and summary["changes"] == 4 and attempts == [1, 1, 1, 1]
+    assert sorted(e["data"]["local_id"] for e in link_events(app, "idlink.link.card_lost")) == [
+        f"P-110{n}" for n in range(4)]
+    for kind in jobs.KINDS:
+        jobs.runner(app).queue(kind).delete(delete_jobs=True)
+    db.get_database(app).engine.dispose()
