@@ -331,3 +331,23 @@ def test_two_rq_workers_share_a_sweep_and_say_each_change_once(committed_url: st
     for kind in jobs.KINDS:
         jobs.runner(app).queue(kind).delete(delete_jobs=True)
     db.get_database(app).engine.dispose()
+
+
+def test_the_console_shows_the_card_statuses_and_what_the_sweep_saw(app: Flask) -> None:
+    from tests.test_console import verified_owner
+
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    with app.app_context():
+        slug = verified_owner(client)
+    page = client.get(f"/t/{slug}/console/links").get_data(as_text=True)
+    assert "The daily status check has not run yet." in page
+    card = issue_card(app, seed=105)
+    linked(app, card, "P-10500", slug=slug)
+    life_event(app, "report_lost", card)
+    run_sweep(app)
+    page = client.get(f"/t/{slug}/console/links").get_data(as_text=True)
+    assert 'id="cards-lost">1<' in page and 'id="cards-revoked">0<' in page
+    assert "<code>P-10500</code></td><td>Card reported lost</td>" in page
+    assert "Reported lost <small" in page and "(keyCompromise)" in page
+    assert "Cards last checked against the revocation lists" in page
