@@ -87,8 +87,10 @@ class RequestClient(FlaskClient):
 
 
 def make_app(database_url: str, tmp_path: Path, **overrides: Any) -> Flask:
+    # API calls are logged in the request's own transaction: tests that roll their data back
+    # keep the log lines with it (the batched log has a test of its own).
     config = {"DATABASE_URL": database_url, "SECRET_KEY": SECRET, "TESTING": True, "ARGON2_PROFILE": "CHEAPEST",
-              "INSTANCE_PATH": str(tmp_path), "LOG_LEVEL": "WARNING", **overrides}
+              "INSTANCE_PATH": str(tmp_path), "LOG_LEVEL": "WARNING", "API_LOG_FLUSH_SECONDS": 0, **overrides}
     application = create_app(config)
     application.test_client_class = RequestClient
     return application

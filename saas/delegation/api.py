@@ -174,7 +174,7 @@ def binding_link(power_id: str, position: int) -> tuple[Response, int]:
            responses={200: json_response("The power", POWER), **ERRORS})
 @apikeys.requires("delegation:read")
 def fetch(power_id: str) -> Response:
-    return jsonify(_presented(services.get(power_id), _as_of(request.args.get("as_of"))))
+    return jsonify(_presented(services.get_with_agents(power_id), _as_of(request.args.get("as_of"))))
 
 
 @bp.post("/power-access-codes/redeem")

@@ -21,7 +21,8 @@ from cryptography import x509
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 from joserfc import jws
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import Session
 
 from saas import clock, db, urls
 from saas.delegation import records, scope, timestamps
@@ -235,8 +236,27 @@ def get(public_id: str) -> PowerOfAttorney:
 
 
 def agents_of(power: PowerOfAttorney) -> list[PowerAgent]:
+    known = db.session.info.get(_AGENTS, {}).get(power.id)
+    if known is not None:
+        return known  # type: ignore[no-any-return]
     return list(db.session.scalars(select(PowerAgent).where(PowerAgent.power_id == power.id)
                                    .order_by(PowerAgent.position)))
+
+
+_AGENTS = "kakehashi.power_agents"
+
+
+def get_with_agents(public_id: str) -> PowerOfAttorney:
+    """:func:`get`, with the agents read in the same query (a relying party's fetch: one
+    round trip); :func:`agents_of` then answers from them for this unit of work."""
+    rows = db.session.execute(select(PowerOfAttorney, PowerAgent).outerjoin(
+        PowerAgent, PowerAgent.power_id == PowerOfAttorney.id).where(PowerOfAttorney.public_id == public_id)
+        .order_by(PowerAgent.position)).all()
+    if not rows:
+        raise NotFound(_l("There is no such power of attorney."), code="power_not_found")
+    power = rows[0][0]
+    db.session.info.setdefault(_AGENTS, {})[power.id] = [agent for _power, agent in rows if agent is not None]
+    return power
 
 
 def list_powers(*, status: str | None = None, limit: int = 100) -> list[PowerOfAttorney]:
@@ -616,12 +636,34 @@ def receipt(tenant: Tenant, power: PowerOfAttorney, *, at: datetime, fetched_by:
                                          records.canonical(claims), key)
 
 
+_FETCHES_RECORDED: set[tuple[int, int, str]] = set()  # (tenant, power, party) known to be stored
+_PENDING_FETCHES = "kakehashi.pending_fetches"
+
+
 def record_fetch(tenant: Tenant, power: PowerOfAttorney, fetched_by: str) -> None:
     """Remember who fetched the power, to tell them when it ends (one statement; a party
-    that fetched it before is already known)."""
+    this process has seen fetch it already costs none)."""
+    seen = (tenant.id, power.id, fetched_by)
+    if seen in _FETCHES_RECORDED:
+        return
     db.session.execute(db.dialect_insert(PowerFetch).values(tenant_id=tenant.id, power_id=power.id, fetched_by=fetched_by,
                                                  first_at=clock.now())
                        .on_conflict_do_nothing(index_elements=["tenant_id", "power_id", "fetched_by"]))
+    db.session.info.setdefault(_PENDING_FETCHES, []).append(seen)
+
+
+@event.listens_for(Session, "after_commit")
+def _fetches_stored(session: Session) -> None:
+    if len(_FETCHES_RECORDED) > 200_000:
+        _FETCHES_RECORDED.clear()
+    _FETCHES_RECORDED.update(session.info.pop(_PENDING_FETCHES, ()))
+    session.info.pop(_AGENTS, None)
+
+
+@event.listens_for(Session, "after_rollback")
+def _fetches_not_stored(session: Session) -> None:
+    session.info.pop(_PENDING_FETCHES, None)
+    session.info.pop(_AGENTS, None)
 
 
 def counts() -> tuple[dict[str, int], int]:

@@ -21,10 +21,17 @@ group = AppGroup("idlink", help="ID linking (官民認証連携): the daily stat
 def sweep_command(resume: bool, here: bool, workers: int) -> None:
     """Judge every linked person's card (run daily, after the CRLs and the linkage feed
     were read) and tell the tenants what changed."""
-    try:
-        run = sweep.resume(workers=0 if here else workers) if resume else sweep.start(workers=0 if here else workers)
-    except sweep.SweepBusy as error:
-        raise click.ClickException(f"{error}: kakehashi idlink sweep --resume") from None
+    queued = 0 if here else workers
+    run = None
+    if not resume:
+        try:
+            run = sweep.start(workers=queued)
+        except sweep.SweepBusy:
+            # Yesterday's sweep did not finish (a crash, a stopped queue): finish it first;
+            # the next run starts a new one. Chunks already done are not swept again.
+            click.echo("a sweep was still running: resuming it", err=True)
+    if run is None:
+        run = sweep.resume(workers=queued)
     if run is None:
         raise click.ClickException("no sweep is running")
     sweep_id = run.id

@@ -11,25 +11,33 @@ unknown, expired or revoked key, is a 401 that says no more.
 
 from __future__ import annotations
 
+import atexit
+import dataclasses
 import functools
 import hashlib
 import json
+import logging
+import os
 import secrets
+import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from flask import Flask, Response, g, request
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import insert, select, update
+from sqlalchemy import event, insert, select, update
+from sqlalchemy.orm import Session
 
-from saas import clock, db
+from saas import clock, db, rowcache
 from saas.db import all_tenants
 from saas.errors import ServiceError
 from saas.tenants.context import current_tenant
 from saas.tenants.models import ApiKey, ApiRequest, ConsoleUser, Tenant, TenantMode
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("kakehashi.api")
 
 SCOPES: dict[str, Any] = {
     "webhooks:read": _l("Read webhook endpoints, deliveries and events"),
@@ -81,27 +89,62 @@ def create(tenant: Tenant, *, name: str, scopes: list[str], expires_at: datetime
 def revoke(key: ApiKey) -> None:
     key.revoked_at = key.revoked_at or clock.now()
     db.session.flush()
+    _BY_HASH.clear()  # at once in this process; the others within ROW_CACHE_SECONDS
 
 
-def authenticate(scope: str) -> ApiKey:
+@dataclasses.dataclass(frozen=True)
+class KeyInUse:
+    """What a call needs of its key (cached briefly: see saas/rowcache.py)."""
+
+    id: int
+    tenant_id: int
+    public_id: str
+    scopes: frozenset[str]
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+_BY_HASH = rowcache.RowCache()
+
+
+def _key(key_hash: str) -> KeyInUse | None:
+    found = _BY_HASH.get(key_hash)
+    if found is None:
+        with all_tenants(db.session):
+            row = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
+        if row is None:
+            return None
+        found = KeyInUse(row.id, row.tenant_id, row.public_id, frozenset(json.loads(row.scopes)), row.expires_at,
+                         row.revoked_at, row.last_used_at)
+        _BY_HASH.put(key_hash, found)
+    return found  # type: ignore[no-any-return]
+
+
+@event.listens_for(Session, "after_flush")
+def _forget_changed_keys(session: Session, _context: Any) -> None:
+    if any(isinstance(instance, ApiKey) for instance in (*session.dirty, *session.deleted)):
+        _BY_HASH.clear()
+
+
+def authenticate(scope: str) -> KeyInUse:
     """The request's key, if it belongs to the URL's organisation, is live and has ``scope``."""
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     value = value.strip()
     if scheme.lower() != "bearer" or not value.startswith(("kk_test_", "kk_live_")):
         raise Unauthorized(_l("Send an API key: Authorization: Bearer kk_test_… (or kk_live_…)."))
-    with all_tenants(db.session):
-        key = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == _hash(value)))
+    key = _key(_hash(value))
     now = clock.now()
     if (key is None or key.tenant_id != current_tenant().id or key.revoked_at is not None
             or (key.expires_at is not None and key.expires_at <= now)):
         raise Unauthorized(_l("This API key is not valid here: unknown, expired, revoked, or of another "
                               "organisation."))
-    g.api_key = (key.id, key.tenant_id, key.last_used_at)  # logged whatever the outcome
+    g.api_key = (key.id, key.tenant_id, key.last_used_at, _hash(value))  # logged whatever the outcome
     g.api_key_public_id = key.public_id
     if value.startswith("kk_test_") != (current_tenant().mode is TenantMode.SANDBOX):
         raise Unauthorized(_l("A test key does not work in live mode (nor a live key in sandbox): make a key "
                               "for this mode in the console."), code="wrong_mode_key")
-    if scope not in json.loads(key.scopes):
+    if scope not in key.scopes:
         raise ServiceError(_l("This API key may not do this (it lacks the scope %(scope)s).", scope=scope),
                            code="insufficient_scope", status=403)
     return key
@@ -135,27 +178,86 @@ def requires(scope: str) -> Callable[[F], F]:
     return decorate
 
 
+class RequestLog:
+    """Keyed API calls, written in batches by a thread of each process every
+    ``API_LOG_FLUSH_SECONDS`` (and at exit): a call costs no INSERT and no commit of its
+    own. A crashed process loses at most that last moment's lines (the audit log, which
+    records every change, is written in the change's own transaction)."""
+
+    def __init__(self) -> None:
+        self._lines: dict[int, tuple[Flask, list[dict[str, Any]]]] = {}  # per app (its database)
+        self._lock = threading.Lock()
+        self._pid: int | None = None  # the process whose thread flushes
+
+    def add(self, app: Flask, line: dict[str, Any]) -> None:
+        with self._lock:
+            self._lines.setdefault(id(app), (app, []))[1].append(line)
+            if self._pid != os.getpid():  # the first call, or a forked worker's
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, args=(float(app.config["API_LOG_FLUSH_SECONDS"]),),
+                                 name="kk-api-log", daemon=True).start()
+                atexit.register(self.flush)
+
+    def _run(self, interval: float) -> None:
+        while self._pid == os.getpid():
+            time.sleep(interval)
+            try:
+                self.flush()
+            except Exception:  # the database is away: the lines wait for the next try
+                log.exception("could not write the API request log; retrying")
+
+    def flush(self, app: Flask | None = None) -> int:
+        """Write the lines waiting in this process (of ``app`` only, if given); returns how many."""
+        with self._lock:
+            taken = [entry for key, entry in self._lines.items() if app is None or entry[0] is app]
+            for owner, _lines in taken:
+                self._lines.pop(id(owner), None)
+        written = 0
+        for owner, lines in taken:
+            try:
+                with db.get_database(owner).engine.begin() as connection:
+                    connection.execute(insert(ApiRequest.__table__), lines)
+            except Exception:
+                with self._lock:
+                    self._lines.setdefault(id(owner), (owner, []))[1][:0] = lines[-50_000:]
+                raise
+            written += len(lines)
+        return written
+
+
+REQUEST_LOG = RequestLog()
+
+
 def init_app(app: Flask) -> None:
     """Log keyed API calls. Registered after the app's commit-or-rollback hook, so it runs
-    before it: a call that succeeded is logged in its own transaction (one commit); a
-    refused one is rolled back first and its log line committed alone."""
+    before it: a refused call's work is rolled back first. The line goes to the batched
+    request log (or, with ``API_LOG_FLUSH_SECONDS=0``, into the request's transaction)."""
     @app.after_request
     def _log_request(response: Response) -> Response:
-        used: tuple[int, int, datetime | None] | None = g.pop("api_key", None)
+        used: tuple[int, int, datetime | None, str] | None = g.pop("api_key", None)
         if used is None:
             return response
-        key_id, tenant_id, last_used = used
+        key_id, tenant_id, last_used, key_hash = used
         now = clock.now()
         failed = response.status_code >= 400
         if failed:
             db.session.rollback()  # what the refused call did goes; its log line stays
-        with all_tenants(db.session):
-            db.session.execute(insert(ApiRequest).values(
-                tenant_id=tenant_id, key_id=key_id, at=now, method=request.method, path=request.path[:300],
-                status=response.status_code, ip=request.remote_addr or ""))
-            if last_used is None or now - last_used >= LAST_USED_RESOLUTION:  # not a write per call
-                db.session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now)
-                                   .execution_options(synchronize_session=False))
-        if failed:
-            db.session.commit()
+        line = {"tenant_id": tenant_id, "key_id": key_id, "at": now, "method": request.method,
+                "path": request.path[:300], "status": response.status_code, "ip": request.remote_addr or ""}
+        batched = app.config["API_LOG_FLUSH_SECONDS"] > 0
+        if batched:
+            REQUEST_LOG.add(app, line)
+        stale = last_used is None or now - last_used >= LAST_USED_RESOLUTION  # not a write per call
+        if not batched or stale:
+            with all_tenants(db.session):
+                if not batched:
+                    db.session.execute(insert(ApiRequest).values(**line))
+                if stale:
+                    db.session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now)
+                                       .execution_options(synchronize_session=False))
+                    cached = _BY_HASH.get(key_hash)
+                    if cached is not None:  # the copy knows it is used: no write for a minute
+                        _BY_HASH.put(key_hash, dataclasses.replace(cached, last_used_at=now))
+            if failed:
+                db.session.commit()
         return response

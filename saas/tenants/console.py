@@ -810,6 +810,9 @@ def api_key(key_id: str) -> str:
     key = db.session.scalar(select(ApiKey).where(ApiKey.public_id == key_id))
     if key is None:
         abort(404)
+    from saas.tenants import apikeys
+
+    apikeys.REQUEST_LOG.flush(current_app._get_current_object())  # type: ignore[attr-defined]  # this process's, now
     requests_ = list(db.session.scalars(select(ApiRequest).where(ApiRequest.key_id == key.id)
                                         .order_by(ApiRequest.id.desc()).limit(100)))
     return render_template("console/api_key.html", tenant=current_tenant(), key=key, requests=requests_, json=json)

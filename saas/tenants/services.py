@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
-from saas import db
+from saas import db, rowcache
 from saas.errors import NotFound, ServiceError
 from saas.tenants import corporate_number
 from saas.tenants.models import Tenant, TenantKind, TenantMode, TenantStatus
@@ -75,8 +77,24 @@ def create_tenant(*, slug: str, display_name: str, kind: str,
     return tenant
 
 
+_BY_SLUG = rowcache.RowCache()
+
+
 def find_by_slug(slug: str) -> Tenant | None:
-    return db.session.scalar(select(Tenant).where(Tenant.slug == slug))
+    cached = _BY_SLUG.get(slug)
+    if cached is not None:
+        return rowcache.attach(Tenant, cached)
+    tenant = db.session.scalar(select(Tenant).where(Tenant.slug == slug))
+    if tenant is not None:
+        _BY_SLUG.put(slug, rowcache.snapshot(tenant))
+    return tenant
+
+
+@event.listens_for(Session, "after_flush")
+def _forget_changed_tenants(session: Session, _context: Any) -> None:
+    """A tenant changed in this process (its mode, status, name): read it afresh."""
+    if any(isinstance(instance, Tenant) for instance in (*session.dirty, *session.deleted)):
+        _BY_SLUG.clear()
 
 
 def active_tenant(slug: str) -> Tenant:
