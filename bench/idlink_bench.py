@@ -159,10 +159,11 @@ def prepare_sweep(app: Any, links: int, revocations: int) -> dict[str, int]:
         stamp, later, until = now - timedelta(days=30), now - timedelta(days=1), now + timedelta(days=900)
         revoked_at = int((now - timedelta(days=2)).timestamp())
         with connection.cursor() as cursor:
-            for n, (issuer, keys) in enumerate(zip(issuers, revoked, strict=True), start=1):
-                cursor.execute("INSERT INTO jpki_crls (id, issuer_key_id, crl_number, this_update, next_update, "
-                               "ingested_at, entries) VALUES (%s, %s, 1, %s, %s, %s, %s)",
-                               (n, issuer, now - timedelta(hours=1), now + timedelta(hours=23), now, len(keys)))
+            for issuer, keys in zip(issuers, revoked, strict=True):
+                cursor.execute("INSERT INTO jpki_crls (issuer_key_id, crl_number, this_update, next_update, "
+                               "ingested_at, entries) VALUES (%s, 1, %s, %s, %s, %s) RETURNING id",
+                               (issuer, now - timedelta(hours=1), now + timedelta(hours=23), now, len(keys)))
+                n = cursor.fetchone()[0]
                 cursor.execute("INSERT INTO jpki_crl_indexes VALUES (%s, 1, %s)",
                                (issuer, RevocationIndex.build(keys.view(np.uint64)).to_bytes()))
                 with cursor.copy("COPY jpki_revocations (crl_id, key, serial, reason, revoked_at) FROM STDIN") as copy:
@@ -182,6 +183,7 @@ def prepare_sweep(app: Any, links: int, revocations: int) -> dict[str, int]:
                     copy.write("".join([f"{i + 1}\t{stamp.isoformat()}\t{generation[i]}\t\\\\x{issuers[0].hex()}\t"
                                         f"{int(current[i]):x}\t{until.isoformat()}\n"
                                         for i in range(start, min(links, start + 200_000))]))
+            cursor.execute("SELECT setval('jpki_persons_id_seq', %s)", (links,))
             auth_hex, sign_hex = "\\\\x" + issuers[0].hex(), "\\\\x" + issuers[1].hex()
             with cursor.copy("COPY jpki_person_certificates (issuer_key_id, serial, person_id, kind, linked_at, "
                              "not_after) FROM STDIN") as copy:
@@ -201,7 +203,7 @@ def prepare_sweep(app: Any, links: int, revocations: int) -> dict[str, int]:
                              "created_at, updated_at, card_status, auth_ref, signature_ref, generation) FROM STDIN") as copy:
                 for start in range(0, links, 200_000):
                     copy.write("".join([
-                        f"lnk_bench{i:09d}\t{tenant_id}\tM-{i:07d}\t{i + 1}\tsub-{i:09d}\tcard_login\tbench\tactive\t"
+                        f"lnk_bench{i:09d}\t{tenant_id}\tS-{i:07d}\t{i + 1}\tsub-{i:09d}\tcard_login\tbench\tactive\t"
                         f"{stamp.isoformat()}\t{stamp.isoformat()}\tvalid\t{reference(issuers[0], format(int(auth[i]), 'x'))}\t"
                         f"{reference(issuers[1], format(int(signature[i]), 'x'))}\t1\n"
                         for i in range(start, min(links, start + 200_000))]))

@@ -128,7 +128,8 @@ def load(instance_path: Path, overrides: Mapping[str, Any] | None = None) -> dic
         "TSA_URL": source.get("TSA_URL") or None,
         "TSA_ROOTS": source.get("TSA_ROOTS") or None,
         # Rows nearly every request reads, kept briefly per process (see saas/rowcache.py).
-        "ROW_CACHE_SECONDS": float(source.get("ROW_CACHE_SECONDS") or (5 if production else 0)),
+        "ROW_CACHE_SECONDS": float(5 if production else 0) if source.get("ROW_CACHE_SECONDS") in (None, "")
+        else float(source["ROW_CACHE_SECONDS"]),
         "API_LOG_FLUSH_SECONDS": float(source.get("API_LOG_FLUSH_SECONDS", 1) or 0),
         # The longest a power of attorney may run (days).
         "DELEGATION_MAX_VALIDITY_DAYS": int(source.get("DELEGATION_MAX_VALIDITY_DAYS") or 1095),

@@ -15,8 +15,8 @@ import time
 from typing import Any, TypeVar
 
 from flask import current_app
-from sqlalchemy import inspect
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from saas import db
@@ -26,9 +26,16 @@ MAX_ENTRIES = 10_000
 
 
 class RowCache:
-    def __init__(self) -> None:
-        self._rows: dict[Any, tuple[float, Any]] = {}
-        self._lock = threading.Lock()
+    """One kind of cached row, kept per app (each app, each database, its own copies)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = f"kakehashi.rowcache.{name}"
+
+    def _rows(self) -> tuple[dict[Any, tuple[float, Any]], threading.Lock]:
+        found = current_app.extensions.get(self.name)
+        if found is None:
+            found = current_app.extensions.setdefault(self.name, ({}, threading.Lock()))
+        return found  # type: ignore[no-any-return]
 
     @staticmethod
     def _ttl() -> float:
@@ -37,26 +44,49 @@ class RowCache:
     def get(self, key: Any) -> Any:
         """The cached value, or None (a miss, lapsed, or caching off)."""
         ttl = self._ttl()
-        hit = self._rows.get(key) if ttl > 0 else None
+        hit = self._rows()[0].get(key) if ttl > 0 else None
         if hit is None or time.monotonic() - hit[0] > ttl:
             return None
         return hit[1]
 
-    def put(self, key: Any, value: Any) -> None:
+    def put(self, key: Any, value: Any, *, keep_age: bool = False) -> None:
+        """Cache ``value``; with ``keep_age``, only if cached already, as old as it was."""
         if self._ttl() <= 0:
             return
-        with self._lock:
-            if len(self._rows) >= MAX_ENTRIES:
-                self._rows.clear()
-            self._rows[key] = (time.monotonic(), value)
-
-    def drop(self, key: Any) -> None:
-        with self._lock:
-            self._rows.pop(key, None)
+        rows, lock = self._rows()
+        with lock:
+            previous = rows.get(key)
+            if keep_age and previous is None:
+                return
+            if len(rows) >= MAX_ENTRIES:
+                rows.clear()
+            rows[key] = (previous[0] if keep_age and previous else time.monotonic(), value)
 
     def clear(self) -> None:
-        with self._lock:
-            self._rows.clear()
+        rows, lock = self._rows()
+        with lock:
+            rows.clear()
+
+
+def forget_on_change(cache: RowCache, model: type) -> None:
+    """Drop ``cache`` when this process flushes a change to a ``model`` row, and again
+    when that commits (a request reading meanwhile may have cached the old row)."""
+    flag = f"{cache.name}.changed"
+
+    @event.listens_for(Session, "after_flush")
+    def _changed(session: Session, _context: Any) -> None:
+        if any(isinstance(instance, model) for instance in (*session.dirty, *session.deleted)):
+            session.info[flag] = True
+            cache.clear()
+
+    @event.listens_for(Session, "after_commit")
+    def _committed(session: Session) -> None:
+        if session.info.pop(flag, False):
+            cache.clear()
+
+    @event.listens_for(Session, "after_rollback")
+    def _rolled_back(session: Session) -> None:
+        session.info.pop(flag, None)
 
 
 def snapshot(instance: Any) -> dict[str, Any]:

@@ -181,12 +181,10 @@ def test_a_sweep_killed_in_the_middle_resumes_without_double_events(app: Flask, 
             sweep.sweep_chunk(second)
         db.session.rollback()
         monkeypatch.setattr(sweep.events, "emit_many", emit_many)
-        assert sweep._lease(sweep_id) is not None  # the third chunk; the second is still leased
+        third = sweep._lease(sweep_id)  # the second is still leased by the dead worker: the third
+        assert third not in (None, first, second)
+        assert sweep._lease(sweep_id) is None  # nothing free until a lease lapses
         db.session.rollback()
-        with all_tenants(db.session):
-            db.session.execute(SweepChunk.__table__.update().where(SweepChunk.id != first)
-                               .values(claimed_until=None))  # drop the leases the test took
-            db.session.commit()
     assert len(link_events(app, "idlink.link.card_lost")) == 2
     with app.app_context(), clock.frozen(clock.now() + sweep.LEASE + timedelta(seconds=1)):
         resumed = sweep.resume(workers=0)
@@ -352,3 +350,28 @@ def test_the_console_shows_the_card_statuses_and_what_the_sweep_saw(app: Flask) 
     assert "<code>P-10500</code></td><td>Card reported lost</td>" in page
     assert "Reported lost <small" in page and "(keyCompromise)" in page
     assert "Cards last checked against the revocation lists" in page
+
+
+def test_a_chunk_that_always_fails_is_given_up_and_the_next_sweep_starts_anew(app: Flask, monkeypatch: Any) -> None:
+    card = issue_card(app, seed=106)
+    linked(app, card, "P-10600")
+    with app.app_context():
+        run = sweep.start(workers=0)
+        sweep_id = run.id
+        db.session.commit()
+
+        def broken(_chunk_id: int) -> dict[str, int]:
+            raise RuntimeError("a bug in one chunk")
+
+        monkeypatch.setattr(sweep, "sweep_chunk", broken)
+        moment = clock.now()
+        for attempt in range(sweep.MAX_ATTEMPTS):
+            with clock.frozen(moment + (sweep.LEASE + timedelta(seconds=1)) * attempt), pytest.raises(RuntimeError):
+                sweep.work(sweep_id)
+            db.session.rollback()
+        with clock.frozen(moment + (sweep.LEASE + timedelta(seconds=1)) * sweep.MAX_ATTEMPTS):
+            assert sweep.work(sweep_id)["chunks"] == 0  # given up: the run ends
+        assert sweep.summary(sweep_id)["status"] == "failed"
+        monkeypatch.undo()
+        assert sweep.start(workers=0).id != sweep_id  # tomorrow's sweep is not blocked
+        db.session.commit()

@@ -298,3 +298,32 @@ def test_two_first_logins_with_one_card_at_once_make_one_person(clean: Engine, m
 
     monkeypatch.setattr(PersonRegistry, "_person", raced)
     assert registry.resolve(issuer, 700, CertificateKind.AUTH, at=NOW) == person
+
+
+def test_the_current_card_is_the_renewed_one_whatever_order_the_registry_learns_them_in(clean: Engine) -> None:
+    registry = PersonRegistry(clean)
+    issuer = b"\x03" * 20
+    # The renewed card logs in first; the linkage then names the old one (attached later).
+    person = registry.resolve(issuer, 0x500, CertificateKind.AUTH, at=NOW)
+    assert registry.link((issuer, 0x900), (issuer, 0x500), CertificateKind.AUTH, at=NOW + timedelta(days=1)) == person
+    assert current_auth(clean, person)[:2] == (issuer, "500")
+    # Neither known, both attached at once, the old serial the larger: still the new one.
+    stranger = registry.link((issuer, 0xFFFF), (issuer, 0x10), CertificateKind.AUTH, at=NOW)
+    assert current_auth(clean, stranger)[:2] == (issuer, "10")
+    # A pair (auth → signature) replaces nothing.
+    registry.link((issuer, 0x10), (issuer, 0x11), CertificateKind.SIGNATURE, at=NOW, old_kind=CertificateKind.AUTH)
+    assert current_auth(clean, stranger)[:2] == (issuer, "10")
+
+
+def test_a_login_teaches_the_registry_the_expiry_the_feed_did_not_give(clean: Engine) -> None:
+    registry = PersonRegistry(clean)
+    issuer = b"\x04" * 20
+    person = registry.link((issuer, 0x20), (issuer, 0x21), CertificateKind.AUTH, at=NOW)
+    generation = current_auth(clean, person)[2]
+    assert registry.resolve(issuer, 0x21, CertificateKind.AUTH, at=NOW, not_after=NOW + timedelta(days=9)) == person
+    from saas.jpki.store import TABLES
+
+    persons = TABLES["persons"].c
+    with clean.connect() as connection:
+        until = connection.execute(select(persons.auth_not_after).where(persons.id == person)).scalar()
+    assert until is not None and current_auth(clean, person)[2] == generation + 1

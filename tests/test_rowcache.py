@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,15 +16,15 @@ from saas import db
 from saas.db import all_tenants, tenant_scope
 from saas.tenants import apikeys
 from saas.tenants import services as tenants
-from saas.tenants.models import ApiKey, ApiRequest
+from saas.tenants.models import ApiKey, ApiRequest, TenantMode
 from tests.conftest import make_app
 
 
 @pytest.fixture
 def app(committed_url: str, tmp_path: Path) -> Iterator[Flask]:
-    application = make_app(committed_url, tmp_path, ROW_CACHE_SECONDS=0.5, API_LOG_FLUSH_SECONDS=0.2)
+    application = make_app(committed_url, tmp_path, ROW_CACHE_SECONDS=2, API_LOG_FLUSH_SECONDS=0.2)
     with application.app_context():
-        tenants.create_tenant(slug="shop", display_name="shop", kind="other")
+        tenants.create_tenant(slug="shop", display_name="shop", kind="other", mode=TenantMode.LIVE)
         db.session.commit()
     yield application
     apikeys.REQUEST_LOG.flush(application)
@@ -41,9 +42,12 @@ def new_key(app: Flask) -> tuple[str, dict[str, str]]:
 
 
 def statements(app: Flask) -> list[str]:
+    """What this thread sends to the database from now on (not the request log's thread)."""
     seen: list[str] = []
     engine = db.get_database(app).engine
-    event.listen(engine, "before_cursor_execute", lambda _c, _cur, sql, *_a: seen.append(sql))
+    me = threading.get_ident()
+    event.listen(engine, "before_cursor_execute",
+                 lambda _c, _cur, sql, *_a: seen.append(sql) if threading.get_ident() == me else None)
     return seen
 
 
@@ -65,7 +69,7 @@ def test_a_key_revoked_here_stops_at_once_and_elsewhere_within_the_cache_time(ap
         db.session.execute(update(ApiKey).values(revoked_at=text("CURRENT_TIMESTAMP")))
         db.session.commit()
     assert client.get("/t/shop/api/webhooks", headers=headers).status_code == 200
-    time.sleep(0.6)
+    time.sleep(2.1)
     assert client.get("/t/shop/api/webhooks", headers=headers).status_code == 401
     other_id, other = new_key(app)
     assert client.get("/t/shop/api/webhooks", headers=other).status_code == 200
@@ -75,6 +79,18 @@ def test_a_key_revoked_here_stops_at_once_and_elsewhere_within_the_cache_time(ap
             apikeys.revoke(db.session.scalar(select(ApiKey).where(ApiKey.public_id == other_id)))
         db.session.commit()
     assert client.get("/t/shop/api/webhooks", headers=other).status_code == 401  # revoked here: at once
+
+
+def test_a_sandbox_tenant_is_read_afresh_every_time(committed_url: str, tmp_path: Path) -> None:
+    application = make_app(committed_url, tmp_path, ROW_CACHE_SECONDS=60)
+    with application.app_context():
+        tenants.create_tenant(slug="trial", display_name="trial", kind="other")
+        db.session.commit()
+        tenants.active_tenant("trial")
+        seen = statements(application)
+        tenants.active_tenant("trial")  # going live must reach every server at once: no copy
+        assert [sql for sql in seen if "FROM tenants" in sql]
+    db.get_database(application).engine.dispose()
 
 
 def test_a_tenant_suspended_here_is_refused_at_once(app: Flask) -> None:

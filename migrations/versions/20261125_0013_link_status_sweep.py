@@ -81,6 +81,7 @@ def upgrade() -> None:
 
     with op.batch_alter_table("jpki_person_certificates", schema=None) as batch_op:
         batch_op.add_column(sa.Column("not_after", saas.sqltypes.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("replaced", sa.Boolean(), server_default=sa.false(), nullable=False))
 
     with op.batch_alter_table("jpki_persons", schema=None) as batch_op:
         batch_op.add_column(sa.Column("generation", sa.Integer(), server_default="0", nullable=False))
@@ -92,7 +93,7 @@ def upgrade() -> None:
         op.execute(f"""UPDATE jpki_persons SET auth_{column} = (
             SELECT c.{column} FROM jpki_person_certificates c
             WHERE c.person_id = jpki_persons.id AND c.kind = 'auth'
-            ORDER BY c.linked_at DESC, length(c.serial) DESC, c.serial DESC LIMIT 1)""")
+            ORDER BY c.replaced, c.linked_at DESC, length(c.serial) DESC, c.serial DESC LIMIT 1)""")
 
 
 def downgrade() -> None:
@@ -103,6 +104,7 @@ def downgrade() -> None:
         batch_op.drop_column("generation")
 
     with op.batch_alter_table("jpki_person_certificates", schema=None) as batch_op:
+        batch_op.drop_column("replaced")
         batch_op.drop_column("not_after")
 
     with op.batch_alter_table("id_links", schema=None) as batch_op:

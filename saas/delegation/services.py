@@ -636,15 +636,19 @@ def receipt(tenant: Tenant, power: PowerOfAttorney, *, at: datetime, fetched_by:
                                          records.canonical(claims), key)
 
 
-_FETCHES_RECORDED: set[tuple[int, int, str]] = set()  # (tenant, power, party) known to be stored
 _PENDING_FETCHES = "kakehashi.pending_fetches"
+
+
+def _fetches_recorded() -> set[tuple[int, int, str]]:
+    """(tenant, power, party) this app knows to be stored (per app: per database)."""
+    return current_app.extensions.setdefault("kakehashi.recorded_fetches", set())  # type: ignore[no-any-return]
 
 
 def record_fetch(tenant: Tenant, power: PowerOfAttorney, fetched_by: str) -> None:
     """Remember who fetched the power, to tell them when it ends (one statement; a party
     this process has seen fetch it already costs none)."""
     seen = (tenant.id, power.id, fetched_by)
-    if seen in _FETCHES_RECORDED:
+    if seen in _fetches_recorded():
         return
     db.session.execute(db.dialect_insert(PowerFetch).values(tenant_id=tenant.id, power_id=power.id, fetched_by=fetched_by,
                                                  first_at=clock.now())
@@ -654,10 +658,13 @@ def record_fetch(tenant: Tenant, power: PowerOfAttorney, fetched_by: str) -> Non
 
 @event.listens_for(Session, "after_commit")
 def _fetches_stored(session: Session) -> None:
-    if len(_FETCHES_RECORDED) > 200_000:
-        _FETCHES_RECORDED.clear()
-    _FETCHES_RECORDED.update(session.info.pop(_PENDING_FETCHES, ()))
+    stored = session.info.pop(_PENDING_FETCHES, ())
     session.info.pop(_AGENTS, None)
+    if stored:  # (kept per app: an app whose test data is rolled back away takes its memo with it)
+        recorded = _fetches_recorded()
+        if len(recorded) > 200_000:
+            recorded.clear()
+        recorded.update(stored)
 
 
 @event.listens_for(Session, "after_rollback")

@@ -47,6 +47,7 @@ log = logging.getLogger("kakehashi.idlink.sweep")
 
 CHUNK_PERSONS = 20_000
 LEASE = timedelta(minutes=10)
+MAX_ATTEMPTS = 5  # a chunk that failed this often is given up (the sweep ends "failed", the next day starts anew)
 WORKERS = 2
 EVENT_TYPES = {"renewed": "idlink.link.renewed", "attributes_changed": "idlink.link.attributes_changed",
                "revoked": "idlink.link.revoked", "card_lost": "idlink.link.card_lost",
@@ -127,12 +128,13 @@ def assess(persons: dict[int, list[Current | None]], at: datetime) -> tuple[dict
 
 
 def _certificates(where: Any, at: datetime) -> dict[int, list[Current | None]]:
-    """Each person's current [auth, signature] certificate (the one linked last), and
+    """Each person's current [auth, signature] certificate (the reverse of the registry's
+    CURRENT_FIRST order: the last row of a kind is the current one), and
     whether it expired by ``at`` (judged by the database: no timestamps to convert)."""
     table = _CERTIFICATES.c
     expired = func.coalesce(table.not_after <= at, False)
     rows = db.session.execute(select(table.person_id, table.kind, table.issuer_key_id, table.serial, expired)
-                              .where(where).order_by(table.person_id, table.kind, table.linked_at,
+                              .where(where).order_by(table.person_id, table.kind, table.replaced.desc(), table.linked_at,
                                                    func.length(table.serial), table.serial)).all()
     current: dict[int, list[Current | None]] = {}
     auth = CertificateKind.AUTH.value
@@ -147,6 +149,8 @@ def _certificates(where: Any, at: datetime) -> dict[int, list[Current | None]]:
 def baseline(found: IdLink) -> None:
     """What a new link starts from: the person's card as it is now (no event: the link's
     own event says it was made). Left empty when it cannot be judged yet."""
+    found.card_status = found.card_reason = found.auth_ref = found.signature_ref = None  # not another's
+    found.generation = found.card_changed_at = None
     now = clock.now()
     states, _ = assess(_certificates(_CERTIFICATES.c.person_id == found.person_id, now), now)
     state = states.get(found.person_id)
@@ -224,7 +228,8 @@ def work(sweep_id: int) -> dict[str, int]:
 def _lease(sweep_id: int) -> int | None:
     """Take a pending chunk nobody holds (or whose holder's lease lapsed); committed at once."""
     now = clock.now()
-    free = or_(SweepChunk.claimed_until.is_(None), SweepChunk.claimed_until < now)
+    free = and_(or_(SweepChunk.claimed_until.is_(None), SweepChunk.claimed_until < now),
+                SweepChunk.attempts < MAX_ATTEMPTS)
     with all_tenants(db.session):
         for chunk_id in db.session.scalars(select(SweepChunk.id).where(
                 SweepChunk.sweep_id == sweep_id, SweepChunk.status == "pending", free)
@@ -240,11 +245,20 @@ def _lease(sweep_id: int) -> int | None:
 
 
 def _finish(sweep_id: int) -> None:
+    """End the sweep when no chunk is left to take: done, or failed when a chunk was given
+    up after MAX_ATTEMPTS (logged; its persons are judged again by the next sweep)."""
     with all_tenants(db.session):
-        db.session.execute(update(SweepRun).where(
-            SweepRun.id == sweep_id, SweepRun.status == "running",
-            ~select(SweepChunk.id).where(SweepChunk.sweep_id == sweep_id, SweepChunk.status == "pending").exists())
-            .values(status="done", finished_at=clock.now()).execution_options(synchronize_session=False))
+        chunks = SweepChunk.__table__.c
+        left = select(chunks.id).where(chunks.sweep_id == sweep_id, chunks.status == "pending")
+        if db.session.execute(left.where(chunks.attempts < MAX_ATTEMPTS).limit(1)).first() is not None:
+            return  # someone holds a chunk still (or a lease lapsed: it is taken again)
+        given_up = db.session.scalar(select(func.count()).select_from(left.subquery())) or 0
+        ended = db.session.execute(update(SweepRun).where(SweepRun.id == sweep_id, SweepRun.status == "running")
+                                   .values(status="failed" if given_up else "done", finished_at=clock.now())
+                                   .execution_options(synchronize_session=False)).rowcount
+        if ended and given_up:
+            log.error("status sweep %s ended with %d chunk(s) given up after %d attempts", sweep_id, given_up,
+                      MAX_ATTEMPTS)
 
 
 def progress(sweep_id: int) -> tuple[int, int]:
@@ -337,10 +351,11 @@ def _scan(first: int, last: int, at: datetime) -> tuple[list[int], int, int]:
 def _look_closer(link_ids: list[int], at: datetime) -> tuple[list[_Change], int]:
     """The changes of these links, judged from all their persons' certificates."""
     table = IdLink.__table__.c
+    # Locked until the chunk commits: a transfer or an unlink meanwhile waits, then wins.
     links = [_Link(*row) for row in db.session.execute(select(
         table.id, table.tenant_id, table.person_id, table.public_id, table.local_id, table.sub,
         table.card_status, table.auth_ref, table.signature_ref, table.generation)
-        .where(table.id.in_(link_ids))).all()]
+        .where(table.id.in_(link_ids), table.status == "active").with_for_update()).all()]
     moved = _follow_merges({link.person_id for link in links})
     targets = {moved.get(link.person_id, link.person_id) for link in links}
     certificates = _certificates(_CERTIFICATES.c.person_id.in_(targets), at)
@@ -385,8 +400,8 @@ class _Change:
     link: _Link
     person_id: int
     generation: int
-    state: CardState
-    change: str | None  # None: a silent first baseline
+    state: CardState | None  # None: only the generation it was judged at is noted
+    change: str | None  # None: recorded without an event
 
 
 def _changes(links: Iterable[_Link], states: dict[int, CardState], moved: dict[int, int],
@@ -400,7 +415,9 @@ def _changes(links: Iterable[_Link], states: dict[int, CardState], moved: dict[i
         generation = generations.get(person_id, 0)
         change: str | None = None
         write = True
-        if link.auth_ref is None:
+        if person_id != link.person_id:
+            change = "renewed"  # linkage merged the person: followed, always with an event (the sub may change)
+        elif link.auth_ref is None:
             change = _STATUS_CHANGE.get(state.status)  # first judgement: news only when bad
         elif state.status != "valid":
             if state.status == link.card_status or (
@@ -409,26 +426,32 @@ def _changes(links: Iterable[_Link], states: dict[int, CardState], moved: dict[i
                 write = False  # known already (a revoked card that later expires is no news)
             else:
                 change = _STATUS_CHANGE[state.status]
-        elif state.auth_ref != link.auth_ref or person_id != link.person_id:
+        elif state.auth_ref != link.auth_ref:
             change = "renewed"
         elif state.signature_ref != link.signature_ref and link.signature_ref is not None:
             change = "attributes_changed"
         elif (link.card_status, link.signature_ref) == (state.status, state.signature_ref):
             write = False  # nothing new
-        # else: valid again, or a signature certificate seen for the first time (silent)
-        if write or link.generation != generation:  # the link notes the generation it was judged at
+        # else: a signature certificate seen for the first time, or a card listed again
+        # as valid (JPKI never un-revokes; another CA might): recorded without an event
+        if write:
             found.append(_Change(link, person_id, generation, state, change))
+        elif link.generation != generation:  # judged at this generation: only that is noted
+            found.append(_Change(link, person_id, generation, None, None))
     return found
 
 
 _LINKS = IdLink.__table__
 # One statement for every link a chunk changes (executemany): by id, within its tenant.
-_UPDATE_LINK = (update(_LINKS).where(_LINKS.c.id == bindparam("link"), _LINKS.c.tenant_id == bindparam("tenant"))
+_UPDATE_LINK = (update(_LINKS).where(_LINKS.c.id == bindparam("link"), _LINKS.c.tenant_id == bindparam("tenant"),
+                                     _LINKS.c.status == "active")
                 .values(person_id=bindparam("person"), sub=bindparam("new_sub"), card_status=bindparam("card"),
                         card_reason=bindparam("reason"), auth_ref=bindparam("auth"),
                         signature_ref=bindparam("signature"), generation=bindparam("seen"),
                         card_changed_at=func.coalesce(bindparam("changed", type_=_LINKS.c.card_changed_at.type),
                                                       _LINKS.c.card_changed_at)))
+_NOTE_GENERATION = (update(_LINKS).where(_LINKS.c.id == bindparam("link"), _LINKS.c.tenant_id == bindparam("tenant"))
+                    .values(generation=bindparam("seen")))
 
 
 def _apply(changes: list[_Change], at: datetime) -> int:
@@ -450,11 +473,15 @@ def _apply(changes: list[_Change], at: datetime) -> int:
                 for change in merged:
                     subs[change.link.id] = _subject_after_merge(tenant, change.link.person_id, change.person_id)
         with all_tenants(db.session):
-            consents = _consents(tenant_id, [c.person_id for c in mine if c.change == "attributes_changed"])
-            updates, history, items = [], [], []
+            consents = _consents(tenant_id, [p for c in mine if c.change == "attributes_changed"
+                                             for p in (c.person_id, c.link.person_id)])
+            updates, noted, history, items = [], [], [], []
             now = clock.now()
             for change in mine:
                 link, state, sub = change.link, change.state, subs[change.link.id]
+                if state is None:
+                    noted.append({"link": link.id, "tenant": tenant_id, "seen": change.generation})
+                    continue
                 updates.append({"link": link.id, "tenant": tenant_id, "person": change.person_id, "new_sub": sub,
                                 "card": state.status, "reason": state.reason, "auth": state.auth_ref,
                                 "signature": state.signature_ref, "seen": change.generation,
@@ -470,9 +497,12 @@ def _apply(changes: list[_Change], at: datetime) -> int:
                 if sub != link.sub:
                     data["previous_sub"] = link.sub
                 if change.change == "attributes_changed":
-                    data.update(_latest_attributes(tenant, sub, state, consents.get(change.person_id, set())))
+                    given = consents.get(change.person_id, set()) | consents.get(link.person_id, set())
+                    data.update(_latest_attributes(tenant, sub, state, given))
                 items.append((EVENT_TYPES[change.change], f"link:{link.public_id}", data))
-            db.session.execute(_UPDATE_LINK, updates)
+            for statement, rows in ((_UPDATE_LINK, updates), (_NOTE_GENERATION, noted)):
+                if rows:
+                    db.session.execute(statement, rows)
             if history:
                 db.session.execute(insert(IdLinkHistory.__table__), history)
             events.emit_many(tenant, items)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Engine,
     ForeignKey,
@@ -41,6 +42,7 @@ from sqlalchemy import (
     String,
     Table,
     delete,
+    false,
     func,
     insert,
     select,
@@ -131,11 +133,19 @@ def _define_tables(metadata: MetaData) -> dict[str, Table]:
             Column("linked_at", when, nullable=False),
             # When known (a verified login, or a feed that says): the sweep reports expiry.
             Column("not_after", when, nullable=True),
+            # The linkage named a successor (a renewal, new attributes): never the current one.
+            Column("replaced", Boolean, nullable=False, server_default=false()),
         ),
     }
 
 
 TABLES = _define_tables(metadata)
+_CERTIFICATES = TABLES["person_certificates"].c
+# A person's current certificate of a kind first: not replaced by a successor the linkage
+# named, then the one attached last (a certificate learnt late, as the "old" side of a
+# renewal, is never taken for the new one), then the larger serial.
+CURRENT_FIRST = (_CERTIFICATES.replaced.asc(), _CERTIFICATES.linked_at.desc(),
+                 func.length(_CERTIFICATES.serial).desc(), _CERTIFICATES.serial.desc())
 
 
 def lookup_engine(engine: Engine) -> Engine:
@@ -501,9 +511,16 @@ class PersonRegistry:
         """The person a verified certificate belongs to, created if it is new."""
         try:
             with self.engine.begin() as connection:
-                existing = self._person(connection, issuer_key_id, serial)
-                if existing is not None:
-                    return existing
+                known = connection.execute(select(self.certificates.c.person_id, self.certificates.c.not_after).where(
+                    self.certificates.c.issuer_key_id == issuer_key_id,
+                    self.certificates.c.serial == serial_hex(serial))).first()
+                if known is not None:
+                    if known.not_after is None and not_after is not None:  # learnt from the feed: now its expiry
+                        connection.execute(update(self.certificates).where(
+                            self.certificates.c.issuer_key_id == issuer_key_id,
+                            self.certificates.c.serial == serial_hex(serial)).values(not_after=not_after))
+                        self._refresh(connection, known.person_id)
+                    return known.person_id
                 person_id = connection.execute(insert(self.persons).values(created_at=at)
                                                .returning(self.persons.c.id)).scalar_one()
                 self._attach(connection, issuer_key_id, serial, person_id, kind, at, not_after)
@@ -532,34 +549,44 @@ class PersonRegistry:
         """
         old_until, new_until = not_after
         with self.engine.begin() as connection:
-            person_id = self._person(connection, *old)
-            current = self._person(connection, *new)
-            if person_id is None and current is None:
-                person_id = connection.execute(insert(self.persons).values(created_at=at)
-                                               .returning(self.persons.c.id)).scalar_one()
-                self._attach(connection, *old, person_id, old_kind or kind, at, old_until)
-                self._attach(connection, *new, person_id, kind, at, new_until)
+            person_id, changed = self._link(connection, old, new, kind, at=at, old_kind=old_kind,
+                                            old_until=old_until, new_until=new_until)
+            if old_kind in (None, kind):  # old → new of one kind: the old one is replaced
+                changed |= bool(connection.execute(update(self.certificates).where(
+                    self.certificates.c.issuer_key_id == old[0], self.certificates.c.serial == serial_hex(old[1]),
+                    self.certificates.c.replaced.is_(False)).values(replaced=True)).rowcount)
+            if changed:
                 self._refresh(connection, person_id)
-                return person_id
-            if person_id is None:
-                assert current is not None
-                self._attach(connection, *old, current, old_kind or kind, at, old_until)
-                self._refresh(connection, current)
-                return current
-            if current is None:
-                self._attach(connection, *new, person_id, kind, at, new_until)
-                self._refresh(connection, person_id)
-                return person_id
-            if current == person_id:
-                return person_id
-            keep, merged = sorted((person_id, current))
-            connection.execute(update(self.certificates).where(self.certificates.c.person_id == merged)
-                               .values(person_id=keep))
-            connection.execute(update(self.persons).where(self.persons.c.id == merged).values(
-                merged_into=keep, generation=self.persons.c.generation + 1, auth_issuer_key_id=None,
-                auth_serial=None, auth_not_after=None))
-            self._refresh(connection, keep)
-            return keep
+            return person_id
+
+    def _link(self, connection: Connection, old: tuple[bytes, int], new: tuple[bytes, int], kind: CertificateKind,
+              *, at: datetime, old_kind: CertificateKind | None, old_until: datetime | None,
+              new_until: datetime | None) -> tuple[int, bool]:
+        """Attach or merge (see :meth:`link`); (the person, whether anything changed)."""
+        person_id = self._person(connection, *old)
+        current = self._person(connection, *new)
+        if person_id is None and current is None:
+            person_id = connection.execute(insert(self.persons).values(created_at=at)
+                                           .returning(self.persons.c.id)).scalar_one()
+            self._attach(connection, *old, person_id, old_kind or kind, at, old_until)
+            self._attach(connection, *new, person_id, kind, at, new_until)
+            return person_id, True
+        if person_id is None:
+            assert current is not None
+            self._attach(connection, *old, current, old_kind or kind, at, old_until)
+            return current, True
+        if current is None:
+            self._attach(connection, *new, person_id, kind, at, new_until)
+            return person_id, True
+        if current == person_id:
+            return person_id, False
+        keep, merged = sorted((person_id, current))
+        connection.execute(update(self.certificates).where(self.certificates.c.person_id == merged)
+                           .values(person_id=keep))
+        connection.execute(update(self.persons).where(self.persons.c.id == merged).values(
+            merged_into=keep, generation=self.persons.c.generation + 1, auth_issuer_key_id=None,
+            auth_serial=None, auth_not_after=None))
+        return keep, True
 
     def apply_linkage(self, feed: str, entries: Iterable[Mapping[str, Any]], *, at: datetime) -> int:
         """Apply a linkage feed's entries (old → new certificate) in order; returns how many
@@ -605,8 +632,7 @@ class PersonRegistry:
         table = self.certificates.c
         newest = connection.execute(select(table.issuer_key_id, table.serial, table.not_after).where(
             table.person_id == person_id, table.kind == CertificateKind.AUTH.value)
-            .order_by(table.linked_at.desc(), func.length(table.serial).desc(), table.serial.desc())
-            .limit(1)).first()
+            .order_by(*CURRENT_FIRST).limit(1)).first()
         connection.execute(update(self.persons).where(self.persons.c.id == person_id).values(
             generation=self.persons.c.generation + 1,
             auth_issuer_key_id=newest.issuer_key_id if newest is not None else None,

@@ -27,8 +27,7 @@ from typing import Any, TypeVar
 
 from flask import Flask, Response, g, request
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import event, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import insert, select, update
 
 from saas import clock, db, rowcache
 from saas.db import all_tenants
@@ -88,8 +87,7 @@ def create(tenant: Tenant, *, name: str, scopes: list[str], expires_at: datetime
 
 def revoke(key: ApiKey) -> None:
     key.revoked_at = key.revoked_at or clock.now()
-    db.session.flush()
-    _BY_HASH.clear()  # at once in this process; the others within ROW_CACHE_SECONDS
+    db.session.flush()  # forgotten by this process's cache at once; the others' within ROW_CACHE_SECONDS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +103,7 @@ class KeyInUse:
     last_used_at: datetime | None
 
 
-_BY_HASH = rowcache.RowCache()
+_BY_HASH = rowcache.RowCache("api_keys")
 
 
 def _key(key_hash: str) -> KeyInUse | None:
@@ -121,10 +119,7 @@ def _key(key_hash: str) -> KeyInUse | None:
     return found  # type: ignore[no-any-return]
 
 
-@event.listens_for(Session, "after_flush")
-def _forget_changed_keys(session: Session, _context: Any) -> None:
-    if any(isinstance(instance, ApiKey) for instance in (*session.dirty, *session.deleted)):
-        _BY_HASH.clear()
+rowcache.forget_on_change(_BY_HASH, ApiKey)
 
 
 def authenticate(scope: str) -> KeyInUse:
@@ -228,6 +223,17 @@ class RequestLog:
 REQUEST_LOG = RequestLog()
 
 
+def _after_fork() -> None:
+    """A forked worker starts with a fresh lock and none of the parent's lines (the parent
+    writes those); its first call starts its own writer thread."""
+    REQUEST_LOG._lock = threading.Lock()
+    REQUEST_LOG._lines = {}
+    REQUEST_LOG._pid = None
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 def init_app(app: Flask) -> None:
     """Log keyed API calls. Registered after the app's commit-or-rollback hook, so it runs
     before it: a refused call's work is rolled back first. The line goes to the batched
@@ -256,8 +262,8 @@ def init_app(app: Flask) -> None:
                     db.session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now)
                                        .execution_options(synchronize_session=False))
                     cached = _BY_HASH.get(key_hash)
-                    if cached is not None:  # the copy knows it is used: no write for a minute
-                        _BY_HASH.put(key_hash, dataclasses.replace(cached, last_used_at=now))
+                    if cached is not None:  # the copy knows it is used (no write for a minute); no younger
+                        _BY_HASH.put(key_hash, dataclasses.replace(cached, last_used_at=now), keep_age=True)
             if failed:
                 db.session.commit()
         return response

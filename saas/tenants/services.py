@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import event, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from saas import db, rowcache
 from saas.errors import NotFound, ServiceError
@@ -77,7 +75,7 @@ def create_tenant(*, slug: str, display_name: str, kind: str,
     return tenant
 
 
-_BY_SLUG = rowcache.RowCache()
+_BY_SLUG = rowcache.RowCache("tenants")
 
 
 def find_by_slug(slug: str) -> Tenant | None:
@@ -85,16 +83,14 @@ def find_by_slug(slug: str) -> Tenant | None:
     if cached is not None:
         return rowcache.attach(Tenant, cached)
     tenant = db.session.scalar(select(Tenant).where(Tenant.slug == slug))
-    if tenant is not None:
+    # Live tenants only: a tenant's mode moves sandbox → live once, and no other server may
+    # go on taking sandbox cards for it after that.
+    if tenant is not None and tenant.mode is TenantMode.LIVE:
         _BY_SLUG.put(slug, rowcache.snapshot(tenant))
     return tenant
 
 
-@event.listens_for(Session, "after_flush")
-def _forget_changed_tenants(session: Session, _context: Any) -> None:
-    """A tenant changed in this process (its mode, status, name): read it afresh."""
-    if any(isinstance(instance, Tenant) for instance in (*session.dirty, *session.deleted)):
-        _BY_SLUG.clear()
+rowcache.forget_on_change(_BY_SLUG, Tenant)
 
 
 def active_tenant(slug: str) -> Tenant:
