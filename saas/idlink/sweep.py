@@ -226,22 +226,27 @@ def work(sweep_id: int) -> dict[str, int]:
 
 
 def _lease(sweep_id: int) -> int | None:
-    """Take a pending chunk nobody holds (or whose holder's lease lapsed); committed at once."""
-    now = clock.now()
-    free = and_(or_(SweepChunk.claimed_until.is_(None), SweepChunk.claimed_until < now),
-                SweepChunk.attempts < MAX_ATTEMPTS)
+    """Take a pending chunk nobody holds (or whose holder's lease lapsed); committed at once.
+    None only when no chunk is free (others may still hold some)."""
     with all_tenants(db.session):
-        for chunk_id in db.session.scalars(select(SweepChunk.id).where(
-                SweepChunk.sweep_id == sweep_id, SweepChunk.status == "pending", free)
-                .order_by(SweepChunk.id).limit(8)):
-            taken = db.session.execute(update(SweepChunk).where(SweepChunk.id == chunk_id,
-                                                                SweepChunk.status == "pending", free)
-                                       .values(claimed_until=now + LEASE, attempts=SweepChunk.attempts + 1)
-                                       .execution_options(synchronize_session=False)).rowcount
-            db.session.commit()
-            if taken:
-                return chunk_id
-    return None
+        while True:
+            now = clock.now()
+            free = and_(or_(SweepChunk.claimed_until.is_(None), SweepChunk.claimed_until < now),
+                        SweepChunk.attempts < MAX_ATTEMPTS)
+            candidates = list(db.session.scalars(select(SweepChunk.id).where(  # read whole: commits follow
+                SweepChunk.sweep_id == sweep_id, SweepChunk.status == "pending", free).order_by(SweepChunk.id)
+                .limit(8)))
+            if not candidates:
+                db.session.commit()
+                return None
+            for chunk_id in candidates:
+                taken = db.session.execute(update(SweepChunk).where(SweepChunk.id == chunk_id,
+                                                                    SweepChunk.status == "pending", free)
+                                           .values(claimed_until=now + LEASE, attempts=SweepChunk.attempts + 1)
+                                           .execution_options(synchronize_session=False)).rowcount
+                db.session.commit()
+                if taken:
+                    return chunk_id
 
 
 def _finish(sweep_id: int) -> None:
