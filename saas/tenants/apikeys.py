@@ -202,22 +202,32 @@ class RequestLog:
                 log.exception("could not write the API request log; retrying")
 
     def flush(self, app: Flask | None = None) -> int:
-        """Write the lines waiting in this process (of ``app`` only, if given); returns how many."""
+        """Write the lines waiting in this process (of ``app`` only, if given); returns how
+        many. Each app's lines are written on their own: one database being away holds up
+        no other; its lines wait (at most 50,000) for the next try."""
         with self._lock:
-            taken = [entry for key, entry in self._lines.items() if app is None or entry[0] is app]
+            taken = [entry for entry in self._lines.values() if app is None or entry[0] is app]
             for owner, _lines in taken:
                 self._lines.pop(id(owner), None)
-        written = 0
+        written, failure = 0, None
         for owner, lines in taken:
             try:
                 with db.get_database(owner).engine.begin() as connection:
                     connection.execute(insert(ApiRequest.__table__), lines)
-            except Exception:
+            except Exception as error:
+                failure = error
                 with self._lock:
                     self._lines.setdefault(id(owner), (owner, []))[1][:0] = lines[-50_000:]
-                raise
+                continue
             written += len(lines)
+        if failure is not None:
+            raise failure
         return written
+
+    def forget(self, app: Flask) -> None:
+        """Drop an app's waiting lines (its database is going away)."""
+        with self._lock:
+            self._lines.pop(id(app), None)
 
 
 REQUEST_LOG = RequestLog()
