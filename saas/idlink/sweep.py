@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 
 from saas import clock, db, jobs
 from saas.db import all_tenants, tenant_scope
@@ -227,43 +227,42 @@ def work(sweep_id: int) -> dict[str, int]:
 
 def _lease(sweep_id: int) -> int | None:
     """Take a pending chunk nobody holds (or whose holder's lease lapsed); committed at once.
-    None only when no chunk is free (others may still hold some)."""
+    None only when no chunk is free (others may still hold some). One UPDATE picks and
+    takes it: on SQLite a write first waits for the lock, where a read-then-write would
+    fail when another worker wrote in between."""
+    chunks = SweepChunk.__table__.c
     with all_tenants(db.session):
         while True:
             now = clock.now()
-            free = and_(or_(SweepChunk.claimed_until.is_(None), SweepChunk.claimed_until < now),
-                        SweepChunk.attempts < MAX_ATTEMPTS)
-            candidates = list(db.session.scalars(select(SweepChunk.id).where(  # read whole: commits follow
-                SweepChunk.sweep_id == sweep_id, SweepChunk.status == "pending", free).order_by(SweepChunk.id)
-                .limit(8)))
-            if not candidates:
+            free = and_(chunks.sweep_id == sweep_id, chunks.status == "pending", chunks.attempts < MAX_ATTEMPTS,
+                        or_(chunks.claimed_until.is_(None), chunks.claimed_until < now))
+            pick = select(chunks.id).where(free).order_by(chunks.id).limit(1).scalar_subquery()
+            taken = db.session.execute(update(SweepChunk.__table__).where(chunks.id == pick, free)
+                                       .values(claimed_until=now + LEASE, attempts=chunks.attempts + 1)
+                                       .returning(chunks.id)).scalar()
+            db.session.commit()
+            if taken is not None:
+                return taken  # type: ignore[no-any-return]
+            if db.session.execute(select(chunks.id).where(free).limit(1)).first() is None:
                 db.session.commit()
-                return None
-            for chunk_id in candidates:
-                taken = db.session.execute(update(SweepChunk).where(SweepChunk.id == chunk_id,
-                                                                    SweepChunk.status == "pending", free)
-                                           .values(claimed_until=now + LEASE, attempts=SweepChunk.attempts + 1)
-                                           .execution_options(synchronize_session=False)).rowcount
-                db.session.commit()
-                if taken:
-                    return chunk_id
+                return None  # else another worker took that one first: try the next
 
 
 def _finish(sweep_id: int) -> None:
     """End the sweep when no chunk is left to take: done, or failed when a chunk was given
-    up after MAX_ATTEMPTS (logged; its persons are judged again by the next sweep)."""
+    up after MAX_ATTEMPTS (logged; its persons are judged again by the next sweep). One
+    UPDATE, so two workers ending at once cannot both miss it."""
+    chunks = SweepChunk.__table__.c
+    mine = and_(chunks.sweep_id == sweep_id, chunks.status == "pending")
     with all_tenants(db.session):
-        chunks = SweepChunk.__table__.c
-        left = select(chunks.id).where(chunks.sweep_id == sweep_id, chunks.status == "pending")
-        if db.session.execute(left.where(chunks.attempts < MAX_ATTEMPTS).limit(1)).first() is not None:
-            return  # someone holds a chunk still (or a lease lapsed: it is taken again)
-        given_up = db.session.scalar(select(func.count()).select_from(left.subquery())) or 0
-        ended = db.session.execute(update(SweepRun).where(SweepRun.id == sweep_id, SweepRun.status == "running")
-                                   .values(status="failed" if given_up else "done", finished_at=clock.now())
-                                   .execution_options(synchronize_session=False)).rowcount
-        if ended and given_up:
-            log.error("status sweep %s ended with %d chunk(s) given up after %d attempts", sweep_id, given_up,
-                      MAX_ATTEMPTS)
+        ended = db.session.execute(update(SweepRun).where(
+            SweepRun.id == sweep_id, SweepRun.status == "running",
+            ~select(chunks.id).where(mine, chunks.attempts < MAX_ATTEMPTS).exists())
+            .values(status=case((select(chunks.id).where(mine).exists(), "failed"), else_="done"),
+                    finished_at=clock.now())
+            .returning(SweepRun.status).execution_options(synchronize_session=False)).scalar()
+    if ended == "failed":
+        log.error("status sweep %s ended with chunk(s) given up after %d attempts", sweep_id, MAX_ATTEMPTS)
 
 
 def progress(sweep_id: int) -> tuple[int, int]:
@@ -285,6 +284,13 @@ def sweep_chunk(chunk_id: int) -> dict[str, int]:
     that also marks the chunk done; when someone else finished it meanwhile, nothing of
     this run is kept."""
     with all_tenants(db.session):
+        # A write first: the lease is renewed, and on SQLite this worker holds the write lock
+        # from here to the commit (a read-then-write could fail when another wrote between).
+        if not db.session.execute(update(SweepChunk).where(SweepChunk.id == chunk_id, SweepChunk.status == "pending")
+                                  .values(claimed_until=clock.now() + LEASE)
+                                  .execution_options(synchronize_session=False)).rowcount:
+            db.session.rollback()
+            return {"persons": 0, "changes": 0}  # finished by another worker meanwhile
         chunk = db.session.get(SweepChunk, chunk_id)
         assert chunk is not None
         run = db.session.get(SweepRun, chunk.sweep_id)
