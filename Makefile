@@ -92,6 +92,13 @@ system-packages:
 			echo "missing Debian packages (run as root to install):$$missing"; \
 		fi; \
 	fi
+	@# vpcd listens on 35963-35964; keep the kernel from handing them out as the local port of
+	@# an outgoing connection (the PostgreSQL pass opens many), or pcscd's reader cannot bind.
+	@if [ "$$(id -u)" = "0" ] && [ -w /proc/sys/net/ipv4/ip_local_reserved_ports ]; then \
+		reserved=$$(cat /proc/sys/net/ipv4/ip_local_reserved_ports); \
+		case ",$$reserved," in *,35963-35964,*) ;; \
+		*) echo "$${reserved:+$$reserved,}35963-35964" > /proc/sys/net/ipv4/ip_local_reserved_ports;; esac; \
+	fi
 
 clean:
 	rm -rf $(VENV) instance *.egg-info .pytest_cache tests/artifacts

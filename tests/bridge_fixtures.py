@@ -86,8 +86,10 @@ def _start_pcscd() -> subprocess.Popen[bytes]:
         started.wait(timeout=10)
         for leftover in ("/run/pcscd/pcscd.comm", "/run/pcscd/pcscd.pid"):
             Path(leftover).unlink(missing_ok=True)
-    tail = Path(log.name).read_text(errors="replace")[-1500:]
-    pytest.fail(f"pcscd did not start (twice); its log ends:\n{tail}", pytrace=False)
+    text = Path(log.name).read_text(errors="replace")
+    hint = ("\nvpcd could not bind its port: reserve 35963-35964 in net.ipv4.ip_local_reserved_ports "
+            "(make test does) so no outgoing connection takes them" if "Address already in use" in text else "")
+    pytest.fail(f"pcscd did not start (twice); its log ends:\n{text[-1500:]}{hint}", pytrace=False)
 
 
 def _answers() -> bool:
