@@ -635,11 +635,13 @@ def test_sign_in_never_redirects_off_the_site(client: Any, target: str) -> None:
     assert response.status_code == 302 and response.headers["Location"] == "/console/"
 
 
-def test_the_audit_csv_does_not_let_a_spreadsheet_run_typed_text(client: Any) -> None:
-    from saas.tenants.console import _cell
+def test_a_csv_download_does_not_let_a_spreadsheet_run_typed_text(client: Any) -> None:
+    from saas.spreadsheet import cell, lines
 
-    assert _cell('=HYPERLINK("http://x")') == '\'=HYPERLINK("http://x")'
-    assert _cell("@SUM(1)") == "'@SUM(1)" and _cell("usr_1 (a@b.example)") == "usr_1 (a@b.example)"
+    assert cell('=HYPERLINK("http://x")') == '\'=HYPERLINK("http://x")'
+    assert cell("@SUM(1)") == "'@SUM(1)" and cell("usr_1 (a@b.example)") == "usr_1 (a@b.example)"
+    assert cell(None) == "" and cell(-3) == "-3"  # a number is no typed text
+    assert "".join(lines(["a"], [["+1"]])) == "\ufeffa\r\n'+1\r\n"
 
 
 def test_sign_ups_are_rate_limited_per_network(client: Any) -> None:

@@ -55,12 +55,52 @@ def test_an_invitation_links_the_member_who_logs_in_with_it(app: Flask) -> None:
     assert made["local_id"] == "P-0001" and made["assurance"] == "card_login"
     assert linked_at_login(app, rp, card, invitation=codes["P-0001"]) == [made]  # used: nothing new
     assert [d["local_id"] for d in linked_at_login(app, rp, card)] == ["P-0001"]  # later logins: the links
-    assert [d["local_id"] for d in linked_at_login(app, rp, card, invitation=codes["P-0002"])] == ["P-0001", "P-0002"]
     found = client.get("/t/clinic/api/links", query_string={"local_id": "P-0001"}, headers=reader).get_json()
     assert found["id"] == made["link_id"] and found["status"] == "active"
     with app.app_context(), all_tenants(db.session):
         created = db.session.scalars(select(Event.payload).where(Event.type == "idlink.link.created")).all()
-    assert sorted(json.loads(p)["data"]["local_id"] for p in created) == ["P-0001", "P-0002"]
+    assert [json.loads(p)["data"]["local_id"] for p in created] == ["P-0001"]
+
+
+def allow_several(app: Flask, slug: str, several: bool = True) -> None:
+    from saas.idlink import services
+
+    with app.app_context():
+        tenant = tenants.active_tenant(slug)
+        with tenant_scope(db.session, tenant.id):
+            services.set_several_per_person(tenant, several, by="test")
+        db.session.commit()
+
+
+def test_one_id_per_person_unless_the_tenant_allows_several(app: Flask) -> None:
+    writer = api_key(app, "clinic", "idlink:write")
+    codes = [item["code"] for item in app.test_client().post(
+        "/t/clinic/api/link-invitations", json={"local_ids": ["P-0201", "P-0202"]}, headers=writer).get_json()["data"]]
+    card, rp = issue_card(app, seed=64), register(app, "clinic", scopes="openid")
+    assert [d["local_id"] for d in linked_at_login(app, rp, card, invitation=codes[0])] == ["P-0201"]
+    # A hospital: one patient number a person. The second code is refused and stays usable.
+    assert [d["local_id"] for d in linked_at_login(app, rp, card, invitation=codes[1])] == ["P-0201"]
+    allow_several(app, "clinic")
+    assert [d["local_id"] for d in linked_at_login(app, rp, card, invitation=codes[1])] == ["P-0201", "P-0202"]
+    allow_several(app, "clinic", False)  # links made before stay
+    assert [d["local_id"] for d in linked_at_login(app, rp, card)] == ["P-0201", "P-0202"]
+
+
+def test_a_ticket_vendor_lets_a_person_hold_several_tickets_by_default(app: Flask) -> None:
+    from saas.idlink import services
+
+    with app.app_context():
+        ticketing = tenants.create_tenant(slug="tickets", display_name="tickets", kind="ticketing")
+        clinic = tenants.active_tenant("clinic")
+        with tenant_scope(db.session, ticketing.id):
+            assert services.several_per_person(ticketing)
+        with tenant_scope(db.session, clinic.id):
+            assert not services.several_per_person(clinic)
+            services.link(clinic, local_id="P-1", person_id=9001, sub="s", assurance="operator", made_by="t")
+            with pytest.raises(services.LinkError) as refused:
+                services.link(clinic, local_id="P-2", person_id=9001, sub="s", assurance="operator", made_by="t")
+        db.session.rollback()
+    assert refused.value.code == "person_already_linked" and refused.value.status == 409
 
 
 def test_a_local_id_is_never_taken_from_the_person_who_holds_it(app: Flask) -> None:
@@ -198,9 +238,9 @@ def test_shelters_count_arrivals_and_export_them(app: Flask) -> None:
 
         with tenant_scope(db.session, tenants.active_tenant("clinic").id):
             [(row, total, people)] = checkin.arrivals()
-            exported = checkin.arrivals_csv()
+            exported = checkin.arrivals_rows()
     assert (row.public_id, total, people) == (shelter_id, 3, 2)
-    assert exported.splitlines()[0] == "shelter,location,arrived_at,person" and len(exported.splitlines()) == 4
+    assert [line[0] for line in exported] == ["第一小学校"] * 3 and len({line[3] for line in exported}) == 2
 
 
 def test_a_revoked_or_foreign_device_key_is_refused(app: Flask) -> None:
@@ -353,6 +393,91 @@ def test_the_console_imports_a_file_with_a_progress_bar(app: Flask) -> None:
     rows = codes.get_data(as_text=True).lstrip("\ufeff").splitlines()
     assert codes.status_code == 200 and rows[0] == "local_id,code" and len(rows) == 1 + 297
     assert all(re.fullmatch(r"M-\d{6},LNK-[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}", row) for row in rows[1:])
+
+
+def make_links(app: Flask, slug: str, count: int) -> None:
+    from saas.idlink import services
+
+    allow_several(app, slug)
+    with app.app_context():
+        tenant = tenants.active_tenant(slug)
+        with tenant_scope(db.session, tenant.id):
+            for n in range(count):
+                services.link(tenant, local_id=f"M-{n:04d}", person_id=9000 + n % 7, sub=f"sub-{n % 7}",
+                              assurance="operator", made_by="test")
+        db.session.commit()
+
+
+def test_the_api_pages_through_the_links_with_filters(app: Flask) -> None:
+    make_links(app, "clinic", 250)
+    reader, client = api_key(app, "clinic", "idlink:read"), app.test_client()
+    unlinked = client.get("/t/clinic/api/links", query_string={"local_id": "M-0007"}, headers=reader).get_json()["id"]
+    client.delete(f"/t/clinic/api/links/{unlinked}", headers=api_key(app, "clinic", "idlink:write"))
+    seen, after = [], ""
+    while True:
+        page = client.get("/t/clinic/api/links", query_string={"limit": 100, "after": after, "status": "active"},
+                          headers=reader).get_json()
+        seen += [link["local_id"] for link in page["data"]]
+        if not (after := page["next"]):
+            break
+    assert seen == [f"M-{n:04d}" for n in range(250) if n != 7]
+    found = client.get("/t/clinic/api/links", query_string={"local_id_prefix": "M-01", "card": "unchecked"},
+                       headers=reader).get_json()
+    assert [link["local_id"] for link in found["data"]] == [f"M-{n:04d}" for n in range(100, 200)]
+    assert found["next"] is None
+    other = client.get("/t/bank/api/links", query_string={"after": unlinked}, headers=api_key(app, "bank",
+                                                                                             "idlink:read"))
+    assert other.status_code == 422 and other.get_json()["error"] == "invalid_cursor"  # another tenant's link
+
+
+@pytest.mark.parametrize(("query", "field"), [({"limit": "0"}, "limit"), ({"limit": "1001"}, "limit"),
+                                              ({"limit": "x"}, "limit"), ({"status": "gone"}, "status"),
+                                              ({"card": "stolen"}, "card"), ({"local_id_prefix": "a b"},
+                                                                              "local_id_prefix")])
+def test_a_bad_filter_is_refused_with_its_field(app: Flask, query: dict[str, str], field: str) -> None:
+    refused = app.test_client().get("/t/clinic/api/links", query_string=query,
+                                    headers=api_key(app, "clinic", "idlink:read"))
+    body = refused.get_json()
+    assert refused.status_code == 422 and body["error"] == "invalid_filter" and body.get("field") == field, body
+
+
+def test_the_console_lists_searches_and_exports_the_links_and_sets_the_policy(app: Flask) -> None:
+    from tests.test_console import csrf, verified_owner
+
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    with app.app_context():
+        slug = verified_owner(client)
+    make_links(app, slug, 120)
+    page = client.get(f"/t/{slug}/console/links").get_data(as_text=True)
+    assert page.count("<code>M-") == 50 and "M-0000" in page and "Next" in page
+    following = client.get(f"/t/{slug}/console/links", query_string={"after": _next_of(page)}).get_data(as_text=True)
+    assert "<code>M-0050</code>" in following and "<code>M-0000</code>" not in following
+    fragment = client.get(f"/t/{slug}/console/links", query_string={"prefix": "M-011"},
+                          headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "<html" not in fragment and fragment.count("<code>M-") == 10
+    refused = client.get(f"/t/{slug}/console/links", query_string={"prefix": "a b"})
+    assert refused.status_code == 422 and "Search by the start of a local id" in refused.get_data(as_text=True)
+    exported = client.get(f"/t/{slug}/console/links.csv", query_string={"prefix": "M-00"})
+    rows = exported.get_data(as_text=True).lstrip("\ufeff").splitlines()
+    assert exported.status_code == 200 and exported.mimetype == "text/csv"
+    assert rows[0].startswith("link_id,local_id,sub,status") and len(rows) == 1 + 100
+    assert client.get(f"/t/{slug}/console/links.csv", query_string={"card": "stolen"}).status_code == 422
+    links_page = f"/t/{slug}/console/links"
+    saved = client.post(f"{links_page}/policy", data={"several": "no", "csrf_token": csrf(client, links_page)})
+    assert saved.status_code == 302 and "one of your ids" in client.get(links_page).get_data(as_text=True)
+    from saas.idlink import services
+
+    with app.app_context():
+        tenant = tenants.active_tenant(slug)
+        with tenant_scope(db.session, tenant.id):
+            assert not services.several_per_person(tenant)
+
+
+def _next_of(page: str) -> str:
+    import re
+
+    return re.search(r"after=(lnk_[0-9a-z]+)", page).group(1)  # type: ignore[union-attr]
 
 
 def test_one_bad_id_in_a_list_of_invitations_is_named_and_nothing_is_made(app: Flask) -> None:

@@ -59,12 +59,30 @@ def invite() -> tuple[Response, int]:
 
 
 @bp.get("/links")
-@operation(summary="The link of a local id", tags=["ID linking"], security=READ,
-           parameters=[{"name": "local_id", "in": "query", "required": True, "schema": {"type": "string"}}],
-           responses={200: json_response("The link", LINK), **ERRORS})
+@operation(summary="The link of a local id, or a page of the links (oldest first) with filters",
+           description="With local_id: that link (404 when none). Without: up to `limit` links after the "
+                       "link `after` (the previous page's `next`), filtered by status, the card's status "
+                       "and the start of the local id.", tags=["ID linking"], security=READ,
+           parameters=[{"name": "local_id", "in": "query", "required": False, "schema": {"type": "string"}},
+                       {"name": "status", "in": "query", "required": False,
+                        "schema": {"type": "string", "enum": ["active", "unlinked"]}},
+                       {"name": "card", "in": "query", "required": False,
+                        "schema": {"type": "string", "enum": list(services.CARD_FILTERS)}},
+                       {"name": "local_id_prefix", "in": "query", "required": False, "schema": {"type": "string"}},
+                       {"name": "after", "in": "query", "required": False, "schema": {"type": "string"}},
+                       {"name": "limit", "in": "query", "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": services.PAGE_LIMIT, "default": 100}}],
+           responses={200: json_response("The link, or a page {data: [IdLink], next: link id or null}", LINK),
+                      **ERRORS})
 @apikeys.requires("idlink:read")
 def by_local_id() -> Response:
-    return jsonify(services.describe(services.find(request.args.get("local_id", ""))))
+    if "local_id" in request.args:
+        return jsonify(services.describe(services.find(request.args["local_id"])))
+    page, following = services.page(
+        services.listing(status=request.args.get("status", ""), card=request.args.get("card", ""),
+                         prefix=request.args.get("local_id_prefix", "")),
+        after=request.args.get("after", ""), limit=request.args.get("limit", "100"))
+    return jsonify(data=[services.describe(link) for link in page], next=following)
 
 
 @bp.get("/links/<link_id>")

@@ -10,9 +10,7 @@ card). Every check-in is recorded; shelters see arrival counts and export them.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import secrets
 from datetime import datetime
@@ -159,16 +157,12 @@ def arrivals(since: datetime | None = None) -> list[tuple[Device, int, int]]:
     return [(device, *counts.get(device.id, (0, 0))) for device in devices() if device.kind == "shelter"]
 
 
-def arrivals_csv() -> str:
+ARRIVALS_HEADER = ("shelter", "location", "arrived_at", "person")
+
+
+def arrivals_rows() -> list[tuple[str, str, datetime, str]]:
     """Every arrival at the tenant's shelters, for the municipality (no names, pairwise ids)."""
     shelters = {device.id: device for device in devices() if device.kind == "shelter"}
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["shelter", "location", "arrived_at", "person"])
-    for row in db.session.scalars(select(CheckIn).where(CheckIn.device_id.in_(shelters), CheckIn.result != "refused")
-                                  .order_by(CheckIn.id)):
-        device = shelters[row.device_id]
-        # A spreadsheet must not take a name someone typed for a formula.
-        writer.writerow(["'" + v if v[:1] in ("=", "+", "-", "@") else v
-                         for v in (device.name, device.location, row.at.isoformat(), row.sub or "")])
-    return out.getvalue()
+    return [(shelters[row.device_id].name, shelters[row.device_id].location, row.at, row.sub or "")
+            for row in db.session.scalars(select(CheckIn).where(CheckIn.device_id.in_(shelters),
+                                                                CheckIn.result != "refused").order_by(CheckIn.id))]

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, flash, redirect, render_template, request, url_for
+from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from saas import db
+from saas import db, spreadsheet
 from saas.errors import ServiceError
-from saas.idlink import checkin
+from saas.idlink import checkin, services
+from saas.idlink.models import IdLink
 from saas.tenants import audit
 from saas.tenants.console import (
     CAN_ADMINISTER,
@@ -57,31 +58,65 @@ def revoke_device(device_id: str) -> Response:
 
 @tenant_console.get("/devices/arrivals.csv")
 def arrivals_csv() -> Response:
-    response = Response(checkin.arrivals_csv(), mimetype="text/csv")
-    response.headers["Content-Disposition"] = 'attachment; filename="shelter-arrivals.csv"'
-    return response
+    return spreadsheet.download("shelter-arrivals.csv", checkin.ARRIVALS_HEADER, checkin.arrivals_rows())
 
 
 # -- links and the bulk import ------------------------------------------------------------------------
 
 @tenant_console.get("/links")
-def links() -> str:
-    from sqlalchemy import func, select
+def links() -> tuple[str, int]:
+    """The counts, the sweep's latest changes and imports, and the links page by page
+    (oldest first), filtered; htmx swaps the table alone."""
+    filters = _link_filters()
+    errors: dict[str, str] = {}
+    try:
+        page, following = services.page(services.listing(**filters), after=request.args.get("after", ""),
+                                         limit="50")
+    except ServiceError as error:
+        errors, page, following = {error.field or "form": str(error.message)}, [], None
+    shown = {"links": page, "following": following, "filters": filters, "errors": errors,
+             "card_labels": card_labels(), "paged": bool(request.args.get("after"))}
+    status = 422 if errors else 200
+    if request.headers.get("HX-Request"):
+        return render_template("idlink/_link_rows.html", **shown), status
+    from saas.idlink import imports, sweep
 
-    from saas.idlink import sweep
-    from saas.idlink.models import IdLink, IdLinkHistory, ImportBatch
+    return render_template("idlink/links.html", tenant=current_tenant(), **services.overview(),
+                           last_sweep=sweep.latest(), batches=imports.latest(), change_labels=change_labels(),
+                           several=services.several_per_person(current_tenant()), **shown), status
 
-    recent = list(db.session.scalars(select(IdLink).order_by(IdLink.id.desc()).limit(100)))
-    counts = dict(db.session.execute(select(IdLink.status, func.count()).group_by(IdLink.status)).all())
-    cards = dict(db.session.execute(select(IdLink.card_status, func.count()).where(IdLink.status == "active")
-                                    .group_by(IdLink.card_status)).all())
-    changes = db.session.execute(select(IdLinkHistory, IdLink.local_id).join(
-        IdLink, IdLink.id == IdLinkHistory.link_id).where(IdLinkHistory.by == "sweep")
-        .order_by(IdLinkHistory.id.desc()).limit(50)).all()
-    batches = list(db.session.scalars(select(ImportBatch).order_by(ImportBatch.id.desc()).limit(10)))
-    return render_template("idlink/links.html", tenant=current_tenant(), links=recent, counts=counts,
-                           cards=cards, changes=changes, last_sweep=sweep.latest(), batches=batches,
-                           card_labels=card_labels(), change_labels=change_labels())
+
+def _link_filters() -> dict[str, str]:
+    return {"status": request.args.get("status", "").strip(), "card": request.args.get("card", "").strip(),
+            "prefix": request.args.get("prefix", "").strip()}
+
+
+@tenant_console.get("/links.csv")
+def links_csv() -> Response:
+    """Every link that the filters match, streamed (a million rows in pages of 1,000)."""
+    tenant = current_tenant()
+    filters = _link_filters()
+    try:
+        listing = services.listing(**filters)
+    except ServiceError as error:
+        abort(422, description=str(error.message))
+    rows = spreadsheet.tenant_pages(tenant.id, lambda after: listing if after is None else listing.where(
+        IdLink.id > after), key=lambda found: found.id, row=services.export_row)
+    audit.record(tenant, "link.exported", actor=signed_in_user(), details={k: v for k, v in filters.items() if v})
+    return spreadsheet.download(f"links-{tenant.slug}.csv", services.EXPORT_HEADER, rows)
+
+
+@tenant_console.post("/links/policy")
+@recent_auth_required
+def link_policy() -> Response:
+    require_role(*CAN_ADMINISTER)
+    several = request.form.get("several") == "yes"
+    services.set_several_per_person(current_tenant(), several, by=signed_in_user().public_id)  # type: ignore[union-attr]
+    audit.record(current_tenant(), "link.policy_changed", actor=signed_in_user(),
+                 details={"several_per_person": several})
+    flash(_("A person may now hold several of your ids.") if several else
+          _("A person may now hold one of your ids (links made before stay)."))
+    return redirect(url_for("tenant_console.links"))
 
 
 def card_labels() -> dict[str | None, str]:

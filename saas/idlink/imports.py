@@ -95,6 +95,10 @@ def preview(tenant: Tenant, *, filename: str, raw: bytes, by: str) -> ImportBatc
     return batch
 
 
+def latest() -> list[ImportBatch]:
+    return list(db.session.scalars(select(ImportBatch).order_by(ImportBatch.id.desc()).limit(10)))
+
+
 def get(public_id: str) -> ImportBatch:
     batch = db.session.scalar(select(ImportBatch).where(ImportBatch.public_id == public_id))
     if batch is None:

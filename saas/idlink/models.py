@@ -44,6 +44,20 @@ class IdLink(HasPublicId, TenantScoped, Base):
     generation: Mapped[int | None]  # the person's generation (saas/jpki/store.py) when judged
 
 
+class LinkPolicy(TenantScoped, Base):
+    """How a tenant's local ids may be held: one per person (a patient or member number)
+    or several (tickets, a customer's accounts). Without a row the tenant's kind decides
+    (see :func:`saas.idlink.services.several_per_person`)."""
+
+    __tablename__ = "id_link_policies"
+    __extra_table_args__ = (UniqueConstraint("tenant_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    several_per_person: Mapped[bool]
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(64))
+
+
 class LinkInvitation(TenantScoped, Base):
     """A one-time code that links ``local_id`` to whoever logs in with it (hashed)."""
 

@@ -10,14 +10,14 @@ from datetime import timedelta
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import insert, select, update
+from sqlalchemy import Select, func, insert, select, update
 
 from saas import clock, db
 from saas.errors import NotFound, ServiceError
 from saas.events import services as events
 from saas.idlink import sweep
-from saas.idlink.models import IdLink, IdLinkHistory, LinkInvitation
-from saas.tenants.models import Tenant
+from saas.idlink.models import IdLink, IdLinkHistory, LinkInvitation, LinkPolicy
+from saas.tenants.models import Tenant, TenantKind
 
 LINK_DETAIL_TYPE = "kakehashi_id_link"
 MAX_INVITATIONS = 1000
@@ -100,12 +100,41 @@ def history(found: IdLink) -> list[IdLinkHistory]:
                                    .order_by(IdLinkHistory.id)))
 
 
+def several_per_person(tenant: Tenant) -> bool:
+    """Whether a person may hold several of the tenant's local ids: as the tenant set it, else
+    by its kind (a ticket vendor's customer holds many tickets; a patient has one number)."""
+    chosen = db.session.scalar(select(LinkPolicy.several_per_person))
+    return tenant.kind == TenantKind.TICKETING if chosen is None else chosen
+
+
+def set_several_per_person(tenant: Tenant, several: bool, *, by: str) -> None:
+    policy = db.session.scalar(select(LinkPolicy))
+    if policy is None:
+        policy = LinkPolicy(tenant_id=tenant.id, several_per_person=several, updated_at=clock.now(), updated_by=by)
+        db.session.add(policy)
+    policy.several_per_person, policy.updated_at, policy.updated_by = several, clock.now(), by
+    db.session.flush()
+
+
+def _holds_another(tenant: Tenant, person_id: int, local_id: str) -> bool:
+    """Whether the person already holds another local id where the tenant allows one each."""
+    if several_per_person(tenant):
+        return False
+    return db.session.scalar(select(IdLink.id).where(IdLink.person_id == person_id, IdLink.status == "active",
+                                                     IdLink.local_id != local_id).limit(1)) is not None
+
+
 def link(tenant: Tenant, *, local_id: str, person_id: int, sub: str, assurance: str, made_by: str) -> IdLink:
-    """Link ``local_id`` to the person; a local id already held by another person stays theirs."""
+    """Link ``local_id`` to the person; a local id already held by another person stays theirs,
+    and where the tenant allows one local id per person, a person holding one gets no other."""
     now = clock.now()
     found = db.session.scalar(select(IdLink).where(IdLink.local_id == local_id))
     if found is not None and found.status == "active" and found.person_id != person_id:
         raise LinkError(_l("This local id is linked to another person."), code="local_id_taken", status=409)
+    if (found is None or found.status != "active") and _holds_another(tenant, person_id, local_id):
+        raise LinkError(_l("This person already holds another local id, and this organisation allows one per "
+                           "person (unlink it first, or allow several in the console)."),
+                        code="person_already_linked", status=409)
     if found is None:
         found = IdLink(tenant_id=tenant.id, local_id=local_id, person_id=person_id, sub=sub, assurance=assurance,
                        made_by=made_by, status="active", created_at=now, updated_at=now)
@@ -125,14 +154,18 @@ def link(tenant: Tenant, *, local_id: str, person_id: int, sub: str, assurance: 
 
 def redeem(tenant: Tenant, code: str, *, person_id: int, sub: str, made_by: str) -> IdLink | None:
     """The link an invitation code makes for this person, or None (unknown, used, expired,
-    or its local id held by someone else)."""
+    or its local id held by someone else). A person refused because they hold another local
+    id where one each is the rule keeps the code usable: they may unlink the other first."""
     now = clock.now()
-    invitation = db.session.scalar(
-        update(LinkInvitation).where(LinkInvitation.code_hash == _hash(code or ""), LinkInvitation.used_at.is_(None),
-                                     LinkInvitation.expires_at > now)
-        .values(used_at=now).returning(LinkInvitation).execution_options(synchronize_session=False))
-    if invitation is None:
+    usable = (LinkInvitation.code_hash == _hash(code or ""), LinkInvitation.used_at.is_(None),
+              LinkInvitation.expires_at > now)
+    pending = db.session.scalar(select(LinkInvitation).where(*usable))
+    if pending is None or _holds_another(tenant, person_id, pending.local_id):
         return None
+    invitation = db.session.scalar(update(LinkInvitation).where(*usable).values(used_at=now)
+                                   .returning(LinkInvitation).execution_options(synchronize_session=False))
+    if invitation is None:
+        return None  # used meanwhile
     if invitation.transfer:
         return _take_over(tenant, invitation, person_id=person_id, sub=sub, made_by=made_by)
     try:
@@ -178,11 +211,68 @@ def present_for_login(tenant: Tenant, person_id: int, sub: str, client_id: str,
             for found in links_of(person_id)]
 
 
+PAGE_LIMIT = 1000
+CARD_FILTERS = ("valid", "revoked", "lost", "expired", "unchecked")  # unchecked: not judged yet
+EXPORT_HEADER = ("link_id", "local_id", "sub", "status", "assurance", "made_by", "created_at", "updated_at",
+                 "card_status", "card_reason", "card_changed_at")
+
+
+def listing(*, status: str = "", card: str = "", prefix: str = "") -> Select[tuple[IdLink]]:
+    """The session's tenant's links, oldest first, filtered by the link's status, the card's
+    status as the sweep last saw it, and the start of the local id."""
+    found = select(IdLink).order_by(IdLink.id)
+    if status:
+        if status not in ("active", "unlinked"):
+            raise LinkError(_l("status is active or unlinked."), code="invalid_filter", field="status")
+        found = found.where(IdLink.status == status)
+    if card:
+        if card not in CARD_FILTERS:
+            raise LinkError(_l("card is one of %(values)s.", values=", ".join(CARD_FILTERS)), code="invalid_filter",
+                            field="card")
+        found = found.where(IdLink.card_status.is_(None) if card == "unchecked" else IdLink.card_status == card)
+    if prefix:
+        if not _LOCAL_ID.fullmatch(prefix):
+            raise LinkError(_l("Search by the start of a local id (letters, digits or . - / # : @ + _)."),
+                            code="invalid_filter", field="local_id_prefix")
+        found = found.where(IdLink.local_id.startswith(prefix, autoescape=True))
+    return found
+
+
+def page(found: Select[tuple[IdLink]], *, after: str = "", limit: str = "100") -> tuple[list[IdLink], str | None]:
+    """Up to ``limit`` links of a listing after the link ``after`` (a page's last), and the
+    last of this page when more follow."""
+    if not limit.isdigit() or not 1 <= int(limit) <= PAGE_LIMIT:
+        raise LinkError(_l("limit is a whole number from 1 to %(most)d.", most=PAGE_LIMIT), code="invalid_filter",
+                        field="limit")
+    if after:
+        position = db.session.scalar(select(IdLink.id).where(IdLink.public_id == after))
+        if position is None:
+            raise LinkError(_l("after names no link of this organisation."), code="invalid_cursor", field="after")
+        found = found.where(IdLink.id > position)
+    rows = list(db.session.scalars(found.limit(int(limit) + 1)))
+    return rows[:int(limit)], rows[int(limit) - 1].public_id if len(rows) > int(limit) else None
+
+
+def export_row(found: IdLink) -> tuple[Any, ...]:
+    return (found.public_id, found.local_id, found.sub, found.status, found.assurance, found.made_by,
+            found.created_at, found.updated_at, found.card_status or "", found.card_reason or "",
+            found.card_changed_at)
+
+
 def counts() -> dict[str, int]:
     """Links per status for the session's tenant."""
-    from sqlalchemy import func
-
     return dict(db.session.execute(select(IdLink.status, func.count()).group_by(IdLink.status)).all())
+
+
+def overview() -> dict[str, Any]:
+    """For the console: links per status, active links per card status, the sweep's latest
+    50 changes (with their local ids)."""
+    cards = dict(db.session.execute(select(IdLink.card_status, func.count()).where(IdLink.status == "active")
+                                    .group_by(IdLink.card_status)).all())
+    changes = db.session.execute(select(IdLinkHistory, IdLink.local_id).join(
+        IdLink, IdLink.id == IdLinkHistory.link_id).where(IdLinkHistory.by == "sweep")
+        .order_by(IdLinkHistory.id.desc()).limit(50)).all()
+    return {"counts": counts(), "cards": cards, "changes": changes}
 
 
 def get(public_id: str) -> IdLink:

@@ -34,7 +34,8 @@ ACTIONS = (
     "member.removed", "member.role_changed",
     "power.created", "power.submitted", "power.reviewed", "power.suspended", "power.resumed", "power.revoked",
     "power.access_code_issued", "power.agent_link_issued", "link.invitations_created", "link.unlinked", "link.transfer_offered",
-    "device.registered", "device.revoked", "link.import_started", "link.codes_downloaded",
+    "device.registered", "device.revoked", "link.import_started", "link.codes_downloaded", "link.exported",
+    "link.policy_changed",
 )
 
 
