@@ -75,7 +75,10 @@ def links() -> tuple[str, int]:
     except ServiceError as error:
         errors, page, following = {error.field or "form": str(error.message)}, [], None
     shown = {"links": page, "following": following, "filters": filters, "errors": errors,
-             "card_labels": card_labels(), "paged": bool(request.args.get("after"))}
+             "card_labels": card_labels(), "paged": bool(request.args.get("after")),
+             "status_labels": {"active": _("Linked"), "unlinked": _("Unlinked")},
+             "assurance_labels": {"card_login": _("Card login"), "reception": _("At reception"),
+                                  "operator": _("Operator review")}}
     status = 422 if errors else 200
     if request.headers.get("HX-Request"):
         return render_template("idlink/_link_rows.html", **shown), status
