@@ -170,6 +170,27 @@ def test_as_of_before_a_revocation_still_shows_the_power_active(app: Flask, repr
         assert json.loads(event.payload)["data"]["fetched_by"] == [reader_key_id(app)]
 
 
+def test_a_fetch_reads_the_sealed_content_once_and_the_state_every_time(app: Flask, representative: Any) -> None:
+    from tests.test_rowcache import statements
+
+    writer, reader = api_key(app, "bank", "delegation:write"), api_key(app, "bank", "delegation:read")
+    power_id = signed_power(app, representative, writer)
+    client = app.test_client()
+    first = client.get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()
+    seen = statements(app)
+    again = client.get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()
+    assert [sql for sql in seen if "FROM powers_of_attorney" in sql]  # the state: read afresh
+    assert not [sql for sql in seen if "power_agents" in sql]  # the sealed content: kept
+    assert {k: v for k, v in again.items() if k != "as_of"} == {k: v for k, v in first.items() if k != "as_of"}
+    assert client.post(f"/t/bank/api/powers/{power_id}/suspend", json={"reason": "確認中"},
+                       headers=writer).status_code == 200
+    suspended = client.get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()
+    assert suspended["status"] == "suspended" and suspended["as_of"]["status"] == "suspended"
+    assert suspended["agents"] == first["agents"] and suspended["record"] == first["record"]
+    other = client.get(f"/t/clinic/api/powers/{power_id}", headers=api_key(app, "clinic", "delegation:read"))
+    assert other.status_code == 404 and other.get_json()["error"] == "power_not_found"
+
+
 def reader_key_id(app: Flask) -> str:
     """The id of the test's one relying-party (delegation:read) key."""
     from saas.tenants.models import ApiKey

@@ -9,7 +9,6 @@ send them for signature, and suspend or revoke them.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -84,14 +83,18 @@ def _as_of(value: Any) -> datetime:
 
 def _presented(power: PowerOfAttorney, at: datetime, *, with_record: bool = True) -> dict[str, Any]:
     """A power as a relying party sees it, with its status and a receipt as of ``at``."""
+    body = services.describe(power)
+    if with_record:
+        body["record"] = services.record_file(power)
+    return _with_receipt(power, body, at)
+
+
+def _with_receipt(power: PowerOfAttorney | services.PowerState, body: dict[str, Any],
+                  at: datetime) -> dict[str, Any]:
     tenant, fetched_by = current_tenant(), apikeys.current_key_public_id()
     services.record_fetch(tenant, power, fetched_by)
-    body = services.describe(power)
     status, receipt = services.receipt(tenant, power, at=at, fetched_by=fetched_by)
     body["as_of"] = {"at": at.isoformat(), "status": status, "receipt": receipt}
-    if with_record:
-        record = json.loads(power.record) if power.record else None
-        body["record"] = record if record and "format" in record else None
     return body
 
 
@@ -174,7 +177,9 @@ def binding_link(power_id: str, position: int) -> tuple[Response, int]:
            responses={200: json_response("The power", POWER), **ERRORS})
 @apikeys.requires("delegation:read")
 def fetch(power_id: str) -> Response:
-    return jsonify(_presented(services.get_with_agents(power_id), _as_of(request.args.get("as_of"))))
+    at = _as_of(request.args.get("as_of"))
+    state, body = services.for_party(power_id)
+    return jsonify(_with_receipt(state, body, at))
 
 
 @bp.post("/power-access-codes/redeem")

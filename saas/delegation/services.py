@@ -13,9 +13,10 @@ import base64
 import hashlib
 import json
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography import x509
 from flask import current_app
@@ -43,6 +44,7 @@ from saas.oidc import keys, login
 from saas.sandbox.register import CommercialRegister, RegisterRecord, SandboxRegister
 from saas.stores import jpki_stores
 from saas.tenants import corporate_number
+from saas.tenants import services as tenants
 from saas.tenants.models import Tenant, TenantMode
 
 MAX_AGENTS = 10
@@ -65,7 +67,7 @@ def _scope_error(error: scope.ScopeError) -> PowerError:
 def commercial_register(tenant: Tenant) -> CommercialRegister | None:
     """Where the representative's status is confirmed: the sandbox's stand-in, or (live)
     the configured source; None sends every power through the operator's paper review."""
-    if tenant.mode is TenantMode.SANDBOX:
+    if tenants.mode_now(tenant) is TenantMode.SANDBOX:
         return SandboxRegister()
     factory = current_app.config.get("DELEGATION_REGISTER")
     return factory() if callable(factory) else None
@@ -73,7 +75,7 @@ def commercial_register(tenant: Tenant) -> CommercialRegister | None:
 
 def timestamp_authority(tenant: Tenant) -> timestamps.TimestampAuthority:
     """Sandbox: the sandbox TSA; live: the TSA at ``TSA_URL``."""
-    if tenant.mode is TenantMode.SANDBOX:
+    if tenants.mode_now(tenant) is TenantMode.SANDBOX:
         from saas.sandbox.tsa import SandboxTimestampAuthorityService
 
         return SandboxTimestampAuthorityService()
@@ -236,27 +238,58 @@ def get(public_id: str) -> PowerOfAttorney:
 
 
 def agents_of(power: PowerOfAttorney) -> list[PowerAgent]:
-    known = db.session.info.get(_AGENTS, {}).get(power.id)
-    if known is not None:
-        return known  # type: ignore[no-any-return]
     return list(db.session.scalars(select(PowerAgent).where(PowerAgent.power_id == power.id)
                                    .order_by(PowerAgent.position)))
 
 
-_AGENTS = "kakehashi.power_agents"
+class PowerState(NamedTuple):
+    """The columns of a power that change after it is sealed (and its ids): all a relying
+    party's fetch must read afresh; the rest is fixed by the sealed record."""
+
+    id: int
+    public_id: str
+    status: PowerStatus
+    updated_at: datetime
+    valid_from: datetime
+    valid_until: datetime
+    signed_at: datetime | None
+    ended_at: datetime | None
+    end_reason: str | None
+    history_head: str
+    record_digest: str | None
 
 
-def get_with_agents(public_id: str) -> PowerOfAttorney:
-    """:func:`get`, with the agents read in the same query (a relying party's fetch: one
-    round trip); :func:`agents_of` then answers from them for this unit of work."""
-    rows = db.session.execute(select(PowerOfAttorney, PowerAgent).outerjoin(
-        PowerAgent, PowerAgent.power_id == PowerOfAttorney.id).where(PowerOfAttorney.public_id == public_id)
-        .order_by(PowerAgent.position)).all()
+_POWERS = PowerOfAttorney.__table__
+_STATE = tuple(_POWERS.c[name] for name in PowerState._fields)
+_CONTENTS = "kakehashi.sealed_power_contents"
+CONTENTS_KEPT = 5_000
+
+
+def for_party(public_id: str) -> tuple[PowerState, dict[str, Any]]:
+    """A power as a relying party fetches it: its state read now (one narrow query), and
+    what the sealed record fixes (principal, agents, matters, the record file) kept per
+    process by the record's digest, so a fetch reads no agent and parses no record."""
+    db.reads_autocommit()  # one SELECT here; the fetch's INSERT, when new, is one statement too
+    rows = db.read_rows(_POWERS, *_STATE, where=_POWERS.c.public_id == public_id)
     if not rows:
         raise NotFound(_l("There is no such power of attorney."), code="power_not_found")
-    power = rows[0][0]
-    db.session.info.setdefault(_AGENTS, {})[power.id] = [agent for _power, agent in rows if agent is not None]
-    return power
+    state = PowerState(*rows[0])
+    kept: OrderedDict[tuple[int, str], dict[str, Any]] = current_app.extensions.setdefault(_CONTENTS, OrderedDict())
+    key = (state.id, state.record_digest or "")
+    content = kept.get(key) if state.record_digest else None
+    if content is None:
+        power = get(public_id)
+        content = {**_content(power), "record": record_file(power)}
+        if state.record_digest:  # sealed: nothing of it changes any more
+            kept[key] = content
+            if len(kept) > CONTENTS_KEPT:
+                kept.popitem(last=False)
+    return state, {**content, **_state_fields(state)}
+
+
+def record_file(power: PowerOfAttorney) -> dict[str, Any] | None:
+    record = json.loads(power.record) if power.record else None
+    return record if record and "format" in record else None
 
 
 def list_powers(*, status: str | None = None, limit: int = 100) -> list[PowerOfAttorney]:
@@ -297,7 +330,7 @@ def _transition(tenant: Tenant, power: PowerOfAttorney, action: str, status: Pow
                      "reason": reason, "at": now.isoformat(), "fetched_by": fetched_by})
 
 
-def history(power: PowerOfAttorney) -> list[PowerHistory]:
+def history(power: PowerOfAttorney | PowerState) -> list[PowerHistory]:
     return list(db.session.scalars(select(PowerHistory).where(PowerHistory.power_id == power.id)
                                    .order_by(PowerHistory.seq)))
 
@@ -572,7 +605,7 @@ def expire_due(tenant: Tenant) -> int:
 
 # -- presenting ---------------------------------------------------------------------------------------
 
-def status_as_of(power: PowerOfAttorney, at: datetime, entries: list[PowerHistory] | None = None) -> str:
+def status_as_of(power: PowerOfAttorney | PowerState, at: datetime, entries: list[PowerHistory] | None = None) -> str:
     """The power's status at ``at``, from its history and validity: ``active``,
     ``suspended``, ``revoked``, ``expired``, ``not_yet_valid`` or ``not_in_force``
     (not signed yet at that moment)."""
@@ -584,7 +617,7 @@ def status_as_of(power: PowerOfAttorney, at: datetime, entries: list[PowerHistor
     return _in_effect(power, status, at)
 
 
-def _in_effect(power: PowerOfAttorney, status: str | None, at: datetime) -> str:
+def _in_effect(power: PowerOfAttorney | PowerState, status: str | None, at: datetime) -> str:
     """A recorded status as a relying party reads it at ``at``, validity taken into account."""
     if status in (None, "draft", "awaiting_signature", "awaiting_review"):
         return "not_in_force"
@@ -596,8 +629,13 @@ def _in_effect(power: PowerOfAttorney, status: str | None, at: datetime) -> str:
 
 
 def describe(power: PowerOfAttorney) -> dict[str, Any]:
+    return {**_content(power), **_state_fields(power)}
+
+
+def _content(power: PowerOfAttorney) -> dict[str, Any]:
+    """What a power says that its sealed record fixes."""
     return {
-        "id": power.public_id, "status": power.status.value, "method": power.method,
+        "id": power.public_id, "method": power.method,
         "principal": {"corporate_number": power.corporate_number, "name": power.principal_name,
                       "address": power.principal_address},
         "representative": {"name": power.representative_name, "title": power.representative_title,
@@ -605,15 +643,21 @@ def describe(power: PowerOfAttorney) -> dict[str, Any]:
         "agents": [{"name": a.name, "affiliation": a.affiliation} for a in agents_of(power)],
         "agency": power.agency, "matters": json.loads(power.matters),
         "authorization_details": json.loads(power.authorization_details),
-        "valid_from": power.valid_from.isoformat(), "valid_until": power.valid_until.isoformat(),
         "subdelegation_allowed": power.subdelegation_allowed, "verification_code": power.verification_code,
+    }
+
+
+def _state_fields(power: PowerOfAttorney | PowerState) -> dict[str, Any]:
+    return {
+        "status": power.status.value, "valid_from": power.valid_from.isoformat(),
+        "valid_until": power.valid_until.isoformat(),
         "signed_at": power.signed_at.isoformat() if power.signed_at else None,
         "ended_at": power.ended_at.isoformat() if power.ended_at else None, "end_reason": power.end_reason,
         "record_digest": power.record_digest,
     }
 
 
-def receipt(tenant: Tenant, power: PowerOfAttorney, *, at: datetime, fetched_by: str,
+def receipt(tenant: Tenant, power: PowerOfAttorney | PowerState, *, at: datetime, fetched_by: str,
             entries: list[PowerHistory] | None = None) -> tuple[str, str]:
     """(status as of ``at``, a signed statement of it: ES256 with the tenant's key)."""
     kid, key = keys.signing_key(tenant, "ES256")
@@ -644,7 +688,7 @@ def _fetches_recorded() -> set[tuple[int, int, str]]:
     return current_app.extensions.setdefault("kakehashi.recorded_fetches", set())  # type: ignore[no-any-return]
 
 
-def record_fetch(tenant: Tenant, power: PowerOfAttorney, fetched_by: str) -> None:
+def record_fetch(tenant: Tenant, power: PowerOfAttorney | PowerState, fetched_by: str) -> None:
     """Remember who fetched the power, to tell them when it ends (one statement; a party
     this process has seen fetch it already costs none)."""
     seen = (tenant.id, power.id, fetched_by)
@@ -659,7 +703,6 @@ def record_fetch(tenant: Tenant, power: PowerOfAttorney, fetched_by: str) -> Non
 @event.listens_for(Session, "after_commit")
 def _fetches_stored(session: Session) -> None:
     stored = session.info.pop(_PENDING_FETCHES, ())
-    session.info.pop(_AGENTS, None)
     if stored:  # (kept per app: an app whose test data is rolled back away takes its memo with it)
         recorded = _fetches_recorded()
         if len(recorded) > 200_000:
@@ -670,7 +713,6 @@ def _fetches_stored(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _fetches_not_stored(session: Session) -> None:
     session.info.pop(_PENDING_FETCHES, None)
-    session.info.pop(_AGENTS, None)
 
 
 def counts() -> tuple[dict[str, int], int]:

@@ -24,6 +24,7 @@ from saas.jpki.webeid import Challenge, VerifiedAuthentication, new_challenge, v
 from saas.oidc.models import Subject
 from saas.stores import jpki_stores
 from saas.tenants.models import Tenant, TenantMode
+from saas.tenants.services import mode_now
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class CardLogin:
 
 
 def trust_stores(tenant: Tenant) -> TrustStores:
-    if tenant.mode is TenantMode.LIVE:
+    if mode_now(tenant) is TenantMode.LIVE:
         return live_stores()
     from saas.sandbox import services as sandbox
 
