@@ -100,6 +100,9 @@ def walk_links(page: Any, app: Flask, lang: str) -> None:
     page.wait_for_url(re.compile(r"prefix=M-007"))
     page.wait_for_function("document.querySelectorAll('#link-rows tbody tr').length === 10")
     shot(page, f"console-links-{lang}")
+    with page.expect_download() as download:  # the download follows the search shown
+        page.locator("#link-rows a[href*='links.csv']").click()
+    assert len(open(download.value.path(), encoding="utf-8-sig").read().splitlines()) == 1 + 10
     page.locator("#f-prefix").fill("M 1")
     page.locator("#f-prefix").press("Enter")
     page.locator("#link-rows [role=alert]").wait_for()  # a 422 fragment is swapped in, not dropped
