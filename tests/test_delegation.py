@@ -336,12 +336,21 @@ def test_batch_lookup_and_search(app: Flask, representative: Any) -> None:
     found = client.post("/t/bank/api/powers/lookup", json={"ids": [power_id, "poa_missing", power_id]},
                         headers=reader).get_json()
     assert [p["id"] for p in found["data"]] == [power_id] and found["not_found"] == ["poa_missing"]
+    [shown] = found["data"]
+    assert "record" not in shown and shown["as_of"]["status"] == "active" and shown["agents"]
+    drafted = client.post("/t/bank/api/powers", json=draft(representative.corporate_number),
+                          headers=writer).get_json()["id"]
+    both = client.post("/t/bank/api/powers/lookup", json={"ids": [drafted, power_id]}, headers=reader).get_json()
+    assert [(p["id"], p["as_of"]["status"]) for p in both["data"]] == [(drafted, "not_in_force"), (power_id, "active")]
+    elsewhere = client.post("/t/clinic/api/powers/lookup", json={"ids": [power_id]},
+                            headers=api_key(app, "clinic", "delegation:read")).get_json()
+    assert elsewhere == {"data": [], "not_found": [power_id]}  # another tenant's power: unknown there
     too_many = client.post("/t/bank/api/powers/lookup", json={"ids": [f"poa_{i}" for i in range(501)]},
                            headers=reader)
     assert too_many.status_code == 422 and too_many.get_json()["error"] == "invalid_ids"
     search = client.get("/t/bank/api/powers", headers=reader,
                         query_string={"corporate_number": representative.corporate_number, "agent_name": "佐藤　一郎"})
-    assert [p["id"] for p in search.get_json()["data"]] == [power_id]
+    assert [p["id"] for p in search.get_json()["data"]] == [drafted, power_id]  # newest first
 
 
 def test_bad_drafts_are_refused_with_a_reason(app: Flask, representative: Any) -> None:

@@ -225,6 +225,8 @@ def batch() -> Response:
         raise PowerError(_l("ids is a list of 1 to %(count)d power ids.", count=MAX_BATCH), code="invalid_ids",
                          field="ids")
     at = _as_of(body.get("as_of"))
-    found = {power.public_id: power for power in services.lookup(list(dict.fromkeys(ids)))}
-    return jsonify(data=[_presented(found[i], at, with_record=False) for i in dict.fromkeys(ids) if i in found],
-                   not_found=[i for i in dict.fromkeys(ids) if i not in found])
+    found = services.for_parties(ids)
+    seen = {state.public_id for state, _body in found}
+    return jsonify(data=[_with_receipt(state, {k: v for k, v in body.items() if k != "record"}, at)
+                         for state, body in found],
+                   not_found=[i for i in dict.fromkeys(ids) if i not in seen])

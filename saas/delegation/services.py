@@ -269,22 +269,36 @@ def for_party(public_id: str) -> tuple[PowerState, dict[str, Any]]:
     """A power as a relying party fetches it: its state read now (one narrow query), and
     what the sealed record fixes (principal, agents, matters, the record file) kept per
     process by the record's digest, so a fetch reads no agent and parses no record."""
-    db.reads_autocommit()  # one SELECT here; the fetch's INSERT, when new, is one statement too
-    rows = db.read_rows(_POWERS, *_STATE, where=_POWERS.c.public_id == public_id)
-    if not rows:
+    found = for_parties([public_id])
+    if not found:
         raise NotFound(_l("There is no such power of attorney."), code="power_not_found")
-    state = PowerState(*rows[0])
+    return found[0]
+
+
+def for_parties(public_ids: list[str]) -> list[tuple[PowerState, dict[str, Any]]]:
+    """:func:`for_party` for many, in the order given (unknown ids left out): one query for
+    the states, and for the contents not kept yet one for the powers and one for their agents."""
+    db.reads_autocommit()  # single statements, each its own snapshot: the contents never change
+    states = {row.public_id: PowerState(*row)
+              for row in db.read_rows(_POWERS, *_STATE, where=_POWERS.c.public_id.in_(public_ids))}
     kept: OrderedDict[tuple[int, str], dict[str, Any]] = current_app.extensions.setdefault(_CONTENTS, OrderedDict())
-    key = (state.id, state.record_digest or "")
-    content = kept.get(key) if state.record_digest else None
-    if content is None:
-        power = get(public_id)
-        content = {**_content(power), "record": record_file(power)}
-        if state.record_digest:  # sealed: nothing of it changes any more
-            kept[key] = content
-            if len(kept) > CONTENTS_KEPT:
-                kept.popitem(last=False)
-    return state, {**content, **_state_fields(state)}
+    contents = {state.id: kept.get((state.id, state.record_digest)) for state in states.values()
+                if state.record_digest}
+    missing = [state.id for state in states.values() if contents.get(state.id) is None]
+    if missing:
+        agents: dict[int, list[PowerAgent]] = {}
+        for agent in db.session.scalars(select(PowerAgent).where(PowerAgent.power_id.in_(missing))
+                                        .order_by(PowerAgent.power_id, PowerAgent.position)):
+            agents.setdefault(agent.power_id, []).append(agent)
+        for power in db.session.scalars(select(PowerOfAttorney).where(PowerOfAttorney.id.in_(missing))):
+            contents[power.id] = content = {**_content(power, agents.get(power.id, [])), "record": record_file(power)}
+            if power.record_digest and power.record_digest == states[power.public_id].record_digest:
+                kept[(power.id, power.record_digest)] = content  # sealed: nothing of it changes any more
+        while len(kept) > CONTENTS_KEPT:
+            kept.popitem(last=False)
+    return [(state, {**contents[state.id], **_state_fields(state)})
+            for state in (states.get(public_id) for public_id in dict.fromkeys(public_ids))
+            if state is not None and contents.get(state.id) is not None]
 
 
 def record_file(power: PowerOfAttorney) -> dict[str, Any] | None:
@@ -632,7 +646,7 @@ def describe(power: PowerOfAttorney) -> dict[str, Any]:
     return {**_content(power), **_state_fields(power)}
 
 
-def _content(power: PowerOfAttorney) -> dict[str, Any]:
+def _content(power: PowerOfAttorney, agents: list[PowerAgent] | None = None) -> dict[str, Any]:
     """What a power says that its sealed record fixes."""
     return {
         "id": power.public_id, "method": power.method,
@@ -640,7 +654,8 @@ def _content(power: PowerOfAttorney) -> dict[str, Any]:
                       "address": power.principal_address},
         "representative": {"name": power.representative_name, "title": power.representative_title,
                            "confirmed_by": power.verification_route} if power.representative_name else None,
-        "agents": [{"name": a.name, "affiliation": a.affiliation} for a in agents_of(power)],
+        "agents": [{"name": a.name, "affiliation": a.affiliation}
+                   for a in (agents_of(power) if agents is None else agents)],
         "agency": power.agency, "matters": json.loads(power.matters),
         "authorization_details": json.loads(power.authorization_details),
         "subdelegation_allowed": power.subdelegation_allowed, "verification_code": power.verification_code,
@@ -722,10 +737,6 @@ def counts() -> tuple[dict[str, int], int]:
     per_status = {status.value: n for status, n in db.session.execute(
         select(PowerOfAttorney.status, func.count()).group_by(PowerOfAttorney.status))}
     return per_status, db.session.scalar(select(func.count()).select_from(PowerFetch)) or 0
-
-
-def lookup(public_ids: list[str]) -> list[PowerOfAttorney]:
-    return list(db.session.scalars(select(PowerOfAttorney).where(PowerOfAttorney.public_id.in_(public_ids))))
 
 
 def search(*, corporate_number_value: str, agent_name: str | None = None, limit: int = 100) -> list[PowerOfAttorney]:
