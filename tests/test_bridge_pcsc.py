@@ -440,7 +440,18 @@ def test_a_renewed_card_logs_into_the_same_sub(oidc_stack: dict[str, Any], brows
     oidc_stack["plugged"].unplug()
     oidc_stack["plugged"] = PluggedCard(write_card_file(renewed, oidc_stack["tmp"], "renewed.json"))
     oidc_stack["card"] = renewed
+    _agent_sees_a_card(oidc_stack)  # pcscd has powered the new card: the page will not say "no card"
     assert _logged_in(_rp_login(browser, oidc_stack), oidc_stack) == sub
+
+
+def _agent_sees_a_card(stack: dict[str, Any], timeout: float = 30.0) -> None:
+    import requests
+
+    status = f"http://127.0.0.1:{stack['rp_config']['agent_ports'][0]}/status"
+    deadline = time.monotonic() + timeout
+    while not requests.get(status, headers={"Origin": stack["service"]}, timeout=10).json().get("card"):
+        assert time.monotonic() < deadline, "the agent did not see the card"
+        time.sleep(0.2)
 
 
 def _client_assertion(stack: dict[str, Any], endpoint: str) -> dict[str, str]:

@@ -488,3 +488,39 @@ def test_one_bad_id_in_a_list_of_invitations_is_named_and_nothing_is_made(app: F
     assert refused.status_code == 422 and refused.get_json()["message"].startswith("local_ids[1]: ")
     with app.app_context(), all_tenants(db.session):
         assert db.session.scalar(select(func.count()).select_from(LinkInvitation)) == 0
+
+
+def test_two_first_links_of_one_person_at_once_make_one(app: Flask) -> None:
+    import threading
+    import time
+
+    from saas.idlink import services
+
+    if db.get_database(app).engine.dialect.name != "postgresql":
+        pytest.skip("SQLite lets one writer at a time anyway; this runs in the PostgreSQL pass")
+    first_linked, outcomes = threading.Event(), {}
+
+    def link(local_id: str, hold: bool) -> None:
+        with app.app_context():
+            tenant = tenants.active_tenant("clinic")
+            db.bind_tenant(db.session, tenant.id)
+            if not hold:
+                first_linked.wait(10)
+            try:
+                services.link(tenant, local_id=local_id, person_id=9100, sub="s", assurance="operator", made_by="t")
+            except services.LinkError as error:
+                outcomes[local_id] = error.code
+                db.session.rollback()
+                return
+            if hold:
+                first_linked.set()
+                time.sleep(0.5)  # the other one checks meanwhile
+            db.session.commit()
+            outcomes[local_id] = "linked"
+
+    threads = [threading.Thread(target=link, args=("P-A", True)), threading.Thread(target=link, args=("P-B", False))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert outcomes == {"P-A": "linked", "P-B": "person_already_linked"}

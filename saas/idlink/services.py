@@ -120,6 +120,9 @@ def _holds_another(tenant: Tenant, person_id: int, local_id: str) -> bool:
     """Whether the person already holds another local id where the tenant allows one each."""
     if several_per_person(tenant):
         return False
+    if db.session.get_bind().dialect.name == "postgresql":  # two first links of one person at once: one waits
+        db.session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(
+            f"idlink:{tenant.id}:{person_id}", 0))))
     return db.session.scalar(select(IdLink.id).where(IdLink.person_id == person_id, IdLink.status == "active",
                                                      IdLink.local_id != local_id).limit(1)) is not None
 
