@@ -171,8 +171,22 @@ def read_rows(table: Any, *columns: Any, where: Any) -> list[Any]:
 def reads_autocommit() -> None:
     """Let this request's statements commit each on its own, when it has sent none yet: a
     read path of single statements saves the BEGIN and COMMIT round trips."""
-    if not session().in_transaction():
+    if not session().info.get(_CONNECTED):
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
+_CONNECTED = "kakehashi.connected"
+
+
+@event.listens_for(Session, "after_begin")
+def _connected(current: Session, _transaction: Any, _connection: Any) -> None:
+    current.info[_CONNECTED] = True  # a connection is held: its isolation is settled
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _released(current: Session, transaction: Any) -> None:
+    if transaction.parent is None:
+        current.info.pop(_CONNECTED, None)
 
 
 @contextmanager

@@ -11,6 +11,7 @@ import base64
 import copy
 import json
 import re
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from saas import clock, db
 from saas.db import all_tenants, tenant_scope
@@ -176,10 +177,14 @@ def test_a_fetch_reads_the_sealed_content_once_and_the_state_every_time(app: Fla
     writer, reader = api_key(app, "bank", "delegation:write"), api_key(app, "bank", "delegation:read")
     power_id = signed_power(app, representative, writer)
     client = app.test_client()
+    app.config["ROW_CACHE_SECONDS"] = 60  # as in production: the tenant and the key are known
     first = client.get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()
-    seen = statements(app)
+    seen, isolation, me = statements(app), [], threading.get_ident()
+    event.listen(db.get_database(app).engine, "before_cursor_execute", lambda conn, *_a: isolation.append(
+        conn.get_execution_options().get("isolation_level")) if threading.get_ident() == me else None)
     again = client.get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()
     assert [sql for sql in seen if "FROM powers_of_attorney" in sql]  # the state: read afresh
+    assert isolation and set(isolation) == {"AUTOCOMMIT"}  # one statement: no BEGIN, no COMMIT
     assert not [sql for sql in seen if "power_agents" in sql]  # the sealed content: kept
     assert {k: v for k, v in again.items() if k != "as_of"} == {k: v for k, v in first.items() if k != "as_of"}
     assert client.post(f"/t/bank/api/powers/{power_id}/suspend", json={"reason": "確認中"},
