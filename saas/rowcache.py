@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 from flask import current_app
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
 
 from saas import db
 
@@ -102,8 +101,7 @@ def attach(model: type[T], values: dict[str, Any]) -> T:
     if present is not None:
         return present  # type: ignore[no-any-return]
     instance = mapper.class_manager.new_instance()
-    for name, value in values.items():
-        set_committed_value(instance, name, value)
+    inspect(instance).dict.update(values)  # as a load fills it: committed values, no history
     make_transient_to_detached(instance)
     db.session.add(instance)
     return instance  # type: ignore[no-any-return]
