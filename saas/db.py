@@ -157,36 +157,22 @@ def dialect_insert(model: Any) -> Any:
     return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(model)
 
 
-def read_rows(table: Any, *columns: Any, where: Any) -> list[Any]:
-    """Rows of a tenant-scoped ``table`` for the session's tenant, through Core on the
-    session's connection (a hot read path with no ORM work); the tenant criterion is added
-    here, the one place besides the ORM hook, and a session without a tenant is refused."""
+def read_committed(table: Any, *columns: Any, where: Any) -> list[Any]:
+    """Rows of a tenant-scoped ``table`` for the session's tenant, as committed: one Core
+    statement on a connection of its own in autocommit (no ORM work, no BEGIN or COMMIT
+    round trip; the request's own transaction is left as it is and not seen). The tenant
+    criterion is added here, the one place besides the ORM hook: a session without a
+    tenant, or a statement reaching another tenant-scoped table, is refused."""
     scope = current_scope(session())
     if scope is None or scope is ALL_TENANTS:
-        raise TenantScopeMissing(f"{table.name}: read_rows needs a session bound to one tenant")
+        raise TenantScopeMissing(f"{table.name}: read_committed needs a session bound to one tenant")
     statement = select(*columns).where(table.c.tenant_id == scope, where)
-    return list(session.connection().execute(statement))
-
-
-def reads_autocommit() -> None:
-    """Let this request's statements commit each on its own, when it has sent none yet: a
-    read path of single statements saves the BEGIN and COMMIT round trips."""
-    if not session().info.get(_CONNECTED):
-        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-
-
-_CONNECTED = "kakehashi.connected"
-
-
-@event.listens_for(Session, "after_begin")
-def _connected(current: Session, _transaction: Any, _connection: Any) -> None:
-    current.info[_CONNECTED] = True  # a connection is held: its isolation is settled
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _released(current: Session, transaction: Any) -> None:
-    if transaction.parent is None:
-        current.info.pop(_CONNECTED, None)
+    others = {found.name for found in _SCOPED_TABLES} - {table.name}
+    reached = {element.name for element in visitors.iterate(statement) if isinstance(element, Table)}
+    if reached & others:
+        raise CrossTenantAccess(f"read_committed reads {table.name} alone, not {sorted(reached & others)}")
+    with get_database().engine.connect() as connection:
+        return list(connection.execution_options(isolation_level="AUTOCOMMIT").execute(statement))
 
 
 @contextmanager

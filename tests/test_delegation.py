@@ -180,11 +180,12 @@ def test_a_fetch_reads_the_sealed_content_once_and_the_state_every_time(app: Fla
     app.config["ROW_CACHE_SECONDS"] = 60  # as in production: the tenant and the key are known
     first = client.get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()
     seen, isolation, me = statements(app), [], threading.get_ident()
-    event.listen(db.get_database(app).engine, "before_cursor_execute", lambda conn, *_a: isolation.append(
-        conn.get_execution_options().get("isolation_level")) if threading.get_ident() == me else None)
+    event.listen(db.get_database(app).engine, "before_cursor_execute", lambda conn, _cursor, sql, *_a: isolation.append(
+        (sql.split()[0], conn.get_execution_options().get("isolation_level"))) if threading.get_ident() == me else None)
     again = client.get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()
     assert [sql for sql in seen if "FROM powers_of_attorney" in sql]  # the state: read afresh
-    assert isolation and set(isolation) == {"AUTOCOMMIT"}  # one statement: no BEGIN, no COMMIT
+    assert ("SELECT", "AUTOCOMMIT") in isolation  # the state: no BEGIN, no COMMIT
+    assert all(level is None for verb, level in isolation if verb != "SELECT")  # a write keeps its transaction
     assert not [sql for sql in seen if "power_agents" in sql]  # the sealed content: kept
     assert {k: v for k, v in again.items() if k != "as_of"} == {k: v for k, v in first.items() if k != "as_of"}
     assert client.post(f"/t/bank/api/powers/{power_id}/suspend", json={"reason": "確認中"},
@@ -194,6 +195,29 @@ def test_a_fetch_reads_the_sealed_content_once_and_the_state_every_time(app: Fla
     assert suspended["agents"] == first["agents"] and suspended["record"] == first["record"]
     other = client.get(f"/t/clinic/api/powers/{power_id}", headers=api_key(app, "clinic", "delegation:read"))
     assert other.status_code == 404 and other.get_json()["error"] == "power_not_found"
+
+
+def test_the_committed_read_path_sees_only_the_bound_tenant(app: Flask, representative: Any) -> None:
+    from saas.db import CrossTenantAccess, TenantScopeMissing
+    from saas.delegation.models import PowerAgent
+
+    power_id = signed_power(app, representative, api_key(app, "bank", "delegation:write"))
+    powers_table, agents_table = PowerOfAttorney.__table__, PowerAgent.__table__
+    mine = powers_table.c.public_id == power_id
+    with app.app_context():
+        bank, clinic = tenants.active_tenant("bank"), tenants.active_tenant("clinic")
+        with tenant_scope(db.session, bank.id):
+            assert [row.public_id for row in db.read_committed(powers_table, powers_table.c.public_id,
+                                                               where=mine)] == [power_id]
+            with pytest.raises(CrossTenantAccess):  # another scoped table would get no criterion
+                db.read_committed(powers_table, powers_table.c.id, where=powers_table.c.id.in_(
+                    select(agents_table.c.power_id)))
+        with tenant_scope(db.session, clinic.id):
+            assert db.read_committed(powers_table, powers_table.c.public_id, where=mine) == []
+        with pytest.raises(TenantScopeMissing):
+            db.read_committed(powers_table, powers_table.c.public_id, where=mine)
+        with all_tenants(db.session), pytest.raises(TenantScopeMissing):
+            db.read_committed(powers_table, powers_table.c.public_id, where=mine)
 
 
 def reader_key_id(app: Flask) -> str:

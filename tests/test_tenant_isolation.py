@@ -280,12 +280,3 @@ def test_an_upsert_on_a_key_with_tenant_id_touches_only_the_bound_tenants_row(
         counts = dict(db_session.execute(select(LoginStat.tenant_id, LoginStat.count)).all())
     assert counts == {world["a"]: 2, world["b"]: 1}
 
-
-def test_a_core_read_path_sees_only_the_bound_tenant_and_needs_one(db_session: Any, world: dict[str, Any]) -> None:
-    table = Widget.__table__
-    with tenant_scope(db_session, world["a"]):
-        assert db.read_rows(table, table.c.id, where=table.c.name == "shared") == [(world["widget_a"],)]
-    with pytest.raises(TenantScopeMissing):
-        db.read_rows(table, table.c.id, where=table.c.name == "shared")
-    with all_tenants(db_session), pytest.raises(TenantScopeMissing):
-        db.read_rows(table, table.c.id, where=table.c.name == "shared")

@@ -44,7 +44,6 @@ from saas.oidc import keys, login
 from saas.sandbox.register import CommercialRegister, RegisterRecord, SandboxRegister
 from saas.stores import jpki_stores
 from saas.tenants import corporate_number
-from saas.tenants import services as tenants
 from saas.tenants.models import Tenant, TenantMode
 
 MAX_AGENTS = 10
@@ -67,7 +66,7 @@ def _scope_error(error: scope.ScopeError) -> PowerError:
 def commercial_register(tenant: Tenant) -> CommercialRegister | None:
     """Where the representative's status is confirmed: the sandbox's stand-in, or (live)
     the configured source; None sends every power through the operator's paper review."""
-    if tenants.mode_now(tenant) is TenantMode.SANDBOX:
+    if tenant.mode is TenantMode.SANDBOX:
         return SandboxRegister()
     factory = current_app.config.get("DELEGATION_REGISTER")
     return factory() if callable(factory) else None
@@ -75,7 +74,7 @@ def commercial_register(tenant: Tenant) -> CommercialRegister | None:
 
 def timestamp_authority(tenant: Tenant) -> timestamps.TimestampAuthority:
     """Sandbox: the sandbox TSA; live: the TSA at ``TSA_URL``."""
-    if tenants.mode_now(tenant) is TenantMode.SANDBOX:
+    if tenant.mode is TenantMode.SANDBOX:
         from saas.sandbox.tsa import SandboxTimestampAuthorityService
 
         return SandboxTimestampAuthorityService()
@@ -278,9 +277,8 @@ def for_party(public_id: str) -> tuple[PowerState, dict[str, Any]]:
 def for_parties(public_ids: list[str]) -> list[tuple[PowerState, dict[str, Any]]]:
     """:func:`for_party` for many, in the order given (unknown ids left out): one query for
     the states, and for the contents not kept yet one for the powers and one for their agents."""
-    db.reads_autocommit()  # single statements, each its own snapshot: the contents never change
     states = {row.public_id: PowerState(*row)
-              for row in db.read_rows(_POWERS, *_STATE, where=_POWERS.c.public_id.in_(public_ids))}
+              for row in db.read_committed(_POWERS, *_STATE, where=_POWERS.c.public_id.in_(public_ids))}
     kept: OrderedDict[tuple[int, str], dict[str, Any]] = current_app.extensions.setdefault(_CONTENTS, OrderedDict())
     contents = {state.id: kept.get((state.id, state.record_digest)) for state in states.values()
                 if state.record_digest}

@@ -24,7 +24,6 @@ from saas.jpki.webeid import Challenge, VerifiedAuthentication, new_challenge, v
 from saas.oidc.models import Subject
 from saas.stores import jpki_stores
 from saas.tenants.models import Tenant, TenantMode
-from saas.tenants.services import mode_now
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,7 @@ class CardLogin:
 
 
 def trust_stores(tenant: Tenant) -> TrustStores:
-    if mode_now(tenant) is TenantMode.LIVE:
+    if tenant.mode is TenantMode.LIVE:
         return live_stores()
     from saas.sandbox import services as sandbox
 

@@ -83,19 +83,11 @@ def find_by_slug(slug: str) -> Tenant | None:
     if cached is not None:
         return rowcache.attach(Tenant, cached)
     tenant = db.session.scalar(select(Tenant).where(Tenant.slug == slug))
-    if tenant is not None:
+    # Live tenants only: a tenant's mode moves sandbox → live once, and no other server may
+    # go on taking sandbox cards, test keys or sandbox clients for it after that.
+    if tenant is not None and tenant.mode is TenantMode.LIVE:
         _BY_SLUG.put(slug, rowcache.snapshot(tenant))
     return tenant
-
-
-def mode_now(tenant: Tenant) -> TenantMode:
-    """The tenant's mode as the database has it this moment, for the decisions that must not
-    lag behind going live (which cards and CAs are trusted, which register and TSA sign):
-    another server's copy of the tenant may still say sandbox for ROW_CACHE_SECONDS. A live
-    tenant never goes back, so only a sandbox copy is read again."""
-    if tenant.mode is TenantMode.LIVE:
-        return TenantMode.LIVE
-    return db.session.scalar(select(Tenant.mode).where(Tenant.id == tenant.id)) or tenant.mode
 
 
 rowcache.forget_on_change(_BY_SLUG, Tenant)
