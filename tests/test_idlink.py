@@ -462,8 +462,11 @@ def test_the_console_lists_searches_and_exports_the_links_and_sets_the_policy(ap
     rows = exported.get_data(as_text=True).lstrip("\ufeff").splitlines()
     assert exported.status_code == 200 and exported.mimetype == "text/csv"
     assert rows[0].startswith("link_id,local_id,sub,status") and len(rows) == 1 + 100
-    assert client.get(f"/t/{slug}/console/links.csv", query_string={"card": "stolen"}).status_code == 422
+    refused = client.get(f"/t/{slug}/console/links.csv", query_string={"card": "stolen"})
+    assert refused.status_code == 422 and "card is one of valid" in refused.get_data(as_text=True)
     links_page = f"/t/{slug}/console/links"
+    unclear = client.post(f"{links_page}/policy", data={"csrf_token": csrf(client, links_page)})
+    assert unclear.status_code == 422 and "Choose one id per person or several" in unclear.get_data(as_text=True)
     saved = client.post(f"{links_page}/policy", data={"several": "no", "csrf_token": csrf(client, links_page)})
     assert saved.status_code == 302 and "one of your ids" in client.get(links_page).get_data(as_text=True)
     from saas.idlink import services

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask import Response, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from saas import db, spreadsheet
@@ -99,10 +99,7 @@ def links_csv() -> Response:
     """Every link that the filters match, streamed (a million rows in pages of 1,000)."""
     tenant = current_tenant()
     filters = _link_filters()
-    try:
-        listing = services.listing(**filters)
-    except ServiceError as error:
-        abort(422, description=str(error.message))
+    listing = services.listing(**filters)  # a bad filter: its code and message (422)
     rows = spreadsheet.tenant_pages(tenant.id, lambda after: listing if after is None else listing.where(
         IdLink.id > after), key=lambda found: found.id, row=services.export_row)
     audit.record(tenant, "link.exported", actor=signed_in_user(), details={k: v for k, v in filters.items() if v})
@@ -113,7 +110,10 @@ def links_csv() -> Response:
 @recent_auth_required
 def link_policy() -> Response:
     require_role(*CAN_ADMINISTER)
-    several = request.form.get("several") == "yes"
+    choice = request.form.get("several")
+    if choice not in ("yes", "no"):
+        raise services.LinkError(_("Choose one id per person or several."), code="invalid_choice", field="several")
+    several = choice == "yes"
     services.set_several_per_person(current_tenant(), several, by=signed_in_user().public_id)  # type: ignore[union-attr]
     audit.record(current_tenant(), "link.policy_changed", actor=signed_in_user(),
                  details={"several_per_person": several})

@@ -157,28 +157,28 @@ def link(tenant: Tenant, *, local_id: str, person_id: int, sub: str, assurance: 
 
 def redeem(tenant: Tenant, code: str, *, person_id: int, sub: str, made_by: str) -> IdLink | None:
     """The link an invitation code makes for this person, or None (unknown, used, expired,
-    or its local id held by someone else). A person refused because they hold another local
-    id where one each is the rule keeps the code usable: they may unlink the other first."""
+    or its local id held by someone else). A refused code stays usable: a person who holds
+    another local id where one each is the rule may unlink it first."""
     now = clock.now()
     usable = (LinkInvitation.code_hash == _hash(code or ""), LinkInvitation.used_at.is_(None),
               LinkInvitation.expires_at > now)
     pending = db.session.scalar(select(LinkInvitation).where(*usable))
     if pending is None or _holds_another(tenant, person_id, pending.local_id):
         return None
-    invitation = db.session.scalar(update(LinkInvitation).where(*usable).values(used_at=now)
-                                   .returning(LinkInvitation).execution_options(synchronize_session=False))
-    if invitation is None:
-        return None  # used meanwhile
-    if invitation.transfer:
-        return _take_over(tenant, invitation, person_id=person_id, sub=sub, made_by=made_by)
     try:
-        with db.session.begin_nested():
+        with db.session.begin_nested():  # a link refused below leaves the code unused
+            invitation = db.session.scalar(update(LinkInvitation).where(*usable).values(used_at=now)
+                                           .returning(LinkInvitation).execution_options(synchronize_session=False))
+            if invitation is None:
+                return None  # used meanwhile
+            if invitation.transfer:
+                return _take_over(tenant, invitation, person_id=person_id, sub=sub, made_by=made_by)
             made = link(tenant, local_id=invitation.local_id, person_id=person_id, sub=sub, assurance="card_login",
                         made_by=made_by)
+            invitation.link_id = made.id
+            db.session.flush()
     except LinkError:
         return None
-    invitation.link_id = made.id
-    db.session.flush()
     return made
 
 
