@@ -44,6 +44,15 @@ def linked_at_login(app: Flask, rp: Any, card: Any, **detail: str) -> list[dict[
     return tokens["authorization_details"]
 
 
+def refused(details: list[dict[str, Any]]) -> str | None:
+    """Why the login's invitation linked nothing (None when it did, or none was given)."""
+    return next((d["invitation_refused"] for d in details if "invitation_refused" in d), None)
+
+
+def local_ids(details: list[dict[str, Any]]) -> list[str]:
+    return [d["local_id"] for d in details if "local_id" in d]
+
+
 def test_an_invitation_links_the_member_who_logs_in_with_it(app: Flask) -> None:
     writer, reader = api_key(app, "clinic", "idlink:write"), api_key(app, "clinic", "idlink:read")
     client = app.test_client()
@@ -53,7 +62,8 @@ def test_an_invitation_links_the_member_who_logs_in_with_it(app: Flask) -> None:
     card, rp = issue_card(app, seed=61), register(app, "clinic", scopes="openid")
     [made] = linked_at_login(app, rp, card, invitation=codes["P-0001"].lower())  # typed as printed, any case
     assert made["local_id"] == "P-0001" and made["assurance"] == "card_login"
-    assert linked_at_login(app, rp, card, invitation=codes["P-0001"]) == [made]  # used: nothing new
+    again = linked_at_login(app, rp, card, invitation=codes["P-0001"])  # used: nothing new
+    assert local_ids(again) == ["P-0001"] and refused(again) == "invitation_invalid"
     assert [d["local_id"] for d in linked_at_login(app, rp, card)] == ["P-0001"]  # later logins: the links
     found = client.get("/t/clinic/api/links", query_string={"local_id": "P-0001"}, headers=reader).get_json()
     assert found["id"] == made["link_id"] and found["status"] == "active"
@@ -79,7 +89,8 @@ def test_one_id_per_person_unless_the_tenant_allows_several(app: Flask) -> None:
     card, rp = issue_card(app, seed=64), register(app, "clinic", scopes="openid")
     assert [d["local_id"] for d in linked_at_login(app, rp, card, invitation=codes[0])] == ["P-0201"]
     # A hospital: one patient number a person. The second code is refused and stays usable.
-    assert [d["local_id"] for d in linked_at_login(app, rp, card, invitation=codes[1])] == ["P-0201"]
+    second = linked_at_login(app, rp, card, invitation=codes[1])
+    assert local_ids(second) == ["P-0201"] and refused(second) == "person_already_linked"
     allow_several(app, "clinic")
     assert [d["local_id"] for d in linked_at_login(app, rp, card, invitation=codes[1])] == ["P-0201", "P-0202"]
     allow_several(app, "clinic", False)  # links made before stay
@@ -111,7 +122,8 @@ def test_a_local_id_is_never_taken_from_the_person_who_holds_it(app: Flask) -> N
     rp = register(app, "clinic", scopes="openid")
     holder, other = issue_card(app, seed=62), issue_card(app, seed=63)
     assert [d["local_id"] for d in linked_at_login(app, rp, holder, invitation=first)] == ["P-0009"]
-    assert linked_at_login(app, rp, other, invitation=second) == []  # another person: refused
+    answer = linked_at_login(app, rp, other, invitation=second)  # another person: refused, and told why
+    assert local_ids(answer) == [] and refused(answer) == "local_id_taken"
 
 
 def test_expired_and_other_tenants_invitations_link_nothing(app: Flask) -> None:
@@ -122,8 +134,9 @@ def test_expired_and_other_tenants_invitations_link_nothing(app: Flask) -> None:
         old = app.test_client().post("/t/clinic/api/link-invitations", json={"local_ids": ["P-0101"]},
                                      headers=writer).get_json()["data"][0]["code"]
     card = issue_card(app, seed=64)
-    assert linked_at_login(app, register(app, "bank", scopes="openid"), card, invitation=code) == []
-    assert linked_at_login(app, register(app, "clinic", scopes="openid"), card, invitation=old) == []
+    for answer in (linked_at_login(app, register(app, "bank", scopes="openid"), card, invitation=code),
+                   linked_at_login(app, register(app, "clinic", scopes="openid"), card, invitation=old)):
+        assert local_ids(answer) == [] and refused(answer) == "invitation_invalid"
 
 
 def test_unlinking_ends_the_link_with_an_event_and_isolation_holds(app: Flask) -> None:
@@ -270,10 +283,10 @@ def test_a_resold_ticket_moves_to_the_new_verified_holder_with_its_history(app: 
     offer = client.post(f"/t/clinic/api/links/{ticket['link_id']}/transfer", headers=writer)
     assert offer.status_code == 201 and offer.get_json()["code"].startswith("TRF-")
     transfer = offer.get_json()["code"]
-    assert [d["local_id"] for d in linked_at_login(app, rp, seller, invitation=transfer)] == ["TICKET-77"]  # own
-    assert [d["local_id"] for d in linked_at_login(app, rp, buyer, invitation=transfer)] == []  # spent already
-    transfer = client.post(f"/t/clinic/api/links/{ticket['link_id']}/transfer", headers=writer).get_json()["code"]
-    assert [d["local_id"] for d in linked_at_login(app, rp, buyer, invitation=transfer)] == ["TICKET-77"]
+    own = linked_at_login(app, rp, seller, invitation=transfer)  # the seller's own code: nothing moves
+    assert local_ids(own) == ["TICKET-77"] and refused(own) == "transfer_void"
+    assert local_ids(linked_at_login(app, rp, buyer, invitation=transfer)) == ["TICKET-77"]  # still usable
+    assert refused(linked_at_login(app, rp, buyer, invitation=transfer)) == "invitation_invalid"  # used now
     assert linked_at_login(app, rp, seller) == []
     _id, gate = device(app, "gate", "西ゲート")
     assert present(app, gate, seller, ticket="TICKET-77").get_json()["result"] == "not_holder"

@@ -116,6 +116,12 @@ def set_several_per_person(tenant: Tenant, several: bool, *, by: str) -> None:
     db.session.flush()
 
 
+def _already_linked() -> LinkError:
+    return LinkError(_l("This person already holds another local id, and this organisation allows one per person "
+                        "(unlink it first, or allow several in the console)."), code="person_already_linked",
+                     status=409)
+
+
 def _holds_another(tenant: Tenant, person_id: int, local_id: str) -> bool:
     """Whether the person already holds another local id where the tenant allows one each."""
     if several_per_person(tenant):
@@ -135,9 +141,7 @@ def link(tenant: Tenant, *, local_id: str, person_id: int, sub: str, assurance: 
     if found is not None and found.status == "active" and found.person_id != person_id:
         raise LinkError(_l("This local id is linked to another person."), code="local_id_taken", status=409)
     if (found is None or found.status != "active") and _holds_another(tenant, person_id, local_id):
-        raise LinkError(_l("This person already holds another local id, and this organisation allows one per "
-                           "person (unlink it first, or allow several in the console)."),
-                        code="person_already_linked", status=409)
+        raise _already_linked()
     if found is None:
         found = IdLink(tenant_id=tenant.id, local_id=local_id, person_id=person_id, sub=sub, assurance=assurance,
                        made_by=made_by, status="active", created_at=now, updated_at=now)
@@ -155,38 +159,40 @@ def link(tenant: Tenant, *, local_id: str, person_id: int, sub: str, assurance: 
     return found
 
 
-def redeem(tenant: Tenant, code: str, *, person_id: int, sub: str, made_by: str) -> IdLink | None:
-    """The link an invitation code makes for this person, or None (unknown, used, expired,
-    or its local id held by someone else). A refused code stays usable: a person who holds
-    another local id where one each is the rule may unlink it first."""
+def redeem(tenant: Tenant, code: str, *, person_id: int, sub: str, made_by: str) -> IdLink:
+    """The link an invitation (or transfer) code makes for this person. A refused code is
+    left unused and the LinkError says why: ``invitation_invalid`` (unknown, used or
+    expired), ``local_id_taken``, ``person_already_linked`` (they may unlink the other
+    first), ``transfer_void`` (the link ended, or its holder used their own code)."""
     now = clock.now()
     usable = (LinkInvitation.code_hash == _hash(code or ""), LinkInvitation.used_at.is_(None),
               LinkInvitation.expires_at > now)
+    invalid = LinkError(_l("This code is unknown, used or expired."), code="invitation_invalid", status=404)
     pending = db.session.scalar(select(LinkInvitation).where(*usable))
-    if pending is None or _holds_another(tenant, person_id, pending.local_id):
-        return None
-    try:
-        with db.session.begin_nested():  # a link refused below leaves the code unused
-            invitation = db.session.scalar(update(LinkInvitation).where(*usable).values(used_at=now)
-                                           .returning(LinkInvitation).execution_options(synchronize_session=False))
-            if invitation is None:
-                return None  # used meanwhile
-            if invitation.transfer:
-                return _take_over(tenant, invitation, person_id=person_id, sub=sub, made_by=made_by)
-            made = link(tenant, local_id=invitation.local_id, person_id=person_id, sub=sub, assurance="card_login",
-                        made_by=made_by)
-            invitation.link_id = made.id
-            db.session.flush()
-    except LinkError:
-        return None
+    if pending is None:
+        raise invalid
+    if _holds_another(tenant, person_id, pending.local_id):
+        raise _already_linked()
+    with db.session.begin_nested():  # a refusal below rolls the use of the code back
+        invitation = db.session.scalar(update(LinkInvitation).where(*usable).values(used_at=now)
+                                       .returning(LinkInvitation).execution_options(synchronize_session=False))
+        if invitation is None:
+            raise invalid  # used meanwhile
+        if invitation.transfer:
+            return _take_over(tenant, invitation, person_id=person_id, sub=sub, made_by=made_by)
+        made = link(tenant, local_id=invitation.local_id, person_id=person_id, sub=sub, assurance="card_login",
+                    made_by=made_by)
+        invitation.link_id = made.id
+        db.session.flush()
     return made
 
 
 def _take_over(tenant: Tenant, invitation: LinkInvitation, *, person_id: int, sub: str,
-               made_by: str) -> IdLink | None:
+               made_by: str) -> IdLink:
     found = db.session.get(IdLink, invitation.link_id) if invitation.link_id is not None else None
     if found is None or found.status != "active" or found.person_id == person_id:
-        return None  # ended meanwhile, or the holder redeemed their own transfer: nothing moves
+        raise LinkError(_l("This transfer no longer applies: the link ended, or it is your own."),
+                        code="transfer_void", status=409)
     previous = found.sub
     found.person_id, found.sub, found.assurance, found.made_by, found.updated_at = (
         person_id, sub, "card_login", made_by, clock.now())
@@ -205,13 +211,19 @@ def links_of(person_id: int) -> list[IdLink]:
 
 def present_for_login(tenant: Tenant, person_id: int, sub: str, client_id: str,
                       requested: dict[str, Any]) -> list[dict[str, Any]]:
-    """RFC 9396 objects for an OIDC login: with ``invitation``, the link it makes; always,
-    the local ids this person holds at the tenant."""
+    """RFC 9396 objects for an OIDC login: the local ids this person holds at the tenant
+    (with ``invitation``, after the link it makes), and when the invitation linked nothing,
+    an object that says why (``invitation_refused``: the LinkError's code)."""
+    refused = None
     if isinstance(requested.get("invitation"), str):
-        redeem(tenant, requested["invitation"], person_id=person_id, sub=sub, made_by=client_id)
-    return [{"type": LINK_DETAIL_TYPE, "link_id": found.public_id, "local_id": found.local_id,
+        try:
+            redeem(tenant, requested["invitation"], person_id=person_id, sub=sub, made_by=client_id)
+        except LinkError as error:
+            refused = {"type": LINK_DETAIL_TYPE, "invitation_refused": error.code, "description": str(error.message)}
+    held = [{"type": LINK_DETAIL_TYPE, "link_id": found.public_id, "local_id": found.local_id,
              "assurance": found.assurance, "linked_at": found.updated_at.isoformat()}
             for found in links_of(person_id)]
+    return held + ([refused] if refused else [])
 
 
 PAGE_LIMIT = 1000
