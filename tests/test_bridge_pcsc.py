@@ -302,6 +302,7 @@ def oidc_stack(pcscd: None, committed_url: str, tmp_path: Path) -> Any:  # noqa:
     rp_config["agent_ports"] = [agent_port]  # the demo RP's reception kiosk talks to the agent too
     stack = {"app": app, "service": service, "rp": rp_url, "card": card, "tmp": tmp_path, "rp_config": rp_config,
              "plugged": PluggedCard(write_card_file(card, tmp_path))}
+    _agent_sees_a_card(stack)
     yield stack
     stack["plugged"].unplug()
     for server in servers:

@@ -61,10 +61,23 @@
     throw new Stop("no-agent");
   }
 
+  // A card still being powered up (just put in the reader) or held a moment by another
+  // program is waited for briefly; not longer, or the agent's window would open too long
+  // after the click for the browser to allow it (the person then presses again).
+  const CARD_WAIT_MS = 4000;
+
   async function checkCard(agent) {
-    const answer = await (await fetch(agent + "/status")).json();
-    if (!answer.card) throw new Stop(answer.error || "no_card");
-    if (answer.tries_left && answer.tries_left.auth === 0) throw new Stop("pin_blocked");
+    for (let waited = 0; ; waited += 500) {
+      const answer = await (await fetch(agent + "/status")).json();
+      if (answer.card) {
+        if (answer.tries_left && answer.tries_left.auth === 0) throw new Stop("pin_blocked");
+        return;
+      }
+      const reason = answer.error || "no_card";
+      if (!["no_card", "card_in_use"].includes(reason) || waited >= CARD_WAIT_MS) throw new Stop(reason);
+      show(reason);
+      await sleep(500);
+    }
   }
 
   function sleep(ms) { return new Promise(function (resolve) { setTimeout(resolve, ms); }); }
