@@ -157,22 +157,40 @@ def dialect_insert(model: Any) -> Any:
     return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(model)
 
 
-def read_committed(table: Any, *columns: Any, where: Any) -> list[Any]:
-    """Rows of a tenant-scoped ``table`` for the session's tenant, as committed: one Core
-    statement on a connection of its own in autocommit (no ORM work, no BEGIN or COMMIT
-    round trip; the request's own transaction is left as it is and not seen). The tenant
-    criterion is added here, the one place besides the ORM hook: a session without a
-    tenant, or a statement reaching another tenant-scoped table, is refused."""
+def read_rows(table: Any, *columns: Any, where: Any) -> list[Any]:
+    """Rows of a tenant-scoped ``table`` for the session's tenant: one Core statement, no ORM
+    work. On the request's connection when it holds one already; else on a connection of
+    its own in autocommit (no checkout of a second connection, no BEGIN or COMMIT round
+    trip), which sees what is committed and leaves the request's transaction to what it
+    writes. The tenant criterion is added here, the one place besides the ORM hook: a
+    session without a tenant, or a statement reaching another tenant-scoped table, is
+    refused."""
     scope = current_scope(session())
     if scope is None or scope is ALL_TENANTS:
-        raise TenantScopeMissing(f"{table.name}: read_committed needs a session bound to one tenant")
+        raise TenantScopeMissing(f"{table.name}: read_rows needs a session bound to one tenant")
     statement = select(*columns).where(table.c.tenant_id == scope, where)
     others = {found.name for found in _SCOPED_TABLES} - {table.name}
     reached = {element.name for element in visitors.iterate(statement) if isinstance(element, Table)}
     if reached & others:
-        raise CrossTenantAccess(f"read_committed reads {table.name} alone, not {sorted(reached & others)}")
+        raise CrossTenantAccess(f"read_rows reads {table.name} alone, not {sorted(reached & others)}")
+    if session().info.get(_CONNECTED):  # the request holds a connection already: read on it
+        return list(session.connection().execute(statement))
     with get_database().engine.connect() as connection:
         return list(connection.execution_options(isolation_level="AUTOCOMMIT").execute(statement))
+
+
+_CONNECTED = "kakehashi.connected"
+
+
+@event.listens_for(Session, "after_begin")
+def _connected(current: Session, _transaction: Any, _connection: Any) -> None:
+    current.info[_CONNECTED] = True
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _released(current: Session, transaction: Any) -> None:
+    if transaction.parent is None:
+        current.info.pop(_CONNECTED, None)
 
 
 @contextmanager

@@ -36,7 +36,7 @@ from saas.sandbox import services as sandbox
 from saas.sandbox.models import SandboxCertificate
 from saas.stores import jpki_stores
 from saas.tenants import services as tenants
-from saas.tenants.models import TenantMode
+from saas.tenants.models import Tenant, TenantMode
 from tests.conftest import make_app
 from tests.oidc_helpers import agent_signature, agent_token, api_key, issue_card
 
@@ -179,25 +179,36 @@ def test_a_fetch_reads_the_sealed_content_once_and_the_state_every_time(app: Fla
     client = app.test_client()
     app.config["ROW_CACHE_SECONDS"] = 60  # as in production: the tenant and the key are known
     first = client.get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()
-    seen, isolation, me = statements(app), [], threading.get_ident()
-    event.listen(db.get_database(app).engine, "before_cursor_execute", lambda conn, _cursor, sql, *_a: isolation.append(
+    seen, isolation, checkouts, me = statements(app), [], [], threading.get_ident()
+    engine = db.get_database(app).engine
+    event.listen(engine, "before_cursor_execute", lambda conn, _cursor, sql, *_a: isolation.append(
         (sql.split()[0], conn.get_execution_options().get("isolation_level"))) if threading.get_ident() == me else None)
+    event.listen(engine, "checkout", lambda *_a: checkouts.append(1) if threading.get_ident() == me else None)
     again = client.get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()
     assert [sql for sql in seen if "FROM powers_of_attorney" in sql]  # the state: read afresh
-    assert ("SELECT", "AUTOCOMMIT") in isolation  # the state: no BEGIN, no COMMIT
+    # A sandbox tenant is read each time: the state is read on that same connection.
+    assert len(checkouts) == 1 and ("SELECT", "AUTOCOMMIT") not in isolation
+    with engine.begin() as connection:  # live (so kept in the row cache): no query needs the request's connection
+        connection.execute(update(Tenant).where(Tenant.slug == "bank").values(mode=TenantMode.LIVE))
+    live_key = api_key(app, "bank", "delegation:read")
+    client.get(f"/t/bank/api/powers/{power_id}", headers=live_key)
+    isolation.clear()
+    checkouts.clear()
+    client.get(f"/t/bank/api/powers/{power_id}", headers=live_key)
+    assert ("SELECT", "AUTOCOMMIT") in isolation and len(checkouts) <= 2  # the state: no BEGIN, no COMMIT
     assert all(level is None for verb, level in isolation if verb != "SELECT")  # a write keeps its transaction
     assert not [sql for sql in seen if "power_agents" in sql]  # the sealed content: kept
     assert {k: v for k, v in again.items() if k != "as_of"} == {k: v for k, v in first.items() if k != "as_of"}
     assert client.post(f"/t/bank/api/powers/{power_id}/suspend", json={"reason": "確認中"},
-                       headers=writer).status_code == 200
-    suspended = client.get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()
+                       headers=api_key(app, "bank", "delegation:write")).status_code == 200
+    suspended = client.get(f"/t/bank/api/powers/{power_id}", headers=live_key).get_json()
     assert suspended["status"] == "suspended" and suspended["as_of"]["status"] == "suspended"
     assert suspended["agents"] == first["agents"] and suspended["record"] == first["record"]
     other = client.get(f"/t/clinic/api/powers/{power_id}", headers=api_key(app, "clinic", "delegation:read"))
     assert other.status_code == 404 and other.get_json()["error"] == "power_not_found"
 
 
-def test_the_committed_read_path_sees_only_the_bound_tenant(app: Flask, representative: Any) -> None:
+def test_the_core_read_path_sees_only_the_bound_tenant(app: Flask, representative: Any) -> None:
     from saas.db import CrossTenantAccess, TenantScopeMissing
     from saas.delegation.models import PowerAgent
 
@@ -207,17 +218,17 @@ def test_the_committed_read_path_sees_only_the_bound_tenant(app: Flask, represen
     with app.app_context():
         bank, clinic = tenants.active_tenant("bank"), tenants.active_tenant("clinic")
         with tenant_scope(db.session, bank.id):
-            assert [row.public_id for row in db.read_committed(powers_table, powers_table.c.public_id,
+            assert [row.public_id for row in db.read_rows(powers_table, powers_table.c.public_id,
                                                                where=mine)] == [power_id]
             with pytest.raises(CrossTenantAccess):  # another scoped table would get no criterion
-                db.read_committed(powers_table, powers_table.c.id, where=powers_table.c.id.in_(
+                db.read_rows(powers_table, powers_table.c.id, where=powers_table.c.id.in_(
                     select(agents_table.c.power_id)))
         with tenant_scope(db.session, clinic.id):
-            assert db.read_committed(powers_table, powers_table.c.public_id, where=mine) == []
+            assert db.read_rows(powers_table, powers_table.c.public_id, where=mine) == []
         with pytest.raises(TenantScopeMissing):
-            db.read_committed(powers_table, powers_table.c.public_id, where=mine)
+            db.read_rows(powers_table, powers_table.c.public_id, where=mine)
         with all_tenants(db.session), pytest.raises(TenantScopeMissing):
-            db.read_committed(powers_table, powers_table.c.public_id, where=mine)
+            db.read_rows(powers_table, powers_table.c.public_id, where=mine)
 
 
 def reader_key_id(app: Flask) -> str:

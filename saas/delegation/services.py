@@ -278,7 +278,7 @@ def for_parties(public_ids: list[str]) -> list[tuple[PowerState, dict[str, Any]]
     """:func:`for_party` for many, in the order given (unknown ids left out): one query for
     the states, and for the contents not kept yet one for the powers and one for their agents."""
     states = {row.public_id: PowerState(*row)
-              for row in db.read_committed(_POWERS, *_STATE, where=_POWERS.c.public_id.in_(public_ids))}
+              for row in db.read_rows(_POWERS, *_STATE, where=_POWERS.c.public_id.in_(public_ids))}
     kept: OrderedDict[tuple[int, str], dict[str, Any]] = current_app.extensions.setdefault(_CONTENTS, OrderedDict())
     contents = {state.id: kept.get((state.id, state.record_digest)) for state in states.values()
                 if state.record_digest}
