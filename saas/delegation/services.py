@@ -261,7 +261,7 @@ class PowerState(NamedTuple):
 _POWERS = PowerOfAttorney.__table__
 _STATE = tuple(_POWERS.c[name] for name in PowerState._fields)
 _CONTENTS = "kakehashi.sealed_power_contents"
-CONTENTS_KEPT = 5_000
+CONTENTS_KEPT = 1_000  # a record file with its certificates and time-stamp: tens of KB parsed
 
 
 def for_party(public_id: str) -> tuple[PowerState, dict[str, Any]]:
