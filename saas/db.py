@@ -168,11 +168,12 @@ def read_rows(table: Any, *columns: Any, where: Any) -> list[Any]:
     scope = current_scope(session())
     if scope is None or scope is ALL_TENANTS:
         raise TenantScopeMissing(f"{table.name}: read_rows needs a session bound to one tenant")
+    reached = {column.table.name for column in columns} | {
+        element.name for element in visitors.iterate(where) if isinstance(element, Table)}
+    others = reached & {found.name for found in _SCOPED_TABLES} - {table.name}
+    if others:
+        raise CrossTenantAccess(f"read_rows reads {table.name} alone, not {sorted(others)}")
     statement = select(*columns).where(table.c.tenant_id == scope, where)
-    others = {found.name for found in _SCOPED_TABLES} - {table.name}
-    reached = {element.name for element in visitors.iterate(statement) if isinstance(element, Table)}
-    if reached & others:
-        raise CrossTenantAccess(f"read_rows reads {table.name} alone, not {sorted(reached & others)}")
     if session().info.get(_CONNECTED):  # the request holds a connection already: read on it
         return list(session.connection().execute(statement))
     with get_database().engine.connect() as connection:

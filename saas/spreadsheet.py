@@ -46,23 +46,24 @@ def download(filename: str, header: Sequence[str], rows: Iterable[Sequence[Any]]
     return response
 
 
-def tenant_pages(tenant_id: int, query: Callable[[Any], Select[Any]], key: Callable[[Any], Any],
+def tenant_pages(tenant_id: int, listing: Select[Any], key: Any,
                  row: Callable[[Any], Sequence[Any]]) -> Iterator[Sequence[Any]]:
-    """Every row of ``query(after)`` for one tenant, read in keyset pages of PAGE from a
-    session of its own; ``key`` gives a row's position for the next page (None at first).
-    Call it inside the request: the rows are read later, while the body streams."""
+    """Every row of ``listing`` (ordered by the column ``key``) for one tenant, read in keyset
+    pages of PAGE from a session of its own. Call it inside the request: the rows are read
+    later, while the body streams."""
     engine = db.get_database().engine
 
     def rows() -> Iterator[Sequence[Any]]:
         with Session(engine) as reader, db.tenant_scope(reader, tenant_id):
             after = None
             while True:
-                batch = list(reader.scalars(query(after).limit(PAGE)))
+                page = listing if after is None else listing.where(key > after)
+                batch = list(reader.scalars(page.limit(PAGE)))
                 for found in batch:
                     yield row(found)
                 if len(batch) < PAGE:
                     return
-                after = key(batch[-1])
+                after = getattr(batch[-1], key.key)
                 reader.expunge_all()
 
     return rows()

@@ -332,9 +332,9 @@ def test_a_bulk_import_of_50000_rows_commits_the_good_and_reports_every_bad_row(
         assert imports.run(batch_id, tenant.id)["created"] == 50_000 - bad + 1
         with tenant_scope(db.session, tenant.id):
             count = db.session.scalar(select(func.count()).select_from(LinkInvitation))
-            codes = imports.codes_csv(db.session.get(imports.ImportBatch, batch_id)).splitlines()
-            assert count == len(codes) - 1 == 50_000 - bad + 1
-            assert codes[1].startswith("M-000001,LNK-")
+            codes = imports.codes(db.session.get(imports.ImportBatch, batch_id))
+            assert count == len(codes) == 50_000 - bad + 1
+            assert codes[0][0] == "M-000001" and codes[0][1].startswith("LNK-")
             again = imports.preview(tenant, filename="会員一覧.csv", raw=raw, by="test")  # idempotent re-import
             db.session.commit()
             assert imports.run(again.id, tenant.id) == {"created": 0, "skipped": 50_000 - bad + 1}
@@ -475,6 +475,8 @@ def test_the_console_lists_searches_and_exports_the_links_and_sets_the_policy(ap
     rows = exported.get_data(as_text=True).lstrip("\ufeff").splitlines()
     assert exported.status_code == 200 and exported.mimetype == "text/csv"
     assert rows[0].startswith("link_id,local_id,sub,status") and len(rows) == 1 + 100
+    arrivals = client.get(f"/t/{slug}/console/devices/arrivals.csv")
+    assert arrivals.mimetype == "text/csv" and arrivals.get_data(as_text=True) == "\ufeffshelter,location,arrived_at,person\r\n"
     refused = client.get(f"/t/{slug}/console/links.csv", query_string={"card": "stolen"})
     assert refused.status_code == 422 and "card is one of valid" in refused.get_data(as_text=True)
     links_page = f"/t/{slug}/console/links"

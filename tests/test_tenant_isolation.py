@@ -279,4 +279,3 @@ def test_an_upsert_on_a_key_with_tenant_id_touches_only_the_bound_tenants_row(
     with all_tenants(db_session):
         counts = dict(db_session.execute(select(LoginStat.tenant_id, LoginStat.count)).all())
     assert counts == {world["a"]: 2, world["b"]: 1}
-

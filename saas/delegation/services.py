@@ -242,8 +242,9 @@ def agents_of(power: PowerOfAttorney) -> list[PowerAgent]:
 
 
 class PowerState(NamedTuple):
-    """The columns of a power that change after it is sealed (and its ids): all a relying
-    party's fetch must read afresh; the rest is fixed by the sealed record."""
+    """What a relying party's fetch reads afresh: the columns that change after a power is
+    sealed (status, end, history head), and those its receipt is made of; the rest is fixed
+    by the sealed record."""
 
     id: int
     public_id: str

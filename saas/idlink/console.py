@@ -10,7 +10,7 @@ from flask_babel import gettext as _
 
 from saas import db, spreadsheet
 from saas.errors import ServiceError
-from saas.idlink import checkin, services
+from saas.idlink import checkin, imports, services, sweep
 from saas.idlink.models import IdLink
 from saas.tenants import audit
 from saas.tenants.console import (
@@ -82,8 +82,6 @@ def links() -> tuple[str, int]:
     status = 422 if errors else 200
     if request.headers.get("HX-Request"):
         return render_template("idlink/_link_rows.html", **shown), status
-    from saas.idlink import imports, sweep
-
     return render_template("idlink/links.html", tenant=current_tenant(), **services.overview(),
                            last_sweep=sweep.latest(), batches=imports.latest(), change_labels=change_labels(),
                            several=services.several_per_person(current_tenant()), **shown), status
@@ -100,8 +98,7 @@ def links_csv() -> Response:
     tenant = current_tenant()
     filters = _link_filters()
     listing = services.listing(**filters)  # a bad filter: its code and message (422)
-    rows = spreadsheet.tenant_pages(tenant.id, lambda after: listing if after is None else listing.where(
-        IdLink.id > after), key=lambda found: found.id, row=services.export_row)
+    rows = spreadsheet.tenant_pages(tenant.id, listing, key=IdLink.id, row=services.export_row)
     audit.record(tenant, "link.exported", actor=signed_in_user(), details={k: v for k, v in filters.items() if v})
     return spreadsheet.download(f"links-{tenant.slug}.csv", services.EXPORT_HEADER, rows)
 
@@ -135,8 +132,6 @@ def change_labels() -> dict[str, str]:
 
 @tenant_console.route("/links/import", methods=["GET", "POST"])
 def import_links() -> Any:
-    from saas.idlink import imports
-
     errors: dict[str, str] = {}
     if request.method == "POST":
         require_role(*CAN_ADMINISTER)
@@ -158,8 +153,6 @@ def import_links() -> Any:
 def import_batch(batch_id: str) -> str:
     import json
 
-    from saas.idlink import imports
-
     batch = imports.get(batch_id)
     if request.headers.get("HX-Request"):
         return render_template("idlink/_import_progress.html", batch=batch, state=imports.describe(batch))
@@ -169,8 +162,6 @@ def import_batch(batch_id: str) -> str:
 
 @tenant_console.post("/links/import/<batch_id>/start")
 def start_import(batch_id: str) -> Response:
-    from saas.idlink import imports
-
     require_role(*CAN_ADMINISTER)
     batch = imports.get(batch_id)
     imports.start(batch)
@@ -182,13 +173,10 @@ def start_import(batch_id: str) -> Response:
 @tenant_console.get("/links/import/<batch_id>/codes.csv")
 @recent_auth_required
 def import_codes(batch_id: str) -> Response:
-    from saas.idlink import imports
-
     require_role(*CAN_ADMINISTER)
     batch = imports.get(batch_id)
-    body = imports.codes_csv(batch)
+    rows = imports.codes(batch)
     audit.record(current_tenant(), "link.codes_downloaded", actor=signed_in_user(), target=batch.public_id)
-    response = Response("\ufeff" + body, mimetype="text/csv")  # the BOM: spreadsheets read it as UTF-8
-    response.headers["Content-Disposition"] = f'attachment; filename="{batch.public_id}-codes.csv"'
+    response = spreadsheet.download(f"{batch.public_id}-codes.csv", imports.CODES_HEADER, rows)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -161,10 +161,14 @@ def run(batch_id: int, tenant_id: int) -> dict[str, int]:
         return {"created": batch.created_count, "skipped": batch.skipped_count}
 
 
-def codes_csv(batch: ImportBatch) -> str:
+CODES_HEADER = ("local_id", "code")
+
+
+def codes(batch: ImportBatch) -> list[list[str]]:
+    """The (local id, one-time code) pairs an import made, decrypted."""
     if batch.result_sealed is None:
         raise NotFound(_l("This import has no codes yet."), code="import_not_found")
-    return unseal(batch.result_sealed, _context(batch)).decode()
+    return [line.split(",") for line in unseal(batch.result_sealed, _context(batch)).decode().splitlines()[1:]]
 
 
 def describe(batch: ImportBatch) -> dict[str, Any]:

@@ -167,17 +167,11 @@ def redeem(tenant: Tenant, code: str, *, person_id: int, sub: str, made_by: str)
     now = clock.now()
     usable = (LinkInvitation.code_hash == _hash(code or ""), LinkInvitation.used_at.is_(None),
               LinkInvitation.expires_at > now)
-    invalid = LinkError(_l("This code is unknown, used or expired."), code="invitation_invalid", status=404)
-    pending = db.session.scalar(select(LinkInvitation).where(*usable))
-    if pending is None:
-        raise invalid
-    if _holds_another(tenant, person_id, pending.local_id):
-        raise _already_linked()
     with db.session.begin_nested():  # a refusal below rolls the use of the code back
         invitation = db.session.scalar(update(LinkInvitation).where(*usable).values(used_at=now)
                                        .returning(LinkInvitation).execution_options(synchronize_session=False))
         if invitation is None:
-            raise invalid  # used meanwhile
+            raise LinkError(_l("This code is unknown, used or expired."), code="invitation_invalid", status=404)
         if invitation.transfer:
             return _take_over(tenant, invitation, person_id=person_id, sub=sub, made_by=made_by)
         made = link(tenant, local_id=invitation.local_id, person_id=person_id, sub=sub, assurance="card_login",
@@ -193,6 +187,8 @@ def _take_over(tenant: Tenant, invitation: LinkInvitation, *, person_id: int, su
     if found is None or found.status != "active" or found.person_id == person_id:
         raise LinkError(_l("This transfer no longer applies: the link ended, or it is your own."),
                         code="transfer_void", status=409)
+    if _holds_another(tenant, person_id, found.local_id):
+        raise _already_linked()  # the buyer holds one already, where one each is the rule
     previous = found.sub
     found.person_id, found.sub, found.assurance, found.made_by, found.updated_at = (
         person_id, sub, "card_login", made_by, clock.now())

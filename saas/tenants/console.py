@@ -839,11 +839,10 @@ def audit_csv() -> Response:
     action = request.args.get("action", "").strip()
     tenant = current_tenant()
 
-    def query(after: int | None) -> Any:
-        found = select(AuditEntry).where(AuditEntry.seq > (after or 0)).order_by(AuditEntry.seq)
-        return found.where(AuditEntry.action == action) if action else found
-
-    rows = spreadsheet.tenant_pages(tenant.id, query, key=lambda entry: entry.seq, row=lambda entry: (
+    listing = select(AuditEntry).order_by(AuditEntry.seq)
+    if action:
+        listing = listing.where(AuditEntry.action == action)
+    rows = spreadsheet.tenant_pages(tenant.id, listing, key=AuditEntry.seq, row=lambda entry: (
         entry.seq, entry.at, entry.actor, entry.action, entry.target, entry.ip, entry.details, entry.prev_hash,
         entry.hash))
     audit.record(tenant, "audit.exported", actor=signed_in_user(), details={"action": action or None})
