@@ -68,13 +68,13 @@ class RowCache:
 
 
 def forget_on_change(cache: RowCache, model: type) -> None:
-    """Drop ``cache`` when this process flushes a change to a ``model`` row, and again
-    when that commits (a request reading meanwhile may have cached the old row)."""
+    """Drop ``cache`` when this process flushes a new, changed or deleted ``model`` row, and
+    again when that commits (a request reading meanwhile may have cached the old row)."""
     flag = f"{cache.name}.changed"
 
     @event.listens_for(Session, "after_flush")
     def _changed(session: Session, _context: Any) -> None:
-        if any(isinstance(instance, model) for instance in (*session.dirty, *session.deleted)):
+        if any(isinstance(instance, model) for instance in (*session.new, *session.dirty, *session.deleted)):
             session.info[flag] = True
             cache.clear()
 

@@ -90,7 +90,7 @@ def make_app(database_url: str, tmp_path: Path, **overrides: Any) -> Flask:
     # API calls are logged in the request's own transaction: tests that roll their data back
     # keep the log lines with it (the batched log has a test of its own).
     config = {"DATABASE_URL": database_url, "SECRET_KEY": SECRET, "TESTING": True, "ARGON2_PROFILE": "CHEAPEST",
-              "INSTANCE_PATH": str(tmp_path), "LOG_LEVEL": "WARNING", "API_LOG_FLUSH_SECONDS": 0, **overrides}
+              "INSTANCE_PATH": str(tmp_path), "LOG_LEVEL": "WARNING", "BATCH_FLUSH_SECONDS": 0, **overrides}
     application = create_app(config)
     application.test_client_class = RequestClient
     return application

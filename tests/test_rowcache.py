@@ -12,7 +12,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import event, select, text, update
 
-from saas import db
+from saas import batches, db
 from saas.db import all_tenants, tenant_scope
 from saas.tenants import apikeys
 from saas.tenants import services as tenants
@@ -22,12 +22,12 @@ from tests.conftest import make_app
 
 @pytest.fixture
 def app(committed_url: str, tmp_path: Path) -> Iterator[Flask]:
-    application = make_app(committed_url, tmp_path, ROW_CACHE_SECONDS=2, API_LOG_FLUSH_SECONDS=0.2)
+    application = make_app(committed_url, tmp_path, ROW_CACHE_SECONDS=2, BATCH_FLUSH_SECONDS=0.2)
     with application.app_context():
         tenants.create_tenant(slug="shop", display_name="shop", kind="other", mode=TenantMode.LIVE)
         db.session.commit()
     yield application
-    apikeys.REQUEST_LOG.forget(application)  # its database is dropped next
+    batches.forget_all(application)  # its database is dropped next
     db.get_database(application).engine.dispose()
 
 
@@ -81,15 +81,48 @@ def test_a_key_revoked_here_stops_at_once_and_elsewhere_within_the_cache_time(ap
     assert client.get("/t/shop/api/webhooks", headers=other).status_code == 401  # revoked here: at once
 
 
-def test_a_sandbox_tenant_is_read_afresh_every_time(committed_url: str, tmp_path: Path) -> None:
+def test_a_sandbox_copy_lets_nothing_of_the_sandbox_through_once_live_elsewhere(committed_url: str,
+                                                                                 tmp_path: Path) -> None:
+    """A sandbox tenant is kept like a live one, but every decision that lets something of
+    the sandbox through (test cards and CAs, kk_test_ keys, client secrets, the sandbox
+    register and TSA) reads the mode afresh: going live on another server stops them at once."""
+    from saas.delegation import services as delegation
+    from saas.oidc import clients, login
+    from saas.tenants.context import current_tenant
+    from saas.tenants.models import Tenant
+
     application = make_app(committed_url, tmp_path, ROW_CACHE_SECONDS=60)
     with application.app_context():
-        tenants.create_tenant(slug="trial", display_name="trial", kind="other")
+        tenant = tenants.create_tenant(slug="trial", display_name="trial", kind="other")
         db.session.commit()
-        tenants.active_tenant("trial")
+        with tenant_scope(db.session, tenant.id):
+            _row, value = apikeys.create(tenant, name="system", scopes=["webhooks:read"], expires_at=None, by=None)
+            client, secret = clients.register_client(tenant, name="RP", redirect_uris=["https://rp.example/cb"],
+                                                     scopes=["openid"], auth_method="client_secret_basic")
+        db.session.commit()
+    headers = {"Authorization": f"Bearer {value}", "Accept-Language": "en"}
+    web = application.test_client()
+    assert web.get("/t/trial/api/webhooks", headers=headers).status_code == 200
+    with application.app_context():
         seen = statements(application)
-        tenants.active_tenant("trial")  # going live must reach every server at once: no copy
-        assert [sql for sql in seen if "FROM tenants" in sql]
+        assert tenants.active_tenant("trial").mode is TenantMode.SANDBOX
+        assert not [sql for sql in seen if "FROM tenants" in sql]  # kept, like a live one
+
+    with application.app_context():  # another server approves going live
+        db.session.execute(update(Tenant).values(mode=TenantMode.LIVE))
+        db.session.commit()
+
+    refused = web.get("/t/trial/api/webhooks", headers=headers)
+    assert refused.status_code == 401 and refused.get_json()["error"] == "wrong_mode_key"
+    with application.test_request_context("/t/trial/token", method="POST"):
+        application.preprocess_request()
+        assert current_tenant().mode is TenantMode.SANDBOX  # the copy still says so
+        assert tenants.mode_now(current_tenant()) is TenantMode.LIVE
+        with tenant_scope(db.session, tenant.id):
+            found = db.session.get(type(client), client.id)
+            assert not found.check_client_secret(secret)
+            assert login.trust_stores(current_tenant()).auth.mode.value == "live"
+            assert delegation.commercial_register(current_tenant()) is None
     db.get_database(application).engine.dispose()
 
 
@@ -118,6 +151,29 @@ def test_the_batched_request_log_writes_every_call(app: Flask) -> None:
             return list(db.session.scalars(select(ApiRequest.status).order_by(ApiRequest.id)))
 
     deadline = time.monotonic() + 10
-    while logged() != statuses:  # the log thread writes within API_LOG_FLUSH_SECONDS
+    while logged() != statuses:  # the log thread writes within BATCH_FLUSH_SECONDS
         assert time.monotonic() < deadline, logged()
         time.sleep(0.05)
+    with app.app_context(), all_tenants(db.session):  # and the writer noted when the key was used
+        assert db.session.scalar(select(ApiKey.last_used_at).where(ApiKey.public_id == key_id)) is not None
+
+
+def test_login_counters_are_summed_in_memory_and_added_to_the_rows(app: Flask) -> None:
+    from saas.oidc import stats
+    from saas.oidc.models import LoginStat
+
+    with app.app_context():
+        tenant = tenants.active_tenant("shop")
+        with tenant_scope(db.session, tenant.id):
+            for outcome in ("success", "success", "revoked:keyCompromise", "success"):
+                stats.count(tenant.id, 7, outcome)
+        seen = statements(app)
+        db.session.commit()
+        assert not [sql for sql in seen if "login_stats" in sql]  # nothing in the login's transaction
+        stats.COUNTS.flush(app)
+        for _ in range(2):
+            stats.count(tenant.id, 7, "success")
+        stats.COUNTS.flush(app)  # added onto the row the first batch made
+        with tenant_scope(db.session, tenant.id):
+            assert dict(db.session.execute(select(LoginStat.outcome, LoginStat.count)).all()) == {
+                "success": 5, "revoked:keyCompromise": 1}

@@ -44,6 +44,7 @@ from saas.oidc import keys, login
 from saas.sandbox.register import CommercialRegister, RegisterRecord, SandboxRegister
 from saas.stores import jpki_stores
 from saas.tenants import corporate_number
+from saas.tenants import services as tenants
 from saas.tenants.models import Tenant, TenantMode
 
 MAX_AGENTS = 10
@@ -66,7 +67,7 @@ def _scope_error(error: scope.ScopeError) -> PowerError:
 def commercial_register(tenant: Tenant) -> CommercialRegister | None:
     """Where the representative's status is confirmed: the sandbox's stand-in, or (live)
     the configured source; None sends every power through the operator's paper review."""
-    if tenant.mode is TenantMode.SANDBOX:
+    if tenants.mode_now(tenant) is TenantMode.SANDBOX:
         return SandboxRegister()
     factory = current_app.config.get("DELEGATION_REGISTER")
     return factory() if callable(factory) else None
@@ -74,7 +75,7 @@ def commercial_register(tenant: Tenant) -> CommercialRegister | None:
 
 def timestamp_authority(tenant: Tenant) -> timestamps.TimestampAuthority:
     """Sandbox: the sandbox TSA; live: the TSA at ``TSA_URL``."""
-    if tenant.mode is TenantMode.SANDBOX:
+    if tenants.mode_now(tenant) is TenantMode.SANDBOX:
         from saas.sandbox.tsa import SandboxTimestampAuthorityService
 
         return SandboxTimestampAuthorityService()

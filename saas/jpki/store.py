@@ -509,6 +509,14 @@ class PersonRegistry:
     def resolve(self, issuer_key_id: bytes, serial: int, kind: CertificateKind, *,
                 at: datetime, not_after: datetime | None = None) -> int:
         """The person a verified certificate belongs to, created if it is new."""
+        # A known certificate, the common case, is one autocommitted read: no BEGIN/COMMIT.
+        with self.engine.connect() as connection:
+            known = connection.execution_options(isolation_level="AUTOCOMMIT").execute(
+                select(self.certificates.c.person_id, self.certificates.c.not_after).where(
+                    self.certificates.c.issuer_key_id == issuer_key_id,
+                    self.certificates.c.serial == serial_hex(serial))).first()
+        if known is not None and (known.not_after is not None or not_after is None):
+            return int(known.person_id)
         try:
             with self.engine.begin() as connection:
                 known = connection.execute(select(self.certificates.c.person_id, self.certificates.c.not_after).where(

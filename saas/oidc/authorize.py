@@ -50,7 +50,7 @@ from saas.oidc.models import (
     OIDCClient,
     RequestStatus,
 )
-from saas.oidc.server import ACR_VALUES, DEFAULT_ACR, EndUser, issuer, provider, token_hash
+from saas.oidc.server import ACR_VALUES, DEFAULT_ACR, EndUser, client_by_id, issuer, provider, token_hash
 from saas.stores import jpki_stores
 from saas.tenants.context import current_tenant
 
@@ -374,7 +374,7 @@ def next_step(row: AuthorizationRequest) -> dict[str, Any]:
     wanted = requested_attributes(params.get("scope"))
     transaction = signing.pending(row.client_id, params.get("sign_transaction_id"))
     if wanted and row.sealed_attributes is None:
-        client = db.session.get(OIDCClient, row.client_id)
+        client = client_by_id(row.client_id)
         assert client is not None and row.auth_time is not None
         row.step = "release"
         row.release_text = release_text(client.name, current_tenant().display_name, wanted, row.auth_time,
@@ -482,8 +482,9 @@ def finish(row: AuthorizationRequest) -> dict[str, Any]:
     assert row.person_id is not None and row.sub is not None and row.auth_time is not None
     now = clock.now()
     browser = token_hash(request.cookies.get(BROWSER_COOKIE, ""))
-    db.session.execute(update(LoginSession).where(LoginSession.browser_hash == browser,
-                                                  LoginSession.ended_at.is_(None)).values(ended_at=now))
+    with db.session.no_autoflush:  # the request's row is written later, once
+        db.session.execute(update(LoginSession).where(LoginSession.browser_hash == browser,
+                                                      LoginSession.ended_at.is_(None)).values(ended_at=now))
     session = LoginSession(tenant_id=row.tenant_id, sid=secrets.token_urlsafe(24), browser_hash=browser,
                            person_id=row.person_id, sub=row.sub, auth_time=row.auth_time,
                            created_at=now, expires_at=now + SESSION_LIFETIME)
@@ -501,13 +502,15 @@ def finish(row: AuthorizationRequest) -> dict[str, Any]:
         return {"redirect": target}
     server = provider()
     oauth_request = _oauth_request(params)
+    # The request's row is written once, with the code (the flush that saves it).
+    row.status, row.sealed_attributes, row.release_text = RequestStatus.COMPLETED, None, None
     try:
-        grant = server.get_consent_grant(oauth_request, end_user=user)
-        response = server.create_authorization_response(oauth_request, grant_user=user, grant=grant)
+        with db.session.no_autoflush:
+            grant = server.get_consent_grant(oauth_request, end_user=user)
+            response = server.create_authorization_response(oauth_request, grant_user=user, grant=grant)
     except OAuth2Error as error:  # the client changed meanwhile (redirect URI or scope removed)
         row.status = RequestStatus.FAILED
         raise LoginError(error.description or error.error, code=error.error) from None
-    row.status, row.sealed_attributes, row.release_text = RequestStatus.COMPLETED, None, None
     stats.count(row.tenant_id, row.client_id, stats.SUCCESS)
     db.session.flush()
     return {"redirect": response.headers["Location"]}
@@ -537,7 +540,7 @@ def cancel(row: AuthorizationRequest) -> dict[str, Any]:
 def describe(row: AuthorizationRequest) -> dict[str, Any]:
     """What the login page shows: who asks, for what, until when."""
     params = request_params(row)
-    client = db.session.get(OIDCClient, row.client_id)
+    client = client_by_id(row.client_id)
     assert client is not None
     return {"client": client, "attributes": requested_attributes(params.get("scope")),
             "transaction": signing.pending(row.client_id, params.get("sign_transaction_id")),

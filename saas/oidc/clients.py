@@ -168,12 +168,18 @@ def rotate_secret(client: OIDCClient) -> str:
 
 JWKS_URI_TTL = 300  # seconds a fetched jwks_uri key set is used before it is fetched again
 _FETCHED: dict[str, tuple[float, KeySet]] = {}
+_PARSED: dict[str, KeySet] = {}  # a registered JWKS (public keys only) → its parsed key set
 
 
 def public_keys(client: OIDCClient) -> KeySet:
     """The client's key set for private_key_jwt: registered, or fetched from its jwks_uri."""
     if client.jwks:
-        return KeySet.import_key_set(json.loads(client.jwks))
+        parsed = _PARSED.get(client.jwks)
+        if parsed is None:
+            if len(_PARSED) >= 1000:
+                _PARSED.clear()
+            parsed = _PARSED[client.jwks] = KeySet.import_key_set(json.loads(client.jwks))
+        return parsed
     if not client.jwks_uri:
         raise ClientError(_l("This client has no keys."), code="invalid_client")
     now = time.monotonic()

@@ -34,7 +34,9 @@ class CardLogin:
 
 
 def trust_stores(tenant: Tenant) -> TrustStores:
-    if tenant.mode is TenantMode.LIVE:
+    from saas.tenants.services import mode_now
+
+    if mode_now(tenant) is TenantMode.LIVE:
         return live_stores()
     from saas.sandbox import services as sandbox
 

@@ -78,9 +78,15 @@ class OIDCClient(HasPublicId, TenantScoped, Base):
         return redirect_uri in json.loads(self.redirect_uris)  # exact, character for character
 
     def check_client_secret(self, client_secret: str) -> bool:
+        """Secrets are for sandbox tenants: one stops working the moment its tenant goes live."""
         from saas.oidc.clients import secret_matches
+        from saas.tenants.context import current_tenant
+        from saas.tenants.models import TenantMode
+        from saas.tenants.services import mode_now
 
-        return secret_matches(self, client_secret)
+        tenant = current_tenant()
+        return (tenant.id == self.tenant_id and mode_now(tenant) is TenantMode.SANDBOX
+                and secret_matches(self, client_secret))
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         return method == self.auth_method.value

@@ -38,7 +38,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from sqlalchemy import select, update
 
-from saas import clock, db, urls
+from saas import clock, db, rowcache, urls
 from saas.events import services as events
 from saas.oidc import clients, details, keys, replay
 from saas.oidc.claims import person_claims
@@ -520,14 +520,36 @@ class Provider(AuthorizationServer):
         return response
 
 
+_CLIENTS = rowcache.RowCache("oidc_clients")
+rowcache.forget_on_change(_CLIENTS, OIDCClient)
+
+
 def _query_client(client_id: str) -> OIDCClient | None:
     if not isinstance(client_id, str) or not client_id.startswith("cli_"):
         return None
-    # Authlib looks the client up once per validation; a request may validate twice.
+    return _client(OIDCClient.public_id, client_id)
+
+
+def client_by_id(client_id: int) -> OIDCClient | None:
+    """The tenant's client with this internal id (kept like the others, see _client)."""
+    return _client(OIDCClient.id, client_id)
+
+
+def _client(column: Any, value: Any) -> OIDCClient | None:
+    """A client of the request's tenant, once per request (Authlib looks it up once per
+    validation, and a request may validate twice), and per process for ROW_CACHE_SECONDS:
+    a change made here drops the copies at once, one made elsewhere shows that much later."""
     memo = g.setdefault("oidc_clients", {})
-    if client_id not in memo:
-        memo[client_id] = db.session.scalar(select(OIDCClient).where(OIDCClient.public_id == client_id))
-    return memo[client_id]
+    key = (current_tenant().id, column.key, value)
+    if key not in memo:
+        cached = _CLIENTS.get(key)
+        if cached is not None:
+            memo[key] = rowcache.attach(OIDCClient, cached)
+        else:
+            memo[key] = db.session.scalar(select(OIDCClient).where(column == value))
+            if memo[key] is not None:
+                _CLIENTS.put(key, rowcache.snapshot(memo[key]))
+    return memo[key]  # type: ignore[no-any-return]
 
 
 def provider() -> Provider:

@@ -1,16 +1,23 @@
-"""Login counters for the dashboard: one row per day (Japan time), client and outcome,
-incremented in the login's own transaction with an upsert (no read-modify-write race)."""
+"""Login counters for the dashboard: one row per day (Japan time), client and outcome.
+
+Each process adds its logins up in memory and writes the sums in batches (saas/batches.py)
+with an upsert (no read-modify-write race): a login takes no lock on the shared counter
+row, which every concurrent login of that client would otherwise queue on until its
+commit. With ``BATCH_FLUSH_SECONDS=0`` the count goes into the login's own transaction."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
 
-from saas import clock, db
+from saas import batches, clock, db
 from saas.oidc.models import LoginStat, OIDCClient
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -42,11 +49,37 @@ def today() -> date:
 
 
 def count(tenant_id: int, client_id: int, outcome: str) -> None:
-    statement = db.dialect_insert(LoginStat).values(tenant_id=tenant_id, day=today(), client_id=client_id,
-                                         outcome=outcome[:40], count=1)
-    db.session.execute(statement.on_conflict_do_update(
+    line = (tenant_id, today(), client_id, outcome[:40])
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if batches.batched(app):
+        COUNTS.add(app, line)
+    else:
+        db.session.execute(_upsert(db.session.get_bind().dialect.name, LoginStat), [_row(line, 1)])
+
+
+def _row(line: tuple[int, date, int, str], times: int) -> dict[str, Any]:
+    tenant_id, day, client_id, outcome = line
+    return {"tenant_id": tenant_id, "day": day, "client_id": client_id, "outcome": outcome, "count": times}
+
+
+def _upsert(dialect: str, target: Any) -> Any:
+    """INSERT … ON CONFLICT adding the new count to the row's (PostgreSQL or SQLite)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(target)
+    return statement.on_conflict_do_update(
         index_elements=["tenant_id", "day", "client_id", "outcome"],
-        set_={"count": LoginStat.count + 1}))
+        set_={"count": LoginStat.__table__.c.count + statement.excluded.count})
+
+
+def _write_counts(connection: Connection, lines: list[tuple[int, date, int, str]]) -> None:
+    # Sorted: two processes upserting the same rows take their locks in the same order.
+    summed = sorted(Counter(lines).items())
+    connection.execute(_upsert(connection.dialect.name, LoginStat.__table__),
+                       [_row(line, times) for line, times in summed])
+
+
+COUNTS = batches.Batched("login counters", _write_counts)
 
 
 def per_day(days: int = 14) -> list[tuple[date, int, int]]:

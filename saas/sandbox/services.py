@@ -22,7 +22,7 @@ from cryptography.x509 import ocsp as x509_ocsp
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select, update
 
-from saas import clock, db
+from saas import clock, db, rowcache
 from saas.errors import NotFound, ServiceError
 from saas.jpki.certificates import CertificateKind, Era, Gender, PersonAttributes
 from saas.jpki.ocsp import issuer_hashes
@@ -106,15 +106,22 @@ def roots(kind: CertificateKind) -> list[x509.Certificate]:
 
 
 _TRUST_STORES: dict[tuple[tuple[str, bytes], ...], TrustStores] = {}
+_GENERATIONS = rowcache.RowCache("sandbox_generations")
+rowcache.forget_on_change(_GENERATIONS, SandboxAuthority)
 
 
 def trust_stores() -> TrustStores:
     """The sandbox trust stores: every sandbox root generation, never a live one.
 
-    Parsed once per process for a given set of root generations (one small query per
-    call tells whether a generation was added)."""
-    generations = tuple((kind, key_id) for kind, key_id in db.session.execute(
-        select(SandboxAuthority.kind, SandboxAuthority.key_id).order_by(SandboxAuthority.id)))
+    Parsed once per process for a given set of root generations; which generations there
+    are is read again after ROW_CACHE_SECONDS (a root rotated on another server is trusted
+    here that much later; nothing is ever trusted longer than the database says)."""
+    generations = _GENERATIONS.get("all")
+    if generations is None:
+        generations = tuple((kind, key_id) for kind, key_id in db.session.execute(
+            select(SandboxAuthority.kind, SandboxAuthority.key_id).order_by(SandboxAuthority.id)))
+        if {kind for kind, _ in generations} == set(CertificateKind):
+            _GENERATIONS.put("all", generations)
     if {kind for kind, _ in generations} != set(CertificateKind):
         for kind in CertificateKind:
             authority(kind)  # the first generation is made on first use

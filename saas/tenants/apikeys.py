@@ -11,16 +11,12 @@ unknown, expired or revoked key, is a 401 that says no more.
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import functools
 import hashlib
 import json
 import logging
-import os
 import secrets
-import threading
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -29,9 +25,10 @@ from flask import Flask, Response, g, request
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import insert, select, update
 
-from saas import clock, db, rowcache
+from saas import batches, clock, db, rowcache
 from saas.db import all_tenants
 from saas.errors import ServiceError
+from saas.tenants import services as tenants
 from saas.tenants.context import current_tenant
 from saas.tenants.models import ApiKey, ApiRequest, ConsoleUser, Tenant, TenantMode
 
@@ -136,7 +133,7 @@ def authenticate(scope: str) -> KeyInUse:
                               "organisation."))
     g.api_key = (key.id, key.tenant_id, key.last_used_at, _hash(value))  # logged whatever the outcome
     g.api_key_public_id = key.public_id
-    if value.startswith("kk_test_") != (current_tenant().mode is TenantMode.SANDBOX):
+    if value.startswith("kk_test_") != (tenants.mode_now(current_tenant()) is TenantMode.SANDBOX):
         raise Unauthorized(_l("A test key does not work in live mode (nor a live key in sandbox): make a key "
                               "for this mode in the console."), code="wrong_mode_key")
     if scope not in key.scopes:
@@ -173,81 +170,27 @@ def requires(scope: str) -> Callable[[F], F]:
     return decorate
 
 
-class RequestLog:
-    """Keyed API calls, written in batches by a thread of each process every
-    ``API_LOG_FLUSH_SECONDS`` (and at exit): a call costs no INSERT and no commit of its
-    own. A crashed process loses at most that last moment's lines (the audit log, which
-    records every change, is written in the change's own transaction)."""
-
-    def __init__(self) -> None:
-        self._lines: dict[int, tuple[Flask, list[dict[str, Any]]]] = {}  # per app (its database)
-        self._lock = threading.Lock()
-        self._pid: int | None = None  # the process whose thread flushes
-
-    def add(self, app: Flask, line: dict[str, Any]) -> None:
-        with self._lock:
-            self._lines.setdefault(id(app), (app, []))[1].append(line)
-            if self._pid != os.getpid():  # the first call, or a forked worker's
-                self._pid = os.getpid()
-                threading.Thread(target=self._run, args=(float(app.config["API_LOG_FLUSH_SECONDS"]),),
-                                 name="kk-api-log", daemon=True).start()
-                atexit.register(self.flush)
-
-    def _run(self, interval: float) -> None:
-        while self._pid == os.getpid():
-            time.sleep(interval)
-            try:
-                self.flush()
-            except Exception:  # the database is away: the lines wait for the next try
-                log.exception("could not write the API request log; retrying")
-
-    def flush(self, app: Flask | None = None) -> int:
-        """Write the lines waiting in this process (of ``app`` only, if given); returns how
-        many. Each app's lines are written on their own: one database being away holds up
-        no other; its lines wait (at most 50,000) for the next try."""
-        with self._lock:
-            taken = [entry for entry in self._lines.values() if app is None or entry[0] is app]
-            for owner, _lines in taken:
-                self._lines.pop(id(owner), None)
-        written, failure = 0, None
-        for owner, lines in taken:
-            try:
-                with db.get_database(owner).engine.begin() as connection:
-                    connection.execute(insert(ApiRequest.__table__), lines)
-            except Exception as error:
-                failure = error
-                with self._lock:
-                    self._lines.setdefault(id(owner), (owner, []))[1][:0] = lines[-50_000:]
-                continue
-            written += len(lines)
-        if failure is not None:
-            raise failure
-        return written
-
-    def forget(self, app: Flask) -> None:
-        """Drop an app's waiting lines (its database is going away)."""
-        with self._lock:
-            self._lines.pop(id(app), None)
+def _write_requests(connection: Any, lines: list[dict[str, Any]]) -> None:
+    """The calls, and each key's "last used" (kept to the minute: not a write per call)."""
+    connection.execute(insert(ApiRequest.__table__), lines)
+    latest: dict[int, datetime] = {}
+    for line in lines:
+        latest[line["key_id"]] = max(line["at"], latest.get(line["key_id"], line["at"]))
+    keys = ApiKey.__table__.c
+    for key_id, at in sorted(latest.items()):
+        connection.execute(update(ApiKey.__table__).where(
+            keys.id == key_id, (keys.last_used_at.is_(None)) | (keys.last_used_at <= at - LAST_USED_RESOLUTION))
+            .values(last_used_at=at))
 
 
-REQUEST_LOG = RequestLog()
-
-
-def _after_fork() -> None:
-    """A forked worker starts with a fresh lock and none of the parent's lines (the parent
-    writes those); its first call starts its own writer thread."""
-    REQUEST_LOG._lock = threading.Lock()
-    REQUEST_LOG._lines = {}
-    REQUEST_LOG._pid = None
-
-
-os.register_at_fork(after_in_child=_after_fork)
+# Keyed API calls, written in batches (saas/batches.py): a call costs no INSERT of its own.
+REQUEST_LOG = batches.Batched("api request log", _write_requests)
 
 
 def init_app(app: Flask) -> None:
     """Log keyed API calls. Registered after the app's commit-or-rollback hook, so it runs
     before it: a refused call's work is rolled back first. The line goes to the batched
-    request log (or, with ``API_LOG_FLUSH_SECONDS=0``, into the request's transaction)."""
+    request log (or, with ``BATCH_FLUSH_SECONDS=0``, into the request's transaction)."""
     @app.after_request
     def _log_request(response: Response) -> Response:
         used: tuple[int, int, datetime | None, str] | None = g.pop("api_key", None)
@@ -260,20 +203,17 @@ def init_app(app: Flask) -> None:
             db.session.rollback()  # what the refused call did goes; its log line stays
         line = {"tenant_id": tenant_id, "key_id": key_id, "at": now, "method": request.method,
                 "path": request.path[:300], "status": response.status_code, "ip": request.remote_addr or ""}
-        batched = app.config["API_LOG_FLUSH_SECONDS"] > 0
-        if batched:
+        if batches.batched(app):  # the log's writer also keeps "last used": the call writes nothing
             REQUEST_LOG.add(app, line)
-        stale = last_used is None or now - last_used >= LAST_USED_RESOLUTION  # not a write per call
-        if not batched or stale:
-            with all_tenants(db.session):
-                if not batched:
-                    db.session.execute(insert(ApiRequest).values(**line))
-                if stale:
-                    db.session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now)
-                                       .execution_options(synchronize_session=False))
-                    cached = _BY_HASH.get(key_hash)
-                    if cached is not None:  # the copy knows it is used (no write for a minute); no younger
-                        _BY_HASH.put(key_hash, dataclasses.replace(cached, last_used_at=now), keep_age=True)
-            if failed:
-                db.session.commit()
+            return response
+        with all_tenants(db.session):
+            db.session.execute(insert(ApiRequest).values(**line))
+            if last_used is None or now - last_used >= LAST_USED_RESOLUTION:  # to the minute: not a write per call
+                db.session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now)
+                                   .execution_options(synchronize_session=False))
+                cached = _BY_HASH.get(key_hash)
+                if cached is not None:  # the copy knows it is used (no write for a minute); no younger
+                    _BY_HASH.put(key_hash, dataclasses.replace(cached, last_used_at=now), keep_age=True)
+        if failed:
+            db.session.commit()
         return response

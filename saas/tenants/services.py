@@ -83,11 +83,21 @@ def find_by_slug(slug: str) -> Tenant | None:
     if cached is not None:
         return rowcache.attach(Tenant, cached)
     tenant = db.session.scalar(select(Tenant).where(Tenant.slug == slug))
-    # Live tenants only: a tenant's mode moves sandbox → live once, and no other server may
-    # go on taking sandbox cards, test keys or sandbox clients for it after that.
-    if tenant is not None and tenant.mode is TenantMode.LIVE:
+    if tenant is not None:
         _BY_SLUG.put(slug, rowcache.snapshot(tenant))
     return tenant
+
+
+def mode_now(tenant: Tenant) -> TenantMode:
+    """The tenant's mode as the database has it this moment, for every decision that lets
+    something of the sandbox through (a test card or CA, a ``kk_test_`` key, a client
+    secret, the sandbox register and TSA): another server's copy of the tenant may still
+    say sandbox for ROW_CACHE_SECONDS after it went live. A live tenant never goes back,
+    so only a sandbox copy is read again, in one narrow statement."""
+    if tenant.mode is TenantMode.LIVE:
+        return TenantMode.LIVE
+    found = db.session.execute(select(Tenant.__table__.c.mode).where(Tenant.__table__.c.id == tenant.id)).scalar()
+    return TenantMode(found) if found is not None else tenant.mode
 
 
 rowcache.forget_on_change(_BY_SLUG, Tenant)
