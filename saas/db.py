@@ -12,7 +12,9 @@ Tenant isolation is structural (STYLE.md rule 4). A session is bound to one tena
   ``INSERT … SELECT``, upserts and multi-row ``VALUES`` into scoped tables are refused, and
   so are the legacy ``bulk_*`` session methods, which skip every hook;
 - a Core statement (``Widget.__table__``) on a scoped table is refused: only ORM
-  entities get the criteria;
+  entities get the criteria; the few hot paths that skip the ORM go through
+  :func:`read_rows`, :func:`insert_row` and :func:`update_rows`, which add the same
+  tenant criterion and checks themselves;
 - rows of one tenant that point at each other use composite foreign keys
   ``(tenant_id, x_id) → (tenant_id, id)`` (:func:`tenant_foreign_key`), so even raw SQL
   cannot link two tenants' rows.
@@ -40,8 +42,10 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     event,
+    insert,
     inspect,
     select,
+    update,
 )
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -54,7 +58,7 @@ from sqlalchemy.orm import (
     sessionmaker,
     with_loader_criteria,
 )
-from sqlalchemy.sql import visitors
+from sqlalchemy.sql import ClauseElement, visitors
 
 from saas import clock
 from saas.engines import make_engine
@@ -178,6 +182,54 @@ def read_rows(table: Any, *columns: Any, where: Any) -> list[Any]:
         return list(session.connection().execute(statement))
     with get_database().engine.connect() as connection:
         return list(connection.execution_options(isolation_level="AUTOCOMMIT").execute(statement))
+
+
+def _bound_tenant(table: Table, what: str) -> int:
+    scope = current_scope(session())
+    if scope is None or scope is ALL_TENANTS:
+        raise TenantScopeMissing(f"{table.name}: {what} needs a session bound to one tenant")
+    if table not in _SCOPED_TABLES:
+        raise TypeError(f"{table.name} is not tenant-scoped: use the ORM")
+    return int(scope)
+
+
+def _reaching_only(table: Table, *clauses: Any) -> None:
+    reached = {element.name for clause in clauses for element in visitors.iterate(clause)
+               if isinstance(element, Table)}
+    others = reached & {found.name for found in _SCOPED_TABLES} - {table.name}
+    if others:
+        raise CrossTenantAccess(f"a statement on {table.name} alone may not reach {sorted(others)}")
+
+
+def insert_row(table: Table, values: dict[str, Any], *, returning: tuple[Any, ...] = ()) -> Any:
+    """INSERT one row of a tenant-scoped ``table`` in the request's transaction as one Core
+    statement (no unit of work: the hottest writes, such as a token exchange's). The row
+    takes the session's tenant; a row naming another tenant is refused. Returns the
+    ``returning`` row, if asked. The session's identity map does not learn of the row."""
+    tenant_id = _bound_tenant(table, "insert_row")
+    if values.setdefault("tenant_id", tenant_id) != tenant_id:
+        raise CrossTenantAccess(f"INSERT into {table.name} of a row for another tenant")
+    statement = insert(table).values(values)
+    if not returning:
+        session.connection().execute(statement)
+        return None
+    return session.connection().execute(statement.returning(*returning)).first()
+
+
+def update_rows(table: Table, where: Any, values: dict[str, Any], *,
+                returning: tuple[Any, ...] = ()) -> list[Any]:
+    """UPDATE rows of a tenant-scoped ``table`` for the session's tenant only, as one Core
+    statement in the request's transaction; ``tenant_id`` never changes. Loaded ORM objects
+    of those rows are not refreshed: use it where none is loaded."""
+    tenant_id = _bound_tenant(table, "update_rows")
+    if "tenant_id" in values:
+        raise CrossTenantAccess("tenant_id cannot be changed by an UPDATE")
+    _reaching_only(table, where, *(value for value in values.values() if isinstance(value, ClauseElement)))
+    statement = update(table).where(table.c.tenant_id == tenant_id, where).values(values)
+    if returning:
+        return list(session.connection().execute(statement.returning(*returning)))
+    session.connection().execute(statement)
+    return []
 
 
 _CONNECTED = "kakehashi.connected"

@@ -244,6 +244,31 @@ def test_core_statements_on_scoped_tables_are_refused(db_session: Any, world: di
                 db_session.execute(statement)
 
 
+def test_the_core_write_paths_write_only_the_bound_tenants_rows(db_session: Any, world: dict[str, Any]) -> None:
+    """db.insert_row and db.update_rows skip the ORM for the hottest writes; they add the
+    same tenant criterion and checks the ORM hooks do."""
+    table, parts = Widget.__table__, Part.__table__
+    with pytest.raises(TenantScopeMissing):
+        db.insert_row(table, {"name": "nobody's", "public_id": "wid_x"})
+    with tenant_scope(db_session, world["a"]):
+        made = db.insert_row(table, {"name": "core", "public_id": "wid_core"}, returning=(table.c.id, table.c.tenant_id))
+        assert made.tenant_id == world["a"]
+        with pytest.raises(CrossTenantAccess):
+            db.insert_row(table, {"name": "theirs", "public_id": "wid_t", "tenant_id": world["b"]})
+        renamed = db.update_rows(table, table.c.name == "shared", {"name": "renamed"}, returning=(table.c.id,))
+        assert [row.id for row in renamed] == [world["widget_a"]]  # not tenant b's namesake
+        with pytest.raises(CrossTenantAccess, match="tenant_id"):
+            db.update_rows(table, table.c.id == made.id, {"tenant_id": world["b"]})
+        with pytest.raises(CrossTenantAccess, match="test_parts"):
+            db.update_rows(table, table.c.id.in_(select(parts.c.widget_id)), {"name": "x"})
+    with pytest.raises(TypeError):
+        with tenant_scope(db_session, world["a"]):
+            db.update_rows(Tenant.__table__, Tenant.__table__.c.id == world["a"], {"display_name": "x"})
+    with all_tenants(db_session):
+        names = dict(db_session.execute(select(Widget.tenant_id, Widget.name).where(Widget.name != "core")).all())
+    assert names == {world["a"]: "renamed", world["b"]: "shared"}
+
+
 def test_legacy_bulk_methods_are_refused(db_session: Any, world: dict[str, Any]) -> None:
     with tenant_scope(db_session, world["a"]):
         with pytest.raises(CrossTenantAccess):

@@ -223,42 +223,70 @@ def decode_access_token(value: str) -> tuple[dict[str, Any], Grant] | None:
 
 
 def save_token(token: dict[str, Any], oauth_request: OAuth2Request) -> None:
+    """The token response's rows: a new grant (a code, a device or the client's own), or
+    the refreshed grant's; then the token. Plain statements, no unit of work (the exchange
+    is the provider's busiest write)."""
     now = clock.now()
     client: OIDCClient = oauth_request.client
     if oauth_request.refresh_token is not None:
-        grant = oauth_request.refresh_token.grant
+        grant_id = oauth_request.refresh_token.grant.id
     else:
-        code: AuthorizationCode | None = oauth_request.authorization_code
+        code: ClaimedCode | None = oauth_request.authorization_code
         user: EndUser | None = oauth_request.user
-        grant = Grant(tenant_id=client.tenant_id, client_id=client.id, scope=token["scope"],
-                      created_at=now, expires_at=now + REFRESH_LIFETIME)
+        values: dict[str, Any] = {"client_id": client.id, "scope": token["scope"], "created_at": now,
+                                  "expires_at": now + REFRESH_LIFETIME, "code_id": code.id if code else None}
         if user is not None:
-            grant.person_id, grant.sub, grant.sid = user.person_id, user.sub, user.sid
-            grant.acr, grant.auth_time, grant.sealed_attributes = user.acr, user.auth_time, user.sealed_attributes
-        if code is not None:
-            grant.code_id = code.id
-        db.session.add(grant)
-        db.session.flush()
+            values.update(person_id=user.person_id, sub=user.sub, sid=user.sid, acr=user.acr,
+                          auth_time=user.auth_time, sealed_attributes=user.sealed_attributes)
+        grant_id = db.insert_row(Grant.__table__, values, returning=(Grant.__table__.c.id,)).id
     refresh = token.get("refresh_token")
-    db.session.add(Token(tenant_id=client.tenant_id, grant_id=grant.id, access_jti=g.oidc_access_jti,
-                         access_expires_at=now + timedelta(seconds=ACCESS_TOKEN_LIFETIME),
-                         refresh_hash=token_hash(refresh) if refresh else None, created_at=now))
-    db.session.flush()
+    db.insert_row(Token.__table__, {
+        "grant_id": grant_id, "access_jti": g.oidc_access_jti,
+        "access_expires_at": now + timedelta(seconds=ACCESS_TOKEN_LIFETIME),
+        "refresh_hash": token_hash(refresh) if refresh else None, "created_at": now})
 
 
 # -- grants ------------------------------------------------------------------------------
 
-def claim_code(code: str, client: OIDCClient) -> AuthorizationCode | None:
+@dataclass(frozen=True)
+class ClaimedCode:
+    """A code as its exchange claimed it (Authlib's AuthorizationCodeMixin)."""
+
+    id: int
+    client_id: int
+    redirect_uri: str
+    scope: str
+    nonce: str
+    acr: str
+    code_challenge: str
+    code_challenge_method: str
+    person_id: int
+    sub: str
+    sid: str
+    auth_time: datetime
+    sealed_attributes: bytes | None
+    authorization_details: str | None
+    expires_at: datetime
+
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
+
+_CODES = AuthorizationCode.__table__
+_CLAIMED = tuple(_CODES.c[name] for name in ClaimedCode.__dataclass_fields__)
+
+
+def claim_code(code: str, client: OIDCClient) -> ClaimedCode | None:
     """The unexpired code, claimed for this use; a second use revokes what the first granted."""
     now = clock.now()
     # Found and claimed in one statement: of two exchanges of one code at once, one wins.
-    row = db.session.scalar(
-        update(AuthorizationCode)
-        .where(AuthorizationCode.code_hash == token_hash(code), AuthorizationCode.client_id == client.id,
-               AuthorizationCode.used_at.is_(None))
-        .values(used_at=now).returning(AuthorizationCode)
-        .execution_options(synchronize_session=False, populate_existing=True))
-    if row is not None:
+    claimed = db.update_rows(_CODES, (_CODES.c.code_hash == token_hash(code)) & (_CODES.c.client_id == client.id)
+                             & _CODES.c.used_at.is_(None), {"used_at": now}, returning=_CLAIMED)
+    if claimed:
+        row = ClaimedCode(**claimed[0]._mapping)
         return row if row.expires_at > now else None
     spent = db.session.scalar(select(AuthorizationCode.id).where(
         AuthorizationCode.code_hash == token_hash(code), AuthorizationCode.client_id == client.id,
@@ -287,15 +315,15 @@ class CodeGrant(grants.AuthorizationCodeGrant):
             created_at=now, expires_at=now + CODE_LIFETIME))
         db.session.flush()
 
-    def query_authorization_code(self, code: str, client: OIDCClient) -> AuthorizationCode | None:
+    def query_authorization_code(self, code: str, client: OIDCClient) -> ClaimedCode | None:
         return claim_code(code, client)
 
-    def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
+    def delete_authorization_code(self, authorization_code: ClaimedCode) -> None:
         # Spent already (claimed above) and kept, so that a replay finds it, until
         # ``kakehashi oidc purge`` removes it after it expired.
         pass
 
-    def authenticate_user(self, authorization_code: AuthorizationCode) -> EndUser:
+    def authenticate_user(self, authorization_code: ClaimedCode) -> EndUser:
         return EndUser(sub=authorization_code.sub, person_id=authorization_code.person_id,
                        sid=authorization_code.sid, auth_time=authorization_code.auth_time,
                        acr=authorization_code.acr, sealed_attributes=authorization_code.sealed_attributes)
@@ -315,7 +343,7 @@ def redeem_first_party_code(client: OIDCClient, code: str, *, verifier: str, red
     return row.sub if hmac.compare_digest(computed, row.code_challenge) else None
 
 
-def presented_details(code: AuthorizationCode) -> list[dict[str, Any]] | None:
+def presented_details(code: ClaimedCode) -> list[dict[str, Any]] | None:
     """What the code's ``authorization_details`` request yields for its person (once per request)."""
     if not code.authorization_details:
         return None
@@ -374,7 +402,7 @@ class OpenIDCodeFlow(OpenIDCode):
         return {"iss": issuer(), "aud": oauth_request.client.public_id, "iat": now,
                 "exp": now + ID_TOKEN_LIFETIME, MODE_CLAIM: current_tenant().mode.value}
 
-    def get_authorization_code_claims(self, authorization_code: AuthorizationCode) -> dict[str, Any]:
+    def get_authorization_code_claims(self, authorization_code: ClaimedCode) -> dict[str, Any]:
         claims = {"nonce": authorization_code.nonce, "auth_time": timestamp(authorization_code.auth_time),
                   "acr": authorization_code.acr, "amr": AMR, "sid": authorization_code.sid}
         found = presented_details(authorization_code)
