@@ -161,24 +161,20 @@ def dialect_insert(model: Any) -> Any:
     return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(model)
 
 
-def read_rows(table: Any, *columns: Any, where: Any) -> list[Any]:
+def read_rows(table: Any, *columns: Any, where: Any, writing: bool = False) -> list[Any]:
     """Rows of a tenant-scoped ``table`` for the session's tenant: one Core statement, no ORM
-    work. On the request's connection when it holds one already; else on a connection of
-    its own in autocommit (no checkout of a second connection, no BEGIN or COMMIT round
-    trip), which sees what is committed and leaves the request's transaction to what it
-    writes. The tenant criterion is added here, the one place besides the ORM hook: a
-    session without a tenant, or a statement reaching another tenant-scoped table, is
-    refused."""
+    work. On the request's connection when it holds one already, or when the request is
+    ``writing`` anyway (one checkout, its own transaction); else on a connection of its
+    own in autocommit (no BEGIN or COMMIT round trip), which sees what is committed and
+    leaves the request's transaction to what it writes. The tenant criterion is added
+    here, as in :func:`insert_row` and :func:`update_rows`: a session without a tenant, or
+    a statement reaching another tenant-scoped table, is refused."""
     scope = current_scope(session())
     if scope is None or scope is ALL_TENANTS:
         raise TenantScopeMissing(f"{table.name}: read_rows needs a session bound to one tenant")
-    reached = {column.table.name for column in columns} | {
-        element.name for element in visitors.iterate(where) if isinstance(element, Table)}
-    others = reached & {found.name for found in _SCOPED_TABLES} - {table.name}
-    if others:
-        raise CrossTenantAccess(f"read_rows reads {table.name} alone, not {sorted(others)}")
+    _reaching_only(table, *columns, where)
     statement = select(*columns).where(table.c.tenant_id == scope, where)
-    if session().info.get(_CONNECTED):  # the request holds a connection already: read on it
+    if writing or session().info.get(_CONNECTED):
         return list(session.connection().execute(statement))
     with get_database().engine.connect() as connection:
         return list(connection.execution_options(isolation_level="AUTOCOMMIT").execute(statement))
@@ -196,6 +192,7 @@ def _bound_tenant(table: Table, what: str) -> int:
 def _reaching_only(table: Table, *clauses: Any) -> None:
     reached = {element.name for clause in clauses for element in visitors.iterate(clause)
                if isinstance(element, Table)}
+    reached |= {clause.table.name for clause in clauses if isinstance(getattr(clause, "table", None), Table)}
     others = reached & {found.name for found in _SCOPED_TABLES} - {table.name}
     if others:
         raise CrossTenantAccess(f"a statement on {table.name} alone may not reach {sorted(others)}")

@@ -34,7 +34,8 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from joserfc import jwt
 from joserfc.errors import JoseError
-from sqlalchemy import select, update
+from sqlalchemy import select
+from sqlalchemy.orm.attributes import set_committed_value
 
 from saas import clock, db, urls
 from saas.errors import NotFound, ServiceError
@@ -252,7 +253,6 @@ def _session_user(params: dict[str, str]) -> EndUser | None:
 
 def authorize() -> Response:
     """GET/POST /authorize: answer from the session, or send the person to the login page."""
-    tenant = current_tenant()
     server = provider()
     params, pushed = _params()
     user = _session_user(params)
@@ -271,14 +271,19 @@ def authorize() -> Response:
         raise LoginError(_l("The authorization request is invalid: %(detail)s",
                             detail=error.description or error.error), code=error.error) from None
     now = clock.now()
-    waiting = pushed or AuthorizationRequest(tenant_id=tenant.id, client_id=oauth_request.client.id,
-                                             params=json.dumps(params, ensure_ascii=False))
-    waiting.status, waiting.browser_hash = RequestStatus.PENDING, token_hash(browser_token())
-    waiting.created_at, waiting.expires_at = now, now + REQUEST_LIFETIME
-    db.session.add(waiting)
-    db.session.flush()
+    if pushed is not None:
+        pushed.status, pushed.browser_hash = RequestStatus.PENDING, token_hash(browser_token())
+        pushed.created_at, pushed.expires_at = now, now + REQUEST_LIFETIME
+        db.session.flush()
+        public_id = pushed.public_id
+    else:
+        requests = AuthorizationRequest.__table__
+        public_id = db.insert_row(requests, {
+            "client_id": oauth_request.client.id, "params": json.dumps(params, ensure_ascii=False),
+            "pushed": False, "status": RequestStatus.PENDING, "browser_hash": token_hash(browser_token()),
+            "created_at": now, "expires_at": now + REQUEST_LIFETIME}, returning=(requests.c.public_id,)).public_id
     response = Response(status=302)
-    response.headers["Location"] = f"{issuer()}/login/{waiting.public_id}"
+    response.headers["Location"] = f"{issuer()}/login/{public_id}"
     return response
 
 
@@ -334,8 +339,9 @@ def request_params(row: AuthorizationRequest) -> dict[str, str]:
 def new_challenge(row: AuthorizationRequest) -> str:
     db.before_writes_elsewhere(db.session)  # the challenge store writes on its own connection
     challenge = login.issue_challenge()
-    row.challenge = challenge.nonce
-    db.session.flush()
+    requests = AuthorizationRequest.__table__
+    db.update_rows(requests, requests.c.id == row.id, {"challenge": challenge.nonce})
+    set_committed_value(row, "challenge", challenge.nonce)  # written: the object knows, nothing to flush
     return challenge.nonce
 
 
@@ -482,15 +488,13 @@ def finish(row: AuthorizationRequest) -> dict[str, Any]:
     assert row.person_id is not None and row.sub is not None and row.auth_time is not None
     now = clock.now()
     browser = token_hash(request.cookies.get(BROWSER_COOKIE, ""))
-    with db.session.no_autoflush:  # the request's row is written later, once
-        db.session.execute(update(LoginSession).where(LoginSession.browser_hash == browser,
-                                                      LoginSession.ended_at.is_(None)).values(ended_at=now))
-    session = LoginSession(tenant_id=row.tenant_id, sid=secrets.token_urlsafe(24), browser_hash=browser,
-                           person_id=row.person_id, sub=row.sub, auth_time=row.auth_time,
-                           created_at=now, expires_at=now + SESSION_LIFETIME)
-    db.session.add(session)
+    sessions = LoginSession.__table__
+    db.update_rows(sessions, (sessions.c.browser_hash == browser) & sessions.c.ended_at.is_(None), {"ended_at": now})
+    sid = secrets.token_urlsafe(24)
+    db.insert_row(sessions, {"sid": sid, "browser_hash": browser, "person_id": row.person_id, "sub": row.sub,
+                             "auth_time": row.auth_time, "created_at": now, "expires_at": now + SESSION_LIFETIME})
     params = request_params(row)
-    user = EndUser(sub=row.sub, person_id=row.person_id, sid=session.sid, auth_time=row.auth_time,
+    user = EndUser(sub=row.sub, person_id=row.person_id, sid=sid, auth_time=row.auth_time,
                    acr=choose_acr(params), sealed_attributes=row.sealed_attributes)
     if "device" in params:  # RFC 8628: the device polling for it gets the tokens
         from saas.oidc import device

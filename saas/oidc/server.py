@@ -305,15 +305,14 @@ class CodeGrant(grants.AuthorizationCodeGrant):
         user: EndUser = oauth_request.user
         data = oauth_request.payload.data
         now = clock.now()
-        db.session.add(AuthorizationCode(
-            tenant_id=current_tenant().id, code_hash=token_hash(code), client_id=oauth_request.client.id,
-            redirect_uri=data["redirect_uri"], scope=oauth_request.scope, nonce=data["nonce"],
-            acr=user.acr, code_challenge=data["code_challenge"],
-            code_challenge_method=data["code_challenge_method"], person_id=user.person_id,
-            sub=user.sub, sid=user.sid, auth_time=user.auth_time,
-            sealed_attributes=user.sealed_attributes, authorization_details=data.get("authorization_details"),
-            created_at=now, expires_at=now + CODE_LIFETIME))
-        db.session.flush()
+        db.insert_row(_CODES, {
+            "code_hash": token_hash(code), "client_id": oauth_request.client.id,
+            "redirect_uri": data["redirect_uri"], "scope": oauth_request.scope, "nonce": data["nonce"],
+            "acr": user.acr, "code_challenge": data["code_challenge"],
+            "code_challenge_method": data["code_challenge_method"], "person_id": user.person_id,
+            "sub": user.sub, "sid": user.sid, "auth_time": user.auth_time,
+            "sealed_attributes": user.sealed_attributes, "authorization_details": data.get("authorization_details"),
+            "created_at": now, "expires_at": now + CODE_LIFETIME})
 
     def query_authorization_code(self, code: str, client: OIDCClient) -> ClaimedCode | None:
         return claim_code(code, client)
@@ -382,10 +381,9 @@ class OpenIDCodeFlow(OpenIDCode):
         # Authlib asks once per validation, and the login's last step validates twice.
         memo = g.setdefault("oidc_nonce_used", {})
         key = (oauth_request.client.id, nonce)
-        if key not in memo:
-            memo[key] = db.session.scalar(select(AuthorizationCode.id).where(
-                AuthorizationCode.client_id == oauth_request.client.id,
-                AuthorizationCode.nonce == nonce).limit(1)) is not None
+        if key not in memo:  # read on the request's connection: it writes next
+            memo[key] = bool(db.read_rows(_CODES, _CODES.c.id, where=(_CODES.c.client_id == oauth_request.client.id)
+                                          & (_CODES.c.nonce == nonce), writing=True))
         return memo[key]
 
     def resolve_client_private_key(self, client: OIDCClient) -> Any:

@@ -96,7 +96,8 @@ def mode_now(tenant: Tenant) -> TenantMode:
     so only a sandbox copy is read again, in one narrow statement."""
     if tenant.mode is TenantMode.LIVE:
         return TenantMode.LIVE
-    found = db.session.execute(select(Tenant.__table__.c.mode).where(Tenant.__table__.c.id == tenant.id)).scalar()
+    table = Tenant.__table__  # not tenant-scoped: a plain statement, no ORM work
+    found = db.session.connection().execute(select(table.c.mode).where(table.c.id == tenant.id)).scalar()
     return TenantMode(found) if found is not None else tenant.mode
 
 
