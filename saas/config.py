@@ -18,7 +18,7 @@ to start with SQLite, a missing or short ``SECRET_KEY``, or debug on.
 | ``BRIDGE_ORIGINS`` | empty | more origins (comma-separated) whose pages may use the bridge agent, besides the service's own |
 | ``BRIDGE_AGENT_PORTS`` | ``24817,24818,24819`` | loopback ports the login page tries, in order, to find the bridge agent |
 | ``PUBLIC_URL`` | unset (development: the request's own address) | the service's address as users reach it, e.g. ``https://id.example.jp``; required in production: issuers, links in mail and SSF metadata are built from it, and requests for any other host are refused |
-| ``ROW_CACHE_SECONDS`` | ``5`` in production, ``0`` otherwise | how long each process keeps a tenant (by slug) and an API key (by hash) it read: a changed tenant or a revoked key takes effect on other servers within this time (at once on the server that changed it) |
+| ``ROW_CACHE_SECONDS`` | ``5`` in production, ``0`` otherwise | how long each process keeps a tenant (by slug), an API key (by hash), an OpenID client and the sandbox root generations it read: a change takes effect on other servers within this time (at once on the server that made it); going live is read afresh wherever something of the sandbox would be let through |
 | ``BATCH_FLUSH_SECONDS`` | ``1`` | the API request log and the login counters are written in batches this often by each process (``0``: each line in its own request's transaction) |
 | ``KAKEHASHI_TRUSTED_HOSTS`` | empty | more host names (comma-separated) the service answers to besides ``PUBLIC_URL``'s, e.g. a load balancer's health check |
 """

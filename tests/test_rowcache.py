@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -177,3 +178,42 @@ def test_login_counters_are_summed_in_memory_and_added_to_the_rows(app: Flask) -
         with tenant_scope(db.session, tenant.id):
             assert dict(db.session.execute(select(LoginStat.outcome, LoginStat.count)).all()) == {
                 "success": 5, "revoked:keyCompromise": 1}
+
+
+def test_a_client_is_kept_per_process_and_a_change_here_shows_at_once(app: Flask) -> None:
+    from saas.oidc import clients, server
+    from saas.oidc.models import OIDCClient
+
+    with app.app_context():
+        tenant = tenants.active_tenant("shop")
+        with tenant_scope(db.session, tenant.id):
+            client, _ = clients.register_client(tenant, name="RP", redirect_uris=["https://rp.example/a"],
+                                                scopes=["openid"], auth_method="private_key_jwt",
+                                                jwks='{"keys": [{"kty": "EC", "crv": "P-256", '
+                                                     '"x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", '
+                                                     '"y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}')
+            public_id = client.public_id
+        db.session.commit()
+
+    def seen_uris() -> tuple[list[str], list[str]]:
+        with app.test_request_context("/t/shop/token", method="POST"):
+            app.preprocess_request()
+            sql = statements(app)
+            found = server._query_client(public_id)
+            assert found is not None
+            return json.loads(found.redirect_uris), [s for s in sql if "FROM oidc_clients" in s]
+
+    assert seen_uris()[0] == ["https://rp.example/a"]
+    assert seen_uris() == (["https://rp.example/a"], [])  # kept: no query
+    with app.app_context():  # another server changes it: this one keeps its copy for the cache time
+        with all_tenants(db.session):
+            db.session.execute(update(OIDCClient).values(redirect_uris='["https://rp.example/b"]'))
+        db.session.commit()
+    assert seen_uris()[0] == ["https://rp.example/a"]
+    with app.app_context():  # changed here: every copy of this process goes at once
+        with tenant_scope(db.session, tenants.active_tenant("shop").id):
+            found = db.session.scalar(select(OIDCClient))
+            clients.update_client(found, name="RP", redirect_uris=["https://rp.example/c"], scopes=["openid"],
+                                  jwks=found.jwks)
+        db.session.commit()
+    assert seen_uris()[0] == ["https://rp.example/c"]
