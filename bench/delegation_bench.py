@@ -8,8 +8,8 @@ Prints, on this machine:
 2. batch lookups of 500 ids (``POST /t/bench/api/powers/lookup``): lookups per second
    and p50/p99 per lookup;
 3. fetch by id again with the tenant live (a ``kk_live_`` key), as production's relying
-   parties see it: a live tenant's row is kept per process, a sandbox one's is read each
-   call.
+   parties see it: the tenant's row is kept per process either way, but a sandbox tenant's
+   mode is read afresh for its ``kk_test_`` key (going live must stop test keys at once).
 
 The 500 powers are signed once in-process at set-up (the representative's card through
 the same services as the signing ceremony). Client and servers share the machine's cores.
