@@ -95,12 +95,6 @@ def batched(app: Flask) -> bool:
     return float(app.config["BATCH_FLUSH_SECONDS"]) > 0
 
 
-def flush_all(app: Flask) -> None:
-    """Everything this process holds for ``app``, written now (a page about to show it)."""
-    for kind in _ALL:
-        kind.flush(app)
-
-
 def forget_all(app: Flask) -> None:
     for kind in _ALL:
         kind.forget(app)

@@ -154,11 +154,13 @@ def tenant_scope(session: Session | scoped_session[Session], tenant_id: int) -> 
         yield
 
 
-def dialect_insert(model: Any) -> Any:
-    """An INSERT with ``on_conflict_do_…`` for the session's database (PostgreSQL or SQLite)."""
+def dialect_insert(model: Any, bind: Any = None) -> Any:
+    """An INSERT with ``on_conflict_do_…`` for the database of ``bind`` (a connection), or
+    of the session (PostgreSQL or SQLite)."""
     from sqlalchemy.dialects import postgresql, sqlite
 
-    return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(model)
+    dialect = (bind if bind is not None else session.get_bind()).dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
 
 def read_rows(table: Any, *columns: Any, where: Any, writing: bool = False) -> list[Any]:

@@ -24,6 +24,7 @@ from saas.jpki.webeid import Challenge, VerifiedAuthentication, new_challenge, v
 from saas.oidc.models import Subject
 from saas.stores import jpki_stores
 from saas.tenants.models import Tenant, TenantMode
+from saas.tenants.services import mode_now
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,6 @@ class CardLogin:
 
 
 def trust_stores(tenant: Tenant) -> TrustStores:
-    from saas.tenants.services import mode_now
-
     if mode_now(tenant) is TenantMode.LIVE:
         return live_stores()
     from saas.sandbox import services as sandbox
@@ -73,13 +72,11 @@ def pairwise_sub(tenant: Tenant, person_id: int) -> str:
     known = db.read_rows(table, table.c.sub, where=table.c.person_id == person_id, writing=True)
     if known:  # the login writes next: read on its connection
         return str(known[0].sub)
-    subject = db.session.scalar(select(Subject).where(Subject.person_id == person_id))
-    if subject is None:
-        subject = Subject(tenant_id=tenant.id, person_id=person_id, created_at=clock.now(),
-                          sub=secrets.token_urlsafe(32))
-        try:
-            with db.session.begin_nested():  # two first logins at once: one subject wins
-                db.session.add(subject)
-        except IntegrityError:
-            subject = db.session.scalars(select(Subject).where(Subject.person_id == person_id)).one()
+    subject = Subject(tenant_id=tenant.id, person_id=person_id, created_at=clock.now(),
+                      sub=secrets.token_urlsafe(32))
+    try:
+        with db.session.begin_nested():  # two first logins at once: one subject wins
+            db.session.add(subject)
+    except IntegrityError:
+        subject = db.session.scalars(select(Subject).where(Subject.person_id == person_id)).one()
     return subject.sub

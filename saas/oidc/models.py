@@ -84,9 +84,7 @@ class OIDCClient(HasPublicId, TenantScoped, Base):
         from saas.tenants.models import TenantMode
         from saas.tenants.services import mode_now
 
-        tenant = current_tenant()
-        return (tenant.id == self.tenant_id and mode_now(tenant) is TenantMode.SANDBOX
-                and secret_matches(self, client_secret))
+        return mode_now(current_tenant()) is TenantMode.SANDBOX and secret_matches(self, client_secret)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         return method == self.auth_method.value

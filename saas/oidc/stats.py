@@ -54,7 +54,7 @@ def count(tenant_id: int, client_id: int, outcome: str) -> None:
     if batches.batched(app):
         COUNTS.add(app, line)
     else:
-        db.session.execute(_upsert(db.session.get_bind().dialect.name, LoginStat), [_row(line, 1)])
+        db.session.execute(_upsert(db.dialect_insert(LoginStat)), [_row(line, 1)])
 
 
 def _row(line: tuple[int, date, int, str], times: int) -> dict[str, Any]:
@@ -62,11 +62,8 @@ def _row(line: tuple[int, date, int, str], times: int) -> dict[str, Any]:
     return {"tenant_id": tenant_id, "day": day, "client_id": client_id, "outcome": outcome, "count": times}
 
 
-def _upsert(dialect: str, target: Any) -> Any:
-    """INSERT … ON CONFLICT adding the new count to the row's (PostgreSQL or SQLite)."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(target)
+def _upsert(statement: Any) -> Any:
+    """The INSERT, adding its count to the row's when the row is there."""
     return statement.on_conflict_do_update(
         index_elements=["tenant_id", "day", "client_id", "outcome"],
         set_={"count": LoginStat.__table__.c.count + statement.excluded.count})
@@ -75,7 +72,7 @@ def _upsert(dialect: str, target: Any) -> Any:
 def _write_counts(connection: Connection, lines: list[tuple[int, date, int, str]]) -> None:
     # Sorted: two processes upserting the same rows take their locks in the same order.
     summed = sorted(Counter(lines).items())
-    connection.execute(_upsert(connection.dialect.name, LoginStat.__table__),
+    connection.execute(_upsert(db.dialect_insert(LoginStat.__table__, connection)),
                        [_row(line, times) for line, times in summed])
 
 

@@ -418,6 +418,7 @@ def security() -> Any:
 def dashboard() -> str:
     from saas.oidc import stats
 
+    stats.COUNTS.flush(current_app._get_current_object())  # type: ignore[attr-defined]  # this process's logins, now
     counts = dict(db.session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
     recent = list(db.session.scalars(select(Event).order_by(Event.id.desc()).limit(10)))
     changes = list(db.session.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(5)))
