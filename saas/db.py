@@ -41,6 +41,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    bindparam,
     event,
     insert,
     inspect,
@@ -165,21 +166,41 @@ def dialect_insert(model: Any, bind: Any = None) -> Any:
 
 def read_rows(table: Any, *columns: Any, where: Any, writing: bool = False) -> list[Any]:
     """Rows of a tenant-scoped ``table`` for the session's tenant: one Core statement, no ORM
-    work. On the request's connection when it holds one already, or when the request is
-    ``writing`` anyway (one checkout, its own transaction); else on a connection of its
-    own in autocommit (no BEGIN or COMMIT round trip), which sees what is committed and
-    leaves the request's transaction to what it writes. The tenant criterion is added
-    here, as in :func:`insert_row` and :func:`update_rows`: a session without a tenant, or
-    a statement reaching another tenant-scoped table, is refused."""
-    scope = current_scope(session())
-    if scope is None or scope is ALL_TENANTS:
-        raise TenantScopeMissing(f"{table.name}: read_rows needs a session bound to one tenant")
-    _reaching_only(table, *columns, where)
-    statement = select(*columns).where(table.c.tenant_id == scope, where)
-    if writing or session().info.get(_CONNECTED):
-        return list(session.connection().execute(statement))
-    with get_database().engine.connect() as connection:
-        return list(connection.execution_options(isolation_level="AUTOCOMMIT").execute(statement))
+    work (see :class:`TenantRead`, which hot paths build once with bound parameters)."""
+    return TenantRead(table, *columns, where=where).rows(writing=writing)
+
+
+_TENANT_PARAM = "kakehashi_tenant"
+
+
+class TenantRead:
+    """A Core SELECT of a tenant-scoped ``table``, built and checked once (at module level
+    on hot paths: no statement to build and no cache key to compute per call) and run with
+    :meth:`rows`. The tenant criterion is added here, as in :func:`insert_row` and
+    :func:`update_rows`: a session without a tenant, or a statement reaching another
+    tenant-scoped table, is refused."""
+
+    __slots__ = ("table", "statement")
+
+    def __init__(self, table: Table, *columns: Any, where: Any) -> None:
+        _reaching_only(table, *columns, where)
+        self.table = table
+        self.statement = select(*columns).where(table.c.tenant_id == bindparam(_TENANT_PARAM), where)
+
+    def rows(self, *, writing: bool = False, **params: Any) -> list[Any]:
+        """The rows, for the session's tenant, with ``params`` bound. On the request's
+        connection when it holds one already, or when the request is ``writing`` anyway
+        (one checkout, its own transaction); else on a connection of its own in autocommit
+        (no BEGIN or COMMIT round trip), which sees what is committed and leaves the
+        request's transaction to what it writes."""
+        scope = current_scope(session())
+        if scope is None or scope is ALL_TENANTS:
+            raise TenantScopeMissing(f"{self.table.name}: read_rows needs a session bound to one tenant")
+        params[_TENANT_PARAM] = scope
+        if writing or session().info.get(_CONNECTED):
+            return list(session.connection().execute(self.statement, params))
+        with get_database().engine.connect() as connection:
+            return list(connection.execution_options(isolation_level="AUTOCOMMIT").execute(self.statement, params))
 
 
 def _bound_tenant(table: Table, what: str) -> int:

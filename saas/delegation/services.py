@@ -22,7 +22,7 @@ from cryptography import x509
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 from joserfc import jws
-from sqlalchemy import event, select, update
+from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.orm import Session
 
 from saas import clock, db, urls
@@ -262,6 +262,9 @@ class PowerState(NamedTuple):
 
 _POWERS = PowerOfAttorney.__table__
 _STATE = tuple(_POWERS.c[name] for name in PowerState._fields)
+_STATE_OF_ONE = db.TenantRead(_POWERS, *_STATE, where=_POWERS.c.public_id == bindparam("public_id"))
+_STATES_OF_MANY = db.TenantRead(_POWERS, *_STATE,
+                                where=_POWERS.c.public_id.in_(bindparam("public_ids", expanding=True)))
 _CONTENTS = "kakehashi.sealed_power_contents"
 CONTENTS_KEPT = 1_000  # a record file with its certificates and time-stamp: tens of KB parsed
 
@@ -279,8 +282,11 @@ def for_party(public_id: str) -> tuple[PowerState, dict[str, Any]]:
 def for_parties(public_ids: list[str]) -> list[tuple[PowerState, dict[str, Any]]]:
     """:func:`for_party` for many, in the order given (unknown ids left out): one query for
     the states, and for the contents not kept yet one for the powers and one for their agents."""
-    states = {row.public_id: PowerState(*row)
-              for row in db.read_rows(_POWERS, *_STATE, where=_POWERS.c.public_id.in_(public_ids))}
+    if len(public_ids) == 1:
+        found = _STATE_OF_ONE.rows(public_id=public_ids[0])
+    else:
+        found = _STATES_OF_MANY.rows(public_ids=public_ids)
+    states = {row.public_id: PowerState(*row) for row in found}
     kept: OrderedDict[tuple[int, str], dict[str, Any]] = current_app.extensions.setdefault(_CONTENTS, OrderedDict())
     contents = {state.id: kept.get((state.id, state.record_digest)) for state in states.values()
                 if state.record_digest}

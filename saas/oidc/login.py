@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from saas import clock, db
@@ -66,10 +66,13 @@ def verify_card_login(tenant: Tenant, token: object, *, nonce: str, origin: str)
                      authentication=authentication)
 
 
+_SUBJECTS = Subject.__table__
+_SUB_OF_PERSON = db.TenantRead(_SUBJECTS, _SUBJECTS.c.sub, where=_SUBJECTS.c.person_id == bindparam("person_id"))
+
+
 def pairwise_sub(tenant: Tenant, person_id: int) -> str:
     """The person's subject at this tenant, made on the first login there."""
-    table = Subject.__table__
-    known = db.read_rows(table, table.c.sub, where=table.c.person_id == person_id, writing=True)
+    known = _SUB_OF_PERSON.rows(person_id=person_id, writing=True)
     if known:  # the login writes next: read on its connection
         return str(known[0].sub)
     subject = Subject(tenant_id=tenant.id, person_id=person_id, created_at=clock.now(),

@@ -36,7 +36,7 @@ from authlib.oidc.core.grants import OpenIDCode
 from flask import Flask, current_app, g, request
 from joserfc import jwt
 from joserfc.errors import JoseError
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from saas import clock, db, rowcache, urls
 from saas.events import services as events
@@ -371,6 +371,10 @@ class S256Only(CodeChallenge):
     SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
 
 
+_CODE_WITH_NONCE = db.TenantRead(_CODES, _CODES.c.id, where=(_CODES.c.client_id == bindparam("client_id"))
+                                 & (_CODES.c.nonce == bindparam("nonce")))
+
+
 class OpenIDCodeFlow(OpenIDCode):
     def __init__(self) -> None:
         super().__init__(require_nonce=True)
@@ -382,8 +386,7 @@ class OpenIDCodeFlow(OpenIDCode):
         memo = g.setdefault("oidc_nonce_used", {})
         key = (oauth_request.client.id, nonce)
         if key not in memo:  # read on the request's connection: it writes next
-            memo[key] = bool(db.read_rows(_CODES, _CODES.c.id, where=(_CODES.c.client_id == oauth_request.client.id)
-                                          & (_CODES.c.nonce == nonce), writing=True))
+            memo[key] = bool(_CODE_WITH_NONCE.rows(client_id=oauth_request.client.id, nonce=nonce, writing=True))
         return memo[key]
 
     def resolve_client_private_key(self, client: OIDCClient) -> Any:
