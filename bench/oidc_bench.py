@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import http.client
 import json
 import multiprocessing
 import os
@@ -163,8 +164,6 @@ class Browser:
     (requests took ~7 ms of CPU per login, a third of what the service spent)."""
 
     def __init__(self, base: str) -> None:
-        import http.client
-
         parts = urlsplit(base)
         self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
         self.cookies: dict[str, str] = {}
@@ -180,9 +179,16 @@ class Browser:
             body, sent["Content-Type"] = json.dumps(json_body), "application/json"
         if self.cookies:
             sent["Cookie"] = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
-        self.connection.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), body=body,
-                                headers=sent)
-        response = self.connection.getresponse()
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        try:
+            self.connection.request(method, target, body=body, headers=sent)
+            response = self.connection.getresponse()
+        except (ConnectionError, http.client.RemoteDisconnected):
+            # The server closed the kept-alive connection while it was idle (gunicorn
+            # after 2 s): connect again, once, as a browser would.
+            self.connection.close()
+            self.connection.request(method, target, body=body, headers=sent)
+            response = self.connection.getresponse()
         data = response.read()
         for cookie in response.headers.get_all("Set-Cookie") or ():
             name, _, rest = cookie.partition("=")
