@@ -626,3 +626,74 @@ def test_the_sandbox_registers_a_card_holder_as_a_representative(app: Flask, tmp
         record = register.SandboxRegister().lookup(number)
     assert record is not None and record.name == "株式会社架け橋デモ商事"
     assert record.representatives[0].title == "代表取締役"
+
+
+def test_a_relying_party_hears_only_of_the_powers_its_key_fetched(app: Flask, representative: Any) -> None:
+    from saas.events import relay
+    from saas.events import services as events
+    from saas.events.models import Delivery, WebhookEndpoint
+    from saas.tenants import apikeys
+    from saas.tenants.models import ApiKey
+
+    writer = api_key(app, "bank", "delegation:write")
+    party_a, party_b = api_key(app, "bank", "delegation:read"), api_key(app, "bank", "delegation:read")
+    client = app.test_client()
+    hook = "/t/bank/api/relying-party-webhook"
+    assert client.get(hook, headers=party_a).get_json()["error"] == "webhook_endpoint_not_found"
+    registered = client.put(hook, json={"url": "https://old.party-a.example/hook"}, headers=party_a)
+    assert registered.status_code == 201 and registered.get_json()["secret"].startswith("whsec_")
+    moved = client.put(hook, json={"url": "https://party-a.example/hook"}, headers=party_a)
+    assert moved.status_code == 200 and "secret" not in moved.get_json()  # the secret was shown once
+    assert client.put(hook, json={"url": "https://party-b.example/hook"}, headers=party_b).status_code == 201
+    with app.app_context():
+        tenant = tenants.active_tenant("bank")
+        with tenant_scope(db.session, tenant.id):
+            events.create_endpoint(tenant, url="https://bank.example/hook", event_types=["*"])
+        db.session.commit()
+    fetched, unfetched = signed_power(app, representative, writer), signed_power(app, representative, writer)
+    assert client.get(f"/t/bank/api/powers/{fetched}", headers=party_a).status_code == 200
+    for power_id in (fetched, unfetched):
+        assert client.post(f"/t/bank/api/powers/{power_id}/suspend", json={"reason": "調査中"},
+                           headers=writer).status_code == 200
+
+    def delivered() -> dict[str, list[str]]:
+        with app.app_context(), all_tenants(db.session):
+            relay.fan_out()
+            db.session.commit()
+            found: dict[str, list[str]] = {}
+            for url, subject in db.session.execute(select(WebhookEndpoint.url, Delivery.subject).join(
+                    Delivery, Delivery.endpoint_id == WebhookEndpoint.id).order_by(Delivery.id)):
+                found.setdefault(url, []).append(subject)
+            return found
+
+    seen = delivered()
+    assert seen["https://party-a.example/hook"] == [f"power:{fetched}"]  # not the power it never fetched
+    assert "https://party-b.example/hook" not in seen  # it fetched neither
+    assert {f"power:{fetched}", f"power:{unfetched}"} <= set(seen["https://bank.example/hook"])  # the tenant: all
+    shown = client.get(hook, headers=party_a).get_json()
+    assert shown["url"] == "https://party-a.example/hook" and "secret" not in shown
+    assert [d["type"] for d in shown["deliveries"]] == ["delegation.power.suspended"]
+    # A revoked key's endpoint hears nothing more.
+    with app.app_context(), all_tenants(db.session):
+        key = db.session.scalar(select(ApiKey).join(WebhookEndpoint, WebhookEndpoint.relying_party_key_id == ApiKey.id)
+                                .where(WebhookEndpoint.url == "https://party-a.example/hook"))
+        assert key is not None
+        apikeys.revoke(key)
+        db.session.commit()
+    assert client.post(f"/t/bank/api/powers/{fetched}/resume", headers=writer).status_code == 200
+    assert delivered()["https://party-a.example/hook"] == [f"power:{fetched}"]
+
+
+def test_a_relying_partys_webhook_refuses_bad_input_and_other_tenants(app: Flask) -> None:
+    party, other = api_key(app, "bank", "delegation:read"), api_key(app, "clinic", "delegation:read")
+    client = app.test_client()
+    hook = "/t/bank/api/relying-party-webhook"
+    for body in ({}, {"url": 42}, {"url": "ftp://party.example/hook"}, {"url": "https://user:pw@party.example/"}):
+        refused = client.put(hook, json=body, headers=party)
+        assert refused.status_code == 422 and refused.get_json()["error"] == "invalid_url", body
+    assert client.put(hook, json={"url": "https://party.example/hook"}, headers=other).status_code == 401
+    assert client.put(hook, json={"url": "https://party.example/hook"}, headers=party).status_code == 201
+    assert client.get(hook, headers=other).status_code == 401
+    assert client.get("/t/clinic/api/relying-party-webhook", headers=other).status_code == 404  # its own: none
+    assert client.delete(hook, headers=party).status_code == 204
+    assert client.get(hook, headers=party).status_code == 404

@@ -9,6 +9,7 @@ send them for signature, and suspend or revoke them.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,10 @@ from saas import clock, openapi
 from saas.delegation import services
 from saas.delegation.models import PowerOfAttorney
 from saas.delegation.services import PowerError
+from saas.errors import NotFound
+from saas.events import api as events_api
+from saas.events import services as events
+from saas.events.models import WebhookEndpoint
 from saas.openapi import json_response, operation
 from saas.tenants import apikeys, audit
 from saas.tenants.context import current_tenant
@@ -230,3 +235,75 @@ def batch() -> Response:
     return jsonify(data=[_with_receipt(state, {k: v for k, v in body.items() if k != "record"}, at)
                          for state, body in found],
                    not_found=[i for i in dict.fromkeys(ids) if i not in seen])
+
+
+# -- a relying party's own webhook -----------------------------------------------------------------
+
+RELYING_PARTY_EVENTS = ("delegation.power.suspended", "delegation.power.resumed", "delegation.power.revoked",
+                        "delegation.power.expired")
+RELYING_PARTY_WEBHOOK = openapi.schema("RelyingPartyWebhook", {
+    "type": "object", "required": ["id", "url", "event_types", "created_at"],
+    "properties": {"id": {"type": "string", "examples": ["whk_01jdx4q6m8v9z3k2c7b5n1r0yt"]},
+                   "url": {"type": "string"}, "event_types": {"type": "array", "items": {"type": "string"}},
+                   "created_at": {"type": "string", "format": "date-time"},
+                   "secret": {"type": "string", "description": "Only when registered: shown once (HMAC-SHA256 "
+                                                                "over the timestamp and body, as every webhook)"},
+                   "deliveries": {"type": "array", "items": events_api.DELIVERY,
+                                  "description": "The newest 20, newest first"}}})
+WEBHOOK_INPUT = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["url"], "properties": {"url": {"type": "string", "format": "uri"}}}}}}
+WEBHOOK_SUMMARY = ("this API key's own webhook: it hears when a power of attorney it fetched is suspended, "
+                   "resumed, revoked or expires")
+
+
+def _relying_party_endpoint() -> WebhookEndpoint:
+    endpoint = events.relying_party_endpoint(apikeys.current_key_id() or 0)
+    if endpoint is None:
+        raise NotFound(_l("This API key has no webhook endpoint yet: PUT one."), code="webhook_endpoint_not_found")
+    return endpoint
+
+
+def _relying_party_json(endpoint: WebhookEndpoint, secret: str | None = None) -> dict[str, Any]:
+    body = {"id": endpoint.public_id, "url": endpoint.url, "event_types": json.loads(endpoint.event_types),
+            "created_at": endpoint.created_at.isoformat()}
+    return body | {"secret": secret} if secret else body
+
+
+@bp.get("/relying-party-webhook")
+@operation(summary=f"Show {WEBHOOK_SUMMARY}, with its newest deliveries", tags=["Powers of attorney"],
+           security=READ, responses={200: json_response("The endpoint", RELYING_PARTY_WEBHOOK), **ERRORS})
+@apikeys.requires("delegation:read")
+def relying_party_webhook() -> Response:
+    endpoint = _relying_party_endpoint()
+    return jsonify(_relying_party_json(endpoint) | {"deliveries": [
+        events_api.delivery_json(*row) for row in events.recent_deliveries(endpoint)]})
+
+
+@bp.put("/relying-party-webhook")
+@operation(summary=f"Register (201, with its signing secret) or move (200) {WEBHOOK_SUMMARY}",
+           tags=["Powers of attorney"], security=READ, request_body=WEBHOOK_INPUT,
+           responses={200: json_response("Moved to the new URL", RELYING_PARTY_WEBHOOK),
+                      201: json_response("Registered, with its secret", RELYING_PARTY_WEBHOOK), **ERRORS})
+@apikeys.requires("delegation:read")
+def set_relying_party_webhook() -> tuple[Response, int]:
+    url = openapi.json_body().get("url")
+    if not isinstance(url, str):
+        raise events.WebhookError(_l("Give the url to post events to."), code="invalid_url", field="url")
+    tenant = current_tenant()
+    endpoint, secret = events.set_relying_party_endpoint(tenant, apikeys.current_key_id() or 0, url=url,
+                                                         event_types=RELYING_PARTY_EVENTS)
+    audit.record(tenant, "webhook.created" if secret else "webhook.updated", actor=apikeys.actor(),
+                 target=endpoint.public_id, details={"url": endpoint.url, "relying_party": True})
+    return jsonify(_relying_party_json(endpoint, secret)), 201 if secret else 200
+
+
+@bp.delete("/relying-party-webhook")
+@operation(summary=f"Delete {WEBHOOK_SUMMARY}, and its delivery log", tags=["Powers of attorney"], security=READ,
+           responses={204: {"description": "Deleted"}, **ERRORS})
+@apikeys.requires("delegation:read")
+def delete_relying_party_webhook() -> tuple[str, int]:
+    endpoint = _relying_party_endpoint()
+    audit.record(current_tenant(), "webhook.deleted", actor=apikeys.actor(), target=endpoint.public_id,
+                 details={"url": endpoint.url, "relying_party": True})
+    events.delete_endpoint(endpoint)
+    return "", 204

@@ -8,11 +8,10 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
 
-from saas import db, openapi
+from saas import openapi
 from saas.events import services
-from saas.events.models import Delivery, Event, WebhookEndpoint
+from saas.events.models import Delivery, WebhookEndpoint
 from saas.openapi import json_response, operation
 from saas.tenants import apikeys, audit
 from saas.tenants.context import current_tenant
@@ -145,14 +144,16 @@ def ping(endpoint_id: str) -> tuple[Response, int]:
 @apikeys.requires("webhooks:read")
 def deliveries(endpoint_id: str) -> Response:
     endpoint = services.get_endpoint(endpoint_id)
-    rows = db.session.execute(
-        select(Delivery, Event).join(Event, (Event.id == Delivery.event_id) & (Event.tenant_id == Delivery.tenant_id))
-        .where(Delivery.endpoint_id == endpoint.id).order_by(Delivery.id.desc()).limit(100)).all()
+    return jsonify(data=[delivery_json(*row) for row in services.recent_deliveries(endpoint, limit=100)])
 
+
+def delivery_json(delivery: Delivery, event_id: str, event_type: str) -> dict[str, Any]:
+    """A delivery as the APIs show it (:data:`DELIVERY`)."""
     def when(value: Any) -> str | None:
         return value.isoformat() if value else None
 
-    return jsonify(data=[{"id": d.id, "event": e.public_id, "type": e.type, "status": d.status.value,
-                          "attempts": d.attempts, "last_status_code": d.last_status_code, "last_error": d.last_error,
-                          "next_attempt_at": when(d.next_attempt_at) if d.status.value == "pending" else None,
-                          "delivered_at": when(d.delivered_at)} for d, e in rows])
+    return {"id": delivery.id, "event": event_id, "type": event_type, "status": delivery.status.value,
+            "attempts": delivery.attempts, "last_status_code": delivery.last_status_code,
+            "last_error": delivery.last_error,
+            "next_attempt_at": when(delivery.next_attempt_at) if delivery.status.value == "pending" else None,
+            "delivered_at": when(delivery.delivered_at)}

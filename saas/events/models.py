@@ -44,6 +44,10 @@ class WebhookEndpoint(HasPublicId, TenantScoped, Base):
 
     __tablename__ = "webhook_endpoints"
     __id_prefix__ = "whk"
+    __extra_table_args__ = (
+        tenant_foreign_key("relying_party_key_id", "api_keys", ondelete="CASCADE"),
+        Index("ux_webhook_endpoints_relying_party_key", "relying_party_key_id", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     url: Mapped[str] = mapped_column(String(500))
@@ -66,6 +70,9 @@ class WebhookEndpoint(HasPublicId, TenantScoped, Base):
     sealed_authorization: Mapped[bytes | None] = mapped_column(LargeBinary)  # the push Authorization header
     requested_events: Mapped[str | None] = mapped_column(Text)  # JSON list of event-type URIs
     status_reason: Mapped[str | None] = mapped_column(String(200))
+    # A relying party's own endpoint, registered with its API key (one per key): it hears
+    # only of the powers of attorney that key fetched, and nothing once the key is revoked.
+    relying_party_key_id: Mapped[int | None] = mapped_column(BigId)
 
 
 class DeliveryStatus(enum.StrEnum):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
+import json
 import logging
 import random
 import socket
@@ -45,7 +46,7 @@ from saas.db import all_tenants
 from saas.events import signatures, ssf
 from saas.events.models import Delivery, DeliveryAttempt, DeliveryStatus, Event, WebhookEndpoint
 from saas.events.services import signing_secrets, subscribes
-from saas.tenants.models import Tenant
+from saas.tenants.models import ApiKey, Tenant
 
 log = logging.getLogger("kakehashi.events")
 
@@ -72,22 +73,42 @@ def fan_out(limit: int = 2000) -> int:
             .order_by(Event.id).limit(limit)).all()
         if not fresh:
             return 0
-        endpoints: dict[int, list[WebhookEndpoint]] = {}
+        endpoints: dict[int, list[tuple[WebhookEndpoint, str | None]]] = {}
         # An endpoint turned off (or a paused stream) holds its events until it is on again;
-        # only a disabled stream drops them (SSF 1.0 §8.1.2).
-        for endpoint in db.session.scalars(select(WebhookEndpoint).where(
-                or_(WebhookEndpoint.status_reason.is_(None), WebhookEndpoint.status_reason != "disabled"),
-                WebhookEndpoint.tenant_id.in_({tenant_id for _, tenant_id, _, _ in fresh}))):
-            endpoints.setdefault(endpoint.tenant_id, []).append(endpoint)
+        # only a disabled stream drops them (SSF 1.0 §8.1.2). A relying party's endpoint
+        # comes with its key's public id while the key is live (a revoked or expired key's
+        # endpoint hears nothing more).
+        key_live = (ApiKey.revoked_at.is_(None)) & (ApiKey.expires_at.is_(None) | (ApiKey.expires_at > now))
+        for endpoint, key in db.session.execute(
+                select(WebhookEndpoint, ApiKey.public_id).outerjoin(ApiKey, and_(
+                    ApiKey.id == WebhookEndpoint.relying_party_key_id, ApiKey.tenant_id == WebhookEndpoint.tenant_id,
+                    key_live))
+                .where(or_(WebhookEndpoint.status_reason.is_(None), WebhookEndpoint.status_reason != "disabled"),
+                       WebhookEndpoint.tenant_id.in_({tenant_id for _, tenant_id, _, _ in fresh}))):
+            endpoints.setdefault(endpoint.tenant_id, []).append((endpoint, key))
+        fetchers = _fetchers([event_id for event_id, tenant_id, type, _ in fresh
+                              if any(endpoint.relying_party_key_id is not None and subscribes(endpoint, type)
+                                     for endpoint, _key in endpoints.get(tenant_id, ()))])
         rows = [{"tenant_id": tenant_id, "event_id": event_id, "endpoint_id": endpoint.id, "subject": subject,
                  "status": DeliveryStatus.PENDING, "attempts": 0, "next_attempt_at": now, "created_at": now}
                 for event_id, tenant_id, type, subject in fresh
-                for endpoint in endpoints.get(tenant_id, ()) if subscribes(endpoint, type)]
+                for endpoint, key in endpoints.get(tenant_id, ()) if subscribes(endpoint, type)
+                and (endpoint.relying_party_key_id is None or key in fetchers.get(event_id, ()))]
         if rows:
             db.session.execute(insert(Delivery), rows)
         db.session.execute(update(Event).where(Event.id.in_([row[0] for row in fresh]))
                            .values(dispatched_at=now).execution_options(synchronize_session=False))
     return len(fresh)
+
+
+def _fetchers(event_ids: list[int]) -> dict[int, set[str]]:
+    """The API keys each event names as having fetched its subject (``data.fetched_by``):
+    the relying parties whose own endpoints hear of it."""
+    if not event_ids:
+        return {}
+    return {event_id: set(json.loads(payload).get("data", {}).get("fetched_by") or ())
+            for event_id, payload in db.session.execute(select(Event.id, Event.payload)
+                                                        .where(Event.id.in_(event_ids)))}
 
 
 # -- claiming -------------------------------------------------------------------------------

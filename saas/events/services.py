@@ -25,7 +25,7 @@ from saas.errors import NotFound, ServiceError
 from saas.events.models import Delivery, DeliveryStatus, Event, WebhookEndpoint
 from saas.ids import new_id
 from saas.sealing import seal, unseal
-from saas.tenants.models import Tenant
+from saas.tenants.models import ApiKey, Tenant
 
 # What a tenant can subscribe to; each domain adds its own as it starts emitting them.
 EVENT_TYPES: dict[str, Any] = {
@@ -156,8 +156,10 @@ def create_endpoint(tenant: Tenant, *, url: str, event_types: Iterable[str],
 
 def new_endpoint(tenant: Tenant, *, url: str, event_types: Iterable[str], description: str) -> WebhookEndpoint:
     """An endpoint row within the organisation's allowance, without a signing secret (a
-    Shared Signals stream signs its tokens with the tenant's key instead)."""
-    count = db.session.scalar(select(func.count()).select_from(WebhookEndpoint)) or 0
+    Shared Signals stream signs its tokens with the tenant's key instead). Relying
+    parties' own endpoints (one per key) do not count towards it."""
+    count = db.session.scalar(select(func.count()).select_from(WebhookEndpoint)
+                              .where(WebhookEndpoint.relying_party_key_id.is_(None))) or 0
     if count >= MAX_ENDPOINTS:
         raise WebhookError(_l("An organisation can have at most %(count)d webhook endpoints.", count=MAX_ENDPOINTS),
                            code="too_many_endpoints", status=409)
@@ -215,6 +217,53 @@ def signing_secrets(tenant: Tenant, endpoint: WebhookEndpoint, now: datetime) ->
             and endpoint.previous_secret_expires_at > now):
         found.append(unseal(endpoint.previous_sealed_secret, _context(tenant, endpoint)).decode())
     return found
+
+
+def relying_party_endpoint(key_id: int) -> WebhookEndpoint | None:
+    """The endpoint a relying party registered with its API key, if any."""
+    return db.session.scalar(select(WebhookEndpoint).where(WebhookEndpoint.relying_party_key_id == key_id))
+
+
+def set_relying_party_endpoint(tenant: Tenant, key_id: int, *, url: str,
+                               event_types: Iterable[str]) -> tuple[WebhookEndpoint, str | None]:
+    """Register (or move to ``url``) the endpoint of the relying party holding the API key
+    ``key_id``: it receives the events of ``event_types`` that name the key among those
+    that fetched their subject (``data.fetched_by``), and no other. Returns the endpoint
+    and, when new, its signing secret (shown this once)."""
+    url = validate_url(url)
+    endpoint = relying_party_endpoint(key_id)
+    if endpoint is not None:
+        endpoint.url, endpoint.updated_at = url, clock.now()
+        endpoint.event_types = json.dumps(validate_types(event_types))
+        db.session.flush()
+        return endpoint, None
+    now = clock.now()
+    endpoint = WebhookEndpoint(tenant_id=tenant.id, url=url, description="", relying_party_key_id=key_id,
+                               event_types=json.dumps(validate_types(event_types)), enabled=True,
+                               created_at=now, updated_at=now, public_id=new_id(WebhookEndpoint.__id_prefix__))
+    db.session.add(endpoint)
+    db.session.flush()
+    secret = _new_secret()
+    endpoint.sealed_secret = seal(secret.encode(), _context(tenant, endpoint))
+    db.session.flush()
+    return endpoint, secret
+
+
+def relying_party_names(endpoints: Iterable[WebhookEndpoint]) -> dict[int, str]:
+    """For each endpoint a relying party registered with its key: the key's name and hint."""
+    endpoints = [endpoint for endpoint in endpoints if endpoint.relying_party_key_id is not None]
+    if not endpoints:
+        return {}
+    keys = {key.id: f"{key.name} ({key.hint})" for key in db.session.scalars(
+        select(ApiKey).where(ApiKey.id.in_({endpoint.relying_party_key_id for endpoint in endpoints})))}
+    return {endpoint.id: keys.get(endpoint.relying_party_key_id or 0, "") for endpoint in endpoints}
+
+
+def recent_deliveries(endpoint: WebhookEndpoint, limit: int = 20) -> list[tuple[Delivery, str, str]]:
+    """The endpoint's latest deliveries, newest first, with their event's id and type."""
+    return [(delivery, public_id, type) for delivery, public_id, type in db.session.execute(
+        select(Delivery, Event.public_id, Event.type).join(Event, Event.id == Delivery.event_id)
+        .where(Delivery.endpoint_id == endpoint.id).order_by(Delivery.id.desc()).limit(limit))]
 
 
 def delete_endpoint(endpoint: WebhookEndpoint) -> None:

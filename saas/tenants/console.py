@@ -448,7 +448,7 @@ def _merged(rows: Any) -> list[tuple[str, int]]:
 def webhooks() -> str:
     endpoints = events.list_endpoints()
     return render_template("console/webhooks.html", tenant=current_tenant(), endpoints=endpoints,
-                           types=events.EVENT_TYPES, json=json)
+                           relying_parties=events.relying_party_names(endpoints), types=events.EVENT_TYPES, json=json)
 
 
 @tenant_console.route("/webhooks/new", methods=["GET", "POST"])
