@@ -205,9 +205,10 @@ class Browser:
         try:
             self.connection.request(method, target, body=body, headers=sent)
             response = self.connection.getresponse()
-        except (ConnectionError, http.client.RemoteDisconnected):
-            # The server closed the kept-alive connection while it was idle (gunicorn
-            # after 2 s): connect again, once, as a browser would.
+        except ConnectionError:  # RemoteDisconnected too
+            # The server closed the kept-alive connection while it was idle (gunicorn after
+            # 2 s), before reading this request: send it again on a new connection, once,
+            # as a browser would (a POST too: the server never saw it).
             self.connection.close()
             self.connection.request(method, target, body=body, headers=sent)
             response = self.connection.getresponse()
@@ -402,7 +403,7 @@ def run_exchanges(kind: str, base: str, setup: dict[str, Any], clients: int, per
     count = sum(r[0] for r in results)
     wall = max(r[1] for r in results)
     return {"exchanges": count, "per_second": count / wall, "client_cpu": sum(r[2] for r in results) / wall,
-            "service_ms": service_cpu * 1000 / count}
+            "service_ms": service_cpu * 1000 / max(1, count)}
 
 
 # -- the peer -----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ Tenant isolation is structural (STYLE.md rule 4). A session is bound to one tena
   so are the legacy ``bulk_*`` session methods, which skip every hook;
 - a Core statement (``Widget.__table__``) on a scoped table is refused: only ORM
   entities get the criteria; the few hot paths that skip the ORM go through
-  :func:`read_rows`, :func:`insert_row` and :func:`update_rows`, which add the same
+  :class:`TenantRead`, :func:`insert_row` and :func:`update_rows`, which add the same
   tenant criterion and checks themselves;
 - rows of one tenant that point at each other use composite foreign keys
   ``(tenant_id, x_id) → (tenant_id, id)`` (:func:`tenant_foreign_key`), so even raw SQL
@@ -60,6 +60,7 @@ from sqlalchemy.orm import (
     with_loader_criteria,
 )
 from sqlalchemy.sql import ClauseElement, visitors
+from sqlalchemy.sql.elements import BindParameter
 
 from saas import clock
 from saas.engines import make_engine
@@ -164,12 +165,6 @@ def dialect_insert(model: Any, bind: Any = None) -> Any:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
 
-def read_rows(table: Any, *columns: Any, where: Any, writing: bool = False) -> list[Any]:
-    """Rows of a tenant-scoped ``table`` for the session's tenant: one Core statement, no ORM
-    work (see :class:`TenantRead`, which hot paths build once with bound parameters)."""
-    return TenantRead(table, *columns, where=where).rows(writing=writing)
-
-
 _TENANT_PARAM = "kakehashi_tenant"
 
 
@@ -177,13 +172,16 @@ class TenantRead:
     """A Core SELECT of a tenant-scoped ``table``, built and checked once (at module level
     on hot paths: no statement to build and no cache key to compute per call) and run with
     :meth:`rows`. The tenant criterion is added here, as in :func:`insert_row` and
-    :func:`update_rows`: a session without a tenant, or a statement reaching another
-    tenant-scoped table, is refused."""
+    :func:`update_rows`: a session without a tenant, a statement reaching another
+    tenant-scoped table, or a parameter named like the tenant's is refused."""
 
     __slots__ = ("table", "statement")
 
     def __init__(self, table: Table, *columns: Any, where: Any) -> None:
         _reaching_only(table, *columns, where)
+        if any(isinstance(element, BindParameter) and element.key == _TENANT_PARAM
+               for element in visitors.iterate(where)):
+            raise ValueError(f"{_TENANT_PARAM} is the tenant's parameter")
         self.table = table
         self.statement = select(*columns).where(table.c.tenant_id == bindparam(_TENANT_PARAM), where)
 
@@ -193,10 +191,9 @@ class TenantRead:
         (one checkout, its own transaction); else on a connection of its own in autocommit
         (no BEGIN or COMMIT round trip), which sees what is committed and leaves the
         request's transaction to what it writes."""
-        scope = current_scope(session())
-        if scope is None or scope is ALL_TENANTS:
-            raise TenantScopeMissing(f"{self.table.name}: read_rows needs a session bound to one tenant")
-        params[_TENANT_PARAM] = scope
+        if _TENANT_PARAM in params:
+            raise ValueError(f"{_TENANT_PARAM} is the tenant's parameter")
+        params[_TENANT_PARAM] = _bound_tenant(self.table, "TenantRead")
         if writing or session().info.get(_CONNECTED):
             return list(session.connection().execute(self.statement, params))
         with get_database().engine.connect() as connection:

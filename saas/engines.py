@@ -13,10 +13,13 @@ from sqlalchemy import Engine, create_engine, event, exc
 # meanwhile) is pinged, and replaced if the ping fails.
 PING_AFTER_IDLE_SECONDS = 10.0
 _CHECKED_IN = "kakehashi.checked_in_at"
+_clock = time.monotonic  # the pool's idea of now (tests move it, not the process's clock)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine with the settings the service relies on for each backend."""
+    """An engine with the settings the service relies on for each backend. On PostgreSQL a
+    pooled connection is pinged after sitting idle (:func:`ping_idle_connections`) unless
+    ``pool_pre_ping`` is given (``False``: never pinged, as the login path's lookup pool)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, **kwargs)
 
@@ -46,24 +49,24 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 def ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
     """Ping a pooled connection before use only when it has been idle ``idle_seconds``
-    (SQLAlchemy's ``pool_pre_ping`` pings on every checkout). A dead one raises
-    ``DisconnectionError``, and the pool replaces it. A connection that dies while in use
-    fails that statement, and SQLAlchemy then invalidates the whole pool, so the next
-    checkouts connect afresh."""
+    (SQLAlchemy's ``pool_pre_ping`` pings on every checkout). A failed ping invalidates the
+    whole pool, as ``pool_pre_ping`` does, and the checkout connects afresh. After a
+    restart or failover, a connection back in use sooner fails its first statement (one
+    request per such connection), and SQLAlchemy then invalidates the whole pool too."""
     dialect = engine.dialect
 
     @event.listens_for(engine, "checkin")
     def _checked_in(_dbapi_connection: Any, record: Any) -> None:
-        record.info[_CHECKED_IN] = time.monotonic()
+        record.info[_CHECKED_IN] = _clock()
 
     @event.listens_for(engine, "checkout")
     def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         checked_in = record.info.get(_CHECKED_IN)
-        if checked_in is None or time.monotonic() - checked_in < idle_seconds:
+        if checked_in is None or _clock() - checked_in < idle_seconds:
             return  # new (just connected), or back in use at once
         try:
             alive = dialect.do_ping(dbapi_connection)
         except Exception as error:  # noqa: BLE001 - whatever the driver raises, it is gone
-            raise exc.DisconnectionError(f"pooled connection failed its ping: {error}") from error
+            raise exc.InvalidatePoolError(f"pooled connection failed its ping: {error}") from error
         if not alive:
-            raise exc.DisconnectionError("pooled connection failed its ping")
+            raise exc.InvalidatePoolError("pooled connection failed its ping")

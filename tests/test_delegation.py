@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
-from sqlalchemy import event, select, update
+from sqlalchemy import bindparam, event, select, update
 
 from saas import clock, db
 from saas.db import all_tenants, tenant_scope
@@ -216,21 +216,25 @@ def test_the_core_read_path_sees_only_the_bound_tenant(app: Flask, representativ
 
     power_id = signed_power(app, representative, api_key(app, "bank", "delegation:write"))
     powers_table, agents_table = PowerOfAttorney.__table__, PowerAgent.__table__
-    mine = powers_table.c.public_id == power_id
+    by_id = db.TenantRead(powers_table, powers_table.c.public_id,
+                          where=powers_table.c.public_id == bindparam("public_id"))
     with app.app_context():
         bank, clinic = tenants.active_tenant("bank"), tenants.active_tenant("clinic")
         with tenant_scope(db.session, bank.id):
-            assert [row.public_id for row in db.read_rows(powers_table, powers_table.c.public_id,
-                                                               where=mine)] == [power_id]
-            with pytest.raises(CrossTenantAccess):  # another scoped table would get no criterion
-                db.read_rows(powers_table, powers_table.c.id, where=powers_table.c.id.in_(
-                    select(agents_table.c.power_id)))
-        with tenant_scope(db.session, clinic.id):
-            assert db.read_rows(powers_table, powers_table.c.public_id, where=mine) == []
+            assert [row.public_id for row in by_id.rows(public_id=power_id)] == [power_id]
+            with pytest.raises(ValueError):  # the tenant's parameter is not the caller's to set
+                by_id.rows(public_id=power_id, kakehashi_tenant=clinic.id)
+        with tenant_scope(db.session, clinic.id):  # one statement, another tenant: its rows only
+            assert by_id.rows(public_id=power_id) == []
         with pytest.raises(TenantScopeMissing):
-            db.read_rows(powers_table, powers_table.c.public_id, where=mine)
+            by_id.rows(public_id=power_id)
         with all_tenants(db.session), pytest.raises(TenantScopeMissing):
-            db.read_rows(powers_table, powers_table.c.public_id, where=mine)
+            by_id.rows(public_id=power_id)
+    with pytest.raises(CrossTenantAccess):  # another scoped table would get no criterion
+        db.TenantRead(powers_table, powers_table.c.id,
+                      where=powers_table.c.id.in_(select(agents_table.c.power_id)))
+    with pytest.raises(ValueError):
+        db.TenantRead(powers_table, powers_table.c.id, where=powers_table.c.tenant_id == bindparam("kakehashi_tenant"))
 
 
 def reader_key_id(app: Flask) -> str:
@@ -673,15 +677,48 @@ def test_a_relying_party_hears_only_of_the_powers_its_key_fetched(app: Flask, re
     shown = client.get(hook, headers=party_a).get_json()
     assert shown["url"] == "https://party-a.example/hook" and "secret" not in shown
     assert [d["type"] for d in shown["deliveries"]] == ["delegation.power.suspended"]
-    # A revoked key's endpoint hears nothing more.
+    assert "id" not in shown["deliveries"][0]  # the platform's own delivery ids are not a party's business
+
+    def posted() -> dict[str, list[dict[str, Any]]]:
+        """What the relay would post now, by URL (claimed, prepared, then let go)."""
+        with app.app_context():
+            token, ids = relay.claim()
+            bodies: dict[str, list[dict[str, Any]]] = {}
+            for outgoing in relay._prepare(token, ids, clock.now()):
+                bodies.setdefault(outgoing.url, []).append(json.loads(outgoing.body))
+            relay.release(token, ids)
+            db.session.commit()
+            return bodies
+
+    bodies = posted()
+    [to_party] = bodies["https://party-a.example/hook"]
+    assert to_party["data"]["power"] == fetched and "fetched_by" not in to_party["data"]  # nor who else fetched it
+    assert all("fetched_by" in body["data"] for body in bodies["https://bank.example/hook"])  # the tenant sees them
+    # A revoked key's endpoint hears nothing more: no new delivery, and the pending one is not sent.
     with app.app_context(), all_tenants(db.session):
         key = db.session.scalar(select(ApiKey).join(WebhookEndpoint, WebhookEndpoint.relying_party_key_id == ApiKey.id)
                                 .where(WebhookEndpoint.url == "https://party-a.example/hook"))
         assert key is not None
         apikeys.revoke(key)
         db.session.commit()
+    assert "https://party-a.example/hook" not in posted()
     assert client.post(f"/t/bank/api/powers/{fetched}/resume", headers=writer).status_code == 200
     assert delivered()["https://party-a.example/hook"] == [f"power:{fetched}"]
+
+
+def test_relying_parties_endpoints_do_not_count_towards_the_organisations_allowance(app: Flask) -> None:
+    from saas.events import services as events
+
+    with app.app_context():
+        tenant = tenants.active_tenant("bank")
+        with tenant_scope(db.session, tenant.id):
+            for n in range(events.MAX_ENDPOINTS):
+                events.create_endpoint(tenant, url=f"https://bank.example/hook/{n}", event_types=["*"])
+        db.session.commit()
+    party = api_key(app, "bank", "delegation:read")
+    registered = app.test_client().put("/t/bank/api/relying-party-webhook", json={"url": "https://party.example/"},
+                                       headers=party)
+    assert registered.status_code == 201, registered.get_json()
 
 
 def test_a_relying_partys_webhook_refuses_bad_input_and_other_tenants(app: Flask) -> None:

@@ -53,7 +53,7 @@ def test_a_connection_back_in_use_at_once_is_not_pinged(engine: Engine, monkeypa
 def test_an_idle_connection_is_pinged_before_use(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     pings = count_pings(engine, monkeypatch)
     first = backend_pid(engine)
-    monkeypatch.setattr(engines.time, "monotonic", lambda real=engines.time.monotonic: real() + 1.0)
+    monkeypatch.setattr(engines, "_clock", lambda real=engines._clock: real() + 1.0)
     assert backend_pid(engine) == first  # alive: the same connection, after one ping
     assert len(pings) == 1
 
@@ -66,6 +66,6 @@ def test_an_idle_connection_that_died_is_replaced(engine: Engine, monkeypatch: p
             connection.execute(text("select pg_terminate_backend(:pid)"), {"pid": first})
     finally:
         admin.dispose()
-    monkeypatch.setattr(engines.time, "monotonic", lambda real=engines.time.monotonic: real() + 1.0)
+    monkeypatch.setattr(engines, "_clock", lambda real=engines._clock: real() + 1.0)
     replaced = backend_pid(engine)  # no error reaches the caller: the ping failed, the pool reconnected
     assert replaced != first

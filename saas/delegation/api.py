@@ -239,8 +239,6 @@ def batch() -> Response:
 
 # -- a relying party's own webhook -----------------------------------------------------------------
 
-RELYING_PARTY_EVENTS = ("delegation.power.suspended", "delegation.power.resumed", "delegation.power.revoked",
-                        "delegation.power.expired")
 RELYING_PARTY_WEBHOOK = openapi.schema("RelyingPartyWebhook", {
     "type": "object", "required": ["id", "url", "event_types", "created_at"],
     "properties": {"id": {"type": "string", "examples": ["whk_01jdx4q6m8v9z3k2c7b5n1r0yt"]},
@@ -248,16 +246,32 @@ RELYING_PARTY_WEBHOOK = openapi.schema("RelyingPartyWebhook", {
                    "created_at": {"type": "string", "format": "date-time"},
                    "secret": {"type": "string", "description": "Only when registered: shown once (HMAC-SHA256 "
                                                                 "over the timestamp and body, as every webhook)"},
+                   "enabled": {"type": "boolean", "description": "Off when the organisation turned it off"},
                    "deliveries": {"type": "array", "items": events_api.DELIVERY,
-                                  "description": "The newest 20, newest first"}}})
+                                  "description": "The newest 20, newest first (without their id)"}}})
 WEBHOOK_INPUT = {"required": True, "content": {"application/json": {"schema": {
-    "type": "object", "required": ["url"], "properties": {"url": {"type": "string", "format": "uri"}}}}}}
+    "type": "object", "required": ["url"], "properties": {"url": {
+        "type": "string", "format": "uri", "maxLength": 500,
+        "description": "https (http only where the service allows it), no user name, password or fragment"}}}}}}
 WEBHOOK_SUMMARY = ("this API key's own webhook: it hears when a power of attorney it fetched is suspended, "
                    "resumed, revoked or expires")
+WEBHOOK_DESCRIPTION = ("Fetches are remembered per key: a party that replaces its key registers the webhook "
+                       "again with the new key and fetches (or looks up) its powers with it, to be told of "
+                       "them again. A revoked or expired key's endpoint hears nothing more.")
+WEBHOOK_ERRORS = {400: json_response("The body is not a JSON object", openapi.ERROR),
+                  401: json_response("No valid API key for this organisation", openapi.ERROR),
+                  403: json_response("The key lacks the scope", openapi.ERROR),
+                  404: json_response("This key has no webhook endpoint yet", openapi.ERROR)}
+
+
+def _key_id() -> int:
+    key_id = apikeys.current_key_id()
+    assert key_id is not None, "apikeys.requires authenticated the call"
+    return key_id
 
 
 def _relying_party_endpoint() -> WebhookEndpoint:
-    endpoint = events.relying_party_endpoint(apikeys.current_key_id() or 0)
+    endpoint = events.relying_party_endpoint(_key_id())
     if endpoint is None:
         raise NotFound(_l("This API key has no webhook endpoint yet: PUT one."), code="webhook_endpoint_not_found")
     return endpoint
@@ -265,33 +279,38 @@ def _relying_party_endpoint() -> WebhookEndpoint:
 
 def _relying_party_json(endpoint: WebhookEndpoint, secret: str | None = None) -> dict[str, Any]:
     body = {"id": endpoint.public_id, "url": endpoint.url, "event_types": json.loads(endpoint.event_types),
-            "created_at": endpoint.created_at.isoformat()}
-    return body | {"secret": secret} if secret else body
+            "enabled": endpoint.enabled, "created_at": endpoint.created_at.isoformat()}
+    if secret:
+        body["secret"] = secret
+    return body
 
 
 @bp.get("/relying-party-webhook")
 @operation(summary=f"Show {WEBHOOK_SUMMARY}, with its newest deliveries", tags=["Powers of attorney"],
-           security=READ, responses={200: json_response("The endpoint", RELYING_PARTY_WEBHOOK), **ERRORS})
+           description=WEBHOOK_DESCRIPTION, security=READ,
+           responses={200: json_response("The endpoint", RELYING_PARTY_WEBHOOK), **WEBHOOK_ERRORS})
 @apikeys.requires("delegation:read")
 def relying_party_webhook() -> Response:
     endpoint = _relying_party_endpoint()
     return jsonify(_relying_party_json(endpoint) | {"deliveries": [
-        events_api.delivery_json(*row) for row in events.recent_deliveries(endpoint)]})
+        events_api.delivery_json(*row, with_id=False) for row in events.recent_deliveries(endpoint)]})
 
 
 @bp.put("/relying-party-webhook")
 @operation(summary=f"Register (201, with its signing secret) or move (200) {WEBHOOK_SUMMARY}",
-           tags=["Powers of attorney"], security=READ, request_body=WEBHOOK_INPUT,
+           tags=["Powers of attorney"], description=WEBHOOK_DESCRIPTION, security=READ, request_body=WEBHOOK_INPUT,
            responses={200: json_response("Moved to the new URL", RELYING_PARTY_WEBHOOK),
-                      201: json_response("Registered, with its secret", RELYING_PARTY_WEBHOOK), **ERRORS})
+                      201: json_response("Registered, with its secret", RELYING_PARTY_WEBHOOK),
+                      422: json_response("Invalid URL", openapi.ERROR),
+                      **{code: answer for code, answer in WEBHOOK_ERRORS.items() if code != 404}})
 @apikeys.requires("delegation:read")
 def set_relying_party_webhook() -> tuple[Response, int]:
     url = openapi.json_body().get("url")
     if not isinstance(url, str):
         raise events.WebhookError(_l("Give the url to post events to."), code="invalid_url", field="url")
     tenant = current_tenant()
-    endpoint, secret = events.set_relying_party_endpoint(tenant, apikeys.current_key_id() or 0, url=url,
-                                                         event_types=RELYING_PARTY_EVENTS)
+    endpoint, secret = events.set_relying_party_endpoint(tenant, _key_id(), url=url,
+                                                         event_types=services.RELYING_PARTY_EVENTS)
     audit.record(tenant, "webhook.created" if secret else "webhook.updated", actor=apikeys.actor(),
                  target=endpoint.public_id, details={"url": endpoint.url, "relying_party": True})
     return jsonify(_relying_party_json(endpoint, secret)), 201 if secret else 200
@@ -299,7 +318,7 @@ def set_relying_party_webhook() -> tuple[Response, int]:
 
 @bp.delete("/relying-party-webhook")
 @operation(summary=f"Delete {WEBHOOK_SUMMARY}, and its delivery log", tags=["Powers of attorney"], security=READ,
-           responses={204: {"description": "Deleted"}, **ERRORS})
+           responses={204: {"description": "Deleted"}, **WEBHOOK_ERRORS})
 @apikeys.requires("delegation:read")
 def delete_relying_party_webhook() -> tuple[str, int]:
     endpoint = _relying_party_endpoint()

@@ -282,7 +282,7 @@ def for_party(public_id: str) -> tuple[PowerState, dict[str, Any]]:
 def for_parties(public_ids: list[str]) -> list[tuple[PowerState, dict[str, Any]]]:
     """:func:`for_party` for many, in the order given (unknown ids left out): one query for
     the states, and for the contents not kept yet one for the powers and one for their agents."""
-    if len(public_ids) == 1:
+    if len(public_ids) == 1:  # a fetch: "=" (an IN list is expanded into the SQL at each call)
         found = _STATE_OF_ONE.rows(public_id=public_ids[0])
     else:
         found = _STATES_OF_MANY.rows(public_ids=public_ids)
@@ -701,6 +701,9 @@ def receipt(tenant: Tenant, power: PowerOfAttorney | PowerState, *, at: datetime
                                          records.canonical(claims), key)
 
 
+# What a relying party's own webhook hears of the powers its key fetched.
+RELYING_PARTY_EVENTS = ("delegation.power.suspended", "delegation.power.resumed", "delegation.power.revoked",
+                        "delegation.power.expired")
 _PENDING_FETCHES = "kakehashi.pending_fetches"
 
 

@@ -28,7 +28,7 @@ ENDPOINT = openapi.schema("WebhookEndpoint", {
                    "enabled": {"type": "boolean"}, "created_at": {"type": "string", "format": "date-time"},
                    "secret": {"type": "string", "description": "Only when created: shown once"}}})
 DELIVERY = openapi.schema("WebhookDelivery", {
-    "type": "object", "required": ["id", "event", "type", "status", "attempts"],
+    "type": "object", "required": ["event", "type", "status", "attempts"],
     "properties": {"id": {"type": "integer"}, "event": {"type": "string"}, "type": {"type": "string"},
                    "status": {"type": "string", "enum": ["pending", "succeeded", "dead"]},
                    "attempts": {"type": "integer"}, "last_status_code": {"type": ["integer", "null"]},
@@ -147,12 +147,14 @@ def deliveries(endpoint_id: str) -> Response:
     return jsonify(data=[delivery_json(*row) for row in services.recent_deliveries(endpoint, limit=100)])
 
 
-def delivery_json(delivery: Delivery, event_id: str, event_type: str) -> dict[str, Any]:
-    """A delivery as the APIs show it (:data:`DELIVERY`)."""
+def delivery_json(delivery: Delivery, event_id: str, event_type: str, *, with_id: bool = True) -> dict[str, Any]:
+    """A delivery as the APIs show it (:data:`DELIVERY`); a relying party's view leaves out
+    the platform's own id."""
     def when(value: Any) -> str | None:
         return value.isoformat() if value else None
 
-    return {"id": delivery.id, "event": event_id, "type": event_type, "status": delivery.status.value,
+    shown = {"id": delivery.id} if with_id else {}
+    return shown | {"event": event_id, "type": event_type, "status": delivery.status.value,
             "attempts": delivery.attempts, "last_status_code": delivery.last_status_code,
             "last_error": delivery.last_error,
             "next_attempt_at": when(delivery.next_attempt_at) if delivery.status.value == "pending" else None,

@@ -45,7 +45,7 @@ from saas import clock, db, jobs
 from saas.db import all_tenants
 from saas.events import signatures, ssf
 from saas.events.models import Delivery, DeliveryAttempt, DeliveryStatus, Event, WebhookEndpoint
-from saas.events.services import signing_secrets, subscribes
+from saas.events.services import relying_party_view, signing_secrets, subscribes
 from saas.tenants.models import ApiKey, Tenant
 
 log = logging.getLogger("kakehashi.events")
@@ -78,11 +78,10 @@ def fan_out(limit: int = 2000) -> int:
         # only a disabled stream drops them (SSF 1.0 §8.1.2). A relying party's endpoint
         # comes with its key's public id while the key is live (a revoked or expired key's
         # endpoint hears nothing more).
-        key_live = (ApiKey.revoked_at.is_(None)) & (ApiKey.expires_at.is_(None) | (ApiKey.expires_at > now))
         for endpoint, key in db.session.execute(
                 select(WebhookEndpoint, ApiKey.public_id).outerjoin(ApiKey, and_(
                     ApiKey.id == WebhookEndpoint.relying_party_key_id, ApiKey.tenant_id == WebhookEndpoint.tenant_id,
-                    key_live))
+                    live_key(now)))
                 .where(or_(WebhookEndpoint.status_reason.is_(None), WebhookEndpoint.status_reason != "disabled"),
                        WebhookEndpoint.tenant_id.in_({tenant_id for _, tenant_id, _, _ in fresh}))):
             endpoints.setdefault(endpoint.tenant_id, []).append((endpoint, key))
@@ -101,12 +100,18 @@ def fan_out(limit: int = 2000) -> int:
     return len(fresh)
 
 
+def live_key(now: datetime) -> Any:
+    """The criterion of an API key neither revoked nor expired at ``now``: a relying
+    party's endpoint hears nothing once its key is not."""
+    return ApiKey.revoked_at.is_(None) & (ApiKey.expires_at.is_(None) | (ApiKey.expires_at > now))
+
+
 def _fetchers(event_ids: list[int]) -> dict[int, set[str]]:
     """The API keys each event names as having fetched its subject (``data.fetched_by``):
     the relying parties whose own endpoints hear of it."""
     if not event_ids:
         return {}
-    return {event_id: set(json.loads(payload).get("data", {}).get("fetched_by") or ())
+    return {event_id: set((json.loads(payload).get("data") or {}).get("fetched_by") or ())
             for event_id, payload in db.session.execute(select(Event.id, Event.payload)
                                                         .where(Event.id.in_(event_ids)))}
 
@@ -126,6 +131,9 @@ def claim(limit: int = 1000) -> tuple[str, list[int]]:
            .where(Delivery.status == DeliveryStatus.PENDING, Delivery.next_attempt_at <= now,
                   or_(Delivery.leased_until.is_(None), Delivery.leased_until < now),
                   WebhookEndpoint.enabled.is_(True), WebhookEndpoint.delivery == "push",
+                  or_(WebhookEndpoint.relying_party_key_id.is_(None), exists().where(
+                      ApiKey.id == WebhookEndpoint.relying_party_key_id, ApiKey.tenant_id == WebhookEndpoint.tenant_id,
+                      live_key(now))),
                   ~exists().where(earlier.endpoint_id == Delivery.endpoint_id,
                                   earlier.subject == Delivery.subject,
                                   earlier.status == DeliveryStatus.PENDING, earlier.event_id < Delivery.event_id))
@@ -231,7 +239,8 @@ def _prepare(token: str, ids: list[int], now: datetime) -> list[Outgoing]:
                 continue
             if endpoint.id not in secrets_of:
                 secrets_of[endpoint.id] = signing_secrets(tenant, endpoint, now)
-            body = event.payload.encode()
+            body = (relying_party_view(event.payload) if endpoint.relying_party_key_id is not None
+                    else event.payload.encode())
             prepared.append(Outgoing(delivery.id, delivery.tenant_id, endpoint.url, body, {
                 "Content-Type": "application/json; charset=utf-8",
                 "User-Agent": USER_AGENT,

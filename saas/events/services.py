@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from saas import clock, db
 from saas.errors import NotFound, ServiceError
@@ -145,24 +146,29 @@ def _new_secret() -> str:
 
 
 def create_endpoint(tenant: Tenant, *, url: str, event_types: Iterable[str],
-                    description: str = "") -> tuple[WebhookEndpoint, str]:
-    """Register an endpoint; returns it and its signing secret (shown this once)."""
-    endpoint = new_endpoint(tenant, url=validate_url(url), event_types=event_types, description=description)
+                    description: str = "", relying_party_key_id: int | None = None) -> tuple[WebhookEndpoint, str]:
+    """Register an endpoint; returns it and its signing secret (shown this once). With
+    ``relying_party_key_id``, the endpoint of the relying party holding that API key (see
+    :func:`set_relying_party_endpoint`)."""
+    endpoint = new_endpoint(tenant, url=validate_url(url), event_types=event_types, description=description,
+                            relying_party_key_id=relying_party_key_id)
     secret = _new_secret()
     endpoint.sealed_secret = seal(secret.encode(), _context(tenant, endpoint))
     db.session.flush()
     return endpoint, secret
 
 
-def new_endpoint(tenant: Tenant, *, url: str, event_types: Iterable[str], description: str) -> WebhookEndpoint:
+def new_endpoint(tenant: Tenant, *, url: str, event_types: Iterable[str], description: str,
+                 relying_party_key_id: int | None = None) -> WebhookEndpoint:
     """An endpoint row within the organisation's allowance, without a signing secret (a
     Shared Signals stream signs its tokens with the tenant's key instead). Relying
     parties' own endpoints (one per key) do not count towards it."""
-    count = db.session.scalar(select(func.count()).select_from(WebhookEndpoint)
-                              .where(WebhookEndpoint.relying_party_key_id.is_(None))) or 0
-    if count >= MAX_ENDPOINTS:
-        raise WebhookError(_l("An organisation can have at most %(count)d webhook endpoints.", count=MAX_ENDPOINTS),
-                           code="too_many_endpoints", status=409)
+    if relying_party_key_id is None:
+        count = db.session.scalar(select(func.count()).select_from(WebhookEndpoint)
+                                  .where(WebhookEndpoint.relying_party_key_id.is_(None))) or 0
+        if count >= MAX_ENDPOINTS:
+            raise WebhookError(_l("An organisation can have at most %(count)d webhook endpoints.",
+                                  count=MAX_ENDPOINTS), code="too_many_endpoints", status=409)
     description = (description or "").strip()
     if len(description) > 200:
         raise WebhookError(_l("The description is at most 200 characters."), code="invalid_description",
@@ -170,7 +176,8 @@ def new_endpoint(tenant: Tenant, *, url: str, event_types: Iterable[str], descri
     now = clock.now()
     endpoint = WebhookEndpoint(tenant_id=tenant.id, url=url, description=description,
                                event_types=json.dumps(validate_types(event_types)), enabled=True,
-                               created_at=now, updated_at=now, public_id=new_id(WebhookEndpoint.__id_prefix__))
+                               relying_party_key_id=relying_party_key_id, created_at=now, updated_at=now,
+                               public_id=new_id(WebhookEndpoint.__id_prefix__))
     db.session.add(endpoint)
     db.session.flush()
     return endpoint
@@ -232,21 +239,26 @@ def set_relying_party_endpoint(tenant: Tenant, key_id: int, *, url: str,
     and, when new, its signing secret (shown this once)."""
     url = validate_url(url)
     endpoint = relying_party_endpoint(key_id)
-    if endpoint is not None:
-        endpoint.url, endpoint.updated_at = url, clock.now()
-        endpoint.event_types = json.dumps(validate_types(event_types))
-        db.session.flush()
-        return endpoint, None
-    now = clock.now()
-    endpoint = WebhookEndpoint(tenant_id=tenant.id, url=url, description="", relying_party_key_id=key_id,
-                               event_types=json.dumps(validate_types(event_types)), enabled=True,
-                               created_at=now, updated_at=now, public_id=new_id(WebhookEndpoint.__id_prefix__))
-    db.session.add(endpoint)
+    if endpoint is None:
+        try:
+            with db.session.begin_nested():  # two first registrations at once: one row wins
+                return create_endpoint(tenant, url=url, event_types=event_types, relying_party_key_id=key_id)
+        except IntegrityError:
+            endpoint = relying_party_endpoint(key_id)
+            assert endpoint is not None
+    endpoint.url, endpoint.updated_at = url, clock.now()
+    endpoint.event_types = json.dumps(validate_types(event_types))
     db.session.flush()
-    secret = _new_secret()
-    endpoint.sealed_secret = seal(secret.encode(), _context(tenant, endpoint))
-    db.session.flush()
-    return endpoint, secret
+    return endpoint, None
+
+
+def relying_party_view(payload: str) -> bytes:
+    """An event's body as a relying party's own endpoint receives it: without the list of
+    the other parties that fetched its subject."""
+    event = json.loads(payload)
+    if isinstance(event.get("data"), dict):
+        event["data"].pop("fetched_by", None)
+    return _dumps(event).encode()
 
 
 def relying_party_names(endpoints: Iterable[WebhookEndpoint]) -> dict[int, str]:
@@ -261,8 +273,9 @@ def relying_party_names(endpoints: Iterable[WebhookEndpoint]) -> dict[int, str]:
 
 def recent_deliveries(endpoint: WebhookEndpoint, limit: int = 20) -> list[tuple[Delivery, str, str]]:
     """The endpoint's latest deliveries, newest first, with their event's id and type."""
-    return [(delivery, public_id, type) for delivery, public_id, type in db.session.execute(
-        select(Delivery, Event.public_id, Event.type).join(Event, Event.id == Delivery.event_id)
+    return [(delivery, event_id, event_type) for delivery, event_id, event_type in db.session.execute(
+        select(Delivery, Event.public_id, Event.type)
+        .join(Event, (Event.id == Delivery.event_id) & (Event.tenant_id == Delivery.tenant_id))
         .where(Delivery.endpoint_id == endpoint.id).order_by(Delivery.id.desc()).limit(limit))]
 
 
