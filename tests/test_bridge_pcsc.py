@@ -563,6 +563,7 @@ def test_a_power_of_attorney_is_signed_presented_revoked_and_proven(oidc_stack: 
     page.goto(binding_url)
     _approve_with_card(page, agent_card)
     page.wait_for_url(f"{service}/t/demo/powers/{power_id}/bound", timeout=30_000)
+    _agent_window_closed(page)  # the agent is still in the binding's window for a moment: not ready for a login
 
     rp_page = _rp_login(browser, oidc_stack, "#login-powers")
     _logged_in(rp_page, oidc_stack)
