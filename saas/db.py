@@ -189,15 +189,24 @@ class TenantRead:
         """The rows, for the session's tenant, with ``params`` bound. On the request's
         connection when it holds one already, or when the request is ``writing`` anyway
         (one checkout, its own transaction); else on a connection of its own in autocommit
-        (no BEGIN or COMMIT round trip), which sees what is committed and leaves the
-        request's transaction to what it writes."""
+        (:func:`read_now`), which sees what is committed and leaves the request's
+        transaction to what it writes."""
         if _TENANT_PARAM in params:
             raise ValueError(f"{_TENANT_PARAM} is the tenant's parameter")
         params[_TENANT_PARAM] = _bound_tenant(self.table, "TenantRead")
-        if writing or session().info.get(_CONNECTED):
-            return list(session.connection().execute(self.statement, params))
-        with get_database().engine.connect() as connection:
-            return list(connection.execution_options(isolation_level="AUTOCOMMIT").execute(self.statement, params))
+        return read_now(self.statement, params, writing=writing)
+
+
+def read_now(statement: Any, params: dict[str, Any] | None = None, *, writing: bool = False) -> list[Any]:
+    """The rows of a read-only Core ``statement`` as committed now: on the request's
+    connection when it holds one already, or when the request is ``writing`` anyway (one
+    checkout, its own transaction); else on a connection of its own in autocommit (no
+    BEGIN or COMMIT round trip). No tenant criterion is added: tenant-scoped tables go
+    through :class:`TenantRead`."""
+    if writing or session().info.get(_CONNECTED):
+        return list(session.connection().execute(statement, params))
+    with get_database().engine.connect() as connection:
+        return list(connection.execution_options(isolation_level="AUTOCOMMIT").execute(statement, params))
 
 
 def _bound_tenant(table: Table, what: str) -> int:

@@ -67,7 +67,7 @@ def _scope_error(error: scope.ScopeError) -> PowerError:
 def commercial_register(tenant: Tenant) -> CommercialRegister | None:
     """Where the representative's status is confirmed: the sandbox's stand-in, or (live)
     the configured source; None sends every power through the operator's paper review."""
-    if tenants.mode_now(tenant) is TenantMode.SANDBOX:
+    if tenants.mode_now(tenant, writing=True) is TenantMode.SANDBOX:  # a signing: it writes next
         return SandboxRegister()
     factory = current_app.config.get("DELEGATION_REGISTER")
     return factory() if callable(factory) else None
@@ -75,7 +75,7 @@ def commercial_register(tenant: Tenant) -> CommercialRegister | None:
 
 def timestamp_authority(tenant: Tenant) -> timestamps.TimestampAuthority:
     """Sandbox: the sandbox TSA; live: the TSA at ``TSA_URL``."""
-    if tenants.mode_now(tenant) is TenantMode.SANDBOX:
+    if tenants.mode_now(tenant, writing=True) is TenantMode.SANDBOX:  # a signing: it writes next
         from saas.sandbox.tsa import SandboxTimestampAuthorityService
 
         return SandboxTimestampAuthorityService()

@@ -35,7 +35,7 @@ class CardLogin:
 
 
 def trust_stores(tenant: Tenant) -> TrustStores:
-    if mode_now(tenant) is TenantMode.LIVE:
+    if mode_now(tenant, writing=True) is TenantMode.LIVE:  # a login: it writes next
         return live_stores()
     from saas.sandbox import services as sandbox
 

@@ -84,7 +84,8 @@ class OIDCClient(HasPublicId, TenantScoped, Base):
         from saas.tenants.models import TenantMode
         from saas.tenants.services import mode_now
 
-        return mode_now(current_tenant()) is TenantMode.SANDBOX and secret_matches(self, client_secret)
+        return (mode_now(current_tenant(), writing=True) is TenantMode.SANDBOX  # tokens are written next
+                and secret_matches(self, client_secret))
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         return method == self.auth_method.value

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from saas import db, rowcache
 from saas.errors import NotFound, ServiceError
@@ -88,7 +88,11 @@ def find_by_slug(slug: str) -> Tenant | None:
     return tenant
 
 
-def mode_now(tenant: Tenant) -> TenantMode:
+_TENANTS = Tenant.__table__
+_MODE_OF = select(_TENANTS.c.mode).where(_TENANTS.c.id == bindparam("tenant_id"))
+
+
+def mode_now(tenant: Tenant, *, writing: bool = False) -> TenantMode:
     """The tenant's mode as the database has it this moment, for every decision that lets
     something of the sandbox through (a test card or CA, a ``kk_test_`` key, a client
     secret, the sandbox register and TSA): another server's copy of the tenant may still
@@ -96,9 +100,12 @@ def mode_now(tenant: Tenant) -> TenantMode:
     so only a sandbox copy is read again, in one narrow statement."""
     if tenant.mode is TenantMode.LIVE:
         return TenantMode.LIVE
-    table = Tenant.__table__  # not tenant-scoped: a plain statement, no ORM work
-    found = db.session.connection().execute(select(table.c.mode).where(table.c.id == tenant.id)).scalar()
-    return TenantMode(found) if found is not None else tenant.mode
+    # Not tenant-scoped: a plain statement, no ORM work; in autocommit unless the request
+    # holds a connection already or is ``writing`` anyway (a login, a signature): a relying
+    # party's sandbox fetch begins no transaction, a login takes one connection.
+    found = db.read_now(_MODE_OF, {"tenant_id": tenant.id}, writing=writing)
+    return TenantMode(found[0].mode) if found else tenant.mode
+
 
 
 rowcache.forget_on_change(_BY_SLUG, Tenant)
