@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,7 @@ class Batched:
         self._lines: dict[int, tuple[Flask, list[Any]]] = {}  # per app (its database)
         self._lock = threading.Lock()
         self._pid: int | None = None  # the process whose thread flushes
+        self._forgotten: weakref.WeakSet[Flask] = weakref.WeakSet()  # apps whose database went away
         _ALL.append(self)
 
     def add(self, app: Flask, line: Any) -> None:
@@ -66,9 +68,11 @@ class Batched:
                 with db.get_database(owner).engine.begin() as connection:
                     self._write(connection, lines)
             except Exception as error:
-                failure = error
                 with self._lock:
+                    if owner in self._forgotten:
+                        continue  # forgotten while this batch was being written: its database is gone
                     self._lines.setdefault(id(owner), (owner, []))[1][:0] = lines[-MAX_WAITING:]
+                failure = error
                 continue
             written += len(lines)
         if failure is not None:
@@ -76,13 +80,16 @@ class Batched:
         return written
 
     def forget(self, app: Flask) -> None:
-        """Drop an app's waiting lines (its database is going away)."""
+        """Drop an app's waiting lines, and any batch of it being written meanwhile that
+        fails (its database is going away)."""
         with self._lock:
             self._lines.pop(id(app), None)
+            self._forgotten.add(app)
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
         self._lines = {}
+        self._forgotten = weakref.WeakSet()
         self._pid = None
 
 

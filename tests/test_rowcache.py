@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -217,3 +218,15 @@ def test_a_client_is_kept_per_process_and_a_change_here_shows_at_once(app: Flask
                                   jwks=found.jwks)
         db.session.commit()
     assert seen_uris()[0] == ["https://rp.example/c"]
+
+
+def test_a_batch_whose_app_was_forgotten_while_it_was_written_is_dropped(app: Flask) -> None:
+    def write(_connection: Any, _lines: list[Any]) -> None:
+        kind.forget(app)  # the app's database is dropped while its batch is being written
+        raise RuntimeError("the database is gone")
+
+    kind = batches.Batched("forgotten lines", write)
+    kind._pid = os.getpid()  # no writer thread: this test flushes by hand
+    kind.add(app, {"line": 1})
+    assert kind.flush() == 0  # no error, and nothing left to retry against a database that is gone
+    assert kind.flush() == 0
