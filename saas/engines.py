@@ -40,10 +40,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
                 connection.exec_driver_sql("BEGIN")
 
         return engine
-    if "pool_pre_ping" in kwargs:
-        return create_engine(url, **kwargs)
     engine = create_engine(url, **kwargs)
-    ping_idle_connections(engine, PING_AFTER_IDLE_SECONDS)
+    if "pool_pre_ping" not in kwargs:
+        ping_idle_connections(engine, PING_AFTER_IDLE_SECONDS)
     return engine
 
 

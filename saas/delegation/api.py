@@ -9,7 +9,6 @@ send them for signature, and suspend or revoke them.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -242,7 +241,8 @@ def batch() -> Response:
 RELYING_PARTY_WEBHOOK = openapi.schema("RelyingPartyWebhook", {
     "type": "object", "required": ["id", "url", "event_types", "created_at"],
     "properties": {"id": {"type": "string", "examples": ["whk_01jdx4q6m8v9z3k2c7b5n1r0yt"]},
-                   "url": {"type": "string"}, "event_types": {"type": "array", "items": {"type": "string"}},
+                   "url": {"type": "string"}, "description": {"type": "string"},
+                   "event_types": {"type": "array", "items": {"type": "string"}},
                    "created_at": {"type": "string", "format": "date-time"},
                    "secret": {"type": "string", "description": "Only when registered: shown once (HMAC-SHA256 "
                                                                 "over the timestamp and body, as every webhook)"},
@@ -277,14 +277,6 @@ def _relying_party_endpoint() -> WebhookEndpoint:
     return endpoint
 
 
-def _relying_party_json(endpoint: WebhookEndpoint, secret: str | None = None) -> dict[str, Any]:
-    body = {"id": endpoint.public_id, "url": endpoint.url, "event_types": json.loads(endpoint.event_types),
-            "enabled": endpoint.enabled, "created_at": endpoint.created_at.isoformat()}
-    if secret:
-        body["secret"] = secret
-    return body
-
-
 @bp.get("/relying-party-webhook")
 @operation(summary=f"Show {WEBHOOK_SUMMARY}, with its newest deliveries", tags=["Powers of attorney"],
            description=WEBHOOK_DESCRIPTION, security=READ,
@@ -292,7 +284,7 @@ def _relying_party_json(endpoint: WebhookEndpoint, secret: str | None = None) ->
 @apikeys.requires("delegation:read")
 def relying_party_webhook() -> Response:
     endpoint = _relying_party_endpoint()
-    return jsonify(_relying_party_json(endpoint) | {"deliveries": [
+    return jsonify(events_api.endpoint_json(endpoint) | {"deliveries": [
         events_api.delivery_json(*row, with_id=False) for row in events.recent_deliveries(endpoint)]})
 
 
@@ -313,7 +305,7 @@ def set_relying_party_webhook() -> tuple[Response, int]:
                                                          event_types=services.RELYING_PARTY_EVENTS)
     audit.record(tenant, "webhook.created" if secret else "webhook.updated", actor=apikeys.actor(),
                  target=endpoint.public_id, details={"url": endpoint.url, "relying_party": True})
-    return jsonify(_relying_party_json(endpoint, secret)), 201 if secret else 200
+    return jsonify(events_api.endpoint_json(endpoint, secret)), 201 if secret else 200
 
 
 @bp.delete("/relying-party-webhook")

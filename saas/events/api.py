@@ -45,7 +45,8 @@ ERRORS = {401: json_response("No valid API key for this organisation", openapi.E
           404: json_response("No such endpoint", openapi.ERROR)}
 
 
-def _endpoint(endpoint: WebhookEndpoint, secret: str | None = None) -> dict[str, Any]:
+def endpoint_json(endpoint: WebhookEndpoint, secret: str | None = None) -> dict[str, Any]:
+    """An endpoint as the APIs show it (:data:`ENDPOINT`), with its secret when just made."""
     body = {"id": endpoint.public_id, "url": endpoint.url, "description": endpoint.description,
             "event_types": json.loads(endpoint.event_types), "enabled": endpoint.enabled,
             "created_at": endpoint.created_at.isoformat()}
@@ -65,7 +66,7 @@ def _actor() -> str:
 @apikeys.requires("webhooks:read")
 def list_endpoints() -> Response:
     endpoints = services.list_endpoints()
-    return jsonify(data=[_endpoint(e) for e in endpoints])
+    return jsonify(data=[endpoint_json(e) for e in endpoints])
 
 
 @bp.post("/webhooks")
@@ -84,7 +85,7 @@ def create_endpoint() -> tuple[Response, int]:
                                                 description=str(body.get("description", "")))
     audit.record(current_tenant(), "webhook.created", actor=_actor(), target=endpoint.public_id,
                  details={"url": endpoint.url, "event_types": json.loads(endpoint.event_types)})
-    return jsonify(_endpoint(endpoint, secret)), 201
+    return jsonify(endpoint_json(endpoint, secret)), 201
 
 
 @bp.get("/webhooks/<endpoint_id>")
@@ -92,7 +93,7 @@ def create_endpoint() -> tuple[Response, int]:
            responses={200: json_response("The endpoint", ENDPOINT), **ERRORS})
 @apikeys.requires("webhooks:read")
 def get_endpoint(endpoint_id: str) -> Response:
-    return jsonify(_endpoint(services.get_endpoint(endpoint_id)))
+    return jsonify(endpoint_json(services.get_endpoint(endpoint_id)))
 
 
 @bp.patch("/webhooks/<endpoint_id>")
@@ -110,7 +111,7 @@ def update_endpoint(endpoint_id: str) -> Response:
                              description=body.get("description"), enabled=enabled)
     audit.record(current_tenant(), "webhook.updated", actor=_actor(), target=endpoint.public_id,
                  details={k: body[k] for k in ("url", "event_types", "description", "enabled") if k in body})
-    return jsonify(_endpoint(endpoint))
+    return jsonify(endpoint_json(endpoint))
 
 
 @bp.delete("/webhooks/<endpoint_id>")

@@ -81,7 +81,7 @@ def fan_out(limit: int = 2000) -> int:
         for endpoint, key in db.session.execute(
                 select(WebhookEndpoint, ApiKey.public_id).outerjoin(ApiKey, and_(
                     ApiKey.id == WebhookEndpoint.relying_party_key_id, ApiKey.tenant_id == WebhookEndpoint.tenant_id,
-                    live_key(now)))
+                    ApiKey.live_at(now)))
                 .where(or_(WebhookEndpoint.status_reason.is_(None), WebhookEndpoint.status_reason != "disabled"),
                        WebhookEndpoint.tenant_id.in_({tenant_id for _, tenant_id, _, _ in fresh}))):
             endpoints.setdefault(endpoint.tenant_id, []).append((endpoint, key))
@@ -98,12 +98,6 @@ def fan_out(limit: int = 2000) -> int:
         db.session.execute(update(Event).where(Event.id.in_([row[0] for row in fresh]))
                            .values(dispatched_at=now).execution_options(synchronize_session=False))
     return len(fresh)
-
-
-def live_key(now: datetime) -> Any:
-    """The criterion of an API key neither revoked nor expired at ``now``: a relying
-    party's endpoint hears nothing once its key is not."""
-    return ApiKey.revoked_at.is_(None) & (ApiKey.expires_at.is_(None) | (ApiKey.expires_at > now))
 
 
 def _fetchers(event_ids: list[int]) -> dict[int, set[str]]:
@@ -133,7 +127,7 @@ def claim(limit: int = 1000) -> tuple[str, list[int]]:
                   WebhookEndpoint.enabled.is_(True), WebhookEndpoint.delivery == "push",
                   or_(WebhookEndpoint.relying_party_key_id.is_(None), exists().where(
                       ApiKey.id == WebhookEndpoint.relying_party_key_id, ApiKey.tenant_id == WebhookEndpoint.tenant_id,
-                      live_key(now))),
+                      ApiKey.live_at(now))),
                   ~exists().where(earlier.endpoint_id == Delivery.endpoint_id,
                                   earlier.subject == Delivery.subject,
                                   earlier.status == DeliveryStatus.PENDING, earlier.event_id < Delivery.event_id))

@@ -17,6 +17,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 from saas.db import Base, BigId, HasPublicId, TenantScoped, Timestamped
 
@@ -212,6 +213,11 @@ class ApiKey(HasPublicId, TenantScoped, Base):
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+
+    @classmethod
+    def live_at(cls, now: datetime) -> ColumnElement[bool]:
+        """The SQL criterion of a key neither revoked nor expired at ``now``."""
+        return cls.revoked_at.is_(None) & (cls.expires_at.is_(None) | (cls.expires_at > now))
 
 
 class ApiRequest(TenantScoped, Base):

@@ -107,7 +107,6 @@ def mode_now(tenant: Tenant, *, writing: bool = False) -> TenantMode:
     return TenantMode(found[0].mode) if found else tenant.mode
 
 
-
 rowcache.forget_on_change(_BY_SLUG, Tenant)
 
 
