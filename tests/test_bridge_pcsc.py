@@ -320,12 +320,28 @@ def _rp_login(browser: Any, stack: dict[str, Any], button: str = "#login", *, pa
     return page
 
 
+# States in which the login page asks the person to press again: on a loaded machine the
+# agent's window can open too long after the click for the browser to allow it, or the agent
+# can still be closing the previous operation.
+PRESS_AGAIN = {"popup-blocked", "busy", "card_in_use"}
+
+
 def _approve_with_card(page: Any, card: Any, *, password: str | None = None) -> None:
     """On the login page: start, then PIN (and signature password) in the agent's pop-up."""
-    page.wait_for_selector("#login-start")
-    with page.expect_popup() as opened:
-        page.click("#login-start")
-    popup = opened.value
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.wait_for_selector("#login-start:enabled")  # enabled once login.js listens to it
+    for attempt in range(2):
+        try:
+            with page.expect_popup(timeout=15_000) as opened:
+                page.click("#login-start")
+            popup = opened.value
+            break
+        except PlaywrightTimeout:
+            state = page.get_attribute("#login-status", "data-state", timeout=1_000)
+            if attempt or state not in PRESS_AGAIN:
+                raise AssertionError(f"no agent window ({state}); the page says: {page.inner_text('main')}") from None
+            page.wait_for_selector("#login-start:enabled")  # the page asks the person to try again
     popup.wait_for_selector("#pin")
     popup.fill("#pin", card.auth_pin)
     popup.click("button[value=approve]")

@@ -177,4 +177,6 @@
       show("error", error.detail);
     }
   });
+  // The button is disabled in the page until now: a click before this script ran was lost.
+  start.disabled = false;
 })();
