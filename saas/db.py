@@ -13,7 +13,7 @@ Tenant isolation is structural (STYLE.md rule 4). A session is bound to one tena
   so are the legacy ``bulk_*`` session methods, which skip every hook;
 - a Core statement (``Widget.__table__``) on a scoped table is refused: only ORM
   entities get the criteria; the few hot paths that skip the ORM go through
-  :class:`TenantRead`, :func:`insert_row` and :func:`update_rows`, which add the same
+  :class:`TenantRead`, :func:`insert_row` and :class:`TenantUpdate`, which add the same
   tenant criterion and checks themselves;
 - rows of one tenant that point at each other use composite foreign keys
   ``(tenant_id, x_id) → (tenant_id, id)`` (:func:`tenant_foreign_key`), so even raw SQL
@@ -43,7 +43,6 @@ from sqlalchemy import (
     UniqueConstraint,
     bindparam,
     event,
-    insert,
     inspect,
     select,
     update,
@@ -172,12 +171,13 @@ class TenantRead:
     """A Core SELECT of a tenant-scoped ``table``, built and checked once (at module level
     on hot paths: no statement to build and no cache key to compute per call) and run with
     :meth:`rows`. The tenant criterion is added here, as in :func:`insert_row` and
-    :func:`update_rows`: a session without a tenant, a statement reaching another
+    :class:`TenantUpdate`: a session without a tenant, a statement reaching another
     tenant-scoped table, or a parameter named like the tenant's is refused."""
 
     __slots__ = ("table", "statement")
 
     def __init__(self, table: Table, *columns: Any, where: Any) -> None:
+        _has_tenant_column(table)
         _reaching_only(table, *columns, where)
         if any(isinstance(element, BindParameter) and element.key == _TENANT_PARAM
                for element in visitors.iterate(where)):
@@ -218,6 +218,11 @@ def _bound_tenant(table: Table, what: str) -> int:
     return int(scope)
 
 
+def _has_tenant_column(table: Table) -> None:
+    if "tenant_id" not in table.c:
+        raise TypeError(f"{table.name} is not tenant-scoped: use the ORM")
+
+
 def _reaching_only(table: Table, *clauses: Any) -> None:
     reached = {element.name for clause in clauses for element in visitors.iterate(clause)
                if isinstance(element, Table)}
@@ -227,35 +232,59 @@ def _reaching_only(table: Table, *clauses: Any) -> None:
         raise CrossTenantAccess(f"a statement on {table.name} alone may not reach {sorted(others)}")
 
 
+_INSERTS: dict[tuple[Table, tuple[Any, ...]], Any] = {}
+
+
 def insert_row(table: Table, values: dict[str, Any], *, returning: tuple[Any, ...] = ()) -> Any:
     """INSERT one row of a tenant-scoped ``table`` in the request's transaction as one Core
     statement (no unit of work: the hottest writes, such as a token exchange's). The row
     takes the session's tenant; a row naming another tenant is refused. Returns the
-    ``returning`` row, if asked. The session's identity map does not learn of the row."""
+    ``returning`` row, if asked. The session's identity map does not learn of the row.
+
+    The statement is built once per table and ``returning`` and takes the values as its
+    parameters: building ``insert().values(…)`` per call cost as much as running it."""
     tenant_id = _bound_tenant(table, "insert_row")
     if values.setdefault("tenant_id", tenant_id) != tenant_id:
         raise CrossTenantAccess(f"INSERT into {table.name} of a row for another tenant")
-    statement = insert(table).values(values)
-    if not returning:
-        session.connection().execute(statement)
-        return None
-    return session.connection().execute(statement.returning(*returning)).first()
+    statement = _INSERTS.get((table, returning))
+    if statement is None:
+        statement = table.insert().returning(*returning) if returning else table.insert()
+        _INSERTS[(table, returning)] = statement
+    result = session.connection().execute(statement, values)
+    return result.first() if returning else None
 
 
-def update_rows(table: Table, where: Any, values: dict[str, Any], *,
-                returning: tuple[Any, ...] = ()) -> list[Any]:
-    """UPDATE rows of a tenant-scoped ``table`` for the session's tenant only, as one Core
-    statement in the request's transaction; ``tenant_id`` never changes. Loaded ORM objects
-    of those rows are not refreshed: use it where none is loaded."""
-    tenant_id = _bound_tenant(table, "update_rows")
-    if "tenant_id" in values:
-        raise CrossTenantAccess("tenant_id cannot be changed by an UPDATE")
-    _reaching_only(table, where, *(value for value in values.values() if isinstance(value, ClauseElement)))
-    statement = update(table).where(table.c.tenant_id == tenant_id, where).values(values)
-    if returning:
-        return list(session.connection().execute(statement.returning(*returning)))
-    session.connection().execute(statement)
-    return []
+class TenantUpdate:
+    """A Core UPDATE of a tenant-scoped ``table``, built and checked once (like
+    :class:`TenantRead`) and run with :meth:`rows` in the request's transaction: the
+    tenant criterion is added, ``tenant_id`` is never set, and the statement may reach no
+    other tenant-scoped table. ``where`` and ``values`` take their per-call values from
+    bound parameters. Loaded ORM objects of those rows are not refreshed: use it where
+    none is loaded."""
+
+    __slots__ = ("table", "statement")
+
+    def __init__(self, table: Table, *, where: Any, values: dict[str, Any], returning: tuple[Any, ...] = ()) -> None:
+        if "tenant_id" in values:
+            raise CrossTenantAccess("tenant_id cannot be changed by an UPDATE")
+        _has_tenant_column(table)
+        _reaching_only(table, where, *(value for value in values.values() if isinstance(value, ClauseElement)))
+        if any(isinstance(element, BindParameter) and element.key == _TENANT_PARAM
+               for clause in (where, *values.values()) if isinstance(clause, ClauseElement)
+               for element in visitors.iterate(clause)):
+            raise ValueError(f"{_TENANT_PARAM} is the tenant's parameter")
+        self.table = table
+        statement = update(table).where(table.c.tenant_id == bindparam(_TENANT_PARAM), where).values(values)
+        self.statement = statement.returning(*returning) if returning else statement
+        self.statement.compile()  # a parameter named like a column fails here, not at its first use
+
+    def rows(self, **params: Any) -> list[Any]:
+        """Run it for the session's tenant with ``params`` bound: the ``returning`` rows."""
+        if _TENANT_PARAM in params:
+            raise ValueError(f"{_TENANT_PARAM} is the tenant's parameter")
+        params[_TENANT_PARAM] = _bound_tenant(self.table, "TenantUpdate")
+        result = session.connection().execute(self.statement, params)
+        return list(result) if result.returns_rows else []
 
 
 _CONNECTED = "kakehashi.connected"

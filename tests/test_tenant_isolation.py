@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from flask import Blueprint, abort, jsonify
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, mapped_column, selectinload
@@ -245,25 +245,32 @@ def test_core_statements_on_scoped_tables_are_refused(db_session: Any, world: di
 
 
 def test_the_core_write_paths_write_only_the_bound_tenants_rows(db_session: Any, world: dict[str, Any]) -> None:
-    """db.insert_row and db.update_rows skip the ORM for the hottest writes; they add the
+    """db.insert_row and db.TenantUpdate skip the ORM for the hottest writes; they add the
     same tenant criterion and checks the ORM hooks do."""
     table, parts = Widget.__table__, Part.__table__
+    rename = db.TenantUpdate(table, where=table.c.name == bindparam("old"), values={"name": bindparam("new")},
+                             returning=(table.c.id,))
     with pytest.raises(TenantScopeMissing):
         db.insert_row(table, {"name": "nobody's", "public_id": "wid_x"})
+    with pytest.raises(TenantScopeMissing):
+        rename.rows(old="shared", new="nobody's")
     with tenant_scope(db_session, world["a"]):
         made = db.insert_row(table, {"name": "core", "public_id": "wid_core"}, returning=(table.c.id, table.c.tenant_id))
         assert made.tenant_id == world["a"]
         with pytest.raises(CrossTenantAccess):
             db.insert_row(table, {"name": "theirs", "public_id": "wid_t", "tenant_id": world["b"]})
-        renamed = db.update_rows(table, table.c.name == "shared", {"name": "renamed"}, returning=(table.c.id,))
+        renamed = rename.rows(old="shared", new="renamed")
         assert [row.id for row in renamed] == [world["widget_a"]]  # not tenant b's namesake
-        with pytest.raises(CrossTenantAccess, match="tenant_id"):
-            db.update_rows(table, table.c.id == made.id, {"tenant_id": world["b"]})
-        with pytest.raises(CrossTenantAccess, match="test_parts"):
-            db.update_rows(table, table.c.id.in_(select(parts.c.widget_id)), {"name": "x"})
+        with pytest.raises(ValueError, match="kakehashi_tenant"):
+            rename.rows(old="shared", new="x", kakehashi_tenant=world["b"])
+    with pytest.raises(CrossTenantAccess, match="tenant_id"):
+        db.TenantUpdate(table, where=table.c.id == bindparam("id"), values={"tenant_id": world["b"]})
+    with pytest.raises(CrossTenantAccess, match="test_parts"):
+        db.TenantUpdate(table, where=table.c.id.in_(select(parts.c.widget_id)), values={"name": "x"})
+    with pytest.raises(ValueError, match="kakehashi_tenant"):
+        db.TenantUpdate(table, where=table.c.tenant_id == bindparam("kakehashi_tenant"), values={"name": "x"})
     with pytest.raises(TypeError):
-        with tenant_scope(db_session, world["a"]):
-            db.update_rows(Tenant.__table__, Tenant.__table__.c.id == world["a"], {"display_name": "x"})
+        db.TenantUpdate(Tenant.__table__, where=Tenant.__table__.c.id == world["a"], values={"display_name": "x"})
     with all_tenants(db_session):
         names = dict(db_session.execute(select(Widget.tenant_id, Widget.name).where(Widget.name != "core")).all())
     assert names == {world["a"]: "renamed", world["b"]: "shared"}

@@ -34,7 +34,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from joserfc import jwt
 from joserfc.errors import JoseError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm.attributes import set_committed_value
 
 from saas import clock, db, urls
@@ -277,11 +277,10 @@ def authorize() -> Response:
         db.session.flush()
         public_id = pushed.public_id
     else:
-        requests = AuthorizationRequest.__table__
-        public_id = db.insert_row(requests, {
+        public_id = db.insert_row(_REQUESTS, {
             "client_id": oauth_request.client.id, "params": json.dumps(params, ensure_ascii=False),
             "pushed": False, "status": RequestStatus.PENDING, "browser_hash": token_hash(browser_token()),
-            "created_at": now, "expires_at": now + REQUEST_LIFETIME}, returning=(requests.c.public_id,)).public_id
+            "created_at": now, "expires_at": now + REQUEST_LIFETIME}, returning=(_REQUESTS.c.public_id,)).public_id
     response = Response(status=302)
     response.headers["Location"] = f"{issuer()}/login/{public_id}"
     return response
@@ -336,11 +335,15 @@ def request_params(row: AuthorizationRequest) -> dict[str, str]:
     return params
 
 
+_REQUESTS = AuthorizationRequest.__table__
+_SET_CHALLENGE = db.TenantUpdate(_REQUESTS, where=_REQUESTS.c.id == bindparam("request"),
+                                 values={"challenge": bindparam("nonce")})
+
+
 def new_challenge(row: AuthorizationRequest) -> str:
     db.before_writes_elsewhere(db.session)  # the challenge store writes on its own connection
     challenge = login.issue_challenge()
-    requests = AuthorizationRequest.__table__
-    db.update_rows(requests, requests.c.id == row.id, {"challenge": challenge.nonce})
+    _SET_CHALLENGE.rows(request=row.id, nonce=challenge.nonce)
     set_committed_value(row, "challenge", challenge.nonce)  # written: the object knows, nothing to flush
     return challenge.nonce
 
@@ -483,15 +486,20 @@ def _consent_to_updates(row: AuthorizationRequest, attributes: list[str], at: da
     db.session.flush()
 
 
+_SESSIONS = LoginSession.__table__
+_END_SESSIONS = db.TenantUpdate(
+    _SESSIONS, where=(_SESSIONS.c.browser_hash == bindparam("browser")) & _SESSIONS.c.ended_at.is_(None),
+    values={"ended_at": bindparam("now")})
+
+
 def finish(row: AuthorizationRequest) -> dict[str, Any]:
     """A session for this browser and the code back to the client."""
     assert row.person_id is not None and row.sub is not None and row.auth_time is not None
     now = clock.now()
     browser = token_hash(request.cookies.get(BROWSER_COOKIE, ""))
-    sessions = LoginSession.__table__
-    db.update_rows(sessions, (sessions.c.browser_hash == browser) & sessions.c.ended_at.is_(None), {"ended_at": now})
+    _END_SESSIONS.rows(browser=browser, now=now)  # one session per browser
     sid = secrets.token_urlsafe(24)
-    db.insert_row(sessions, {"sid": sid, "browser_hash": browser, "person_id": row.person_id, "sub": row.sub,
+    db.insert_row(_SESSIONS, {"sid": sid, "browser_hash": browser, "person_id": row.person_id, "sub": row.sub,
                              "auth_time": row.auth_time, "created_at": now, "expires_at": now + SESSION_LIFETIME})
     params = request_params(row)
     user = EndUser(sub=row.sub, person_id=row.person_id, sid=sid, auth_time=row.auth_time,

@@ -276,15 +276,17 @@ class ClaimedCode:
 
 
 _CODES = AuthorizationCode.__table__
-_CLAIMED = tuple(_CODES.c[name] for name in ClaimedCode.__dataclass_fields__)
+# Found and claimed in one statement: of two exchanges of one code at once, one wins.
+_CLAIM = db.TenantUpdate(
+    _CODES, where=(_CODES.c.code_hash == bindparam("hash")) & (_CODES.c.client_id == bindparam("client"))
+    & _CODES.c.used_at.is_(None), values={"used_at": bindparam("now")},
+    returning=tuple(_CODES.c[name] for name in ClaimedCode.__dataclass_fields__))
 
 
 def claim_code(code: str, client: OIDCClient) -> ClaimedCode | None:
     """The unexpired code, claimed for this use; a second use revokes what the first granted."""
     now = clock.now()
-    # Found and claimed in one statement: of two exchanges of one code at once, one wins.
-    claimed = db.update_rows(_CODES, (_CODES.c.code_hash == token_hash(code)) & (_CODES.c.client_id == client.id)
-                             & _CODES.c.used_at.is_(None), {"used_at": now}, returning=_CLAIMED)
+    claimed = _CLAIM.rows(hash=token_hash(code), client=client.id, now=now)
     if claimed:
         row = ClaimedCode(**claimed[0]._mapping)
         return row if row.expires_at > now else None
