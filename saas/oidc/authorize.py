@@ -263,7 +263,7 @@ def authorize() -> Response:
         if user is not None:
             if pushed is not None:
                 pushed.browser_hash, pushed.status = token_hash(browser_token()), RequestStatus.COMPLETED
-            return server.create_authorization_response(oauth_request, grant_user=user, grant=grant)
+            return server.consented_response(grant, user)
     except OAuth2Error as error:
         if error.redirect_uri:
             error.state = params.get("state")
@@ -519,7 +519,7 @@ def finish(row: AuthorizationRequest) -> dict[str, Any]:
     try:
         with db.session.no_autoflush:
             grant = server.get_consent_grant(oauth_request, end_user=user)
-            response = server.create_authorization_response(oauth_request, grant_user=user, grant=grant)
+            response = server.consented_response(grant, user)
     except OAuth2Error as error:  # the client changed meanwhile (redirect URI or scope removed)
         row.status = RequestStatus.FAILED
         raise LoginError(error.description or error.error, code=error.error) from None

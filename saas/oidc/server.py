@@ -25,7 +25,7 @@ from typing import Any
 from authlib.common.urls import add_params_to_uri
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import OAuth2Request, TokenMixin, grants
-from authlib.oauth2.rfc6749.errors import InvalidClientError
+from authlib.oauth2.rfc6749.errors import InvalidClientError, OAuth2Error
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
@@ -530,6 +530,21 @@ class Provider(AuthorizationServer):
 
         self.register_grant(DeviceGrant, [DeviceOpenID()])
         self.register_endpoint(DeviceEndpoint)
+
+    def consented_response(self, grant: Any, user: EndUser) -> Any:
+        """Authlib's ``create_authorization_response`` for a ``grant`` that
+        ``get_consent_grant`` validated in this request: the same hooks and response
+        (the code, RFC 9207's ``iss``), without validating the request a second time."""
+        oauth_request = grant.request
+        self.execute_hook("before_create_authorization_response", oauth_request, grant_user=user, grant=grant)
+        try:
+            response = self.handle_response(*grant.create_authorization_response(grant.redirect_uri, user))
+        except OAuth2Error as error:
+            error.state = oauth_request.payload.state
+            response = self.handle_error_response(oauth_request, error)
+        grant.execute_hook("after_authorization_response", response)
+        self.execute_hook("after_create_authorization_response", response)
+        return response
 
     def create_oauth2_request(self, oauth_request: Any) -> OAuth2Request:
         if isinstance(oauth_request, OAuth2Request):
