@@ -138,7 +138,8 @@ def start_service(workers: int, threads: int, port: int, instance: Path,
     env = {**os.environ, "DATABASE_URL": f"{PG}/{database}", "REDIS_URL": REDIS, "SECRET_KEY": "b" * 48,
            "KEY_ENCRYPTION_KEY": base64.b64encode(b"k" * 32).decode(), "LOG_LEVEL": log_level,
            "KAKEHASHI_ENV": "development", "INSTANCE_PATH": str(instance),
-           "ROW_CACHE_SECONDS": "5"}  # as in production
+           "ROW_CACHE_SECONDS": "5",  # as in production
+           "PUBLIC_URL": f"http://127.0.0.1:{port}"}  # as in production: issuers are not built per request
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     process = subprocess.Popen(
         [gunicorn, "saas:create_app()", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),

@@ -20,6 +20,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -134,11 +135,14 @@ def _oauth_request(params: dict[str, str]) -> OAuth2Request:
     return oauth_request
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _clean(values: Any) -> dict[str, str]:
     """The parameters, without client credentials; control characters are refused here
     (no parameter of the protocol has one, and they must not reach a page or a URL)."""
     params = {key: value for key, value in values.items() if key not in CLIENT_AUTH_PARAMS}
-    if any(ord(ch) < 0x20 or ch == "\x7f" for item in params.items() for text in item for ch in text):
+    if any(_CONTROL.search(key) or _CONTROL.search(value) for key, value in params.items()):
         raise LoginError(_l("The authorization request has control characters in a parameter."),
                          code="invalid_request")
     return params
