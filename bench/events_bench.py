@@ -110,6 +110,59 @@ def receive(port: int, counter: Any) -> None:
     server.serve_forever()
 
 
+class CpuMeter:
+    """CPU seconds by part of the pipeline, from /proc: PostgreSQL, Redis, the receiver, the
+    relay and the workers (with their finished work horses and connections, through the
+    parents' cutime/cstime). Producers count their own. What each event costs, by part,
+    says where the cores go; the machine's speed drifts, CPU per event far less."""
+
+    PARTS = ("postgres", "redis", "receiver", "relay", "workers")
+
+    def __init__(self, receiver_pid: int | None) -> None:
+        self.receiver_pid = receiver_pid
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def _part(self, pid: str, comm: str) -> str | None:
+        if comm == "postgres":
+            return "postgres"
+        if comm.startswith("redis-server"):
+            return "redis"
+        if self.receiver_pid is not None and int(pid) == self.receiver_pid:
+            return "receiver"
+        if comm.startswith("python") or comm.startswith("rq:"):
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                return None
+            if b"relay" in command:
+                return "relay"
+            if b"worker" in command:
+                return "workers"
+        return None
+
+    def read(self) -> dict[str, float]:
+        used = dict.fromkeys(self.PARTS, 0.0)
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                head, tail = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)
+            except OSError:
+                continue  # gone meanwhile
+            part = self._part(pid, head.split("(", 1)[1])
+            if part is not None:
+                fields = tail.split()
+                used[part] += sum(int(fields[n]) for n in (11, 12, 13, 14)) / self.tick
+        return used
+
+    @staticmethod
+    def report(before: dict[str, float], after: dict[str, float], producers: float, events: int) -> str:
+        costs = {"producers": producers, **{part: after[part] - before[part] for part in before}}
+        total = sum(costs.values())
+        parts = ", ".join(f"{part} {1e6 * cpu / events:.0f}" for part, cpu in costs.items())
+        return f"             CPU per event (µs): {parts}; total {1e6 * total / events:.0f}"
+
+
 def config(instance: Path, prefix: str) -> dict[str, Any]:
     return {"DATABASE_URL": f"{PG}/{DATABASE}", "REDIS_URL": REDIS, "SECRET_KEY": "e" * 48,
             "KEY_ENCRYPTION_KEY": KEK, "INSTANCE_PATH": str(instance), "LOG_LEVEL": "WARNING",
@@ -127,24 +180,25 @@ def _produce(settings: dict[str, Any], count: int, start: float, out: Any) -> No
         db.bind_tenant(db.session, tenant.id)  # as a /t/<slug>/ request is
         while time.time() < start:
             time.sleep(0.001)
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         for n in range(count):
             services.emit(tenant, "oidc.session.ended", f"sub:{os.getpid()}-{n}", {"n": n})
             db.session.commit()
-        out.put(time.perf_counter() - began)
+        out.put((time.perf_counter() - began, time.process_time() - cpu))
 
 
-def produce(settings: dict[str, Any], producers: int, per: int) -> float:
-    """Seconds for ``producers`` processes to commit ``per`` events each."""
+def produce(settings: dict[str, Any], producers: int, per: int) -> tuple[float, float]:
+    """Seconds for ``producers`` processes to commit ``per`` events each, and the CPU
+    seconds they used."""
     out: Any = multiprocessing.Queue()
     start = time.time() + 1.5
     processes = [multiprocessing.Process(target=_produce, args=(settings, per, start, out)) for _ in range(producers)]
     for process in processes:
         process.start()
-    seconds = max(out.get(timeout=600) for _ in processes)
+    results = [out.get(timeout=600) for _ in processes]
     for process in processes:
         process.join()
-    return seconds
+    return max(seconds for seconds, _ in results), sum(cpu for _, cpu in results)
 
 
 def wait_for(receiver: Any, count: int) -> float:
@@ -268,6 +322,7 @@ def main() -> None:
     settings = config(instance, prefix)
     port = 18000 + secrets.randbelow(2000)
     receiver = NodeReceiver(port) if shutil.which("node") else PythonReceiver(port)
+    meter = CpuMeter(receiver.process.pid)
 
     app = create_app(settings)
     with app.app_context():
@@ -292,28 +347,32 @@ def main() -> None:
             dashboard(settings, args.audit_rows)
             return
         # 1. Committing alone: what the outbox costs a state change.
-        committed = total / produce(settings, args.producers, per)
-        print(f"  committed  {committed:8.0f} events/s   producers alone, one event per transaction")
+        before = meter.read()
+        seconds, producers_cpu = produce(settings, args.producers, per)
+        print(f"  committed  {total / seconds:8.0f} events/s   producers alone, one event per transaction")
+        print(meter.report(before, meter.read(), producers_cpu, total))
 
         # 2. Delivering alone: the backlog of phase 1 drained by the relay and the workers.
         helpers += [subprocess.Popen([*kakehashi, "worker", "--queue", "webhooks"], cwd=ROOT, env=env,
                                      stdout=subprocess.DEVNULL, stderr=(instance / f"worker{n}.log").open("w"),
                                      start_new_session=True) for n in range(args.workers)]
         time.sleep(3)  # the workers are up and waiting
-        began = time.time()
+        began, before = time.time(), meter.read()
         helpers.append(subprocess.Popen([*kakehashi, "events", "relay"], cwd=ROOT, env=env,
                                         stdout=subprocess.DEVNULL, stderr=(instance / "relay.log").open("w"),
                                         start_new_session=True))
         drained = wait_for(receiver, total)
         print(f"  delivered  {total / (drained - began):8.0f} events/s   backlog drained by the relay and "
               f"{args.workers} workers (from starting the relay)")
+        print(meter.report(before, meter.read(), 0.0, total))
 
         # 3. Both at once: first commit to last delivery.
-        began = time.time()
-        produced = produce(settings, args.producers, per)
+        began, before = time.time(), meter.read()
+        produced, producers_cpu = produce(settings, args.producers, per)
         finished = wait_for(receiver, 2 * total)
         print(f"  end to end {total / (finished - began):8.0f} events/s   producing ({total / produced:.0f}/s) "
               f"and delivering at once, first commit → last delivery   target ≥2,000/s")
+        print(meter.report(before, meter.read(), producers_cpu, total))
         for helper in helpers:
             os.killpg(helper.pid, signal.SIGTERM)
         dashboard(settings, args.audit_rows)

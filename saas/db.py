@@ -108,7 +108,9 @@ class TenantScoped:
 
     @declared_attr
     def tenant_id(cls) -> Mapped[int]:
-        return mapped_column(BigId, ForeignKey("tenants.id"), index=True)
+        # No index of its own: the unique (tenant_id, id) below serves tenant_id lookups,
+        # and a lone index could take the composite foreign keys' checks (migration 0016).
+        return mapped_column(BigId, ForeignKey("tenants.id"))
 
     @declared_attr.directive
     def __table_args__(cls) -> tuple[Any, ...]:
@@ -235,23 +237,44 @@ def _reaching_only(table: Table, *clauses: Any) -> None:
 _INSERTS: dict[tuple[Table, tuple[Any, ...]], Any] = {}
 
 
-def insert_row(table: Table, values: dict[str, Any], *, returning: tuple[Any, ...] = ()) -> Any:
-    """INSERT one row of a tenant-scoped ``table`` in the request's transaction as one Core
-    statement (no unit of work: the hottest writes, such as a token exchange's). The row
-    takes the session's tenant; a row naming another tenant is refused. Returns the
-    ``returning`` row, if asked. The session's identity map does not learn of the row.
-
-    The statement is built once per table and ``returning`` and takes the values as its
-    parameters: building ``insert().values(…)`` per call cost as much as running it."""
-    tenant_id = _bound_tenant(table, "insert_row")
-    if values.setdefault("tenant_id", tenant_id) != tenant_id:
-        raise CrossTenantAccess(f"INSERT into {table.name} of a row for another tenant")
+def _insert(table: Table, returning: tuple[Any, ...]) -> Any:
+    """The table's INSERT (with ``returning``), built once: building ``insert().values(…)``
+    per call cost as much as running it."""
     statement = _INSERTS.get((table, returning))
     if statement is None:
         statement = table.insert().returning(*returning) if returning else table.insert()
         _INSERTS[(table, returning)] = statement
-    result = session.connection().execute(statement, values)
+    return statement
+
+
+def insert_row(table: Table, values: dict[str, Any], *, returning: tuple[Any, ...] = ()) -> Any:
+    """INSERT one row of a tenant-scoped ``table`` in the request's transaction as one Core
+    statement (no unit of work: the hottest writes, such as a token exchange's). The row
+    takes the session's tenant; a row naming another tenant is refused. Returns the
+    ``returning`` row, if asked. The session's identity map does not learn of the row."""
+    tenant_id = _bound_tenant(table, "insert_row")
+    if values.setdefault("tenant_id", tenant_id) != tenant_id:
+        raise CrossTenantAccess(f"INSERT into {table.name} of a row for another tenant")
+    result = session.connection().execute(_insert(table, returning), values)
     return result.first() if returning else None
+
+
+def insert_rows(table: Table, rows: list[dict[str, Any]]) -> None:
+    """:func:`insert_row` for many rows at once (one executemany), also for platform code
+    under :func:`all_tenants`, where each row must name its tenant."""
+    if not rows:
+        return
+    if current_scope(session()) is ALL_TENANTS:
+        if table not in _SCOPED_TABLES:
+            raise TypeError(f"{table.name} is not tenant-scoped: use the ORM")
+        if any(row.get("tenant_id") is None for row in rows):
+            raise TenantScopeMissing(f"{table.name}: under all_tenants each row names its tenant")
+    else:
+        tenant_id = _bound_tenant(table, "insert_rows")
+        for row in rows:
+            if row.setdefault("tenant_id", tenant_id) != tenant_id:
+                raise CrossTenantAccess(f"INSERT into {table.name} of a row for another tenant")
+    session.connection().execute(_insert(table, ()), rows)
 
 
 class TenantUpdate:

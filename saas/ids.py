@@ -7,12 +7,14 @@ guessed. Internal integer keys never leave the service; these do.
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 
 from saas import clock
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET)
 _PREFIX = re.compile(r"^[a-z]{2,8}$")
 _BODY = re.compile(r"^[0-9a-hjkmnp-tv-z]{26}$")
 
@@ -23,11 +25,9 @@ def new_id(prefix: str) -> str:
         raise ValueError(f"id prefix must be 2-8 lower-case letters, got {prefix!r}")
     millis = int(clock.now().timestamp() * 1000)
     value = (millis << 80) | secrets.randbits(80)
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return f"{prefix}_{''.join(reversed(chars))}"
+    # 26 base32 digits are 130 bits: the value's 128 with two zero bits on top. Shifted
+    # to the top of 160 bits, base64's base32 (C) writes them as the first 26 of 32 digits.
+    return f"{prefix}_{base64.b32encode((value << 30).to_bytes(20, 'big'))[:26].decode().translate(_CROCKFORD)}"
 
 
 def is_id(value: str, prefix: str) -> bool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Callable
@@ -42,6 +43,12 @@ log = logging.getLogger("kakehashi.jobs")
 
 # Queues by kind of work (STYLE.md): a worker can be pointed at some kinds only.
 KINDS = ("default", "webhooks", "sweeps", "imports", "crl")
+# Kinds of many short jobs that a worker serving only them runs in its own process
+# (rq's SimpleWorker) rather than in a fork per job: a webhook batch posts in tens of
+# milliseconds, and a fork and a new database connection per job cost more than that
+# (bench/events_bench.py). A worker that serves any other kind forks, so a crashing or
+# leaking import cannot take it down.
+IN_PROCESS_KINDS = frozenset({"webhooks"})
 DEFAULT_TIMEOUT = 30 * 60
 
 
@@ -246,6 +253,7 @@ class RqRunner:
 
 
 _worker_app: Flask | None = None
+_worker_pid: int | None = None
 
 
 def run_rq_job(target: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -259,7 +267,7 @@ def run_rq_job(target: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> An
             rq_job.meta["progress"] = {"done": done, "total": total}
             rq_job.save_meta()
 
-    if _worker_app is not None:
+    if _worker_app is not None and os.getpid() != _worker_pid:
         # The work horse is a fork of the worker: never reuse the parent's connections.
         db.get_database(_worker_app).engine.dispose(close=False)
     return execute(target, args, kwargs, progress, app=_worker_app)
@@ -275,14 +283,14 @@ def init_app(app: Flask) -> None:
 
 def work(app: Flask, kinds: tuple[str, ...], burst: bool = False) -> bool:
     """Run an rq worker on the queues of ``kinds`` (``kakehashi worker``)."""
-    global _worker_app
-    from rq import Worker
+    global _worker_app, _worker_pid
+    from rq import SimpleWorker, Worker
 
     jobs_runner = runner(app)
     if not isinstance(jobs_runner, RqRunner):
         raise RuntimeError("REDIS_URL is not set: jobs run inside the web process, "
                            "no worker is needed")
-    _worker_app = app
-    worker = Worker([jobs_runner.queue(kind) for kind in kinds],
-                    connection=jobs_runner.connection)
+    _worker_app, _worker_pid = app, os.getpid()
+    kind_of_worker = SimpleWorker if set(kinds) <= IN_PROCESS_KINDS else Worker
+    worker = kind_of_worker([jobs_runner.queue(kind) for kind in kinds], connection=jobs_runner.connection)
     return worker.work(burst=burst, logging_level=app.config["LOG_LEVEL"])

@@ -328,6 +328,109 @@ def test_a_host_is_resolved_once_and_the_checked_address_is_the_one_connected(
     assert gone.error == "connection refused"  # the kind of failure, not the network's details
 
 
+class _Raw:
+    """A TCP server that answers each connection with ``handle`` (a bad receiver)."""
+
+    def __init__(self, handle: Callable[[socket.socket], None], wrap: Any = None) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.handle, self.wrap = handle, wrap
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                self.handle(self.wrap(connection) if self.wrap else connection)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _respond(body: bytes) -> Callable[[socket.socket], None]:
+    def handle(connection: socket.socket) -> None:
+        connection.recv(65536)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        connection.close()
+
+    return handle
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = clock.now()
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(1).not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
+                   .sign(key, hashes.SHA256()))
+    cert, private = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return cert, private
+
+
+def test_a_failed_post_tells_the_kind_of_failure(tmp_path: Path) -> None:
+    import ssl
+
+    def post(port: int, scheme: str = "http", timeout: float = 2) -> relay.Outcome:
+        return relay.post(relay.Outgoing(1, 1, f"{scheme}://127.0.0.1:{port}/hook", b"{}", {}),
+                          allow_private=True, timeout=timeout)
+
+    silent = _Raw(lambda connection: time.sleep(3))
+    hang_up = _Raw(lambda connection: (connection.recv(65536), connection.close()))
+    garbage = _Raw(lambda connection: (connection.recv(65536), connection.sendall(b"SMTP ready\r\n\r\n"),
+                                       connection.close()))
+    long_body = _Raw(_respond(b"x" * (3 * relay.RESPONSE_READ_LIMIT)))
+    cert, key = _self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    untrusted = _Raw(_respond(b"ok"), wrap=lambda connection: context.wrap_socket(connection, server_side=True))
+    try:
+        assert post(silent.port, timeout=0.5).error == "timed out"
+        assert post(hang_up.port).error == "the connection closed without a valid HTTP response"
+        assert post(garbage.port).error == "the connection closed without a valid HTTP response"
+        cut_short = post(long_body.port)  # a 200 with a long body: read as far as needed, then left
+        assert (cut_short.status_code, cut_short.error, cut_short.succeeded) == (200, None, True)
+        refused = post(untrusted.port, scheme="https")
+        assert refused.status_code is None and (refused.error or "").startswith("TLS certificate not accepted: ")
+        unknown = relay.post(relay.Outgoing(1, 1, "http://no-such-host.invalid/hook", b"{}", {}),
+                             allow_private=True, timeout=2)
+        assert unknown.error == "the host name could not be resolved"
+    finally:
+        for server in (silent, hang_up, garbage, long_body, untrusted):
+            server.close()
+
+
+def test_posts_go_out_concurrently_and_each_outcome_keeps_its_place(receiver: Receiver) -> None:
+    items = [relay.Outgoing(n, 1, receiver.url if n % 3 else "http://127.0.0.1:1/hook",
+                            json.dumps({"n": n}).encode(), {"Idempotency-Key": f"evt_{n}"}) for n in range(40)]
+    outcomes = relay.post_all(items, allow_private=True, timeout=2, concurrency=4)
+    assert [outcome.succeeded for outcome in outcomes] == [bool(n % 3) for n in range(40)]
+    assert {outcome.error for n, outcome in enumerate(outcomes) if not n % 3} == {"connection refused"}
+    assert sorted(json.loads(r.body)["n"] for r in receiver.received) == [n for n in range(40) if n % 3]
+
+
+def test_a_socket_to_an_address_that_was_not_checked_is_never_opened() -> None:
+    # CURLOPT_RESOLVE pins libcurl to the checked addresses; the socket guard is the
+    # second lock: an address outside them gets no socket, and the failure says why.
+    response = relay._Response()
+    guard = relay._guard(frozenset({"93.184.216.34"}), response)
+    address = type("Address", (), {"family": socket.AF_INET, "socktype": socket.SOCK_STREAM, "protocol": 6,
+                                    "addr": ("10.0.0.8", 443)})()
+    assert guard(0, address) == relay.pycurl.SOCKET_BAD and response.refused
+
+
 @pytest.mark.parametrize(("url", "types", "code"), [
     ("ftp://example.com/hook", ["*"], "invalid_url"),
     ("https://user:pw@example.com/hook", ["*"], "invalid_url"),

@@ -245,8 +245,8 @@ def test_core_statements_on_scoped_tables_are_refused(db_session: Any, world: di
 
 
 def test_the_core_write_paths_write_only_the_bound_tenants_rows(db_session: Any, world: dict[str, Any]) -> None:
-    """db.insert_row and db.TenantUpdate skip the ORM for the hottest writes; they add the
-    same tenant criterion and checks the ORM hooks do."""
+    """db.insert_row, db.insert_rows and db.TenantUpdate skip the ORM for the hottest
+    writes; they add the same tenant criterion and checks the ORM hooks do."""
     table, parts = Widget.__table__, Part.__table__
     rename = db.TenantUpdate(table, where=table.c.name == bindparam("old"), values={"name": bindparam("new")},
                              returning=(table.c.id,))
@@ -259,6 +259,10 @@ def test_the_core_write_paths_write_only_the_bound_tenants_rows(db_session: Any,
         assert made.tenant_id == world["a"]
         with pytest.raises(CrossTenantAccess):
             db.insert_row(table, {"name": "theirs", "public_id": "wid_t", "tenant_id": world["b"]})
+        db.insert_rows(table, [{"name": "many", "public_id": "wid_m1"}, {"name": "many", "public_id": "wid_m2"}])
+        with pytest.raises(CrossTenantAccess):
+            db.insert_rows(table, [{"name": "mine", "public_id": "wid_m3"},
+                                   {"name": "theirs", "public_id": "wid_t", "tenant_id": world["b"]}])
         renamed = rename.rows(old="shared", new="renamed")
         assert [row.id for row in renamed] == [world["widget_a"]]  # not tenant b's namesake
         with pytest.raises(ValueError, match="kakehashi_tenant"):
@@ -271,9 +275,17 @@ def test_the_core_write_paths_write_only_the_bound_tenants_rows(db_session: Any,
         db.TenantUpdate(table, where=table.c.tenant_id == bindparam("kakehashi_tenant"), values={"name": "x"})
     with pytest.raises(TypeError):
         db.TenantUpdate(Tenant.__table__, where=Tenant.__table__.c.id == world["a"], values={"display_name": "x"})
-    with all_tenants(db_session):
-        names = dict(db_session.execute(select(Widget.tenant_id, Widget.name).where(Widget.name != "core")).all())
-    assert names == {world["a"]: "renamed", world["b"]: "shared"}
+    with pytest.raises(TenantScopeMissing):
+        db.insert_rows(table, [{"name": "nobody's", "public_id": "wid_y"}])
+    with all_tenants(db_session):  # platform code names each row's tenant
+        with pytest.raises(TenantScopeMissing, match="names its tenant"):
+            db.insert_rows(table, [{"name": "whose?", "public_id": "wid_z"}])
+        db.insert_rows(table, [{"name": "platform", "public_id": "wid_p", "tenant_id": world["b"]}])
+        names = sorted(db_session.execute(select(Widget.tenant_id, Widget.name)
+                                          .where(Widget.name.not_in(["core", "many"]))).all())
+        assert sorted(db_session.execute(select(Widget.tenant_id).where(Widget.name == "many")).scalars()) == [
+            world["a"], world["a"]]
+    assert names == sorted([(world["a"], "renamed"), (world["b"], "shared"), (world["b"], "platform")])
 
 
 def test_legacy_bulk_methods_are_refused(db_session: Any, world: dict[str, Any]) -> None:

@@ -88,8 +88,7 @@ def emit_many(tenant: Tenant, items: list[tuple[str, str, dict[str, Any]]]) -> l
         public_id = new_id(Event.__id_prefix__)
         rows.append({"tenant_id": tenant.id, "public_id": public_id, "type": type, "subject": subject,
                      "created_at": now, "payload": _payload(tenant, public_id, type, subject, data, now)})
-    if rows:
-        db.session.execute(insert(Event), rows)
+    db.insert_rows(Event.__table__, rows)  # Core: no unit of work for a row nobody reads back
     return [row["public_id"] for row in rows]
 
 
