@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 import pycurl
 from flask import Flask, current_app
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.orm import aliased
 
 from saas import clock, db, jobs
@@ -53,6 +53,9 @@ BATCH = 500  # deliveries per job
 CONCURRENCY = 16  # posts at once inside one job (on as many connections)
 MAX_BACKOFF = timedelta(hours=6)
 USER_AGENT = "Kakehashi-Webhooks/1"
+
+
+_deliveries, _attempts = Delivery.__table__, DeliveryAttempt.__table__
 
 
 # -- fanning out --------------------------------------------------------------------------------
@@ -93,7 +96,7 @@ def fan_out(limit: int = 2000) -> int:
                 for endpoint, key in endpoints.get(tenant_id, ()) if subscribes(endpoint, type)
                 and (endpoint.relying_party_key_id is None or key in fetchers.get(event_id, ()))]
         if rows:
-            db.session.execute(insert(Delivery), rows)
+            db.session.execute(_deliveries.insert(), rows)  # Core executemany: platform code, every row's tenant named
         db.session.execute(update(Event).where(Event.id.in_([row[0] for row in fresh]))
                            .values(dispatched_at=now).execution_options(synchronize_session=False))
     return len(fresh)
@@ -210,35 +213,44 @@ def deliver(token: str, ids: list[int]) -> dict[str, int]:
 
 
 def _prepare(token: str, ids: list[int], now: datetime) -> list[Outgoing]:
+    """The requests of the deliveries still held by ``token``: one row of columns each,
+    their endpoints and tenants loaded once."""
     prepared: list[Outgoing] = []
     with all_tenants(db.session):
         rows = db.session.execute(
-            select(Delivery, Event, WebhookEndpoint, Tenant)
+            select(Delivery.id, Delivery.tenant_id, Delivery.endpoint_id, Event.id.label("event_id"),
+                   Event.public_id, Event.type, Event.payload)
             .join(Event, and_(Event.id == Delivery.event_id, Event.tenant_id == Delivery.tenant_id))
-            .join(WebhookEndpoint, and_(WebhookEndpoint.id == Delivery.endpoint_id,
-                                        WebhookEndpoint.tenant_id == Delivery.tenant_id))
-            .join(Tenant, Tenant.id == Delivery.tenant_id)
-            .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.PENDING,
-                   Delivery.lease_token == token)
+            .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.PENDING, Delivery.lease_token == token)
             .order_by(Delivery.id)).all()
+        if not rows:
+            return prepared
+        endpoints: dict[int, tuple[WebhookEndpoint, Tenant]] = {
+            endpoint.id: (endpoint, tenant) for endpoint, tenant in db.session.execute(
+                select(WebhookEndpoint, Tenant).join(Tenant, Tenant.id == WebhookEndpoint.tenant_id)
+                .where(WebhookEndpoint.id.in_({row.endpoint_id for row in rows})))}
+        streamed = [row.event_id for row in rows if endpoints[row.endpoint_id][0].format == "set"]
+        events = {event.id: event for event in db.session.scalars(select(Event).where(Event.id.in_(streamed)))} \
+            if streamed else {}
         secrets_of: dict[int, list[str]] = {}
-        for delivery, event, endpoint, tenant in rows:
+        for row in rows:
+            endpoint, tenant = endpoints[row.endpoint_id]
             if endpoint.format == "set":  # a Shared Signals push stream (RFC 8935)
-                prepared.append(Outgoing(delivery.id, delivery.tenant_id, endpoint.url,
-                                         ssf.security_event_token(tenant, endpoint, event).encode(),
+                prepared.append(Outgoing(row.id, row.tenant_id, endpoint.url,
+                                         ssf.security_event_token(tenant, endpoint, events[row.event_id]).encode(),
                                          ssf.push_headers(tenant, endpoint)))
                 continue
             if endpoint.id not in secrets_of:
                 secrets_of[endpoint.id] = signing_secrets(tenant, endpoint, now)
-            body = (relying_party_view(event.payload) if endpoint.relying_party_key_id is not None
-                    else event.payload.encode())
-            prepared.append(Outgoing(delivery.id, delivery.tenant_id, endpoint.url, body, {
+            body = (relying_party_view(row.payload) if endpoint.relying_party_key_id is not None
+                    else row.payload.encode())
+            prepared.append(Outgoing(row.id, row.tenant_id, endpoint.url, body, {
                 "Content-Type": "application/json; charset=utf-8",
                 "User-Agent": USER_AGENT,
                 signatures.HEADER: signatures.sign(body, secrets_of[endpoint.id]),
-                "Idempotency-Key": event.public_id,
-                "Kakehashi-Event-Id": event.public_id,
-                "Kakehashi-Event-Type": event.type,
+                "Idempotency-Key": row.public_id,
+                "Kakehashi-Event-Id": row.public_id,
+                "Kakehashi-Event-Type": row.type,
             }))
     return prepared
 
@@ -450,6 +462,15 @@ def _failure(error: BaseException) -> str:
     return "the connection failed"
 
 
+# Core statements built once (the relay runs under all_tenants, as platform code): an
+# attempt's outcome written by primary key, and the attempts' log rows.
+_RECORD = (update(_deliveries).where(_deliveries.c.id == bindparam("delivery_id"))
+           .values({column: bindparam(f"new_{column}") for column in (
+               "attempts", "status", "leased_until", "lease_token", "last_status_code", "last_error",
+               "delivered_at", "next_attempt_at")}))
+_LOG_ATTEMPT = _attempts.insert()
+
+
 def _record(token: str, outgoing: list[Outgoing], outcomes: list[Outcome]) -> dict[str, int]:
     now = clock.now()
     config = current_app.config
@@ -473,16 +494,15 @@ def _record(token: str, outgoing: list[Outgoing], outcomes: list[Outcome]) -> di
                 failed += 1
                 status = DeliveryStatus.DEAD if count >= budget else DeliveryStatus.PENDING
                 next_attempt, delivered = now + backoff(count, base), None
-            changes.append({"id": item.delivery_id, "attempts": count, "status": status,
-                            "leased_until": None, "lease_token": None, "last_status_code": outcome.status_code,
-                            "last_error": outcome.error, "delivered_at": delivered,
-                            "next_attempt_at": next_attempt or now})
+            changes.append({"delivery_id": item.delivery_id, "new_attempts": count, "new_status": status,
+                            "new_leased_until": None, "new_lease_token": None,
+                            "new_last_status_code": outcome.status_code, "new_last_error": outcome.error,
+                            "new_delivered_at": delivered, "new_next_attempt_at": next_attempt or now})
         if changes:
-            db.session.execute(update(Delivery), changes)  # one executemany by primary key
-        # After the deliveries' UPDATE: the attempts' foreign key then finds each delivery
-        # already locked by this transaction. The other way round, its KEY SHARE lock and
-        # the UPDATE made a MultiXact per delivery, most of the database's time per event.
-        db.session.execute(insert(DeliveryAttempt), [
+            db.session.execute(_RECORD, changes)  # one executemany by primary key
+        # After the deliveries' UPDATE, so that the attempts' foreign key finds each
+        # delivery already locked by this transaction.
+        db.session.execute(_LOG_ATTEMPT, [
             {"tenant_id": item.tenant_id, "delivery_id": item.delivery_id, "attempted_at": now,
              "status_code": outcome.status_code, "error": outcome.error, "duration_ms": outcome.duration_ms}
             for item, outcome in zip(outgoing, outcomes, strict=True)])
