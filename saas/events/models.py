@@ -28,7 +28,7 @@ class Event(HasPublicId, TenantScoped, Base):
                                   sqlite_where=text("dispatched_at IS NULL")),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    type: Mapped[str] = mapped_column(String(64), index=True)
+    type: Mapped[str] = mapped_column(String(64))
     # What the event is about (a sub, a link, a power of attorney): deliveries of one
     # subject to one endpoint arrive in the order they happened.
     subject: Mapped[str] = mapped_column(String(200))
