@@ -259,6 +259,35 @@ def test_deliveries_of_one_subject_arrive_in_order(app: Flask, receiver: Receive
     assert order == [1, 1, 2]
 
 
+def test_a_claim_reads_past_deliveries_held_up_by_their_subject(app: Flask, receiver: Receiver,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # A claim reads due deliveries a page at a time; whole pages of deliveries held up
+    # behind a failing one of their subject must not hide the others (nor, once it is
+    # due again, the failing one itself).
+    monkeypatch.setattr(relay, "CLAIM_PAGE", 2)
+    add_endpoint(app, receiver.url)
+    failing = {"first": True}
+
+    def fail_first(got: Received) -> int:
+        if failing["first"]:
+            failing["first"] = False
+            return 500
+        return 200
+
+    receiver.answer = fail_first
+    emit(app, subject="sub:a", n=1)
+    assert relay_and_deliver(app) == {"succeeded": 0, "failed": 1}  # n=1 waits for its retry
+    for n in range(2, 7):
+        emit(app, subject="sub:a", n=n)  # due now, held up behind n=1: three pages of them
+    emit(app, subject="sub:b", n=7)
+    assert relay_and_deliver(app) == {"succeeded": 1, "failed": 0}
+    assert [json.loads(r.body)["data"]["n"] for r in receiver.received] == [1, 7]
+    with clock.frozen(clock.now() + timedelta(minutes=1)):  # n=1 is due again, after all of them
+        for _ in range(6):
+            relay_and_deliver(app)
+    assert [json.loads(r.body)["data"]["n"] for r in receiver.received] == [1, 7, 1, 2, 3, 4, 5, 6]
+
+
 def test_a_lease_that_ran_out_is_claimed_again_and_the_old_claim_delivers_nothing(
         app: Flask, receiver: Receiver) -> None:
     add_endpoint(app, receiver.url)

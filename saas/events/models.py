@@ -81,6 +81,9 @@ class DeliveryStatus(enum.StrEnum):
     DEAD = "dead"  # the retry budget is spent; redeliver by hand
 
 
+_PENDING = text("status = 'pending'")
+
+
 class Delivery(TenantScoped, Base):
     """One event on its way to one endpoint."""
 
@@ -88,10 +91,16 @@ class Delivery(TenantScoped, Base):
     __extra_table_args__ = (
         tenant_foreign_key("event_id", "events", ondelete="CASCADE"),
         tenant_foreign_key("endpoint_id", "webhook_endpoints", ondelete="CASCADE"),
-        # The relay's two questions: what is due, and is an earlier one of this subject
-        # still on its way to this endpoint.
-        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
-        Index("ix_webhook_deliveries_order", "endpoint_id", "subject", "status", "event_id"),
+        # The relay's two questions, over pending deliveries only (a small part of a large
+        # table; the relay writes 'pending' out, so that these serve prepared statements
+        # too): what is due, and is an earlier one of this subject still on its way to
+        # this endpoint.
+        Index("ix_webhook_deliveries_due", "next_attempt_at", "id", postgresql_where=_PENDING,
+              sqlite_where=_PENDING),
+        Index("ix_webhook_deliveries_order", "endpoint_id", "subject", "event_id", postgresql_where=_PENDING,
+              sqlite_where=_PENDING),
+        # An endpoint's deliveries, newest first (the console, the APIs).
+        Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

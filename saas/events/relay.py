@@ -6,9 +6,9 @@ repeatedly:
 
 0. fans new events out: one delivery per enabled endpoint of the event's tenant that
    subscribes to its type (one relay at a time, so deliveries follow event order);
-1. claims due deliveries with a lease (``leased_until``): pending, due, not leased, their
-   endpoint enabled, and no earlier delivery of the same subject to the same endpoint
-   still pending (order per subject);
+1. claims due deliveries with a lease (``leased_until``), the longest due first: pending,
+   due, not leased, their endpoint enabled, and no earlier delivery of the same subject to
+   the same endpoint still pending (order per subject);
 2. hands them in batches to the ``webhooks`` job queue.
 
 A worker posts a batch concurrently, then records every attempt: 2xx succeeds; anything
@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 import pycurl
 from flask import Flask, current_app
-from sqlalchemy import and_, bindparam, delete, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, literal_column, or_, select, tuple_, update
 from sqlalchemy.orm import aliased
 
 from saas import clock, db, jobs
@@ -114,35 +114,67 @@ def _fetchers(event_ids: list[int]) -> dict[int, set[str]]:
 
 # -- claiming -------------------------------------------------------------------------------
 
+def _pending(entity: Any) -> Any:
+    """``status = 'pending'`` written out, not bound: the planner can then use the
+    partial indexes of pending deliveries even in a prepared statement's generic plan."""
+    return entity.status == literal_column("'pending'")
+
+
+CLAIM_PAGE = 1000  # due deliveries looked at per step of a claim
+
+
 def claim(limit: int = 1000) -> tuple[str, list[int]]:
-    """Lease up to ``limit`` due deliveries, oldest first, at most one per subject and
-    endpoint: (the lease's token, the ids)."""
+    """Lease up to ``limit`` due deliveries, the longest due first, at most one per
+    subject and endpoint: (the lease's token, the ids).
+
+    Due deliveries are read in pages in due order (an index range of pending ones), and
+    only a page's are asked whether an earlier delivery of their subject is still on its
+    way: a claim costs the same with a backlog of a thousand or of a million. Asking that
+    of the whole backlog and sorting it cost 58 ms a claim at 20,000. The pages go on
+    past blocked deliveries until ``limit`` are found, so a failing delivery that holds
+    up its subject never hides one due later behind the ones it blocks."""
     now = clock.now()
     token = uuid.uuid4().hex
     lease = now + timedelta(seconds=current_app.config["WEBHOOK_LEASE_SECONDS"])
+    due = (select(Delivery.id, Delivery.next_attempt_at)
+           .where(_pending(Delivery), Delivery.next_attempt_at <= now,
+                  or_(Delivery.leased_until.is_(None), Delivery.leased_until < now))
+           .order_by(Delivery.next_attempt_at, Delivery.id).limit(CLAIM_PAGE))
     earlier = aliased(Delivery)
-    due = (select(Delivery.id)
-           .join(WebhookEndpoint, and_(WebhookEndpoint.id == Delivery.endpoint_id,
-                                       WebhookEndpoint.tenant_id == Delivery.tenant_id))
-           .where(Delivery.status == DeliveryStatus.PENDING, Delivery.next_attempt_at <= now,
-                  or_(Delivery.leased_until.is_(None), Delivery.leased_until < now),
-                  WebhookEndpoint.enabled.is_(True), WebhookEndpoint.delivery == "push",
-                  or_(WebhookEndpoint.relying_party_key_id.is_(None), exists().where(
-                      ApiKey.id == WebhookEndpoint.relying_party_key_id, ApiKey.tenant_id == WebhookEndpoint.tenant_id,
-                      ApiKey.live_at(now))),
-                  ~exists().where(earlier.endpoint_id == Delivery.endpoint_id,
-                                  earlier.subject == Delivery.subject,
-                                  earlier.status == DeliveryStatus.PENDING, earlier.event_id < Delivery.event_id))
-           .order_by(Delivery.event_id).limit(limit))
+    chosen: list[int] = []
     with all_tenants(db.session):
-        if db.session.get_bind().dialect.name == "postgresql":
-            due = due.with_for_update(of=Delivery, skip_locked=True)
-        candidates = list(db.session.scalars(due))
-        if not candidates:
+        postgresql = db.session.get_bind().dialect.name == "postgresql"
+        after: tuple[datetime, int] | None = None
+        while len(chosen) < limit:
+            page = db.session.execute(due if after is None else due.where(
+                tuple_(Delivery.next_attempt_at, Delivery.id) > tuple_(*after))).all()
+            if not page:
+                break
+            after = (page[-1].next_attempt_at, page[-1].id)
+            claimable = (
+                select(Delivery.id)
+                .join(WebhookEndpoint, and_(WebhookEndpoint.id == Delivery.endpoint_id,
+                                            WebhookEndpoint.tenant_id == Delivery.tenant_id))
+                .where(Delivery.id.in_([row.id for row in page]), _pending(Delivery),
+                       or_(Delivery.leased_until.is_(None), Delivery.leased_until < now),
+                       WebhookEndpoint.enabled.is_(True), WebhookEndpoint.delivery == "push",
+                       or_(WebhookEndpoint.relying_party_key_id.is_(None), exists().where(
+                           ApiKey.id == WebhookEndpoint.relying_party_key_id,
+                           ApiKey.tenant_id == WebhookEndpoint.tenant_id, ApiKey.live_at(now))),
+                       ~exists().where(earlier.endpoint_id == Delivery.endpoint_id,
+                                       earlier.subject == Delivery.subject,
+                                       _pending(earlier), earlier.event_id < Delivery.event_id))
+                .order_by(Delivery.next_attempt_at, Delivery.id).limit(limit - len(chosen)))
+            if postgresql:  # another relay's claim in progress: not wait for it, take others
+                claimable = claimable.with_for_update(of=Delivery, skip_locked=True)
+            chosen += db.session.scalars(claimable)
+            if len(page) < CLAIM_PAGE:
+                break
+        if not chosen:
             return token, []
         # Conditional on the lease still being free: two relays never hold one delivery.
         claimed = db.session.scalars(
-            update(Delivery).where(Delivery.id.in_(candidates),
+            update(Delivery).where(Delivery.id.in_(chosen),
                                    or_(Delivery.leased_until.is_(None), Delivery.leased_until < now))
             .values(leased_until=lease, lease_token=token).returning(Delivery.id)
             .execution_options(synchronize_session=False))
