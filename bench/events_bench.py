@@ -11,7 +11,7 @@ an audit log of ``--audit-rows`` entries (a real hash chain, loaded with COPY) a
 of login counters; and the audit log's first page, a page deep in it, and a filter.
 Target: p95 ≤150 ms with 1,000,000 audit rows.
 
-    .venv/bin/python bench/events_bench.py [--events 20000] [--producers 2] [--workers 2]
+    .venv/bin/python bench/events_bench.py [--events 20000] [--producers 4] [--workers 2]
 
 Needs PostgreSQL at 127.0.0.1:5432 (trust) and Redis at 127.0.0.1:6379.
 """
@@ -300,7 +300,7 @@ def dashboard(settings: dict[str, Any], audit_rows: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20000)
-    parser.add_argument("--producers", type=int, default=2)
+    parser.add_argument("--producers", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--audit-rows", type=int, default=1_000_000)
     parser.add_argument("--skip-events", action="store_true", help="only the dashboard")

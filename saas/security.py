@@ -29,21 +29,30 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
     production = app.config["KAKEHASHI_ENV"] == "production"
 
+    always = {
+        "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        # same-origin: our own form posts carry a Referer (Flask-WTF checks it over HTTPS);
+        # other sites learn nothing, not even the origin.
+        "Referrer-Policy": "same-origin",
+        "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
+        "Cross-Origin-Resource-Policy": "same-origin",
+    }
+    if production:
+        always["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+    lowered = {name.lower(): (name, value) for name, value in always.items()}
+
     @app.after_request
     def _headers(response: Response) -> Response:
         headers = response.headers
-        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("X-Frame-Options", "DENY")
-        # same-origin: our own form posts carry a Referer (Flask-WTF checks it over HTTPS);
-        # other sites learn nothing, not even the origin.
-        headers.setdefault("Referrer-Policy", "same-origin")
-        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
-        headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
-        if production:
-            headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+        # One pass over what the view set, then the rest added (a setdefault per header
+        # walked the whole list each time).
+        present = {name.lower() for name, _value in headers.items()}
+        headers.extend([pair for key, pair in lowered.items() if key not in present])
         if response.mimetype == "text/html":
             response.vary.add("HX-Request")
             response.vary.add("Cookie")
-            headers.setdefault("Cache-Control", "no-store")
+            if "cache-control" not in present:
+                headers["Cache-Control"] = "no-store"
         return response
