@@ -450,6 +450,37 @@ def test_posts_go_out_concurrently_and_each_outcome_keeps_its_place(receiver: Re
     assert sorted(json.loads(r.body)["n"] for r in receiver.received) == [n for n in range(40) if n % 3]
 
 
+def test_what_cannot_be_posted_is_an_outcome_and_the_rest_goes_out(receiver: Receiver) -> None:
+    # Endpoints registered before today's URL rules, or a stream's header: never an
+    # exception that would leave the whole batch unrecorded.
+    items = [relay.Outgoing(1, 1, "http://127.0.0.1:99999/hook", b"{}", {}),
+             relay.Outgoing(2, 1, receiver.url + "/ü", b"{}", {}),
+             relay.Outgoing(3, 1, receiver.url, b"{}", {"Authorization": "Bearer x\r\nX-Injected: 1"}),
+             relay.Outgoing(4, 1, "http://example..com/hook", b"{}", {}),
+             relay.Outgoing(5, 1, receiver.url, b"{}", {"Idempotency-Key": "evt_5"})]
+    outcomes = relay.post_all(items, allow_private=True, timeout=2)
+    assert [outcome.error for outcome in outcomes] == [
+        "the URL is not valid", "the URL is not valid", "a header is not valid",
+        "the host name could not be resolved", None]
+    assert [r.headers.get("Idempotency-Key") for r in receiver.received] == ["evt_5"]
+
+
+def test_a_slow_host_name_lookup_holds_up_no_other_host(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = socket.getaddrinfo
+
+    def resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "slow.test":
+            time.sleep(3)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    began = time.monotonic()
+    slow, fast = relay.post_all([relay.Outgoing(1, 1, "http://slow.test/hook", b"{}", {}),
+                                 relay.Outgoing(2, 1, receiver.url, b"{}", {})], allow_private=True, timeout=0.5)
+    assert time.monotonic() - began < 2
+    assert slow.error == "the host name lookup timed out" and fast.succeeded
+
+
 def test_a_socket_to_an_address_that_was_not_checked_is_never_opened() -> None:
     # CURLOPT_RESOLVE pins libcurl to the checked addresses; the socket guard is the
     # second lock: an address outside them gets no socket, and the failure says why.
@@ -465,6 +496,10 @@ def test_a_socket_to_an_address_that_was_not_checked_is_never_opened() -> None:
     ("https://user:pw@example.com/hook", ["*"], "invalid_url"),
     ("https://example.com/hook#x", ["*"], "invalid_url"),
     ("https://example.com/" + "a" * 600, ["*"], "invalid_url"),
+    ("https://example.com:99999/hook", ["*"], "invalid_url"),
+    ("https://example.com:port/hook", ["*"], "invalid_url"),
+    ("https://例え.jp/hook", ["*"], "invalid_url"),  # xn--r8jz45g.jp is fine
+    ("https://example..com/hook", ["*"], "invalid_url"),
     ("https://example.com/hook", [], "invalid_event_types"),
     ("https://example.com/hook", ["oidc.nothing"], "invalid_event_types"),
 ])

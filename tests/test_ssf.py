@@ -156,6 +156,8 @@ def test_stream_changes_and_deletion(app: Flask) -> None:
 @pytest.mark.parametrize(("body", "code"), [
     ({"delivery": {"method": "urn:nothing"}}, "invalid_request"),
     ({"delivery": {"method": ssf.PUSH, "endpoint_url": "ftp://x.example/"}}, "invalid_url"),
+    ({"delivery": {"method": ssf.PUSH, "endpoint_url": "https://x.example/",  # a header of its own
+                   "authorization_header": "Bearer x\r\nX-Injected: 1"}}, "invalid_request"),
     ({"delivery": {"method": ssf.POLL}, "events_requested": "all"}, "invalid_request"),
     ({"delivery": {"method": ssf.POLL}, "aud": 7}, "invalid_request"),
 ])

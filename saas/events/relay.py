@@ -26,10 +26,13 @@ import ipaddress
 import json
 import logging
 import random
+import re
 import socket
 import ssl
 import threading
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -127,18 +130,25 @@ def claim(limit: int = 1000) -> tuple[str, list[int]]:
     """Lease up to ``limit`` due deliveries, the longest due first, at most one per
     subject and endpoint: (the lease's token, the ids).
 
-    Due deliveries are read in pages in due order (an index range of pending ones), and
-    only a page's are asked whether an earlier delivery of their subject is still on its
-    way: a claim costs the same with a backlog of a thousand or of a million. Asking that
-    of the whole backlog and sorting it cost 58 ms a claim at 20,000. The pages go on
-    past blocked deliveries until ``limit`` are found, so a failing delivery that holds
-    up its subject never hides one due later behind the ones it blocks."""
+    Due deliveries to endpoints that take pushes now are read in pages in due order (an
+    index range of pending ones), and only a page's are asked whether an earlier delivery
+    of their subject is still on its way: asking that of the whole backlog and sorting it
+    cost 58 ms a claim at 20,000 due. The pages go on past held-up deliveries until
+    ``limit`` are found, so a failing delivery that holds up its subject never hides one
+    due later behind the ones it blocks (only a backlog mostly held up costs a claim more
+    than a page)."""
     now = clock.now()
     token = uuid.uuid4().hex
     lease = now + timedelta(seconds=current_app.config["WEBHOOK_LEASE_SECONDS"])
     due = (select(Delivery.id, Delivery.next_attempt_at)
+           .join(WebhookEndpoint, and_(WebhookEndpoint.id == Delivery.endpoint_id,
+                                       WebhookEndpoint.tenant_id == Delivery.tenant_id))
            .where(_pending(Delivery), Delivery.next_attempt_at <= now,
-                  or_(Delivery.leased_until.is_(None), Delivery.leased_until < now))
+                  or_(Delivery.leased_until.is_(None), Delivery.leased_until < now),
+                  WebhookEndpoint.enabled.is_(True), WebhookEndpoint.delivery == "push",
+                  or_(WebhookEndpoint.relying_party_key_id.is_(None), exists().where(
+                      ApiKey.id == WebhookEndpoint.relying_party_key_id,
+                      ApiKey.tenant_id == WebhookEndpoint.tenant_id, ApiKey.live_at(now))))
            .order_by(Delivery.next_attempt_at, Delivery.id).limit(CLAIM_PAGE))
     earlier = aliased(Delivery)
     chosen: list[int] = []
@@ -153,20 +163,14 @@ def claim(limit: int = 1000) -> tuple[str, list[int]]:
             after = (page[-1].next_attempt_at, page[-1].id)
             claimable = (
                 select(Delivery.id)
-                .join(WebhookEndpoint, and_(WebhookEndpoint.id == Delivery.endpoint_id,
-                                            WebhookEndpoint.tenant_id == Delivery.tenant_id))
                 .where(Delivery.id.in_([row.id for row in page]), _pending(Delivery),
                        or_(Delivery.leased_until.is_(None), Delivery.leased_until < now),
-                       WebhookEndpoint.enabled.is_(True), WebhookEndpoint.delivery == "push",
-                       or_(WebhookEndpoint.relying_party_key_id.is_(None), exists().where(
-                           ApiKey.id == WebhookEndpoint.relying_party_key_id,
-                           ApiKey.tenant_id == WebhookEndpoint.tenant_id, ApiKey.live_at(now))),
                        ~exists().where(earlier.endpoint_id == Delivery.endpoint_id,
                                        earlier.subject == Delivery.subject,
                                        _pending(earlier), earlier.event_id < Delivery.event_id))
                 .order_by(Delivery.next_attempt_at, Delivery.id).limit(limit - len(chosen)))
             if postgresql:  # another relay's claim in progress: not wait for it, take others
-                claimable = claimable.with_for_update(of=Delivery, skip_locked=True)
+                claimable = claimable.with_for_update(skip_locked=True)
             chosen += db.session.scalars(claimable)
             if len(page) < CLAIM_PAGE:
                 break
@@ -261,11 +265,14 @@ def _prepare(token: str, ids: list[int], now: datetime) -> list[Outgoing]:
             endpoint.id: (endpoint, tenant) for endpoint, tenant in db.session.execute(
                 select(WebhookEndpoint, Tenant).join(Tenant, Tenant.id == WebhookEndpoint.tenant_id)
                 .where(WebhookEndpoint.id.in_({row.endpoint_id for row in rows})))}
-        streamed = [row.event_id for row in rows if endpoints[row.endpoint_id][0].format == "set"]
+        streamed = [row.event_id for row in rows
+                    if row.endpoint_id in endpoints and endpoints[row.endpoint_id][0].format == "set"]
         events = {event.id: event for event in db.session.scalars(select(Event).where(Event.id.in_(streamed)))} \
             if streamed else {}
         secrets_of: dict[int, list[str]] = {}
         for row in rows:
+            if row.endpoint_id not in endpoints:
+                continue  # deleted meanwhile: its deliveries go with it
             endpoint, tenant = endpoints[row.endpoint_id]
             if endpoint.format == "set":  # a Shared Signals push stream (RFC 8935)
                 prepared.append(Outgoing(row.id, row.tenant_id, endpoint.url,
@@ -299,34 +306,75 @@ class RefusedAddress(OSError):
 def post_all(items: list[Outgoing], *, allow_private: bool, timeout: float,
              concurrency: int = CONCURRENCY) -> list[Outcome]:
     """POST every item, ``concurrency`` at a time, and say how each went (in order); never
-    raises. No redirects are followed and no proxy is used.
+    raises: whatever a tenant registered, the batch is recorded. No redirects are followed
+    and no proxy is used.
 
     libcurl's multi interface does the HTTP in C, all posts in this one thread, with
     keep-alive connections per host: 16 µs of CPU per POST, where the standard library's
     http.client in 16 threads took 200–290 µs (bench/events_bench.py).
 
-    Each host is resolved once, here, and every address it gave is checked (unless
-    ``allow_private``, a host with a non-public address is refused before any
-    connection); libcurl is then pinned to exactly those addresses (``CURLOPT_RESOLVE``)
-    and refuses, when opening a socket, any address it was not given: a second DNS answer
-    cannot rebind a receiver into our network."""
+    Each host is resolved once, here (the batch's hosts at once, within ``timeout``), and
+    every address it gave is checked (unless ``allow_private``, a host with a non-public
+    address is refused before any connection); libcurl is then pinned to exactly those
+    addresses (``CURLOPT_RESOLVE``) and refuses, when opening a socket, any address it was
+    not given: a second DNS answer cannot rebind a receiver into our network."""
     outcomes: list[Outcome | None] = [None] * len(items)
-    targets: dict[tuple[str, int], tuple[str, frozenset[str]] | Outcome] = {}
-    ready: list[tuple[int, str, frozenset[str]]] = []
-    for index, item in enumerate(items):
-        parts = urlsplit(item.url)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        target = targets.get((host, port))
-        if target is None:
-            target = targets[(host, port)] = _vet(host, port, allow_private)
-        if isinstance(target, Outcome):
-            outcomes[index] = target
-        else:
-            ready.append((index, *target))
-    if ready:
-        _transfer(items, ready, outcomes, timeout, concurrency)
+    try:
+        where: dict[int, tuple[str, int]] = {}
+        for index, item in enumerate(items):
+            try:
+                where[index] = _host_and_port(item.url)
+            except ValueError:
+                outcomes[index] = Outcome(None, "the URL is not valid", 0)
+        targets = _vet_all(set(where.values()), allow_private, timeout)
+        ready: list[tuple[int, str, frozenset[str]]] = []
+        for index, host_and_port in where.items():
+            target = targets[host_and_port]
+            if isinstance(target, Outcome):
+                outcomes[index] = target
+            elif not _sendable(items[index].headers):
+                outcomes[index] = Outcome(None, "a header is not valid", 0)
+            else:
+                ready.append((index, *target))
+        if ready:
+            _transfer(items, ready, outcomes, timeout, concurrency)
+    except Exception:  # noqa: BLE001 - never lose the batch's record over one item
+        log.exception("posting webhook deliveries failed")
     return [outcome or Outcome(None, "the connection failed", 0) for outcome in outcomes]
+
+
+def _host_and_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    if not url.isascii() or not parts.hostname:
+        raise ValueError(url)
+    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)  # .port raises ValueError
+
+
+_HEADER_VALUE = re.compile(r"[\x20-\x7e\t]*")
+
+
+def _sendable(headers: dict[str, str]) -> bool:
+    """Visible ASCII only: libcurl sends header lines as given, so a CR or LF in a value
+    would start a header of its own."""
+    return all(_HEADER_VALUE.fullmatch(name) and ":" not in name and _HEADER_VALUE.fullmatch(value)
+               for name, value in headers.items())
+
+
+def _vet_all(targets: set[tuple[str, int]], allow_private: bool,
+             timeout: float) -> dict[tuple[str, int], tuple[str, frozenset[str]] | Outcome]:
+    """:func:`_vet` for each host and port, all at once; a lookup still going after
+    ``timeout`` counts as failed (a slow name server holds up no other host, and no lease
+    runs out on it)."""
+    if not targets:
+        return {}
+    pool = ThreadPoolExecutor(max_workers=min(CONCURRENCY, len(targets)), thread_name_prefix="kk-resolve")
+    try:
+        pending = {pool.submit(_vet, host, port, allow_private): (host, port) for host, port in targets}
+        done, _late = wait(pending, timeout=timeout)
+        return {target: (future.result() if future in done else Outcome(None, "the host name lookup timed out", 0))
+                for future, target in pending.items()}
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _vet(host: str, port: int, allow_private: bool) -> tuple[str, frozenset[str]] | Outcome:
@@ -334,7 +382,7 @@ def _vet(host: str, port: int, allow_private: bool) -> tuple[str, frozenset[str]
     with those addresses; or the failure."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as error:
+    except (OSError, UnicodeError) as error:  # UnicodeError: a label empty or too long
         return Outcome(None, _failure(error), 0)
     addresses = list(dict.fromkeys(str(info[4][0]).split("%")[0] for info in infos))
     if not allow_private and not all(ipaddress.ip_address(address).is_global for address in addresses):
@@ -359,7 +407,12 @@ def _transfer(items: list[Outgoing], ready: list[tuple[int, str, frozenset[str]]
                     break
                 index, resolve, allowed = following
                 handle, response = idle.pop(), _Response()
-                _configure(handle, items[index], resolve, allowed, response, timeout)
+                try:
+                    _configure(handle, items[index], resolve, allowed, response, timeout)
+                except (pycurl.error, UnicodeError, TypeError, ValueError):
+                    outcomes[index] = Outcome(None, "the URL is not valid", 0)
+                    idle.append(handle)
+                    continue
                 multi.add_handle(handle)
                 running[handle] = (index, response)
             if not running:
@@ -378,13 +431,25 @@ def _transfer(items: list[Outgoing], ready: list[tuple[int, str, frozenset[str]]
                 multi.remove_handle(handle)
                 idle.append(handle)
             if not succeeded and not failed:
-                multi.select(1.0)
+                _await(multi)
     finally:
         for handle in running:
             multi.remove_handle(handle)
         for handle in (*running, *idle):
             handle.close()
         multi.close()
+
+
+def _await(multi: Any) -> None:
+    """Wait until a socket is ready or libcurl's next timer is due (at most a second)."""
+    due = multi.timeout()  # milliseconds; -1: no timer set
+    seconds = 1.0 if due < 0 else min(due / 1000, 1.0)
+    if seconds <= 0:
+        return
+    if any(multi.fdset()):
+        multi.select(seconds)
+    else:  # only timers (a connection attempt's back-off): select() would not wait
+        time.sleep(seconds)
 
 
 RESPONSE_READ_LIMIT = 64 * 1024  # the body is not used; past this much, the transfer stops
@@ -420,7 +485,7 @@ def _configure(handle: Any, item: Outgoing, resolve: str, allowed: frozenset[str
     handle.setopt(pycurl.RESOLVE, [resolve])
     handle.setopt(pycurl.WRITEFUNCTION, response.write)
     handle.setopt(pycurl.OPENSOCKETFUNCTION, _guard(allowed, response))
-    if item.url.startswith("https:"):
+    if urlsplit(item.url).scheme == "https":  # (lower-cased by urlsplit)
         handle.setopt(*_trust_store())
 
 
@@ -489,14 +554,15 @@ def _curl_failure(handle: Any, code: int, message: str, response: _Response) -> 
 
 def _failure(error: BaseException) -> str:
     """What the tenant is told when the host could not be looked up."""
-    if isinstance(error, socket.gaierror):
+    if isinstance(error, socket.gaierror | UnicodeError):
         return "the host name could not be resolved"
     return "the connection failed"
 
 
 # Core statements built once (the relay runs under all_tenants, as platform code): an
 # attempt's outcome written by primary key, and the attempts' log rows.
-_RECORD = (update(_deliveries).where(_deliveries.c.id == bindparam("delivery_id"))
+_RECORD = (update(_deliveries).where(_deliveries.c.id == bindparam("delivery_id"),
+                                     _deliveries.c.lease_token == bindparam("token"))
            .values({column: bindparam(f"new_{column}") for column in (
                "attempts", "status", "leased_until", "lease_token", "last_status_code", "last_error",
                "delivered_at", "next_attempt_at")}))
@@ -526,7 +592,8 @@ def _record(token: str, outgoing: list[Outgoing], outcomes: list[Outcome]) -> di
                 failed += 1
                 status = DeliveryStatus.DEAD if count >= budget else DeliveryStatus.PENDING
                 next_attempt, delivered = now + backoff(count, base), None
-            changes.append({"delivery_id": item.delivery_id, "new_attempts": count, "new_status": status,
+            changes.append({"delivery_id": item.delivery_id, "token": token, "new_attempts": count,
+                            "new_status": status,
                             "new_leased_until": None, "new_lease_token": None,
                             "new_last_status_code": outcome.status_code, "new_last_error": outcome.error,
                             "new_delivered_at": delivered, "new_next_attempt_at": next_attempt or now})

@@ -116,6 +116,14 @@ def validate_url(url: str) -> str:
         raise WebhookError(_l("The URL may not contain a user name, password or fragment."),
                            code="invalid_url", field="url")
     try:
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+        labels = parts.hostname.rstrip(".").split(".")
+        if not url.isascii() or not all(0 < len(label) <= 63 for label in labels):
+            raise ValueError(url)
+    except ValueError:
+        raise WebhookError(_l("The URL is not valid: check the host name and the port, and write an "
+                              "international domain name in its xn-- form."), code="invalid_url", field="url") from None
+    try:
         literal = ipaddress.ip_address(parts.hostname)
     except ValueError:
         literal = None

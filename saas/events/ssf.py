@@ -16,6 +16,7 @@ Events the service emits, as CAEP / RISC / SSF event types:
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -148,9 +149,14 @@ def _delivery(body: dict[str, Any]) -> tuple[str, str, str | None]:
         raise StreamError(_l("delivery.method must be %(push)s or %(poll)s.", push=PUSH, poll=POLL))
     url = str(delivery.get("endpoint_url") or "")
     header = delivery.get("authorization_header")
-    if header is not None and (not isinstance(header, str) or len(header) > 2000):
-        raise StreamError(_l("authorization_header must be a string."))
+    if header is not None and (not isinstance(header, str) or len(header) > 2000
+                               or not _HEADER_VALUE.fullmatch(header)):
+        raise StreamError(_l("authorization_header must be a string of visible ASCII characters "
+                             "(no line breaks), at most 2,000."))
     return "push", services.validate_url(url), header
+
+
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")  # what an HTTP header line may carry; a CR or LF would start another
 
 
 def _requested(body: dict[str, Any]) -> list[str]:
