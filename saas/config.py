@@ -19,7 +19,7 @@ to start with SQLite, a missing or short ``SECRET_KEY``, or debug on.
 | ``BRIDGE_AGENT_PORTS`` | ``24817,24818,24819`` | loopback ports the login page tries, in order, to find the bridge agent |
 | ``PUBLIC_URL`` | unset (development: the request's own address) | the service's address as users reach it, e.g. ``https://id.example.jp``; required in production: issuers, links in mail and SSF metadata are built from it, and requests for any other host are refused |
 | ``ROW_CACHE_SECONDS`` | ``5`` in production, ``0`` otherwise | how long each process keeps a tenant (by slug), an API key (by hash), an OpenID client and the sandbox root generations it read: a change takes effect on other servers within this time (at once on the server that made it); going live is read afresh wherever something of the sandbox would be let through |
-| ``BATCH_FLUSH_SECONDS`` | ``1`` | the API request log and the login counters are written in batches this often by each process (``0``: each line in its own request's transaction) |
+| ``BATCH_FLUSH_SECONDS`` | ``1`` (``0`` on SQLite) | the API request log and the login counters are written in batches this often by each process (``0``: each line in its own request's transaction) |
 | ``KAKEHASHI_TRUSTED_HOSTS`` | empty | more host names (comma-separated) the service answers to besides ``PUBLIC_URL``'s, e.g. a load balancer's health check |
 """
 
@@ -130,7 +130,11 @@ def load(instance_path: Path, overrides: Mapping[str, Any] | None = None) -> dic
         # Rows nearly every request reads, kept briefly per process (see saas/rowcache.py).
         "ROW_CACHE_SECONDS": float(5 if production else 0) if source.get("ROW_CACHE_SECONDS") in (None, "")
         else float(source["ROW_CACHE_SECONDS"]),
-        "BATCH_FLUSH_SECONDS": float(source.get("BATCH_FLUSH_SECONDS", 1) or 0),
+        # SQLite (the embedded set-up, one process) writes each line in its request: a batch
+        # writer's commit between a request's read and its write would refuse the write (a
+        # stale WAL snapshot: "database is locked"), and one process needs no batching.
+        "BATCH_FLUSH_SECONDS": float(source.get("BATCH_FLUSH_SECONDS", 0 if database_url.startswith("sqlite") else 1)
+                                     or 0),
         # The longest a power of attorney may run (days).
         "DELEGATION_MAX_VALIDITY_DAYS": int(source.get("DELEGATION_MAX_VALIDITY_DAYS") or 1095),
         "SESSION_COOKIE_HTTPONLY": True,

@@ -149,3 +149,12 @@ def test_the_cli_refuses_production_with_a_clear_message(tmp_path: Path) -> None
     assert result.returncode == 2
     assert "refuses to start in production" in result.stderr
     assert "SQLite" in result.stderr and "SECRET_KEY is not set" in result.stderr
+
+
+def test_sqlite_writes_batched_lines_in_their_request_and_postgresql_in_batches(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BATCH_FLUSH_SECONDS", raising=False)
+    embedded = load(tmp_path, {"DATABASE_URL": f"sqlite:///{tmp_path}/x.db"})
+    served = load(tmp_path, {"DATABASE_URL": PG})
+    assert (embedded["BATCH_FLUSH_SECONDS"], served["BATCH_FLUSH_SECONDS"]) == (0, 1)
+    assert load(tmp_path, {"DATABASE_URL": PG, "BATCH_FLUSH_SECONDS": "0"})["BATCH_FLUSH_SECONDS"] == 0
