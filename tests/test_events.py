@@ -288,6 +288,25 @@ def test_a_claim_reads_past_deliveries_held_up_by_their_subject(app: Flask, rece
     assert [json.loads(r.body)["data"]["n"] for r in receiver.received] == [1, 7, 1, 2, 3, 4, 5, 6]
 
 
+def test_the_embedded_relay_delivers_from_its_own_thread(app: Flask, receiver: Receiver) -> None:
+    # Without Redis (make demo), the web process relays and posts on its own threads.
+    assert isinstance(jobs.runner(app), jobs.InProcessRunner)
+    add_endpoint(app, receiver.url)
+    stop = relay.start_in_process(app)
+    try:
+        event_id = emit(app)
+        deadline = time.monotonic() + 20
+        while not receiver.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+    assert receiver.keys() == [event_id]
+    deadline = time.monotonic() + 10
+    while deliveries(app)[0].status is not DeliveryStatus.SUCCEEDED and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert deliveries(app)[0].status is DeliveryStatus.SUCCEEDED
+
+
 def test_a_lease_that_ran_out_is_claimed_again_and_the_old_claim_delivers_nothing(
         app: Flask, receiver: Receiver) -> None:
     add_endpoint(app, receiver.url)
