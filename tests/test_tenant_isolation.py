@@ -288,6 +288,16 @@ def test_the_core_write_paths_write_only_the_bound_tenants_rows(db_session: Any,
     assert names == sorted([(world["a"], "renamed"), (world["b"], "shared"), (world["b"], "platform")])
 
 
+def test_one_of_is_in_on_any_database_and_keeps_the_tenant_criterion(db_session: Any, world: dict[str, Any]) -> None:
+    ids = [world["widget_a"], world["widget_b"], 10_000_000]
+    with tenant_scope(db_session, world["a"]):
+        assert list(db_session.scalars(select(Widget.id).where(db.one_of(Widget.id, ids)))) == [world["widget_a"]]
+        assert list(db_session.scalars(select(Widget.id).where(db.one_of(Widget.id, [])))) == []
+    with all_tenants(db_session):
+        assert sorted(db_session.scalars(select(Widget.id).where(db.one_of(Widget.id, iter(ids))))) == sorted(
+            [world["widget_a"], world["widget_b"]])
+
+
 def test_legacy_bulk_methods_are_refused(db_session: Any, world: dict[str, Any]) -> None:
     with tenant_scope(db_session, world["a"]):
         with pytest.raises(CrossTenantAccess):

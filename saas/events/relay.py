@@ -47,7 +47,7 @@ from saas import clock, db, jobs
 from saas.db import all_tenants
 from saas.events import signatures, ssf
 from saas.events.models import Delivery, DeliveryAttempt, DeliveryStatus, Event, WebhookEndpoint
-from saas.events.services import relying_party_view, signing_secrets, subscribes
+from saas.events.services import ALL_TYPES, relying_party_view, signing_secrets, subscriptions
 from saas.tenants.models import ApiKey, Tenant
 
 log = logging.getLogger("kakehashi.events")
@@ -88,19 +88,24 @@ def fan_out(limit: int = 2000) -> int:
                     ApiKey.id == WebhookEndpoint.relying_party_key_id, ApiKey.tenant_id == WebhookEndpoint.tenant_id,
                     ApiKey.live_at(now)))
                 .where(or_(WebhookEndpoint.status_reason.is_(None), WebhookEndpoint.status_reason != "disabled"),
-                       WebhookEndpoint.tenant_id.in_({tenant_id for _, tenant_id, _, _ in fresh}))):
+                       db.one_of(WebhookEndpoint.tenant_id, {tenant_id for _, tenant_id, _, _ in fresh}))):
             endpoints.setdefault(endpoint.tenant_id, []).append((endpoint, key))
+        wanted = {endpoint.id: subscriptions(endpoint) for found in endpoints.values() for endpoint, _key in found}
+
+        def takes(endpoint: WebhookEndpoint, type: str) -> bool:
+            return type in wanted[endpoint.id] or ALL_TYPES in wanted[endpoint.id]
+
         fetchers = _fetchers([event_id for event_id, tenant_id, type, _ in fresh
-                              if any(endpoint.relying_party_key_id is not None and subscribes(endpoint, type)
+                              if any(endpoint.relying_party_key_id is not None and takes(endpoint, type)
                                      for endpoint, _key in endpoints.get(tenant_id, ()))])
         rows = [{"tenant_id": tenant_id, "event_id": event_id, "endpoint_id": endpoint.id, "subject": subject,
                  "status": DeliveryStatus.PENDING, "attempts": 0, "next_attempt_at": now, "created_at": now}
                 for event_id, tenant_id, type, subject in fresh
-                for endpoint, key in endpoints.get(tenant_id, ()) if subscribes(endpoint, type)
+                for endpoint, key in endpoints.get(tenant_id, ()) if takes(endpoint, type)
                 and (endpoint.relying_party_key_id is None or key in fetchers.get(event_id, ()))]
         if rows:
             db.session.execute(_deliveries.insert(), rows)  # Core executemany: platform code, every row's tenant named
-        db.session.execute(update(Event).where(Event.id.in_([row[0] for row in fresh]))
+        db.session.execute(update(Event).where(db.one_of(Event.id, [row[0] for row in fresh]))
                            .values(dispatched_at=now).execution_options(synchronize_session=False))
     return len(fresh)
 
@@ -112,7 +117,7 @@ def _fetchers(event_ids: list[int]) -> dict[int, set[str]]:
         return {}
     return {event_id: set((json.loads(payload).get("data") or {}).get("fetched_by") or ())
             for event_id, payload in db.session.execute(select(Event.id, Event.payload)
-                                                        .where(Event.id.in_(event_ids)))}
+                                                        .where(db.one_of(Event.id, event_ids)))}
 
 
 # -- claiming -------------------------------------------------------------------------------
@@ -163,7 +168,7 @@ def claim(limit: int = 1000) -> tuple[str, list[int]]:
             after = (page[-1].next_attempt_at, page[-1].id)
             claimable = (
                 select(Delivery.id)
-                .where(Delivery.id.in_([row.id for row in page]), _pending(Delivery),
+                .where(db.one_of(Delivery.id, [row.id for row in page]), _pending(Delivery),
                        or_(Delivery.leased_until.is_(None), Delivery.leased_until < now),
                        ~exists().where(earlier.endpoint_id == Delivery.endpoint_id,
                                        earlier.subject == Delivery.subject,
@@ -178,7 +183,7 @@ def claim(limit: int = 1000) -> tuple[str, list[int]]:
             return token, []
         # Conditional on the lease still being free: two relays never hold one delivery.
         claimed = db.session.scalars(
-            update(Delivery).where(Delivery.id.in_(chosen),
+            update(Delivery).where(db.one_of(Delivery.id, chosen),
                                    or_(Delivery.leased_until.is_(None), Delivery.leased_until < now))
             .values(leased_until=lease, lease_token=token).returning(Delivery.id)
             .execution_options(synchronize_session=False))
@@ -187,7 +192,7 @@ def claim(limit: int = 1000) -> tuple[str, list[int]]:
 
 def release(token: str, ids: list[int]) -> None:
     with all_tenants(db.session):
-        db.session.execute(update(Delivery).where(Delivery.id.in_(ids), Delivery.lease_token == token)
+        db.session.execute(update(Delivery).where(db.one_of(Delivery.id, ids), Delivery.lease_token == token)
                            .values(leased_until=None, lease_token=None)
                            .execution_options(synchronize_session=False))
 
@@ -257,17 +262,17 @@ def _prepare(token: str, ids: list[int], now: datetime) -> list[Outgoing]:
             select(Delivery.id, Delivery.tenant_id, Delivery.endpoint_id, Event.id.label("event_id"),
                    Event.public_id, Event.type, Event.payload)
             .join(Event, and_(Event.id == Delivery.event_id, Event.tenant_id == Delivery.tenant_id))
-            .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.PENDING, Delivery.lease_token == token)
+            .where(db.one_of(Delivery.id, ids), Delivery.status == DeliveryStatus.PENDING, Delivery.lease_token == token)
             .order_by(Delivery.id)).all()
         if not rows:
             return prepared
         endpoints: dict[int, tuple[WebhookEndpoint, Tenant]] = {
             endpoint.id: (endpoint, tenant) for endpoint, tenant in db.session.execute(
                 select(WebhookEndpoint, Tenant).join(Tenant, Tenant.id == WebhookEndpoint.tenant_id)
-                .where(WebhookEndpoint.id.in_({row.endpoint_id for row in rows})))}
+                .where(db.one_of(WebhookEndpoint.id, {row.endpoint_id for row in rows})))}
         streamed = [row.event_id for row in rows
                     if row.endpoint_id in endpoints and endpoints[row.endpoint_id][0].format == "set"]
-        events = {event.id: event for event in db.session.scalars(select(Event).where(Event.id.in_(streamed)))} \
+        events = {event.id: event for event in db.session.scalars(select(Event).where(db.one_of(Event.id, streamed)))} \
             if streamed else {}
         secrets_of: dict[int, list[str]] = {}
         for row in rows:
@@ -578,7 +583,7 @@ def _record(token: str, outgoing: list[Outgoing], outcomes: list[Outcome]) -> di
     with all_tenants(db.session):
         # Only what this lease still holds (a manual redelivery meanwhile wins).
         attempts = dict(db.session.execute(
-            select(Delivery.id, Delivery.attempts).where(Delivery.id.in_([o.delivery_id for o in outgoing]),
+            select(Delivery.id, Delivery.attempts).where(db.one_of(Delivery.id, [o.delivery_id for o in outgoing]),
                                                          Delivery.lease_token == token)).all())
         changes = []
         for item, outcome in zip(outgoing, outcomes, strict=True):

@@ -97,9 +97,10 @@ def _payload(tenant: Tenant, public_id: str, type: str, subject: str, data: dict
                    "mode": tenant.mode.value, "subject": subject, "data": data})
 
 
-def subscribes(endpoint: WebhookEndpoint, type: str) -> bool:
-    types = json.loads(endpoint.event_types)
-    return type in types or ALL_TYPES in types
+def subscriptions(endpoint: WebhookEndpoint) -> frozenset[str]:
+    """The event types ``endpoint`` takes (``*``: all)."""
+    return frozenset(json.loads(endpoint.event_types))
+
 
 
 # -- endpoints ----------------------------------------------------------------------------
