@@ -166,9 +166,11 @@ def claim(limit: int = 1000) -> tuple[str, list[int]]:
             if not page:
                 break
             after = (page[-1].next_attempt_at, page[-1].id)
+            # IN, not db.one_of: a prepared statement's generic plan for ANY($1) joined the
+            # whole pending backlog to find the earlier deliveries (160 ms a claim).
             claimable = (
                 select(Delivery.id)
-                .where(db.one_of(Delivery.id, [row.id for row in page]), _pending(Delivery),
+                .where(Delivery.id.in_([row.id for row in page]), _pending(Delivery),
                        or_(Delivery.leased_until.is_(None), Delivery.leased_until < now),
                        ~exists().where(earlier.endpoint_id == Delivery.endpoint_id,
                                        earlier.subject == Delivery.subject,
