@@ -239,7 +239,10 @@ def one_of(column: Any, values: Any) -> Any:
     """``column IN values`` for a long list of values: on PostgreSQL ``column = ANY(:array)``,
     one array parameter, so the statement's text (and psycopg's conversion of it, and the
     server's parse) is the same whatever the length: IN with 1,000 values cost 6 µs of CPU
-    a value, ANY 1.6. Elsewhere (SQLite), IN."""
+    a value, ANY 1.6. Elsewhere (SQLite), IN. The same text is prepared after a few runs,
+    and a generic plan knows nothing of the array's length: for a lookup by key that is
+    fine; where the statement also joins a large table, measure it (the relay's claim
+    keeps IN for that reason)."""
     values = list(values)
     if session.get_bind().dialect.name != "postgresql":
         return column.in_(values)
