@@ -48,6 +48,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -246,8 +247,6 @@ def one_of(column: Any, values: Any) -> Any:
     values = list(values)
     if session.get_bind().dialect.name != "postgresql":
         return column.in_(values)
-    from sqlalchemy.dialects.postgresql import ARRAY
-
     return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
 
 

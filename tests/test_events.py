@@ -460,7 +460,7 @@ def test_a_failed_post_tells_the_kind_of_failure(tmp_path: Path) -> None:
             server.close()
 
 
-def test_posts_go_out_concurrently_and_each_outcome_keeps_its_place(receiver: Receiver) -> None:
+def test_each_outcome_of_many_posts_keeps_its_place(receiver: Receiver) -> None:
     items = [relay.Outgoing(n, 1, receiver.url if n % 3 else "http://127.0.0.1:1/hook",
                             json.dumps({"n": n}).encode(), {"Idempotency-Key": f"evt_{n}"}) for n in range(40)]
     outcomes = relay.post_all(items, allow_private=True, timeout=2, concurrency=4)

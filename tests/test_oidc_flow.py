@@ -84,6 +84,19 @@ def test_discovery_publishes_the_endpoints_that_exist(app: Flask) -> None:
     assert client.get("/t/nobody/.well-known/openid-configuration").status_code == 404
 
 
+def test_a_pages_own_security_headers_are_kept_and_none_is_sent_twice(app: Flask, rp: RP) -> None:
+    client = app.test_client()
+    discovery = client.get("/t/bank/.well-known/openid-configuration")
+    assert discovery.headers.getlist("Cache-Control") == ["public, max-age=300"]  # the view's own
+    assert discovery.headers["X-Frame-Options"] == "DENY"
+    page = client.get(start(client, rp).headers["Location"])
+    [policy] = page.headers.getlist("Content-Security-Policy")  # the login page's, reaching the agent
+    assert "connect-src 'self' http://127.0.0.1:" in policy
+    assert page.headers.getlist("Cache-Control") == ["no-store"]
+    assert all(len(page.headers.getlist(name)) == 1 for name in (
+        "X-Content-Type-Options", "Referrer-Policy", "Permissions-Policy", "Cross-Origin-Resource-Policy"))
+
+
 def test_a_card_login_gives_an_id_token_an_access_token_and_userinfo(app: Flask, rp: RP, card: Any) -> None:
     client = app.test_client()
     result = log_in(client, rp, card)

@@ -81,7 +81,7 @@ class DeliveryStatus(enum.StrEnum):
     DEAD = "dead"  # the retry budget is spent; redeliver by hand
 
 
-_PENDING = text("status = 'pending'")
+_PENDING = text(f"status = '{DeliveryStatus.PENDING.value}'")
 
 
 class Delivery(TenantScoped, Base):

@@ -47,7 +47,7 @@ from saas import clock, db, jobs
 from saas.db import all_tenants
 from saas.events import signatures, ssf
 from saas.events.models import Delivery, DeliveryAttempt, DeliveryStatus, Event, WebhookEndpoint
-from saas.events.services import ALL_TYPES, relying_party_view, signing_secrets, subscriptions
+from saas.events.services import relying_party_view, signing_secrets, subscribes, subscriptions
 from saas.tenants.models import ApiKey, Tenant
 
 log = logging.getLogger("kakehashi.events")
@@ -93,7 +93,7 @@ def fan_out(limit: int = 2000) -> int:
         wanted = {endpoint.id: subscriptions(endpoint) for found in endpoints.values() for endpoint, _key in found}
 
         def takes(endpoint: WebhookEndpoint, type: str) -> bool:
-            return type in wanted[endpoint.id] or ALL_TYPES in wanted[endpoint.id]
+            return subscribes(wanted[endpoint.id], type)
 
         fetchers = _fetchers([event_id for event_id, tenant_id, type, _ in fresh
                               if any(endpoint.relying_party_key_id is not None and takes(endpoint, type)
@@ -125,7 +125,7 @@ def _fetchers(event_ids: list[int]) -> dict[int, set[str]]:
 def _pending(entity: Any) -> Any:
     """``status = 'pending'`` written out, not bound: the planner can then use the
     partial indexes of pending deliveries even in a prepared statement's generic plan."""
-    return entity.status == literal_column("'pending'")
+    return entity.status == literal_column(f"'{DeliveryStatus.PENDING.value}'")
 
 
 CLAIM_PAGE = 1000  # due deliveries looked at per step of a claim
@@ -306,10 +306,6 @@ def post(item: Outgoing, *, allow_private: bool, timeout: float) -> Outcome:
     return post_all([item], allow_private=allow_private, timeout=timeout)[0]
 
 
-class RefusedAddress(OSError):
-    """The receiver's host resolves to an address webhooks may not reach."""
-
-
 def post_all(items: list[Outgoing], *, allow_private: bool, timeout: float,
              concurrency: int = CONCURRENCY) -> list[Outcome]:
     """POST every item, ``concurrency`` at a time, and say how each went (in order); never
@@ -393,7 +389,7 @@ def _vet(host: str, port: int, allow_private: bool) -> tuple[str, frozenset[str]
         return Outcome(None, _failure(error), 0)
     addresses = list(dict.fromkeys(str(info[4][0]).split("%")[0] for info in infos))
     if not allow_private and not all(ipaddress.ip_address(address).is_global for address in addresses):
-        return Outcome(None, str(RefusedAddress(f"{host} resolves to a non-public address")), 0)
+        return Outcome(None, f"{host} resolves to a non-public address", 0)
     pinned = ",".join(f"[{address}]" if ":" in address else address for address in addresses)
     return f"{host}:{port}:{pinned}", frozenset(addresses)
 
@@ -606,8 +602,6 @@ def _record(token: str, outgoing: list[Outgoing], outcomes: list[Outcome]) -> di
                             "new_delivered_at": delivered, "new_next_attempt_at": next_attempt or now})
         if changes:
             db.session.execute(_RECORD, changes)  # one executemany by primary key
-        # After the deliveries' UPDATE, so that the attempts' foreign key finds each
-        # delivery already locked by this transaction.
         db.session.execute(_LOG_ATTEMPT, [
             {"tenant_id": item.tenant_id, "delivery_id": item.delivery_id, "attempted_at": now,
              "status_code": outcome.status_code, "error": outcome.error, "duration_ms": outcome.duration_ms}

@@ -98,9 +98,12 @@ def _payload(tenant: Tenant, public_id: str, type: str, subject: str, data: dict
 
 
 def subscriptions(endpoint: WebhookEndpoint) -> frozenset[str]:
-    """The event types ``endpoint`` takes (``*``: all)."""
+    """The event types ``endpoint`` takes (``*``: all); read once per batch by the relay."""
     return frozenset(json.loads(endpoint.event_types))
 
+
+def subscribes(types: frozenset[str], type: str) -> bool:
+    return type in types or ALL_TYPES in types
 
 
 # -- endpoints ----------------------------------------------------------------------------
