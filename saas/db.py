@@ -35,6 +35,7 @@ from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy import (
+    Engine,
     ForeignKey,
     ForeignKeyConstraint,
     MetaData,
@@ -207,10 +208,31 @@ def read_now(statement: Any, params: dict[str, Any] | None = None, *, writing: b
     checkout, its own transaction); else on a connection of its own in autocommit (no
     BEGIN or COMMIT round trip). No tenant criterion is added: tenant-scoped tables go
     through :class:`TenantRead`."""
-    if writing or session().info.get(_CONNECTED):
+    if writing or not _may_connect_apart():
         return list(session.connection().execute(statement, params))
     with get_database().engine.connect() as connection:
         return list(connection.execution_options(isolation_level="AUTOCOMMIT").execute(statement, params))
+
+
+def _may_connect_apart() -> bool:
+    """Whether a statement may run on a connection of its own: the request holds none yet,
+    and its session is bound to the engine (a test's session bound to one connection, in a
+    transaction rolled back afterwards, keeps every statement on it)."""
+    return not session().info.get(_CONNECTED) and isinstance(session.get_bind(), Engine)
+
+
+def write_now(statement: Any, params: dict[str, Any] | None = None) -> list[Any]:
+    """Run one writing Core ``statement`` that is to stand whatever the rest of the request
+    does (a code claimed, tokens issued): in the request's transaction when the request
+    holds a connection already (it commits with the request); else on a connection of its
+    own in autocommit, where one statement is one transaction (no BEGIN or COMMIT round
+    trip). Returns its ``RETURNING`` rows."""
+    if not _may_connect_apart():
+        result = session.connection().execute(statement, params)
+        return list(result) if result.returns_rows else []
+    with get_database().engine.connect() as connection:
+        result = connection.execution_options(isolation_level="AUTOCOMMIT").execute(statement, params)
+        return list(result) if result.returns_rows else []
 
 
 def _bound_tenant(table: Table, what: str) -> int:
@@ -275,6 +297,41 @@ def insert_row(table: Table, values: dict[str, Any], *, returning: tuple[Any, ..
     return result.first() if returning else None
 
 
+_LINKED: dict[tuple[Any, ...], Any] = {}
+
+
+def insert_linked(table: Table, values: dict[str, Any], child: Table, child_values: dict[str, Any], *,
+                  link: str) -> None:
+    """INSERT a row of ``table`` and a row of ``child`` whose ``link`` column points at it,
+    both for the session's tenant, as :func:`write_now` does: standing at once, in the
+    request's transaction if it holds one. On PostgreSQL this is one statement (the first
+    INSERT in a ``WITH``, its new id selected into the second): one round trip instead of
+    four with BEGIN and COMMIT. Elsewhere, two :func:`insert_row` in the request's
+    transaction."""
+    tenant_id = _bound_tenant(table, "insert_linked")
+    _bound_tenant(child, "insert_linked")
+    for given in (values, child_values):
+        if given.setdefault("tenant_id", tenant_id) != tenant_id:
+            raise CrossTenantAccess(f"INSERT into {table.name} or {child.name} of a row for another tenant")
+    if link in child_values:
+        raise ValueError(f"{child.name}.{link} is the new {table.name} row's id")
+    if session.get_bind().dialect.name != "postgresql":
+        parent_id = insert_row(table, values, returning=(table.c.id,)).id
+        insert_row(child, {**child_values, link: parent_id})
+        return
+    key = (table, tuple(values), child, tuple(child_values), link)
+    statement = _LINKED.get(key)
+    if statement is None:
+        parent = (table.insert().values({name: bindparam(f"p_{name}", type_=table.c[name].type) for name in values})
+                  .returning(table.c.id).cte(f"new_{table.name}"))
+        statement = child.insert().from_select(
+            [*child_values, link],
+            select(*(bindparam(f"c_{name}", type_=child.c[name].type) for name in child_values), parent.c.id))
+        _LINKED[key] = statement
+    write_now(statement, {**{f"p_{name}": value for name, value in values.items()},
+                          **{f"c_{name}": value for name, value in child_values.items()}})
+
+
 def insert_rows(table: Table, rows: list[dict[str, Any]]) -> None:
     """:func:`insert_row` for many rows at once (one executemany), also for platform code
     under :func:`all_tenants`, where each row must name its tenant."""
@@ -317,11 +374,14 @@ class TenantUpdate:
         self.statement = statement.returning(*returning) if returning else statement
         self.statement.compile()  # a parameter named like a column fails here, not at its first use
 
-    def rows(self, **params: Any) -> list[Any]:
-        """Run it for the session's tenant with ``params`` bound: the ``returning`` rows."""
+    def rows(self, *, standing: bool = False, **params: Any) -> list[Any]:
+        """Run it for the session's tenant with ``params`` bound: the ``returning`` rows.
+        ``standing``: as :func:`write_now`, to stand whatever the request does next."""
         if _TENANT_PARAM in params:
             raise ValueError(f"{_TENANT_PARAM} is the tenant's parameter")
         params[_TENANT_PARAM] = _bound_tenant(self.table, "TenantUpdate")
+        if standing:
+            return write_now(self.statement, params)
         result = session.connection().execute(self.statement, params)
         return list(result) if result.returns_rows else []
 

@@ -219,6 +219,49 @@ def test_a_reused_code_is_refused_and_revokes_its_tokens(app: Flask, rp: RP, car
     assert refresh.status_code == 400
 
 
+def test_an_exchange_on_cached_rows_begins_no_transaction_on_postgresql(committed_url: str, tmp_path: Path) -> None:
+    """With the tenant and client cached (as in production), the code's claim and the new
+    grant with its token are one statement each, each its own transaction: no BEGIN or
+    COMMIT round trips on PostgreSQL. The claim stands on its own: a replay still finds
+    the code spent and revokes what it granted."""
+    from sqlalchemy import event
+
+    app = make_app(committed_url, tmp_path, ROW_CACHE_SECONDS=60)
+    try:
+        with app.app_context():
+            tenants.create_tenant(slug="bank", display_name="かけはし銀行", kind="bank")
+            db.session.commit()
+        rp, card = register(app, "bank"), issue_card(app, seed=8)
+        client = app.test_client()
+        warm = rp.exchange(client, log_in(client, rp, card)["code"])  # the signing keys, read once a while
+        assert warm.status_code == 200, warm.get_json()
+        result = log_in(client, rp, card)
+        engine = db.get_database(app).engine
+        begun: list[Any] = []
+
+        def began(connection: Any) -> None:
+            if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+                begun.append(connection)
+
+        event.listen(engine, "begin", began)
+        try:
+            response = rp.exchange(client, result["code"])
+        finally:
+            event.remove(engine, "begin", began)
+        assert response.status_code == 200, response.get_json()
+        if engine.dialect.name == "postgresql":
+            assert begun == []
+        first = response.get_json()
+        info = client.get("/t/bank/userinfo", headers={"Authorization": f"Bearer {first['access_token']}"})
+        assert info.status_code == 200 and info.get_json()["sub"] == claims_of(first["id_token"])["sub"]
+        replay = rp.exchange(client, result["code"])
+        assert replay.status_code == 400 and replay.get_json()["error"] == "invalid_grant"
+        info = client.get("/t/bank/userinfo", headers={"Authorization": f"Bearer {first['access_token']}"})
+        assert info.status_code == 401
+    finally:
+        db.get_database(app).engine.dispose()
+
+
 def test_purge_forgets_expired_rows_and_keeps_live_ones(app: Flask, rp: RP, card: Any) -> None:
     from saas.db import all_tenants
     from saas.oidc.models import AuthorizationCode, AuthorizationRequest, Grant, Token

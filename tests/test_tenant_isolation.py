@@ -288,6 +288,28 @@ def test_the_core_write_paths_write_only_the_bound_tenants_rows(db_session: Any,
     assert names == sorted([(world["a"], "renamed"), (world["b"], "shared"), (world["b"], "platform")])
 
 
+def test_insert_linked_writes_a_row_and_its_child_for_the_bound_tenant(db_session: Any, world: dict[str, Any]) -> None:
+    """One statement on PostgreSQL (the parent's INSERT in a WITH), two elsewhere: either
+    way both rows take the session's tenant and the child points at the new parent."""
+    widgets, parts = Widget.__table__, Part.__table__
+    with pytest.raises(TenantScopeMissing):
+        db.insert_linked(widgets, {"name": "nobody's", "public_id": "wid_n"}, parts, {"label": "n"}, link="widget_id")
+    with tenant_scope(db_session, world["a"]):
+        db.insert_linked(widgets, {"name": "linked", "public_id": "wid_l"}, parts, {"label": "l-1"}, link="widget_id")
+        with pytest.raises(CrossTenantAccess):
+            db.insert_linked(widgets, {"name": "theirs", "public_id": "wid_t"}, parts,
+                             {"label": "t-1", "tenant_id": world["b"]}, link="widget_id")
+        with pytest.raises(ValueError, match="widget_id"):
+            db.insert_linked(widgets, {"name": "pointed", "public_id": "wid_p"}, parts,
+                             {"label": "p-1", "widget_id": world["widget_a"]}, link="widget_id")
+    with all_tenants(db_session):
+        rows = db_session.execute(select(Widget.id, Widget.tenant_id, Part.tenant_id, Part.label)
+                                  .join(Part, Part.widget_id == Widget.id).where(Widget.name == "linked")).all()
+        assert [(tenant, part_tenant, label) for _id, tenant, part_tenant, label in rows] == [
+            (world["a"], world["a"], "l-1")]
+        assert db_session.scalar(select(func.count()).select_from(Widget).where(Widget.name != "linked")) == 2
+
+
 def test_one_of_is_in_on_any_database_and_keeps_the_tenant_criterion(db_session: Any, world: dict[str, Any]) -> None:
     ids = [world["widget_a"], world["widget_b"], 10_000_000]
     with tenant_scope(db_session, world["a"]):

@@ -1,8 +1,9 @@
 """One-time values (client assertion ``jti``): the first use wins, a replay is refused.
 
 With Redis configured the check is one ``SET NX`` that expires with the value; otherwise
-the row joins the request's transaction (a savepoint keeps a concurrent duplicate from
-failing the request as anything but a replay).
+one ``INSERT … ON CONFLICT DO NOTHING`` that stands at once (:func:`db.write_now`): a
+spent assertion stays spent whatever the request comes to, and of two concurrent uses
+exactly one inserts.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
 
 from saas import clock, db, stores
 from saas.oidc.models import UsedAssertion
@@ -22,12 +22,9 @@ def first_use(key: str, *, expires_at: datetime) -> bool:
     if redis is not None:
         milliseconds = max(1, int((expires_at - now).total_seconds() * 1000))
         return bool(redis.set(f"kakehashi:jti:{key}", b"1", nx=True, px=milliseconds))
-    try:
-        with db.session.begin_nested():
-            db.session.add(UsedAssertion(key=key, expires_at=expires_at))
-    except IntegrityError:
-        return False
-    return True
+    statement = (db.dialect_insert(UsedAssertion).values(key=key, expires_at=expires_at)
+                 .on_conflict_do_nothing(index_elements=[UsedAssertion.key]).returning(UsedAssertion.key))
+    return bool(db.write_now(statement))
 
 
 def purge() -> int:

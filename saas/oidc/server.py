@@ -223,27 +223,26 @@ def decode_access_token(value: str) -> tuple[dict[str, Any], Grant] | None:
 
 
 def save_token(token: dict[str, Any], oauth_request: OAuth2Request) -> None:
-    """The token response's rows: a new grant (a code, a device or the client's own), or
-    the refreshed grant's; then the token. Plain statements, no unit of work (the exchange
-    is the provider's busiest write)."""
+    """The token response's rows: a new grant (a code, a device or the client's own) and
+    its token in one statement, or a token of the refreshed grant. Plain statements, no
+    unit of work (the exchange is the provider's busiest write); they stand at once, as
+    the claim of the code did."""
     now = clock.now()
     client: OIDCClient = oauth_request.client
-    if oauth_request.refresh_token is not None:
-        grant_id = oauth_request.refresh_token.grant.id
-    else:
-        code: ClaimedCode | None = oauth_request.authorization_code
-        user: EndUser | None = oauth_request.user
-        values: dict[str, Any] = {"client_id": client.id, "scope": token["scope"], "created_at": now,
-                                  "expires_at": now + REFRESH_LIFETIME, "code_id": code.id if code else None}
-        if user is not None:
-            values.update(person_id=user.person_id, sub=user.sub, sid=user.sid, acr=user.acr,
-                          auth_time=user.auth_time, sealed_attributes=user.sealed_attributes)
-        grant_id = db.insert_row(Grant.__table__, values, returning=(Grant.__table__.c.id,)).id
     refresh = token.get("refresh_token")
-    db.insert_row(Token.__table__, {
-        "grant_id": grant_id, "access_jti": g.oidc_access_jti,
-        "access_expires_at": now + timedelta(seconds=ACCESS_TOKEN_LIFETIME),
-        "refresh_hash": token_hash(refresh) if refresh else None, "created_at": now})
+    row = {"access_jti": g.oidc_access_jti, "access_expires_at": now + timedelta(seconds=ACCESS_TOKEN_LIFETIME),
+           "refresh_hash": token_hash(refresh) if refresh else None, "created_at": now}
+    if oauth_request.refresh_token is not None:
+        db.insert_row(Token.__table__, {**row, "grant_id": oauth_request.refresh_token.grant.id})
+        return
+    code: ClaimedCode | None = oauth_request.authorization_code
+    user: EndUser | None = oauth_request.user
+    values: dict[str, Any] = {"client_id": client.id, "scope": token["scope"], "created_at": now,
+                              "expires_at": now + REFRESH_LIFETIME, "code_id": code.id if code else None}
+    if user is not None:
+        values.update(person_id=user.person_id, sub=user.sub, sid=user.sid, acr=user.acr,
+                      auth_time=user.auth_time, sealed_attributes=user.sealed_attributes)
+    db.insert_linked(Grant.__table__, values, Token.__table__, row, link="grant_id")
 
 
 # -- grants ------------------------------------------------------------------------------
@@ -286,7 +285,8 @@ _CLAIM = db.TenantUpdate(
 def claim_code(code: str, client: OIDCClient) -> ClaimedCode | None:
     """The unexpired code, claimed for this use; a second use revokes what the first granted."""
     now = clock.now()
-    claimed = _CLAIM.rows(hash=token_hash(code), client=client.id, now=now)
+    # Standing at once: a code is spent by its first use, whatever that use comes to.
+    claimed = _CLAIM.rows(standing=True, hash=token_hash(code), client=client.id, now=now)
     if claimed:
         row = ClaimedCode(**claimed[0]._mapping)
         return row if row.expires_at > now else None
