@@ -13,8 +13,8 @@ Tenant isolation is structural (STYLE.md rule 4). A session is bound to one tena
   so are the legacy ``bulk_*`` session methods, which skip every hook;
 - a Core statement (``Widget.__table__``) on a scoped table is refused: only ORM
   entities get the criteria; the few hot paths that skip the ORM go through
-  :class:`TenantRead`, :func:`insert_row` and :class:`TenantUpdate`, which add the same
-  tenant criterion and checks themselves;
+  :class:`TenantRead`, :func:`insert_row`, :func:`insert_linked` and :class:`TenantUpdate`,
+  which add the same tenant criterion and checks themselves;
 - rows of one tenant that point at each other use composite foreign keys
   ``(tenant_id, x_id) → (tenant_id, id)`` (:func:`tenant_foreign_key`), so even raw SQL
   cannot link two tenants' rows.
