@@ -285,14 +285,19 @@ def _insert(table: Table, returning: tuple[Any, ...]) -> Any:
     return statement
 
 
-def insert_row(table: Table, values: dict[str, Any], *, returning: tuple[Any, ...] = ()) -> Any:
+def insert_row(table: Table, values: dict[str, Any], *, returning: tuple[Any, ...] = (),
+               standing: bool = False) -> Any:
     """INSERT one row of a tenant-scoped ``table`` in the request's transaction as one Core
     statement (no unit of work: the hottest writes, such as a token exchange's). The row
     takes the session's tenant; a row naming another tenant is refused. Returns the
-    ``returning`` row, if asked. The session's identity map does not learn of the row."""
+    ``returning`` row, if asked. The session's identity map does not learn of the row.
+    ``standing``: as :func:`write_now`, to stand whatever the request does next."""
     tenant_id = _bound_tenant(table, "insert_row")
     if values.setdefault("tenant_id", tenant_id) != tenant_id:
         raise CrossTenantAccess(f"INSERT into {table.name} of a row for another tenant")
+    if standing:
+        rows = write_now(_insert(table, returning), values)
+        return rows[0] if returning else None
     result = session.connection().execute(_insert(table, returning), values)
     return result.first() if returning else None
 

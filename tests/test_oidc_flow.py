@@ -219,10 +219,11 @@ def test_a_reused_code_is_refused_and_revokes_its_tokens(app: Flask, rp: RP, car
     assert refresh.status_code == 400
 
 
-def test_an_exchange_on_cached_rows_begins_no_transaction_on_postgresql(committed_url: str, tmp_path: Path) -> None:
-    """With the tenant and client cached (as in production), the code's claim and the new
-    grant with its token are one statement each, each its own transaction: no BEGIN or
-    COMMIT round trips on PostgreSQL. The claim stands on its own: a replay still finds
+def test_authorize_and_exchange_on_cached_rows_begin_no_transaction(committed_url: str, tmp_path: Path) -> None:
+    """With the tenant and client cached (as in production), the authorization request's
+    nonce check and insert, then the code's claim and the new grant with its token
+    (PostgreSQL: one statement), are each their own transaction: no BEGIN or COMMIT round
+    trips. The claim stands on its own: a replay still finds
     the code spent and revokes what it granted."""
     from sqlalchemy import event
 
@@ -235,7 +236,6 @@ def test_an_exchange_on_cached_rows_begins_no_transaction_on_postgresql(committe
         client = app.test_client()
         warm = rp.exchange(client, log_in(client, rp, card)["code"])  # the signing keys, read once a while
         assert warm.status_code == 200, warm.get_json()
-        result = log_in(client, rp, card)
         engine = db.get_database(app).engine
         begun: list[Any] = []
 
@@ -243,6 +243,15 @@ def test_an_exchange_on_cached_rows_begins_no_transaction_on_postgresql(committe
             if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
                 begun.append(connection)
 
+        client = app.test_client()  # a new browser: no login session to answer from
+        event.listen(engine, "begin", began)
+        try:
+            authorized = start(client, rp)
+        finally:
+            event.remove(engine, "begin", began)
+        assert authorized.status_code == 302 and "/login/" in authorized.headers["Location"]
+        assert begun == []  # the nonce's check and the new request, each on its own (any database)
+        result = card_steps(client, authorized.headers["Location"], card)
         event.listen(engine, "begin", began)
         try:
             response = rp.exchange(client, result["code"])

@@ -281,10 +281,13 @@ def authorize() -> Response:
         db.session.flush()
         public_id = pushed.public_id
     else:
+        # Standing at once (the response only sends the browser on to it): with the nonce's
+        # check read in autocommit too, no transaction and two round trips in all.
         public_id = db.insert_row(_REQUESTS, {
             "client_id": oauth_request.client.id, "params": json.dumps(params, ensure_ascii=False),
             "pushed": False, "status": RequestStatus.PENDING, "browser_hash": token_hash(browser_token()),
-            "created_at": now, "expires_at": now + REQUEST_LIFETIME}, returning=(_REQUESTS.c.public_id,)).public_id
+            "created_at": now, "expires_at": now + REQUEST_LIFETIME}, returning=(_REQUESTS.c.public_id,),
+            standing=True).public_id
     response = Response(status=302)
     response.headers["Location"] = f"{issuer()}/login/{public_id}"
     return response

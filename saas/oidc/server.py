@@ -387,8 +387,8 @@ class OpenIDCodeFlow(OpenIDCode):
         # Authlib asks once per validation, and the login's last step validates twice.
         memo = g.setdefault("oidc_nonce_used", {})
         key = (oauth_request.client.id, nonce)
-        if key not in memo:  # read on the request's connection: it writes next
-            memo[key] = bool(_CODE_WITH_NONCE.rows(client_id=oauth_request.client.id, nonce=nonce, writing=True))
+        if key not in memo:  # on the request's connection if it holds one (the login's last step)
+            memo[key] = bool(_CODE_WITH_NONCE.rows(client_id=oauth_request.client.id, nonce=nonce))
         return memo[key]
 
     def resolve_client_private_key(self, client: OIDCClient) -> Any:
