@@ -221,6 +221,16 @@ def _may_connect_apart() -> bool:
     return not session().info.get(_CONNECTED) and isinstance(session.get_bind(), Engine)
 
 
+def statements_stand_alone() -> None:
+    """Each statement of this request is its own transaction (autocommit: no BEGIN or
+    COMMIT round trips), for a view that reads and writes only single statements needing
+    no atomicity between them (a login page: load the request, set its challenge). Call it
+    before the request's first statement; a session that holds a connection already, or is
+    bound to one (a test's), is left as it is."""
+    if _may_connect_apart():
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
 def write_now(statement: Any, params: dict[str, Any] | None = None) -> list[Any]:
     """Run one writing Core ``statement`` that is to stand whatever the rest of the request
     does (a code claimed, tokens issued): in the request's transaction when the request
@@ -652,5 +662,7 @@ def before_writes_elsewhere(session: Session) -> None:
     nothing (and keeps the round trips)."""
     if session.new or session.dirty or session.deleted:
         raise RuntimeError("commit or flush this session's changes before writing elsewhere")
-    if session.get_bind().dialect.name == "sqlite":
+    standing_alone = session.info.get(_CONNECTED) and session.connection().get_execution_options().get(
+        "isolation_level") == "AUTOCOMMIT"  # no snapshot held (statements_stand_alone)
+    if session.get_bind().dialect.name == "sqlite" and not standing_alone:
         session.commit()

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 from flask import Flask
@@ -221,7 +221,7 @@ def test_a_reused_code_is_refused_and_revokes_its_tokens(app: Flask, rp: RP, car
 
 def test_authorize_and_exchange_on_cached_rows_begin_no_transaction(committed_url: str, tmp_path: Path) -> None:
     """With the tenant and client cached (as in production), the authorization request's
-    nonce check and insert, then the code's claim and the new grant with its token
+    nonce check and insert, the login page's read and challenge, then the code's claim and the new grant with its token
     (PostgreSQL: one statement), are each their own transaction: no BEGIN or COMMIT round
     trips. The claim stands on its own: a replay still finds
     the code spent and revokes what it granted."""
@@ -251,6 +251,13 @@ def test_authorize_and_exchange_on_cached_rows_begin_no_transaction(committed_ur
             event.remove(engine, "begin", began)
         assert authorized.status_code == 302 and "/login/" in authorized.headers["Location"]
         assert begun == []  # the nonce's check and the new request, each on its own (any database)
+        event.listen(engine, "begin", began)
+        try:
+            page = client.get(urlsplit(authorized.headers["Location"]).path)
+        finally:
+            event.remove(engine, "begin", began)
+        assert page.status_code == 200 and 'data-challenge="' in page.get_data(as_text=True)
+        assert begun == []  # the request read, its challenge set: each on its own
         result = card_steps(client, authorized.headers["Location"], card)
         event.listen(engine, "begin", began)
         try:

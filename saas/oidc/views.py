@@ -315,6 +315,7 @@ def logout() -> Response:
 
 @pages.get("/login/<request_id>")
 def login_page(request_id: str) -> Response:
+    db.statements_stand_alone()  # one read, then one UPDATE: two round trips, not four
     row = flow.waiting_request(request_id, statuses=(RequestStatus.PENDING, RequestStatus.AUTHENTICATED))
     # The first challenge comes with the page (one round trip less); a retry asks for another.
     challenge = flow.new_challenge(row) if row.status is RequestStatus.PENDING else ""
