@@ -36,6 +36,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import machine  # noqa: E402 - bench/machine.py, beside this script
+
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
 DATABASE = "kakehashi_events_bench"
 REDIS = "redis://127.0.0.1:6379/0"
@@ -339,7 +341,7 @@ def main() -> None:
     helpers: list[subprocess.Popen[bytes]] = []
     per = args.events // args.producers
     total = per * args.producers
-    print(f"machine: {os.cpu_count()} cores; PostgreSQL + Redis; {args.producers} producers, relay + "
+    print(f"machine: {os.cpu_count()} cores, {machine.reference()}; PostgreSQL + Redis; {args.producers} producers, relay + "
           f"{args.workers} rq workers; {total} events per phase, one endpoint on loopback "
           f"(receiver: {type(receiver).__name__})")
     try:

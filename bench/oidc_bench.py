@@ -49,6 +49,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import machine  # noqa: E402 - bench/machine.py, beside this script
+
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
 DATABASE = "kakehashi_oidc_bench"
 REDIS = "redis://127.0.0.1:6379/0"
@@ -454,7 +456,7 @@ def main() -> None:
     parser.add_argument("--skip-peer", action="store_true", help="no oidc-provider comparison")
     parser.add_argument("--log-level", default="INFO", help="the service's LOG_LEVEL (INFO logs every request)")
     args = parser.parse_args()
-    print(f"machine: {os.cpu_count()} cores; PostgreSQL + Redis; gunicorn {'gthread' if args.threads else 'sync'}; "
+    print(f"machine: {os.cpu_count()} cores, {machine.reference()}; PostgreSQL + Redis; gunicorn {'gthread' if args.threads else 'sync'}; "
           f"LOG_LEVEL={args.log_level}")
     instance = Path(tempfile.mkdtemp(prefix="oidc-bench-"))
     service = peer = None
