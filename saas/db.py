@@ -318,11 +318,11 @@ _LINKED: dict[tuple[Any, ...], Any] = {}
 def insert_linked(table: Table, values: dict[str, Any], child: Table, child_values: dict[str, Any], *,
                   link: str) -> None:
     """INSERT a row of ``table`` and a row of ``child`` whose ``link`` column points at it,
-    both for the session's tenant, as :func:`write_now` does: standing at once, in the
-    request's transaction if it holds one. On PostgreSQL this is one statement (the first
-    INSERT in a ``WITH``, its new id selected into the second): one round trip instead of
-    four with BEGIN and COMMIT. Elsewhere, two :func:`insert_row` in the request's
-    transaction."""
+    both for the session's tenant. On PostgreSQL one statement (the first INSERT in a
+    ``WITH``, its new id selected into the second), run as :func:`write_now` runs it:
+    standing at once, or in the request's transaction if it holds one; one round trip
+    instead of four with BEGIN and COMMIT. Elsewhere (SQLite), two :func:`insert_row` in
+    the request's transaction, standing when it commits."""
     tenant_id = _bound_tenant(table, "insert_linked")
     _bound_tenant(child, "insert_linked")
     for given in (values, child_values):
