@@ -208,10 +208,7 @@ def read_now(statement: Any, params: dict[str, Any] | None = None, *, writing: b
     checkout, its own transaction); else on a connection of its own in autocommit (no
     BEGIN or COMMIT round trip). No tenant criterion is added: tenant-scoped tables go
     through :class:`TenantRead`."""
-    if writing or not _may_connect_apart():
-        return list(session.connection().execute(statement, params))
-    with get_database().engine.connect() as connection:
-        return list(connection.execution_options(isolation_level="AUTOCOMMIT").execute(statement, params))
+    return _run(statement, params, apart=not writing and _may_connect_apart())
 
 
 def _may_connect_apart() -> bool:
@@ -237,7 +234,13 @@ def write_now(statement: Any, params: dict[str, Any] | None = None) -> list[Any]
     holds a connection already (it commits with the request); else on a connection of its
     own in autocommit, where one statement is one transaction (no BEGIN or COMMIT round
     trip). Returns its ``RETURNING`` rows."""
-    if not _may_connect_apart():
+    return _run(statement, params, apart=_may_connect_apart())
+
+
+def _run(statement: Any, params: dict[str, Any] | None, *, apart: bool) -> list[Any]:
+    """The rows of ``statement`` (none if it returns none): on the request's connection, or
+    ``apart`` on a connection of its own in autocommit."""
+    if not apart:
         result = session.connection().execute(statement, params)
         return list(result) if result.returns_rows else []
     with get_database().engine.connect() as connection:
@@ -305,11 +308,9 @@ def insert_row(table: Table, values: dict[str, Any], *, returning: tuple[Any, ..
     tenant_id = _bound_tenant(table, "insert_row")
     if values.setdefault("tenant_id", tenant_id) != tenant_id:
         raise CrossTenantAccess(f"INSERT into {table.name} of a row for another tenant")
-    if standing:
-        rows = write_now(_insert(table, returning), values)
-        return rows[0] if returning else None
-    result = session.connection().execute(_insert(table, returning), values)
-    return result.first() if returning else None
+    statement = _insert(table, returning)
+    rows = write_now(statement, values) if standing else _run(statement, values, apart=False)
+    return rows[0] if returning else None
 
 
 _LINKED: dict[tuple[Any, ...], Any] = {}
@@ -395,10 +396,7 @@ class TenantUpdate:
         if _TENANT_PARAM in params:
             raise ValueError(f"{_TENANT_PARAM} is the tenant's parameter")
         params[_TENANT_PARAM] = _bound_tenant(self.table, "TenantUpdate")
-        if standing:
-            return write_now(self.statement, params)
-        result = session.connection().execute(self.statement, params)
-        return list(result) if result.returns_rows else []
+        return write_now(self.statement, params) if standing else _run(self.statement, params, apart=False)
 
 
 _CONNECTED = "kakehashi.connected"

@@ -26,7 +26,6 @@ import ipaddress
 import json
 import logging
 import random
-import re
 import socket
 import ssl
 import threading
@@ -353,13 +352,10 @@ def _host_and_port(url: str) -> tuple[str, int]:
     return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)  # .port raises ValueError
 
 
-_HEADER_VALUE = re.compile(r"[\x20-\x7e\t]*")
-
-
 def _sendable(headers: dict[str, str]) -> bool:
     """Visible ASCII only: libcurl sends header lines as given, so a CR or LF in a value
     would start a header of its own."""
-    return all(_HEADER_VALUE.fullmatch(name) and ":" not in name and _HEADER_VALUE.fullmatch(value)
+    return all(ssf.HEADER_VALUE.fullmatch(name) and ":" not in name and ssf.HEADER_VALUE.fullmatch(value)
                for name, value in headers.items())
 
 

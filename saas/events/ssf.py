@@ -150,13 +150,13 @@ def _delivery(body: dict[str, Any]) -> tuple[str, str, str | None]:
     url = str(delivery.get("endpoint_url") or "")
     header = delivery.get("authorization_header")
     if header is not None and (not isinstance(header, str) or len(header) > 2000
-                               or not _HEADER_VALUE.fullmatch(header)):
+                               or not HEADER_VALUE.fullmatch(header)):
         raise StreamError(_l("authorization_header must be a string of visible ASCII characters "
                              "(no line breaks), at most 2,000."))
     return "push", services.validate_url(url), header
 
 
-_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")  # what an HTTP header line may carry; a CR or LF would start another
+HEADER_VALUE = re.compile(r"[\x20-\x7e]*")  # what an HTTP header line may carry; a CR or LF would start another
 
 
 def _requested(body: dict[str, Any]) -> list[str]:
