@@ -96,8 +96,13 @@ def _commit_successful_requests(app: Flask) -> None:
 
     @app.after_request
     def _commit(response: Response) -> Response:
+        if not db.session.registry.has():
+            return response  # the request never used the database
+        current = db.session()
+        if not db.has_work(current):
+            return response  # an empty commit would still run the unit of work and its listeners
         if response.status_code < 400:
-            db.session.commit()
+            current.commit()
         else:
-            db.session.rollback()
+            current.rollback()
         return response

@@ -55,6 +55,11 @@ def _record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
 def configure(level: str) -> None:
     """Send every log record to standard error as JSON (idempotent)."""
     logging.setLogRecordFactory(_record_with_request_id)
+    # Where a call came from (a walk up the stack per record), and the thread's and
+    # process's names: the JSON lines carry none of them (the logging HOWTO's
+    # "Optimization" settings).
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)

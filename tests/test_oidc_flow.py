@@ -223,8 +223,8 @@ def test_authorize_and_exchange_on_cached_rows_begin_no_transaction(committed_ur
     """With the tenant and client cached (as in production), the authorization request's
     nonce check and insert, the login page's read and challenge, then the code's claim and the new grant with its token
     (PostgreSQL: one statement), are each their own transaction: no BEGIN or COMMIT round
-    trips. The claim stands on its own: a replay still finds
-    the code spent and revokes what it granted."""
+    trips; a request's standing statements share one connection. The claim stands on its
+    own: a replay still finds the code spent and revokes what it granted."""
     from sqlalchemy import event
 
     app = make_app(committed_url, tmp_path, ROW_CACHE_SECONDS=60)
@@ -243,14 +243,22 @@ def test_authorize_and_exchange_on_cached_rows_begin_no_transaction(committed_ur
             if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
                 begun.append(connection)
 
+        checkouts: list[Any] = []
+
+        def checked_out(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+            checkouts.append(dbapi_connection)
+
         client = app.test_client()  # a new browser: no login session to answer from
         event.listen(engine, "begin", began)
+        event.listen(engine, "checkout", checked_out)
         try:
             authorized = start(client, rp)
         finally:
             event.remove(engine, "begin", began)
+            event.remove(engine, "checkout", checked_out)
         assert authorized.status_code == 302 and "/login/" in authorized.headers["Location"]
         assert begun == []  # the nonce's check and the new request, each on its own (any database)
+        assert len(checkouts) == 1  # both on one connection, kept for the request
         event.listen(engine, "begin", began)
         try:
             page = client.get(urlsplit(authorized.headers["Location"]).path)
@@ -259,14 +267,18 @@ def test_authorize_and_exchange_on_cached_rows_begin_no_transaction(committed_ur
         assert page.status_code == 200 and 'data-challenge="' in page.get_data(as_text=True)
         assert begun == []  # the request read, its challenge set: each on its own
         result = card_steps(client, authorized.headers["Location"], card)
+        checkouts.clear()
         event.listen(engine, "begin", began)
+        event.listen(engine, "checkout", checked_out)
         try:
             response = rp.exchange(client, result["code"])
         finally:
             event.remove(engine, "begin", began)
+            event.remove(engine, "checkout", checked_out)
         assert response.status_code == 200, response.get_json()
         if engine.dialect.name == "postgresql":
             assert begun == []
+            assert len(checkouts) == 1  # the claim and the grant with its token: one connection
         first = response.get_json()
         info = client.get("/t/bank/userinfo", headers={"Authorization": f"Bearer {first['access_token']}"})
         assert info.status_code == 200 and info.get_json()["sub"] == claims_of(first["id_token"])["sub"]

@@ -224,3 +224,52 @@ def test_the_bridge_agent_learns_its_origins_from_the_service(database_url: str,
     app = make_app(database_url, tmp_path, BRIDGE_ORIGINS="https://login.hospital.example, ")
     body = app.test_client().get("/bridge/origins", base_url="https://kakehashi.example").get_json()
     assert body == {"origins": ["https://kakehashi.example", "https://login.hospital.example"]}
+
+
+def test_a_request_commits_what_it_changed_and_no_empty_transaction(committed_url: str, tmp_path: Path) -> None:
+    """The request's end commits a transaction it began and changes it made outside one (an
+    object changed after a commit of its own), and runs no unit of work when there is
+    nothing (a tenant from the row cache, statements in autocommit)."""
+    from sqlalchemy import event, select
+    from sqlalchemy.orm import Session
+
+    from saas import db
+    from saas.tenants import services as tenants
+    from saas.tenants.models import Tenant
+
+    app = make_app(committed_url, tmp_path, ROW_CACHE_SECONDS=60)
+
+    @app.get("/_test/rename/<name>")  # a GET: no CSRF token to fetch first
+    def rename(name: str) -> str:
+        tenant = db.session.scalar(select(Tenant).where(Tenant.slug == "bank"))
+        db.session.commit()  # as a view that commits part of its work early
+        tenant.display_name = name  # changed after that commit: dirty, in no transaction
+        return "renamed"
+
+    @app.get("/_test/tenant")
+    def tenant_name() -> str:
+        return tenants.active_tenant("bank").display_name  # from the row cache once warm
+
+    commits: list[Session] = []
+
+    def committed(session: Session) -> None:
+        commits.append(session)
+
+    try:
+        with app.app_context():
+            tenants.create_tenant(slug="bank", display_name="かけはし銀行", kind="bank")
+            db.session.commit()
+        client = app.test_client()
+        assert client.get("/_test/tenant").get_data(as_text=True) == "かけはし銀行"
+        event.listen(Session, "after_commit", committed)
+        try:
+            assert client.get("/_test/tenant").get_data(as_text=True) == "かけはし銀行"
+            assert commits == []
+            assert client.get("/_test/rename/架け橋銀行").status_code == 200
+            assert len(commits) == 2  # the view's own, then the request's of the later change
+        finally:
+            event.remove(Session, "after_commit", committed)
+        with app.app_context():
+            assert db.session.scalar(select(Tenant.display_name).where(Tenant.slug == "bank")) == "架け橋銀行"
+    finally:
+        db.get_database(app).engine.dispose()
