@@ -155,8 +155,9 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         super().__init__(validate_jti=True, leeway=30)
 
     def get_audiences(self) -> list[str]:
-        # The issuer, or the URL of the endpoint being called (token, PAR, introspection…).
-        return [issuer(), request.base_url]
+        # The issuer, or the URL of the endpoint being called (token, PAR, introspection…)
+        # on the public address, as the metadata names it (not the request's Host).
+        return [issuer(), urls.root() + request.script_root + request.path]
 
     def resolve_client_public_key(self, client: OIDCClient) -> Any:
         return clients.public_keys(client)
