@@ -7,6 +7,8 @@ by the ``htmx-config`` meta tag in the base layout.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask, Response
 from flask_wtf.csrf import CSRFProtect
 
@@ -42,17 +44,25 @@ def init_app(app: Flask) -> None:
     if production:
         always["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
     lowered = {name.lower(): (name, value) for name, value in always.items()}
+    wsgi_app = app.wsgi_app
+
+    def with_security_headers(environ: dict[str, Any], start_response: Any) -> Any:
+        # Added to the header list as it goes out (every response, error pages too), not
+        # through Werkzeug's Headers, which checks each value again on every response.
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            present = {name.lower() for name, _value in headers}
+            headers.extend([pair for key, pair in lowered.items() if key not in present])
+            return start_response(status, headers, exc_info)
+
+        return wsgi_app(environ, start)
+
+    app.wsgi_app = with_security_headers  # type: ignore[method-assign]
 
     @app.after_request
-    def _headers(response: Response) -> Response:
-        headers = response.headers
-        # One pass over what the view set, then the rest added (a setdefault per header
-        # walked the whole list each time).
-        present = {name.lower() for name, _value in headers.items()}
-        headers.extend([pair for key, pair in lowered.items() if key not in present])
+    def _html_headers(response: Response) -> Response:
         if response.mimetype == "text/html":
             response.vary.add("HX-Request")
             response.vary.add("Cookie")
-            if "cache-control" not in present:
-                headers["Cache-Control"] = "no-store"
+            if "Cache-Control" not in response.headers:
+                response.headers["Cache-Control"] = "no-store"
         return response
