@@ -24,7 +24,6 @@ Compare two trees by running it in each (``git worktree add``). Needs valgrind
 from __future__ import annotations
 
 import argparse
-import base64
 import logging
 import os
 import re
@@ -70,12 +69,10 @@ def child(exchanges: int, logins: int, signals: Path) -> None:
         setup = oidc_bench.prepare(instance)
         from saas import create_app
 
-        app = create_app({"DATABASE_URL": f"{oidc_bench.PG}/{oidc_bench.DATABASE}", "REDIS_URL": oidc_bench.REDIS,
-                          "SECRET_KEY": "b" * 48, "KEY_ENCRYPTION_KEY": base64.b64encode(b"k" * 32).decode(),
-                          "INSTANCE_PATH": str(instance), "LOG_LEVEL": "INFO", "KAKEHASHI_ENV": "development",
+        app = create_app({**oidc_bench.service_settings(BASE, instance),
                           # Cached rows as in production, and not lapsing under valgrind's slowness
                           # (a lapse would add a query to whichever request met it).
-                          "ROW_CACHE_SECONDS": "3600", "PUBLIC_URL": BASE,
+                          "ROW_CACHE_SECONDS": "3600",
                           # The login counters' writer thread would run a varying number of
                           # times within the measured window; its cost is not a login's.
                           "BATCH_FLUSH_SECONDS": "3600"})

@@ -54,6 +54,8 @@ import machine  # noqa: E402 - bench/machine.py, beside this script
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
 DATABASE = "kakehashi_oidc_bench"
 REDIS = "redis://127.0.0.1:6379/0"
+SECRET_KEY = "b" * 48
+KEK = base64.b64encode(b"k" * 32).decode()  # the signing keys' key-encryption key
 REDIRECT_URI = "https://rp.example/callback"
 PEER_DIR = Path(__file__).resolve().parent / "oidc_provider_peer"
 PEER_CACHE = Path.home() / ".cache" / "kakehashi-bench" / "oidc-provider"
@@ -92,8 +94,7 @@ def fresh_app(database: str, instance: Path, **config: Any) -> Any:
 
     url = f"{PG}/{database}"
     command.upgrade(alembic_config(url), "head")
-    return create_app({"DATABASE_URL": url, "REDIS_URL": REDIS, "SECRET_KEY": "b" * 48,
-                       "KEY_ENCRYPTION_KEY": base64.b64encode(b"k" * 32).decode(),
+    return create_app({"DATABASE_URL": url, "REDIS_URL": REDIS, "SECRET_KEY": SECRET_KEY, "KEY_ENCRYPTION_KEY": KEK,
                        "INSTANCE_PATH": str(instance), "LOG_LEVEL": "WARNING", **config})
 
 
@@ -135,13 +136,19 @@ def prepare(instance: Path) -> dict[str, Any]:
     }
 
 
+def service_settings(base: str, instance: Path, log_level: str = "INFO", database: str = DATABASE) -> dict[str, str]:
+    """The measured service's settings (its environment under gunicorn, or create_app's
+    configuration in-process), for the database :func:`prepare` made."""
+    return {"DATABASE_URL": f"{PG}/{database}", "REDIS_URL": REDIS, "SECRET_KEY": SECRET_KEY,
+            "KEY_ENCRYPTION_KEY": KEK, "LOG_LEVEL": log_level, "KAKEHASHI_ENV": "development",
+            "INSTANCE_PATH": str(instance),
+            "ROW_CACHE_SECONDS": "5",  # as in production
+            "PUBLIC_URL": base}  # as in production: issuers are not built per request
+
+
 def start_service(workers: int, threads: int, port: int, instance: Path,
                   log_level: str = "INFO", database: str = DATABASE) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DATABASE_URL": f"{PG}/{database}", "REDIS_URL": REDIS, "SECRET_KEY": "b" * 48,
-           "KEY_ENCRYPTION_KEY": base64.b64encode(b"k" * 32).decode(), "LOG_LEVEL": log_level,
-           "KAKEHASHI_ENV": "development", "INSTANCE_PATH": str(instance),
-           "ROW_CACHE_SECONDS": "5",  # as in production
-           "PUBLIC_URL": f"http://127.0.0.1:{port}"}  # as in production: issuers are not built per request
+    env = {**os.environ, **service_settings(f"http://127.0.0.1:{port}", instance, log_level, database)}
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     process = subprocess.Popen(
         [gunicorn, "saas:create_app()", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),

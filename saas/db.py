@@ -615,7 +615,7 @@ class TenantSession(Session):
         and kept until the session closes, so that a request's second such statement
         costs no checkout and no change of isolation level (about 0.1 ms each)."""
         connection: Connection | None = self.info.get(_APART)
-        if connection is None or connection.closed:
+        if connection is None:
             engine = self.get_bind()
             if not isinstance(engine, Engine):  # a test's session, bound to one connection
                 raise RuntimeError("a session bound to a connection runs every statement on it")
