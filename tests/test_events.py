@@ -476,11 +476,13 @@ def test_what_cannot_be_posted_is_an_outcome_and_the_rest_goes_out(receiver: Rec
              relay.Outgoing(2, 1, receiver.url + "/ü", b"{}", {}),
              relay.Outgoing(3, 1, receiver.url, b"{}", {"Authorization": "Bearer x\r\nX-Injected: 1"}),
              relay.Outgoing(4, 1, "http://example..com/hook", b"{}", {}),
-             relay.Outgoing(5, 1, receiver.url, b"{}", {"Idempotency-Key": "evt_5"})]
+             relay.Outgoing(5, 1, receiver.url, b"{}", {"Idempotency-Key": "evt_5"}),
+             relay.Outgoing(6, 1, receiver.url, b"{}", {"X-Name: injected": "1"}),
+             relay.Outgoing(7, 1, receiver.url, b"{}", {"X-Name\nX-Injected": "1"})]
     outcomes = relay.post_all(items, allow_private=True, timeout=2)
     assert [outcome.error for outcome in outcomes] == [
         "the URL is not valid", "the URL is not valid", "a header is not valid",
-        "the host name could not be resolved", None]
+        "the host name could not be resolved", None, "a header is not valid", "a header is not valid"]
     assert [r.headers.get("Idempotency-Key") for r in receiver.received] == ["evt_5"]
 
 
