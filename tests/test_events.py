@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, text
 
 from saas import ROOT, clock, db, jobs
 from saas.db import all_tenants, tenant_scope
@@ -234,6 +234,40 @@ def test_a_failing_receiver_is_retried_with_backoff_then_dead_lettered_and_redel
         db.session.commit()
     assert relay_and_deliver(app) == {"succeeded": 1, "failed": 0}
     assert deliveries(app)[0].status is DeliveryStatus.SUCCEEDED and len(set(receiver.keys())) == 1
+
+
+def test_only_the_relays_bookkeeping_commits_without_waiting_for_the_disk(app: Flask, receiver: Receiver) -> None:
+    """The fan-out, the claim and the record of attempts may be lost in a crash: they are
+    repeated, and the receiver dedupes on the event id. An event itself may not: its
+    producer's commit waits for the disk, and the setting never outlives a transaction."""
+    add_endpoint(app, receiver.url)
+    engine = db.get_database(app).engine
+    lagging: list[str] = []
+
+    def seen(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("SET LOCAL synchronous_commit"):
+            lagging.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        emit(app, subject="sub:lag")
+        after_emit = list(lagging)
+        with app.app_context():
+            relay.fan_out()
+            db.session.commit()
+            token, ids = relay.claim()
+            db.session.commit()
+            outcome = relay.deliver(token, ids)
+            db.session.commit()
+            setting = db.session.execute(text("SHOW synchronous_commit")).scalar() \
+                if engine.dialect.name == "postgresql" else "on"
+            db.session.commit()
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert outcome == {"succeeded": 1, "failed": 0} and len(receiver.received) == 1
+    assert after_emit == []
+    assert lagging == (["SET LOCAL synchronous_commit = off"] * 3 if engine.dialect.name == "postgresql" else [])
+    assert setting == "on"
 
 
 def test_deliveries_of_one_subject_arrive_in_order(app: Flask, receiver: Receiver) -> None:
