@@ -159,6 +159,10 @@ def claim(limit: int = 1000) -> tuple[str, list[int]]:
     chosen: list[int] = []
     with all_tenants(db.session):
         postgresql = db.session.get_bind().dialect.name == "postgresql"
+        if postgresql:
+            # A plan for each claim's values: a generic plan for ``id = ANY($1)`` joined the
+            # whole pending backlog to find the earlier deliveries (160 ms a claim).
+            db.session.connection().exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
         after: tuple[datetime, int] | None = None
         while len(chosen) < limit:
             page = db.session.execute(due if after is None else due.where(
@@ -166,11 +170,12 @@ def claim(limit: int = 1000) -> tuple[str, list[int]]:
             if not page:
                 break
             after = (page[-1].next_attempt_at, page[-1].id)
-            # IN, not db.one_of: a prepared statement's generic plan for ANY($1) joined the
-            # whole pending backlog to find the earlier deliveries (160 ms a claim).
+            # The page's ids as one array: as an IN list of a thousand parameters, the
+            # statement was rendered, converted and parsed anew each claim (a third of the
+            # relay's CPU an event).
             claimable = (
                 select(Delivery.id)
-                .where(Delivery.id.in_([row.id for row in page]), _pending(Delivery),
+                .where(db.one_of(Delivery.id, [row.id for row in page]), _pending(Delivery),
                        or_(Delivery.leased_until.is_(None), Delivery.leased_until < now),
                        ~exists().where(earlier.endpoint_id == Delivery.endpoint_id,
                                        earlier.subject == Delivery.subject,
