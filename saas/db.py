@@ -392,10 +392,18 @@ def insert_rows(table: Table, rows: list[dict[str, Any]]) -> None:
     if len(rows) == 1 or connection.dialect.name != "postgresql" or _defaults_missing(table, columns):
         connection.execute(_insert(table, ()), rows)
         return
-    connection.execute(_unnested_insert(table, columns), {name: [row[name] for row in rows] for name in columns})
+    first = rows[0]
+    same = tuple(name for name in columns if all(row[name] == first[name] for row in rows))
+    varying = tuple(name for name in columns if name not in same)
+    if not varying:  # the same row many times over: there is no array to unnest
+        connection.execute(_insert(table, ()), rows)
+        return
+    connection.execute(_unnested_insert(table, varying, same),
+                       {**{name: [row[name] for row in rows] for name in varying},
+                        **{name: first[name] for name in same}})
 
 
-_UNNESTED: dict[tuple[Table, tuple[str, ...]], Any] = {}
+_UNNESTED: dict[tuple[Table, tuple[str, ...], tuple[str, ...]], Any] = {}
 
 
 def _defaults_missing(table: Table, columns: tuple[str, ...]) -> bool:
@@ -404,15 +412,18 @@ def _defaults_missing(table: Table, columns: tuple[str, ...]) -> bool:
     return any(column.default is not None and column.name not in columns for column in table.c)
 
 
-def _unnested_insert(table: Table, columns: tuple[str, ...]) -> Any:
-    """``INSERT INTO table (columns) SELECT … FROM unnest(:column, …)``, one array parameter
-    per column (named as the column), built once."""
-    statement = _UNNESTED.get((table, columns))
+def _unnested_insert(table: Table, varying: tuple[str, ...], same: tuple[str, ...]) -> Any:
+    """``INSERT INTO table (varying, same) SELECT …, :same FROM unnest(:varying, …)``: one
+    array parameter per column that differs between the rows, one value per column that
+    does not (a batch's time, status or tenant: converting an array costs a value's worth
+    of work an element); each parameter named as its column; built once."""
+    statement = _UNNESTED.get((table, varying, same))
     if statement is None:
-        arrays = func.unnest(*(bindparam(name, type_=ARRAY(table.c[name].type)) for name in columns))
-        rows = arrays.table_valued(*columns).render_derived()
-        statement = _UNNESTED[(table, columns)] = table.insert().from_select(
-            list(columns), select(*(rows.c[name] for name in columns)))
+        arrays = func.unnest(*(bindparam(name, type_=ARRAY(table.c[name].type)) for name in varying))
+        rows = arrays.table_valued(*varying).render_derived()
+        statement = _UNNESTED[(table, varying, same)] = table.insert().from_select(
+            [*varying, *same], select(*(rows.c[name] for name in varying),
+                                      *(bindparam(name, type_=table.c[name].type) for name in same)))
     return statement
 
 
