@@ -39,12 +39,14 @@ from sqlalchemy import (
     Engine,
     ForeignKey,
     ForeignKeyConstraint,
+    Integer,
     MetaData,
     String,
     Table,
     UniqueConstraint,
     any_,
     bindparam,
+    cast,
     event,
     func,
     inspect,
@@ -298,7 +300,26 @@ def one_of(column: Any, values: Any) -> Any:
     values = list(values)
     if session.get_bind().dialect.name != "postgresql":
         return column.in_(values)
-    return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column == any_(_array(bindparam(None, _array_value(column.type, values)), column.type))
+
+
+def _array(parameter: BindParameter[Any], item: Any) -> Any:
+    """``parameter`` as an array of ``item``: integers go as the text of an array literal,
+    cast (:func:`_array_value`)."""
+    if isinstance(item, Integer):
+        parameter.type = String()
+        return cast(parameter, ARRAY(item))
+    parameter.type = ARRAY(item)
+    return parameter
+
+
+def _array_value(item: Any, values: list[Any]) -> Any:
+    """An array parameter's value: for integers the array literal's text (``{1,2,NULL}``),
+    one string, where psycopg converted a list element by element (2.6 µs each, half a
+    relay's batch's time in a fan-out)."""
+    if isinstance(item, Integer):
+        return "{" + ",".join("NULL" if value is None else str(int(value)) for value in values) + "}"
+    return values
 
 
 _INSERTS: dict[tuple[Table, tuple[Any, ...]], Any] = {}
@@ -399,7 +420,7 @@ def insert_rows(table: Table, rows: list[dict[str, Any]]) -> None:
         connection.execute(_insert(table, ()), rows)
         return
     connection.execute(_unnested_insert(table, varying, same),
-                       {**{name: [row[name] for row in rows] for name in varying},
+                       {**{name: _array_value(table.c[name].type, [row[name] for row in rows]) for name in varying},
                         **{name: first[name] for name in same}})
 
 
@@ -419,7 +440,7 @@ def _unnested_insert(table: Table, varying: tuple[str, ...], same: tuple[str, ..
     of work an element); each parameter named as its column; built once."""
     statement = _UNNESTED.get((table, varying, same))
     if statement is None:
-        arrays = func.unnest(*(bindparam(name, type_=ARRAY(table.c[name].type)) for name in varying))
+        arrays = func.unnest(*(_array(bindparam(name), table.c[name].type) for name in varying))
         rows = arrays.table_valued(*varying).render_derived()
         statement = _UNNESTED[(table, varying, same)] = table.insert().from_select(
             [*varying, *same], select(*(rows.c[name] for name in varying),
