@@ -341,6 +341,30 @@ def test_the_embedded_relay_delivers_from_its_own_thread(app: Flask, receiver: R
     assert deliveries(app)[0].status is DeliveryStatus.SUCCEEDED
 
 
+def test_the_relay_pauses_less_the_fuller_its_last_pass_and_backs_off_after_failures(
+        app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    passes: list[Any] = [1000, 900, 500, 0, RuntimeError("database away"), RuntimeError("still away"), 0]
+    waits: list[float] = []
+
+    class Stop:
+        def is_set(self) -> bool:
+            return not passes
+
+        def wait(self, seconds: float) -> None:
+            waits.append(round(seconds, 3))
+
+    def relay_once(limit: int) -> int:
+        outcome = passes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(relay, "relay_once", relay_once)
+    relay.run(app, Stop(), idle=0.5, limit=1000)  # type: ignore[arg-type]
+    # a full pass goes on at once; then 900, 500 and 0 of 1,000; two failures; a quiet pass
+    assert waits == [0.05, 0.25, 0.5, 1.0, 2.0, 0.5]
+
+
 def test_a_lease_that_ran_out_is_claimed_again_and_the_old_claim_delivers_nothing(
         app: Flask, receiver: Receiver) -> None:
     add_endpoint(app, receiver.url)
