@@ -28,6 +28,7 @@ Compare two trees by running it in each (``git worktree add``). Needs valgrind
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import re
@@ -94,6 +95,7 @@ def child(exchanges: int, logins: int, events: int, signals: Path) -> None:
             codes.append(site.code())
 
         def phase(name: str, work: Any) -> None:
+            gc.collect()  # each phase starts from a collected heap, whatever ran before it
             (signals / f"{name}.ready").touch()
             while not (signals / f"{name}.go").exists():
                 time.sleep(0.02)
