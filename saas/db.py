@@ -35,6 +35,7 @@ from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Connection,
     Engine,
@@ -297,7 +298,7 @@ def one_of(column: Any, values: Any) -> Any:
     a value, ANY 1.6. Elsewhere (SQLite), IN. The same text is prepared after a few runs,
     and a generic plan knows nothing of the array's length: for a lookup by key that is
     fine; where the statement also joins a large table, measure it (the relay's claim
-    keeps IN for that reason)."""
+    asks for a plan made for its values)."""
     values = list(values)
     if session.get_bind().dialect.name != "postgresql":
         return column.in_(values)
@@ -331,11 +332,16 @@ class IntegerArray(UserDefinedType[list[int | None]]):
 
 
 def array_of(item: Any) -> Any:
-    """The type of a PostgreSQL array parameter of ``item`` values."""
+    """The type of a PostgreSQL array parameter of ``item`` values. A string type loses its
+    length: a cast to ``VARCHAR(40)[]`` cuts a longer string short (where an INSERT of it
+    is refused, and where ``= ANY`` would match a row by the first 40 characters)."""
     if isinstance(item, BigInteger):
         return IntegerArray("BIGINT[]")
     if isinstance(item, Integer):
         return IntegerArray("INTEGER[]")
+    if isinstance(item, String) and item.length is not None:
+        item = item.copy()
+        item.length = None
     return ARRAY(item)
 
 
@@ -427,7 +433,8 @@ def insert_rows(table: Table, rows: list[dict[str, Any]]) -> None:
     if any(row.keys() != rows[0].keys() for row in rows):
         raise ValueError(f"{table.name}: every row of one insert_rows names the same columns")
     connection = session.connection()
-    if len(rows) == 1 or connection.dialect.name != "postgresql" or _defaults_missing(table, columns):
+    if (len(rows) == 1 or connection.dialect.name != "postgresql" or _defaults_missing(table, columns)
+            or any(isinstance(table.c[name].type, JSON) for name in columns)):  # JSON lists are no array elements
         connection.execute(_insert(table, ()), rows)
         return
     first = rows[0]
@@ -458,10 +465,11 @@ def _unnested_insert(table: Table, varying: tuple[str, ...], same: tuple[str, ..
     statement = _UNNESTED.get((table, varying, same))
     if statement is None:
         arrays = func.unnest(*(bindparam(name, type_=array_of(table.c[name].type)) for name in varying))
-        rows = arrays.table_valued(*varying).render_derived()
+        rows = arrays.table_valued(*varying, with_ordinality="kk_n").render_derived()
         statement = _UNNESTED[(table, varying, same)] = table.insert().from_select(
             [*varying, *same], select(*(rows.c[name] for name in varying),
-                                      *(bindparam(name, type_=table.c[name].type) for name in same)))
+                                      *(bindparam(name, type_=table.c[name].type) for name in same))
+            .order_by(rows.c.kk_n))  # the rows (and their ids) in the order given
     return statement
 
 

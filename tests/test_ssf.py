@@ -12,6 +12,7 @@ import pytest
 from flask import Flask
 from joserfc import jwt
 from joserfc.jwk import KeySet
+from sqlalchemy import event
 
 from saas import db
 from saas.db import tenant_scope
@@ -119,6 +120,57 @@ def test_a_pushed_stream_posts_sets_with_the_receivers_authorization(app: Flask,
     verification = next(decode(client, g.body.decode()).claims for g in receiver.received
                         if ssf.VERIFICATION in decode(client, g.body.decode()).claims["events"])
     assert verification["events"][ssf.VERIFICATION] == {"state": "abc"}
+
+
+def test_each_tenants_sets_are_signed_with_its_own_key_made_to_stand_first(app: Flask,
+                                                                            receiver: Receiver) -> None:  # noqa: F811
+    """The relay signs under all_tenants: each tenant's SETs take that tenant's key (made
+    on first use), never another's; and a key made while preparing a batch is committed,
+    waiting for the disk, before the batch is posted and its record commits lazily."""
+    client = app.test_client()
+    for slug in ("bank", "clinic"):
+        assert client.post(f"/t/{slug}/ssf/streams", headers=auth(app, slug), json={
+            "delivery": {"method": ssf.PUSH, "endpoint_url": receiver.url},
+            "events_requested": [ssf.SESSION_REVOKED]}).status_code == 201
+    engine = db.get_database(app).engine
+    statements: list[str] = []
+    listener = lambda _c, _k, statement, *_: statements.append(statement.split(" (")[0][:40])  # noqa: E731
+    with app.app_context():
+        for slug in ("bank", "clinic"):
+            tenant = tenants.active_tenant(slug)
+            with tenant_scope(db.session, tenant.id):
+                services.emit(tenant, "oidc.session.ended", "sub:x", {"sub": "x", "sid": "s1", "reason": "logout"})
+            db.session.commit()
+        relay.fan_out()
+        db.session.commit()
+        token, ids = relay.claim()
+        db.session.commit()
+        event.listen(engine, "before_cursor_execute", listener)
+        event.listen(engine, "commit", lambda _c: statements.append("COMMIT"))
+        try:
+            assert relay.deliver(token, ids) == {"succeeded": 2, "failed": 0}
+            db.session.commit()
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+    by_issuer = {json.loads(_part(got.body.decode(), 1))["iss"]: got.body.decode() for got in receiver.received}
+    assert set(by_issuer) == {"http://localhost/t/bank", "http://localhost/t/clinic"}
+    for slug in ("bank", "clinic"):
+        token = by_issuer[f"http://localhost/t/{slug}"]
+        published = client.get(f"/t/{slug}/jwks.json").get_json()
+        assert json.loads(_part(token, 0))["kid"] in {key["kid"] for key in published["keys"]}
+        jwt.decode(token, KeySet.import_key_set(published), algorithms=["ES256"])  # raises unless its own key
+    made = [n for n, statement in enumerate(statements) if statement.startswith("INSERT INTO oidc_signing_keys")]
+    recorded = next(n for n, statement in enumerate(statements) if statement.startswith("UPDATE webhook_deliveries"))
+    assert made and "COMMIT" in statements[max(made):recorded]
+    if engine.dialect.name == "postgresql":
+        assert statements.index("SET LOCAL synchronous_commit = off") > statements.index("COMMIT", max(made))
+
+
+def _part(token: str, index: int) -> str:
+    import base64
+
+    part = token.split(".")[index]
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)).decode()
 
 
 def test_paused_and_disabled_streams(app: Flask) -> None:

@@ -8,7 +8,7 @@ import pytest
 from flask import Blueprint, abort, jsonify
 from sqlalchemy import bindparam, delete, event, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import joinedload, mapped_column, selectinload
 
 from saas import db
@@ -314,6 +314,22 @@ def test_insert_rows_writes_every_row_as_given_in_one_statement_or_many(db_sessi
         assert defaulted == 1 and "unnest" not in statements[given]  # one executemany
     else:
         assert given == 1 and defaulted == 1
+
+
+def test_an_over_long_string_is_refused_not_cut_short_and_matches_nothing(db_session: Any,
+                                                                          world: dict[str, Any]) -> None:
+    """An array parameter of a VARCHAR(50) column is cast without the length: cast to
+    VARCHAR(50)[] a 55-character string was cut to 50, inserted so, and matched by them."""
+    with tenant_scope(db_session, world["a"]):
+        db.insert_rows(Widget.__table__, [{"name": "y" * 50, "public_id": "wid_y50"},
+                                          {"name": "z", "public_id": "wid_z1"}])
+        assert list(db_session.scalars(select(Widget.public_id).where(db.one_of(Widget.name, ["y" * 55])))) == []
+        assert list(db_session.scalars(select(Widget.public_id).where(db.one_of(Widget.name, ["y" * 50])))) == [
+            "wid_y50"]
+        if db_session.get_bind().dialect.name == "postgresql":  # (SQLite keeps any length)
+            with pytest.raises(DBAPIError, match="too long"), db_session.begin_nested():
+                db.insert_rows(Widget.__table__, [{"name": "w" * 55, "public_id": "wid_w55"},
+                                                  {"name": "w", "public_id": "wid_w1"}])
 
 
 def test_insert_linked_writes_a_row_and_its_child_for_the_bound_tenant(db_session: Any, world: dict[str, Any]) -> None:

@@ -253,6 +253,9 @@ def deliver(token: str, ids: list[int]) -> dict[str, int]:
     attempt (a ``webhooks`` job). A lease that ran out and was claimed again is not ours."""
     now = clock.now()
     outgoing = _prepare(token, ids, now)
+    # What preparing wrote (a stream's first signing key) stands before anything signed
+    # with it goes out, and is not part of the record's transaction, which may lag.
+    db.session.commit()
     if not outgoing:
         return {"succeeded": 0, "failed": 0}
     config = current_app.config

@@ -142,6 +142,8 @@ def verification_keys(tenant: Tenant) -> KeySet:
 
 
 def _keys(tenant: Tenant) -> list[SigningKey]:
-    # The session is bound to the tenant (URL or tenant_scope): no filter by hand.
-    return list(db.session.scalars(select(SigningKey).order_by(SigningKey.id)))
+    # Named by hand as well as by the session's tenant criterion: platform code under
+    # all_tenants (the relay signing a stream's events) must get this tenant's keys only.
+    return list(db.session.scalars(select(SigningKey).where(SigningKey.tenant_id == tenant.id)
+                                   .order_by(SigningKey.id)))
 
