@@ -6,8 +6,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from alembic import context
-from sqlalchemy import pool
+from sqlalchemy import Connection, pool
 
 from saas.db import make_engine
 from saas.models import ALL_METADATA
@@ -37,18 +40,58 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+@contextmanager
+def _foreign_keys_checked_at_the_end(connection: Connection) -> Iterator[None]:
+    """SQLite: no foreign key actions while migrating, and every key checked before the
+    migrations commit.
+
+    SQLite alters a table by copying it into a new one and dropping the old (Alembic's
+    batch mode). With foreign keys on, that DROP deletes the old table's rows first, and
+    the rows of other tables that point at them with ``ON DELETE CASCADE`` go with them:
+    re-creating ``webhook_endpoints`` (migration 0015) deleted every webhook delivery.
+    So keys are off for the migrations (SQLite only turns them off outside a
+    transaction), and ``PRAGMA foreign_key_check`` must find no row pointing nowhere
+    before the migrations' one transaction commits. PostgreSQL alters tables in place."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    if connection.in_transaction():
+        raise RuntimeError("SQLite migrations need a connection outside a transaction (to turn foreign keys off)")
+    driver = connection.connection.driver_connection
+    driver.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        driver.execute("PRAGMA foreign_keys=ON")
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    if connection.dialect.name != "sqlite":
+        return
+    dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if dangling:
+        raise RuntimeError(f"after the migrations, rows point at rows that are not there: {dangling[:10]}")
+
+
+def _run(connection: Connection) -> None:
+    with _foreign_keys_checked_at_the_end(connection):
+        # One transaction for the whole upgrade on SQLite too, which can roll DDL back
+        # (Alembic commits each of its migrations there by default): the key check's
+        # failure then leaves the database as it was.
+        _configure(connection=connection, transactional_ddl=True)
+        with context.begin_transaction():
+            context.run_migrations()
+            _check_foreign_keys(connection)
+
+
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
-        _configure(connection=connection)
-        with context.begin_transaction():
-            context.run_migrations()
+        _run(connection)
         return
     engine = make_engine(_url(), poolclass=pool.NullPool)
     with engine.connect() as connection:
-        _configure(connection=connection)
-        with context.begin_transaction():
-            context.run_migrations()
+        _run(connection)
     engine.dispose()
 
 

@@ -8,7 +8,8 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+import pytest
+from sqlalchemy import inspect, text
 
 from saas import db
 from saas.cli import alembic_config, migrate_database
@@ -45,3 +46,53 @@ def test_upgrade_from_empty_matches_the_models_and_downgrades_cleanly(tmp_path: 
         migrate_database(url)
         assert "tenants" in inspect(engine).get_table_names()
         engine.dispose()
+
+
+_ROWS = (
+    "INSERT INTO tenants (id, slug, display_name, kind, mode, status, public_id, created_at, updated_at) "
+    "VALUES (1, 'acme', 'Acme', 'bank', 'sandbox', 'active', 'ten_1', '2026-01-01', '2026-01-01')",
+    "INSERT INTO webhook_endpoints (id, url, description, event_types, enabled, created_at, updated_at, public_id, "
+    "tenant_id) VALUES (1, 'https://hooks.example/a', '', '[\"*\"]', TRUE, '2026-01-01', '2026-01-01', 'whk_1', 1)",
+    "INSERT INTO events (id, type, subject, payload, created_at, public_id, tenant_id) "
+    "VALUES (1, 'webhook.ping', 's', '{}', '2026-01-01', 'evt_1', 1)",
+    "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, subject, status, attempts, next_attempt_at, "
+    "created_at, tenant_id) VALUES (1, 1, 1, 's', 'dead', 8, '2026-01-01', '2026-01-01', 1)",
+    "INSERT INTO webhook_delivery_attempts (id, delivery_id, attempted_at, status_code, duration_ms, tenant_id) "
+    "VALUES (1, 1, '2026-01-01', 500, 12, 1)",
+)
+
+
+def test_upgrading_keeps_the_rows_of_tables_that_point_at_an_altered_one(tmp_path: Path) -> None:
+    # On SQLite, 0015 re-creates webhook_endpoints (batch mode); with foreign keys on, dropping
+    # the old table deleted every delivery pointing at it (ON DELETE CASCADE), and their attempts.
+    with empty_database("migrations_rows", tmp_path) as url:
+        migrate_database(url, "0014")
+        engine = db.make_engine(url)
+        with engine.begin() as connection:
+            for statement in _ROWS:
+                connection.execute(text(statement))
+        migrate_database(url)
+        with engine.connect() as connection:
+            counts = [connection.scalar(text(f"SELECT count(*) FROM {table}"))
+                      for table in ("webhook_endpoints", "events", "webhook_deliveries", "webhook_delivery_attempts")]
+            assert counts == [1, 1, 1, 1]
+            if engine.dialect.name == "sqlite":
+                assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # on again
+        engine.dispose()
+
+
+def test_an_upgrade_leaving_rows_that_point_nowhere_is_rolled_back(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'dangling.db'}"  # (PostgreSQL never lets such a row in)
+    migrate_database(url, "0014")
+    engine = db.make_engine(url)
+    with engine.begin() as connection:
+        for statement in _ROWS[:3]:
+            connection.execute(text(statement))
+        connection.exec_driver_sql("PRAGMA defer_foreign_keys = ON")  # (a row written while keys were off)
+        connection.exec_driver_sql("DELETE FROM tenants")
+        connection.exec_driver_sql("PRAGMA defer_foreign_keys = OFF")
+    with pytest.raises(RuntimeError, match="rows point at rows that are not there"):
+        migrate_database(url)
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0014"
+    engine.dispose()
