@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import joinedload, mapped_column, selectinload
 
-from saas import db
+from saas import clock, db
 from saas.db import BigId, CrossTenantAccess, TenantScoped, TenantScopeMissing, all_tenants, tenant_scope
 from saas.tenants import services as tenants
 from saas.tenants.models import Tenant
@@ -399,6 +399,46 @@ def test_a_scoped_model_cannot_replace_the_table_arguments() -> None:
             __tablename__ = "test_broken"
             __table_args__ = (Index("ix_broken", "tenant_id"),)
             id: Any = mapped_column(BigId, primary_key=True)
+
+
+def test_a_tables_tenant_is_its_own_key_or_implied_by_a_non_null_composite_key() -> None:
+    # A key to tenants locks the tenant's one row on every INSERT (TenantScoped.__tenant_key__):
+    # a table goes without it only where a composite key that cannot be null implies the
+    # tenant, and the outbox, which events.emit alone writes.
+    from saas.db import _SCOPED_TABLES
+
+    for table in _SCOPED_TABLES:
+        if table.name.startswith("test_"):
+            continue
+        own = any(key.referred_table.name == "tenants" for key in table.foreign_key_constraints)
+        implied = [key.referred_table.name for key in table.foreign_key_constraints
+                   if len(key.columns) == 2 and "tenant_id" in key.column_keys
+                   and not any(column.nullable for column in key.columns)]
+        if table.name == "events":
+            assert not own and not implied
+        else:
+            assert own != bool(implied), (table.name, own, implied)
+
+
+def test_a_child_whose_tenant_is_implied_still_cannot_point_into_another_tenant(db_session: Any) -> None:
+    from saas.events.models import Delivery, Event, WebhookEndpoint
+
+    a = tenants.create_tenant(slug="tenant-a", display_name="A", kind="bank")
+    b = tenants.create_tenant(slug="tenant-b", display_name="B", kind="bank")
+    assert not any(key.referred_table.name == "tenants" for key in Delivery.__table__.foreign_key_constraints)
+    with tenant_scope(db_session, a.id):
+        event_a = Event(type="webhook.ping", subject="s", payload="{}", created_at=clock.now())
+        db_session.add(event_a)
+        db_session.flush()
+    with tenant_scope(db_session, b.id):
+        endpoint_b = WebhookEndpoint(url="https://hooks.example/b", event_types="[\"*\"]", created_at=clock.now(),
+                                     updated_at=clock.now())
+        db_session.add(endpoint_b)
+        db_session.flush()
+        with pytest.raises(IntegrityError), db_session.begin_nested():  # tenant b's delivery of tenant a's event
+            db_session.add(Delivery(event_id=event_a.id, endpoint_id=endpoint_b.id, subject="s",
+                                    next_attempt_at=clock.now(), created_at=clock.now()))
+            db_session.flush()
 
 
 def test_an_upsert_on_a_key_with_tenant_id_touches_only_the_bound_tenants_row(

@@ -88,6 +88,7 @@ class PowerAgent(TenantScoped, Base):
     """An agent of a power: named at drafting, bound to a JPKI person when known."""
 
     __tablename__ = "power_agents"
+    __tenant_key__ = False  # its power of attorney's tenant
     __extra_table_args__ = (tenant_foreign_key("power_id", "powers_of_attorney", ondelete="CASCADE"),
                             UniqueConstraint("power_id", "position"))
 
@@ -108,6 +109,7 @@ class PowerHistory(TenantScoped, Base):
     """One transition of a power; ``hash`` chains it to the one before."""
 
     __tablename__ = "power_history"
+    __tenant_key__ = False  # its power of attorney's tenant
     __extra_table_args__ = (tenant_foreign_key("power_id", "powers_of_attorney", ondelete="CASCADE"),
                             UniqueConstraint("power_id", "seq"))
 
@@ -127,6 +129,7 @@ class PowerFetch(TenantScoped, Base):
     """A relying party (API key) that fetched a power: told when it is suspended or revoked."""
 
     __tablename__ = "power_fetches"
+    __tenant_key__ = False  # its power of attorney's tenant
     __extra_table_args__ = (tenant_foreign_key("power_id", "powers_of_attorney", ondelete="CASCADE"),
                             UniqueConstraint("tenant_id", "power_id", "fetched_by"))
 
@@ -140,6 +143,7 @@ class PowerAccessCode(TenantScoped, Base):
     """A one-time code an agent gives a relying party to fetch the power (hashed)."""
 
     __tablename__ = "power_access_codes"
+    __tenant_key__ = False  # its power of attorney's tenant
     __extra_table_args__ = (tenant_foreign_key("power_id", "powers_of_attorney", ondelete="CASCADE"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

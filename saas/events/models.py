@@ -22,6 +22,7 @@ class Event(HasPublicId, TenantScoped, Base):
     """Something that happened to a tenant's data, as its webhooks and streams see it."""
 
     __tablename__ = "events"
+    __tenant_key__ = False  # the outbox: see TenantScoped.__tenant_key__
     __id_prefix__ = "evt"
     # What the relay has not fanned out yet: a small partial index over a large table.
     __extra_table_args__ = (Index("ix_events_undispatched", "id", postgresql_where=text("dispatched_at IS NULL"),
@@ -88,6 +89,7 @@ class Delivery(TenantScoped, Base):
     """One event on its way to one endpoint."""
 
     __tablename__ = "webhook_deliveries"
+    __tenant_key__ = False  # its event's tenant
     __extra_table_args__ = (
         tenant_foreign_key("event_id", "events", ondelete="CASCADE"),
         tenant_foreign_key("endpoint_id", "webhook_endpoints", ondelete="CASCADE"),
@@ -124,6 +126,7 @@ class DeliveryAttempt(TenantScoped, Base):
     """One POST of a delivery: the delivery log of the console."""
 
     __tablename__ = "webhook_delivery_attempts"
+    __tenant_key__ = False  # its delivery's tenant
     __extra_table_args__ = (tenant_foreign_key("delivery_id", "webhook_deliveries", ondelete="CASCADE"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -79,6 +79,7 @@ class IdLinkHistory(TenantScoped, Base):
     """Who held a local id when: every link, transfer and unlink."""
 
     __tablename__ = "id_link_history"
+    __tenant_key__ = False  # its link's tenant
     __extra_table_args__ = (tenant_foreign_key("link_id", "id_links"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -113,6 +114,7 @@ class CheckIn(HasPublicId, TenantScoped, Base):
     """One card presented at a device, and what the device was told."""
 
     __tablename__ = "checkins"
+    __tenant_key__ = False  # its device's tenant
     __id_prefix__ = "chk"
     __extra_table_args__ = (tenant_foreign_key("device_id", "checkin_devices"),
                             Index("ix_checkins_device_at", "tenant_id", "device_id", "at"))

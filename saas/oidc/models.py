@@ -117,6 +117,7 @@ class AttributeUpdateConsent(TenantScoped, Base):
     Given in the agent, signed with the signature key beside an attribute release."""
 
     __tablename__ = "oidc_attribute_update_consents"
+    __tenant_key__ = False  # its client's tenant
     __extra_table_args__ = (UniqueConstraint("tenant_id", "person_id", "client_id"),
                             tenant_foreign_key("client_id", "oidc_clients", ondelete="CASCADE"))
 
@@ -143,6 +144,7 @@ class AuthorizationRequest(HasPublicId, TenantScoped, Base):
     """
 
     __tablename__ = "oidc_authorization_requests"
+    __tenant_key__ = False  # its client's tenant
     __id_prefix__ = "areq"
     __extra_table_args__ = (tenant_foreign_key("client_id", "oidc_clients", ondelete="CASCADE"),)
 
@@ -187,6 +189,7 @@ class AuthorizationCode(TenantScoped, Base):
     """A code handed to the client once; kept after use so a replay revokes its tokens."""
 
     __tablename__ = "oidc_authorization_codes"
+    __tenant_key__ = False  # its client's tenant
     __extra_table_args__ = (tenant_foreign_key("client_id", "oidc_clients", ondelete="CASCADE"),
                             Index("ix_oidc_authorization_codes_client_nonce", "client_id", "nonce"))
 
@@ -222,6 +225,7 @@ class Grant(TenantScoped, Base):
     Revoking the grant revokes every token of the family."""
 
     __tablename__ = "oidc_grants"
+    __tenant_key__ = False  # its client's tenant
     __extra_table_args__ = (tenant_foreign_key("client_id", "oidc_clients", ondelete="CASCADE"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -246,6 +250,7 @@ class Token(TenantScoped, Base):
     """One token response: the access token's ``jti`` and the refresh token's hash."""
 
     __tablename__ = "oidc_tokens"
+    __tenant_key__ = False  # its grant's tenant
     __extra_table_args__ = (tenant_foreign_key("grant_id", "oidc_grants", ondelete="CASCADE"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -278,6 +283,7 @@ class DeviceAuthorization(HasPublicId, TenantScoped, Base):
     """RFC 8628: a TV, set-top box or kiosk waiting while its person approves elsewhere."""
 
     __tablename__ = "oidc_device_authorizations"
+    __tenant_key__ = False  # its client's tenant
     __id_prefix__ = "dev"
     __extra_table_args__ = (tenant_foreign_key("client_id", "oidc_clients", ondelete="CASCADE"),)
 
@@ -332,6 +338,7 @@ class SignTransaction(HasPublicId, TenantScoped, Base):
     """
 
     __tablename__ = "oidc_sign_transactions"
+    __tenant_key__ = False  # its client's tenant
     __id_prefix__ = "stx"
     __extra_table_args__ = (tenant_foreign_key("client_id", "oidc_clients", ondelete="CASCADE"),)
 
