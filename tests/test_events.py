@@ -751,17 +751,21 @@ def test_purge_forgets_old_finished_events_and_keeps_what_still_waits(app: Flask
     add_endpoint(app, receiver.url)
     emit(app, subject="sub:done")
     relay_and_deliver(app)
+    start = clock.now()
+    with clock.frozen(start + timedelta(days=1, seconds=5)):
+        emit(app, subject="sub:recent")  # delivered, and 5 s short of old enough when purged below
+        relay_and_deliver(app)
     receiver.answer = lambda _: 500
     emit(app, subject="sub:waiting")
     relay_and_deliver(app)  # failed once: still pending
     with app.app_context():
         assert relay.purge(older_than=timedelta(days=30)) == 0  # nothing is old yet
         db.session.commit()
-    with clock.frozen(clock.now() + timedelta(days=31)), app.app_context():
+    with clock.frozen(start + timedelta(days=31)), app.app_context():
         assert relay.purge(older_than=timedelta(days=30)) == 1  # the delivered one
         db.session.commit()
         with all_tenants(db.session):
-            assert db.session.scalar(select(func.count()).select_from(Event)) == 1
-            assert db.session.scalar(select(func.count()).select_from(DeliveryAttempt)) == 1
+            assert sorted(db.session.scalars(select(Event.subject))) == ["sub:recent", "sub:waiting"]
+            assert db.session.scalar(select(func.count()).select_from(DeliveryAttempt)) == 2
     result = app.test_cli_runner().invoke(args=["events", "purge", "--days", "30"])
     assert result.exit_code == 0 and "events deleted: 0" in result.output

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from saas import clock
-from saas.ids import is_id, new_id
+from saas.ids import first_id_at, is_id, new_id
 from saas.tenants import services as tenants
 from saas.tenants.models import Tenant
 
@@ -26,6 +26,22 @@ def test_public_ids_sort_by_creation_time() -> None:
         frozen.tick(timedelta(milliseconds=1))
         later = new_id("ten")
     assert earlier < later
+
+
+def test_the_first_id_of_a_moment_is_above_every_earlier_id_and_at_most_any_later_one() -> None:
+    moment = datetime(2026, 1, 1, 12, 0, 0, 250_000, tzinfo=UTC)
+    with clock.frozen(moment - timedelta(milliseconds=1)) as frozen:
+        before = [new_id("evt") for _ in range(200)]
+        frozen.tick(timedelta(milliseconds=1))
+        at = [new_id("evt") for _ in range(200)]
+        frozen.tick(timedelta(days=3))
+        after = new_id("evt")
+    first = first_id_at("evt", moment)
+    assert is_id(first, "evt")
+    assert max(before) < first <= min(at) and first < after
+    assert first_id_at("evt", moment) == first  # no randomness in it
+    with pytest.raises(ValueError):
+        first_id_at("EVT", moment)
 
 
 def test_public_ids_do_not_repeat() -> None:
