@@ -51,12 +51,17 @@ def _foreign_keys_checked_at_the_end(connection: Connection) -> Iterator[None]:
     re-creating ``webhook_endpoints`` (migration 0015) deleted every webhook delivery.
     So keys are off for the migrations (SQLite only turns them off outside a
     transaction), and ``PRAGMA foreign_key_check`` must find no row pointing nowhere
-    before the migrations' one transaction commits. PostgreSQL alters tables in place."""
+    before the migrations' one transaction commits. PostgreSQL alters tables in place.
+
+    A connection handed in (``config.attributes["connection"]``) must therefore be
+    outside a transaction, and come from ``saas.db.make_engine``, whose SQLite engine
+    issues the BEGIN that makes the migrations' DDL one transaction (pysqlite would not)."""
     if connection.dialect.name != "sqlite":
         yield
         return
     if connection.in_transaction():
-        raise RuntimeError("SQLite migrations need a connection outside a transaction (to turn foreign keys off)")
+        raise RuntimeError("SQLite migrations need a connection outside a transaction (to turn foreign keys off): "
+                           "pass the URL, or a connection of saas.db.make_engine not yet in a transaction")
     driver = connection.connection.driver_connection
     driver.execute("PRAGMA foreign_keys=OFF")
     try:
@@ -70,7 +75,16 @@ def _check_foreign_keys(connection: Connection) -> None:
         return
     dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
     if dangling:
-        raise RuntimeError(f"after the migrations, rows point at rows that are not there: {dangling[:10]}")
+        raise RuntimeError(
+            "after the migrations, rows point at rows that are not there (table, rowid, parent table, key): "
+            f"{dangling[:10]}; nothing was migrated. Find them with `sqlite3 <file> 'PRAGMA foreign_key_check'`, "
+            "delete or repair them, and migrate again")
+
+
+# How long a migration waits for a table's lock on PostgreSQL before it gives up: a
+# migration waiting behind a long transaction holds every request that needs the table
+# (dropping a foreign key to tenants locks tenants). It fails instead; run it again.
+LOCK_TIMEOUT = "5s"
 
 
 def _run(connection: Connection) -> None:
@@ -80,8 +94,13 @@ def _run(connection: Connection) -> None:
         # failure then leaves the database as it was.
         _configure(connection=connection, transactional_ddl=True)
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            migrations = context.get_context()
+            before = migrations.get_current_heads()
             context.run_migrations()
-            _check_foreign_keys(connection)
+            if migrations.get_current_heads() != before:  # (a database already at head is not scanned)
+                _check_foreign_keys(connection)
 
 
 def run_migrations_online() -> None:

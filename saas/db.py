@@ -112,8 +112,9 @@ class TenantScoped:
     # through a multixact, written to the WAL and the tenants table. So a table whose
     # tenant a non-null composite key already implies (a token's grant is of its tenant)
     # goes without it, and so does the outbox, written by every state change and only
-    # by ``events.emit`` with the tenant it was handed (tenants are never deleted). At 8
-    # requests committing events at once, the key cost PostgreSQL 110–140 µs an event.
+    # through ``saas.events.services`` (``emit``, ``emit_to``), with the tenant it was
+    # handed (tenants are never deleted). At 8 requests committing events at once, the
+    # key cost PostgreSQL 110–140 µs an event.
     __tenant_key__: bool = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

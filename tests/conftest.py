@@ -12,6 +12,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -162,16 +163,21 @@ def redis_url() -> str:
     return TEST_REDIS_URL
 
 
+# When the session's sandbox roots and card are issued, however late a worker first asks
+# for them: before any test module's own NOW (taken when it is imported, after this
+# file). Issued at the first request instead, a card made 7 minutes into a slow run was
+# "not valid before" the NOW of a module collected at the start (5 minutes' skew allowed).
+SESSION_START = datetime.now(UTC)
+
+
 @pytest.fixture(scope="session")
 def sandbox_roots() -> dict[str, Any]:
     """One generation of sandbox roots for each kind (RSA key generation is slow: once)."""
-    from saas import clock
     from saas.jpki.certificates import CertificateKind
     from saas.sandbox import ca
 
-    now = clock.now()
-    return {"auth": ca.create_root(CertificateKind.AUTH, now),
-            "signature": ca.create_root(CertificateKind.SIGNATURE, now)}
+    return {"auth": ca.create_root(CertificateKind.AUTH, SESSION_START),
+            "signature": ca.create_root(CertificateKind.SIGNATURE, SESSION_START)}
 
 
 @pytest.fixture(scope="session")
@@ -180,7 +186,6 @@ def sandbox_card(sandbox_roots: dict[str, Any]) -> Any:
     import random
     from datetime import date
 
-    from saas import clock
     from saas.jpki.certificates import Era, Gender, PersonAttributes
     from saas.sandbox.cards import issue_card
     from saas.sandbox.persons import SyntheticPerson, synthetic_person
@@ -191,6 +196,6 @@ def sandbox_card(sandbox_roots: dict[str, Any]) -> Any:
         birthdate=date(1975, 2, 28), birth_era=Era.SHOWA,
         address="東京都千代田区霞が関２丁目１番２号", address_substitutes=())
     person = SyntheticPerson(attributes=attributes, prefecture_romaji=person.prefecture_romaji)
-    return issue_card(sandbox_roots["auth"], sandbox_roots["signature"], person, now=clock.now(),
+    return issue_card(sandbox_roots["auth"], sandbox_roots["signature"], person, now=SESSION_START,
                       auth_serial=0x1001, signature_serial=0x2001, auth_pin="1234",
                       signature_password="SANDBOX1")

@@ -9,8 +9,13 @@ cost PostgreSQL 110–140 µs an event.
 The tables below keep their composite keys ``(tenant_id, x_id) → x(tenant_id, id)``,
 which are not null and imply the tenant (a token's grant is of its tenant), and lose the
 key to ``tenants``. The outbox (``events``) loses it too: it is written by every state
-change, and only by ``events.emit`` with the tenant it was handed; tenants are never
-deleted.
+change, and only through ``saas.events.services`` (``emit``, ``emit_to``), with the tenant
+it was handed; tenants are never deleted.
+
+On PostgreSQL, dropping a key to ``tenants`` locks ``tenants`` exclusively for the rest
+of the migration's transaction (``env.py`` gives up after a few seconds of waiting for
+it, rather than holding every request). The downgrade checks every row of these tables
+again, and fails if an event names a tenant that is not there.
 
 Revision ID: 0018
 Revises: 0017
