@@ -146,6 +146,7 @@ class CpuMeter:
 
     def read(self) -> dict[str, float]:
         used = dict.fromkeys(self.PARTS, 0.0)
+        used["wal"] = self.wal()
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
                 continue
@@ -160,11 +161,22 @@ class CpuMeter:
         return used
 
     @staticmethod
+    def wal() -> float:
+        """Where PostgreSQL's write-ahead log is, in bytes: what it wrote in between is a
+        figure of its work that, unlike its CPU time, does not drift with the machine (A/B
+        of a schema or statement change on a noisy machine)."""
+        import psycopg
+
+        with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as connection:
+            return float(connection.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')").fetchone()[0])
+
+    @staticmethod
     def report(before: dict[str, float], after: dict[str, float], producers: float, events: int) -> str:
-        costs = {"producers": producers, **{part: after[part] - before[part] for part in before}}
+        costs = {"producers": producers, **{part: after[part] - before[part] for part in before if part != "wal"}}
         total = sum(costs.values())
         parts = ", ".join(f"{part} {1e6 * cpu / events:.0f}" for part, cpu in costs.items())
-        return f"             CPU per event (µs): {parts}; total {1e6 * total / events:.0f}"
+        return (f"             CPU per event (µs): {parts}; total {1e6 * total / events:.0f}; "
+                f"PostgreSQL's WAL {(after['wal'] - before['wal']) / events:.0f} bytes an event")
 
 
 def config(instance: Path, prefix: str) -> dict[str, Any]:

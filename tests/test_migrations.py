@@ -44,6 +44,8 @@ def test_upgrade_from_empty_matches_the_models_and_downgrades_cleanly(tmp_path: 
                 assert connection.scalar(text(
                     "SELECT collation_name FROM information_schema.columns "
                     "WHERE table_name = 'events' AND column_name = 'public_id'")) == "C"
+                assert connection.scalar(text(  # (nor are storage parameters)
+                    "SELECT reloptions FROM pg_class WHERE relname = 'webhook_deliveries'")) == ["fillfactor=50"]
         assert differences == []
 
         command.downgrade(alembic_config(url), "base")

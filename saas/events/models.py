@@ -109,6 +109,11 @@ class Delivery(TenantScoped, Base):
               sqlite_where=_PENDING),
         # An endpoint's deliveries, newest first (the console, the APIs).
         Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
+        # Pages half full: a claim writes a lease into every row it takes, and with room on
+        # the row's page that is a heap-only update, with no new entry in any of the six
+        # indexes. On full pages each claim wrote six index entries a delivery: draining a
+        # backlog took 40 % more of PostgreSQL's CPU and 17 % more WAL (migration 0020).
+        {"postgresql_with": {"fillfactor": 50}},
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
