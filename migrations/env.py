@@ -41,9 +41,9 @@ def run_migrations_offline() -> None:
 
 
 @contextmanager
-def _foreign_keys_checked_at_the_end(connection: Connection) -> Iterator[None]:
-    """SQLite: no foreign key actions while migrating, and every key checked before the
-    migrations commit.
+def _foreign_keys_off_while_migrating(connection: Connection) -> Iterator[None]:
+    """SQLite: no foreign key actions while migrating (``_check_foreign_keys`` checks every
+    key before the migrations commit).
 
     SQLite alters a table by copying it into a new one and dropping the old (Alembic's
     batch mode). With foreign keys on, that DROP deletes the old table's rows first, and
@@ -88,7 +88,7 @@ LOCK_TIMEOUT = "5s"
 
 
 def _run(connection: Connection) -> None:
-    with _foreign_keys_checked_at_the_end(connection):
+    with _foreign_keys_off_while_migrating(connection):
         # One transaction for the whole upgrade on SQLite too, which can roll DDL back
         # (Alembic commits each of its migrations there by default): the key check's
         # failure then leaves the database as it was.

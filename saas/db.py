@@ -91,11 +91,17 @@ class HasPublicId:
     """A public id ``<__id_prefix__>_…`` (see :mod:`saas.ids`) beside the internal key."""
 
     __id_prefix__: str
+    # Where ids are compared by order (a range of them by time): in byte order on
+    # PostgreSQL, the order of a ULID's time, whatever the database's collation (some
+    # locales' sort its letters otherwise: "ch" is one letter in Czech, "aa" in Danish).
+    __id_in_byte_order__: bool = False
 
     @declared_attr
     def public_id(cls) -> Mapped[str]:
         prefix = cls.__id_prefix__
-        return mapped_column(String(40), unique=True, default=lambda: new_id(prefix))
+        kind = (String(40).with_variant(String(40, collation="C"), "postgresql") if cls.__id_in_byte_order__
+                else String(40))
+        return mapped_column(kind, unique=True, default=lambda: new_id(prefix))
 
 
 _SCOPED_TABLES: set[Table] = set()
@@ -130,7 +136,7 @@ class TenantScoped:
     def tenant_id(cls) -> Mapped[int]:
         # No index of its own: the unique (tenant_id, id) below serves tenant_id lookups,
         # and a lone index could take the composite foreign keys' checks (migration 0016).
-        if not getattr(cls, "__tenant_key__", True):
+        if not cls.__tenant_key__:
             return mapped_column(BigId)
         return mapped_column(BigId, ForeignKey("tenants.id"))
 

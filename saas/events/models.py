@@ -16,7 +16,6 @@ from sqlalchemy import Boolean, Enum, Index, Integer, LargeBinary, String, Text,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from saas.db import Base, BigId, HasPublicId, TenantScoped, tenant_foreign_key
-from saas.ids import new_id
 
 
 class Event(HasPublicId, TenantScoped, Base):
@@ -25,16 +24,12 @@ class Event(HasPublicId, TenantScoped, Base):
     __tablename__ = "events"
     __tenant_key__ = False  # the outbox: see TenantScoped.__tenant_key__
     __id_prefix__ = "evt"
+    __id_in_byte_order__ = True  # relay.purge reads a range of them by time
     # What the relay has not fanned out yet: a small partial index over a large table.
     __extra_table_args__ = (Index("ix_events_undispatched", "id", postgresql_where=text("dispatched_at IS NULL"),
                                   sqlite_where=text("dispatched_at IS NULL")),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    # Compared in byte order on PostgreSQL: the purge reads a range of these ids by their
-    # time (a ULID's), which some locales' collations would sort otherwise ("ch" is one
-    # letter in Czech, "aa" in Danish).
-    public_id: Mapped[str] = mapped_column(String(40).with_variant(String(40, collation="C"), "postgresql"),
-                                           unique=True, default=lambda: new_id(Event.__id_prefix__))
     type: Mapped[str] = mapped_column(String(64))
     # What the event is about (a sub, a link, a power of attorney): deliveries of one
     # subject to one endpoint arrive in the order they happened.
