@@ -371,6 +371,20 @@ def test_a_token_of_another_tenant_is_rejected(app: Flask, rp: RP, card: Any) ->
     assert introspected.get_json() == {"active": False}
 
 
+def test_the_token_endpoint_explains_an_unknown_client_and_an_unsupported_grant(app: Flask, rp: RP) -> None:
+    client = app.test_client()
+    unknown = client.post("/t/bank/token", data={"grant_type": "authorization_code", "code": "x",
+                                                 "client_id": "cli_nobody"})
+    body = unknown.get_json()
+    assert unknown.status_code in (400, 401) and body["error"] == "invalid_client"
+    assert "private_key_jwt" in body["error_description"] and "[" not in body["error_description"]
+    password = client.post("/t/bank/token", data={"grant_type": "password", "username": "a", "password": "b"})
+    body = password.get_json()
+    assert password.status_code == 400 and body["error"] == "unsupported_grant_type"
+    assert "authorization_code" in body["error_description"] and "refresh_token" in body["error_description"]
+    assert "password" not in body["error_description"]
+
+
 def test_refresh_tokens_rotate_and_a_reused_one_revokes_the_family(app: Flask, rp: RP, card: Any) -> None:
     client = app.test_client()
     first = tokens(app, rp, card)

@@ -25,7 +25,7 @@ from typing import Any
 from authlib.common.urls import add_params_to_uri
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import OAuth2Request, TokenMixin, grants
-from authlib.oauth2.rfc6749.errors import InvalidClientError, OAuth2Error
+from authlib.oauth2.rfc6749.errors import InvalidClientError, OAuth2Error, UnsupportedGrantTypeError
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
@@ -553,6 +553,14 @@ class Provider(AuthorizationServer):
         return super().create_oauth2_request(oauth_request)
 
     def handle_error_response(self, oauth_request: Any, error: Any) -> Any:
+        if isinstance(error, UnsupportedGrantTypeError) and not error.description:
+            grants = sorted({grant.GRANT_TYPE for grant, _extensions in self._token_grants})
+            error.description = f"grant_type must be one of: {', '.join(grants)}."
+        elif isinstance(error, InvalidClientError) and (error.description or "").startswith(
+                "The client cannot authenticate with methods"):  # Authlib's, naming a Python list
+            error.description = ("Unknown client, or its authentication failed: send a client assertion "
+                                 "(private_key_jwt, each assertion once) or, for a sandbox client, its "
+                                 "client_id and secret by HTTP Basic.")
         response = super().handle_error_response(oauth_request, error)
         if response.location:  # RFC 9207: error responses carry the issuer too
             response.location = add_params_to_uri(response.location, {"iss": issuer()})
