@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from flask import Flask, current_app, has_request_context, request
+from flask import Flask, current_app
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -779,14 +779,9 @@ class Database:
 
     def __init__(self, url: str, *, hide_parameters: bool = False) -> None:
         # In production, bound values (personal data, tokens) never reach a log line.
-        self.engine = make_engine(url, hide_parameters=hide_parameters, writes_ahead=_request_changes_state)
+        self.engine = make_engine(url, hide_parameters=hide_parameters)
         self.sessionmaker = sessionmaker(bind=self.engine, class_=TenantSession,
                                          expire_on_commit=False)
-
-
-def _request_changes_state() -> bool:
-    """Whether the current request is one that changes state (not GET, HEAD or OPTIONS)."""
-    return has_request_context() and request.method not in ("GET", "HEAD", "OPTIONS")
 
 
 def _session_for_current_app() -> Session:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, exc
@@ -17,17 +16,10 @@ _CHECKED_IN = "kakehashi.checked_in_at"
 _clock = time.monotonic  # the pool's idea of now (tests move it, not the process's clock)
 
 
-def make_engine(url: str, *, writes_ahead: Callable[[], bool] | None = None, **kwargs: Any) -> Engine:
+def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine with the settings the service relies on for each backend. On PostgreSQL a
     pooled connection is pinged after sitting idle (:func:`ping_idle_connections`) unless
-    ``pool_pre_ping`` is given (``False``: never pinged, as the login path's lookup pool).
-
-    On SQLite, a transaction begun while ``writes_ahead()`` is true takes the write lock at
-    once (``BEGIN IMMEDIATE``). A deferred transaction that reads and then writes fails
-    with "database is locked" when another connection committed in between (its snapshot
-    is stale, and ``busy_timeout`` does not wait that out): three clients changing one
-    webhook at once lost 33 of 45 requests that way. Taking the lock first makes them
-    queue behind each other instead, within ``busy_timeout``."""
+    ``pool_pre_ping`` is given (``False``: never pinged, as the login path's lookup pool)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, **kwargs)
 
@@ -45,7 +37,7 @@ def make_engine(url: str, *, writes_ahead: Callable[[], bool] | None = None, **k
         @event.listens_for(engine, "begin")
         def _sqlite_begin(connection: Any) -> None:
             if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-                connection.exec_driver_sql("BEGIN IMMEDIATE" if writes_ahead and writes_ahead() else "BEGIN")
+                connection.exec_driver_sql("BEGIN")
 
         return engine
     engine = create_engine(url, **kwargs)
