@@ -347,3 +347,36 @@ def test_the_agent_never_selects_the_my_number_application(card_file: Path) -> N
     consent(agent, signing, "SANDBOX1")
     selected = {apdu[5:].hex() for apdu in virtual.apdu_log if apdu[:4] == bytes.fromhex("00A4040C")}
     assert selected == {"d392f000260100000001"}
+
+
+def test_an_unexpected_failure_ends_the_operation_and_frees_the_agent(
+        card_file: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from contextlib import contextmanager
+
+    from kakehashi_bridge.card import InProcessTransport, JPKICard
+    from kakehashi_bridge.virtual_card import VirtualCard
+
+    virtual = VirtualCard(card_file)
+
+    class Unwritable(InProcessTransport):
+        def transmit(self, apdu: bytes) -> tuple[bytes, int]:
+            if apdu[1] == 0x20 and len(apdu) > 5:  # the VERIFY that carries the PIN
+                raise OSError("the card's state file is not writable")
+            return super().transmit(apdu)
+
+    @contextmanager
+    def opener() -> Any:
+        virtual.reset()
+        card = JPKICard(Unwritable(virtual))
+        card.select_jpki()
+        yield card
+
+    agent = Client(Agent(AgentConfig(allowed_origins=frozenset({SITE}), port=PORT), opener))
+    operation = start(agent, "o" * 44)
+    page = consent(agent, operation, "8642")
+    assert page.status_code == 500 and 'data-outcome="failed"' in page.get_data(as_text=True)
+    assert "処理を完了できませんでした" in page.get_data(as_text=True)
+    assert call(agent, "GET", f"/operations/{operation['id']}").get_json() == {"status": "failed",
+                                                                               "error": "card_error"}
+    start(agent, "q" * 44)  # not refused as busy
+    assert "not writable" in caplog.text and "8642" not in caplog.text

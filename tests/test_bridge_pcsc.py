@@ -12,9 +12,9 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from kakehashi_bridge.card import CardRemoved, WrongPin
+from kakehashi_bridge.card import CardRemoved, NoReader, WrongPin
 from kakehashi_bridge.jpki import Kind
-from kakehashi_bridge.pcsc import find_jpki_card, reader_names
+from kakehashi_bridge.pcsc import PCSCTransport, find_jpki_card, reader_names
 
 from tests.bridge_fixtures import PluggedCard, pcscd, verify_agent_token, write_card_file  # noqa: F401 - fixture
 
@@ -49,6 +49,77 @@ def test_the_virtual_card_works_like_a_card_in_a_reader(plugged: PluggedCard, sa
     assert all(apdu[5:] == bytes.fromhex("D392F000260100000001")
                for apdu in plugged.apdu_log if apdu[:4] == bytes.fromhex("00A4040C"))
     assert plugged.apdu_log  # the log is real, not empty by accident
+
+
+# --- no PC/SC service: pyscard's failures stood in for, the machine's pcscd left running ---
+
+def _pcsc_failure(case: str) -> Exception:
+    """What pyscard's readers() raises with pcscd stopped, gone or failing, by case."""
+    from smartcard import Exceptions, scard
+    from smartcard.pcsc import PCSCExceptions
+
+    return {
+        "no_service": PCSCExceptions.EstablishContextException(scard.SCARD_E_NO_SERVICE),
+        "listing_failed": PCSCExceptions.ListReadersException(scard.SCARD_F_INTERNAL_ERROR),
+        "service_not_found": Exceptions.CardServiceNotFoundException(hresult=scard.SCARD_E_NO_SERVICE),
+        "service_stopped": Exceptions.CardServiceStoppedException(hresult=scard.SCARD_E_SERVICE_STOPPED),
+    }[case]
+
+
+@pytest.fixture(params=["no_service", "listing_failed", "service_not_found", "service_stopped"])
+def pcsc_down(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    import smartcard.System
+
+    failure = _pcsc_failure(request.param)
+
+    def readers(groups: Any = None) -> Any:
+        raise failure
+
+    monkeypatch.setattr(smartcard.System, "readers", readers)
+
+
+def test_without_a_pcsc_service_there_is_no_reader(pcsc_down: None) -> None:
+    with pytest.raises(NoReader, match="PC/SC is not available"):
+        reader_names()
+    with pytest.raises(NoReader):
+        find_jpki_card(timeout=0)
+    with pytest.raises(NoReader):
+        PCSCTransport("Virtual PCD 00 00")
+
+
+def test_without_a_pcsc_service_the_agent_answers_no_reader(pcsc_down: None) -> None:
+    from kakehashi_bridge.agent import Agent, AgentConfig
+    from kakehashi_bridge.cli import pcsc_opener
+    from werkzeug.test import Client
+
+    site, host = "https://login.kakehashi.example", "127.0.0.1:24899"
+    agent = Client(Agent(AgentConfig(allowed_origins=frozenset({site}), port=24899), pcsc_opener()))
+    status = agent.get("/status", headers={"Host": host, "Origin": site})
+    assert status.get_json() == {"card": False, "error": "no_reader"}
+    assert status.headers["Access-Control-Allow-Origin"] == site
+    operation = agent.post("/operations", headers={"Host": host, "Origin": site},
+                           json={"type": "authenticate", "challenge": "p" * 44}).get_json()
+    consent = agent.get(f"/consent/{operation['id']}", headers={"Host": host, "Accept-Language": "en"})
+    assert consent.status_code == 200 and "Place your My Number Card" in consent.get_data(as_text=True)
+
+
+def test_without_a_pcsc_service_selftest_says_so(pcsc_down: None, capsys: pytest.CaptureFixture[str]) -> None:
+    from kakehashi_bridge.cli import main
+
+    assert main(["selftest"]) == 1
+    assert "readers: PC/SC is not available" in capsys.readouterr().out
+
+
+def test_no_reader_connected_is_an_empty_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    import smartcard.System
+    from smartcard.pcsc.PCSCExceptions import ListReadersException
+    from smartcard.scard import SCARD_E_NO_READERS_AVAILABLE
+
+    def readers(groups: Any = None) -> Any:
+        raise ListReadersException(SCARD_E_NO_READERS_AVAILABLE)
+
+    monkeypatch.setattr(smartcard.System, "readers", readers)
+    assert reader_names() == []
 
 
 # --- end to end: a web page, the agent and the card, in headless Chromium ------------------

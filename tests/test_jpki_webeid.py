@@ -100,6 +100,12 @@ def test_a_failed_attempt_spends_the_nonce_too(setup: dict[str, Any], sandbox_ca
     assert code_of(setup, sign_token(sandbox_card, ORIGIN, setup["challenge"].nonce)) == "replayed"
 
 
+def test_a_malformed_token_spends_the_nonce_too(setup: dict[str, Any], sandbox_card: Any) -> None:
+    nonce = setup["challenge"].nonce
+    assert code_of(setup, sign_token(sandbox_card, ORIGIN, nonce, algorithm="ES256")) == "malformed"
+    assert code_of(setup, sign_token(sandbox_card, ORIGIN, nonce)) == "replayed"
+
+
 def test_an_expired_challenge(setup: dict[str, Any], sandbox_card: Any) -> None:
     token = sign_token(sandbox_card, ORIGIN, setup["challenge"].nonce)
     assert code_of(setup, token, at=NOW + timedelta(minutes=5, seconds=1)) == "nonce_expired"

@@ -20,6 +20,7 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 import secrets
 import threading
 import time
@@ -46,6 +47,8 @@ MAX_REQUEST = 16 * 1024
 OPERATION_LIFETIME = 300  # seconds: the server's challenge lives five minutes too
 MAX_TEXT = 2000
 APP_VERSION_URL = f"https://kakehashi.example/bridge-agent/{__version__}"
+
+log = logging.getLogger("kakehashi.bridge")
 
 CardOpener = Callable[[], Any]  # returns a context manager yielding a JPKICard
 
@@ -280,10 +283,20 @@ class Agent:
         if request.form.get("action") != "approve":
             self._finish(operation, "cancelled", error="cancelled")
             return _page(render_result("cancelled", language))
-        pin = request.form.get("pin", "")
+        try:
+            return self._approve(operation, request.form.get("pin", ""), language)
+        except Exception:
+            # Whatever broke (pcscd gone mid-operation, the virtual card's state file not
+            # writable), the operation must not stay in progress: until it expired, the page
+            # could not cancel it and every new request would be refused as busy.
+            log.exception("the %s operation failed unexpectedly", operation.kind)
+            self._finish(operation, "failed", error="card_error")
+            return _page(render_result("failed", language), 500)
+
+    def _approve(self, operation: Operation, pin: str, language: Any) -> Response:
         kind = Kind.AUTH if operation.kind == "authenticate" else Kind.SIGNATURE
-        if not pin and test_mode:
-            pin = self.config.test_pins.get(kind, "")  # type: ignore[union-attr]
+        if not pin and self.config.test_pins is not None:
+            pin = self.config.test_pins.get(kind, "")
         try:
             result = self._perform(operation, kind, pin)
         except WrongPin as error:

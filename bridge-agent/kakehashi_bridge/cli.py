@@ -133,7 +133,11 @@ def selftest(args: argparse.Namespace) -> int:
 
     from kakehashi_bridge.pcsc import find_jpki_card, reader_names
 
-    names = reader_names()
+    try:
+        names = reader_names()
+    except CardError as error:
+        print(f"readers: {error}")
+        return 1
     print("readers:", ", ".join(names) if names else "none (is pcscd running?)")
     try:
         name, card, transport = find_jpki_card(timeout=args.wait)

@@ -7,6 +7,7 @@ card is just one more reader when plugged in through vpcd.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from kakehashi_bridge.card import (
     CardError,
@@ -31,15 +32,23 @@ SCARD_RESET_CARD = 1  # SCardDisconnect disposition
 
 
 def reader_names() -> list[str]:
-    from smartcard.Exceptions import ListReadersException
+    return [str(r) for r in _readers()]
+
+
+def _readers() -> list[Any]:
+    """pyscard's readers; a PC/SC service that is stopped or missing is NoReader."""
+    from smartcard.Exceptions import SmartcardException
+    from smartcard.pcsc.PCSCExceptions import BaseSCardException
     from smartcard.System import readers
 
+    # readers() raises from two unrelated hierarchies: BaseSCardException when no PC/SC
+    # context can be had (no service), SmartcardException when the service stopped or vanished.
     try:
-        return [str(r) for r in readers()]
-    except ListReadersException as error:
-        if getattr(error, "hresult", None) in (SCARD_E_NO_READERS_AVAILABLE, None):
+        return list(readers())
+    except (BaseSCardException, SmartcardException) as error:
+        if getattr(error, "hresult", None) == SCARD_E_NO_READERS_AVAILABLE:
             return []
-        raise NoReader(f"PC/SC is not available: {error}") from None
+        raise NoReader(f"PC/SC is not available (is pcscd running?): {error}") from None
 
 
 class PCSCTransport:
@@ -47,10 +56,9 @@ class PCSCTransport:
 
     def __init__(self, reader_name: str) -> None:
         from smartcard.Exceptions import CardConnectionException, NoCardException
-        from smartcard.System import readers
 
         self.commands = 0
-        matches = [r for r in readers() if str(r) == reader_name]
+        matches = [r for r in _readers() if str(r) == reader_name]
         if not matches:
             raise ReaderGone(f"reader {reader_name!r} is not connected")
         self.connection = matches[0].createConnection()

@@ -96,12 +96,14 @@ def verify_token(token: Mapping[str, Any] | str | bytes, *, nonce: str, origin: 
     """Verify a ``web-eid:1.0`` token or raise :class:`VerificationFailed` with its code."""
     if store.kind is not CertificateKind.AUTH:
         raise ValueError("web-eid tokens are verified against the auth trust store")
-    fields = _fields(token)
-    expiry = nonces.take(nonce)  # single use: spent whatever happens next
+    # Single use: spent before anything about the token is looked at, so that even a
+    # malformed one leaves nothing to retry with.
+    expiry = nonces.take(nonce)
     if expiry is None:
         raise VerificationFailed("this challenge is unknown or was already used", code="replayed")
     if at > expiry:
         raise VerificationFailed("the challenge expired; ask for a new one", code="nonce_expired")
+    fields = _fields(token)
     try:
         certificate = parse_certificate(fields["certificate"])
     except MalformedCertificate as error:
