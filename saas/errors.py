@@ -14,6 +14,7 @@ from typing import Any
 from flask import Flask, Response, current_app, jsonify, render_template, request
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
 
 log = logging.getLogger("kakehashi.errors")
@@ -111,6 +112,21 @@ def init_app(app: Flask) -> None:
     def _unexpected(error: Exception) -> Response:
         if isinstance(error, HTTPException):
             return _http_error(error)
+        if _sqlite_busy(error):
+            # The embedded set-up (SQLite) writes one transaction at a time. One that read
+            # before another committed cannot write after it, and busy_timeout does not wait
+            # that out: nothing of this request was kept, and sending it again succeeds.
+            log.warning("SQLite was busy with another write; answered 503: %s", error)
+            response = error_response(503, "database_busy",
+                                      _l("Another change was being saved at the same moment. Nothing of "
+                                         "yours was saved: send it again."))
+            response.headers["Retry-After"] = "1"
+            return response
         log.exception("unhandled error")
         code, message = _HTTP_MESSAGES[500]
         return error_response(InternalServerError.code, code, message)
+
+
+def _sqlite_busy(error: Exception) -> bool:
+    return (isinstance(error, OperationalError) and "database is locked" in str(error.orig)
+            and type(error.orig).__module__.startswith("sqlite3"))

@@ -10,7 +10,7 @@ from typing import Any
 
 import pyotp
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from saas import clock, db
 from saas.db import all_tenants, tenant_scope
@@ -158,6 +158,49 @@ def test_two_step_sign_in_with_totp_and_a_code_is_accepted_once(client: Any) -> 
     assert replay.status_code == 401  # the same code twice
 
 
+def test_signing_out_ends_every_copy_of_the_session(client: Any, app: Any) -> None:
+    slug = verified_owner(client)
+    copied = client.get_cookie(app.config["SESSION_COOKIE_NAME"]).value
+    assert client.post("/console/logout", data={"csrf_token": csrf(client, "/console/login")}).status_code == 302
+    replayed = app.test_client()
+    replayed.set_cookie(app.config["SESSION_COOKIE_NAME"], copied)
+    response = replayed.get(f"/t/{slug}/console/webhooks")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/console/login")
+
+
+def test_a_page_refreshing_itself_does_not_keep_the_session_alive(client: Any) -> None:
+    from saas.tenants.console import POLL_HEADER, SESSION_IDLE_SECONDS
+
+    slug = verified_owner(client)
+    add_webhook(client, slug)
+    endpoint = scalar(select(WebhookEndpoint))
+    page = f"/t/{slug}/console/webhooks/{endpoint.public_id}"
+    assert POLL_HEADER in client.get(page).get_data(as_text=True)  # the delivery log says it polls
+    idle_since = int(time.time()) - SESSION_IDLE_SECONDS + 60
+    with client.session_transaction() as session:
+        session["console_seen"] = idle_since
+    polled = client.get(page, headers={"HX-Request": "true", POLL_HEADER: "1"})
+    assert polled.status_code == 200
+    with client.session_transaction() as session:
+        assert session["console_seen"] == idle_since  # no activity of the user's
+        session["console_seen"] = idle_since - 120
+    ended = client.get(page, headers={"HX-Request": "true", POLL_HEADER: "1"})
+    # The whole page goes to sign-in, not the sign-in form into the delivery log.
+    assert ended.status_code == 204 and ended.headers["HX-Redirect"].startswith("/console/login")
+
+
+def test_a_session_ends_eight_hours_after_sign_in_however_busy(client: Any, app: Any) -> None:
+    slug = verified_owner(client)
+    lifetime = int(app.permanent_session_lifetime.total_seconds())
+    with client.session_transaction() as session:
+        session["console_started"] = int(time.time()) - lifetime + 60
+    assert client.get(f"/t/{slug}/console/").status_code == 200
+    with client.session_transaction() as session:
+        session["console_started"] = int(time.time()) - lifetime - 1
+    response = client.get(f"/t/{slug}/console/")  # the user was active a moment ago
+    assert response.status_code == 302 and response.headers["Location"].startswith("/console/login")
+
+
 def add_webhook(client: Any, slug: str, url: str = "https://hooks.example/kakehashi") -> Any:
     path = f"/t/{slug}/console/webhooks/new"
     return post(client, path, {"url": url, "description": "CRM", "event_types": ["*"]})
@@ -210,6 +253,43 @@ def test_sensitive_actions_ask_for_the_password_again(client: Any) -> None:
     assert rotated.status_code == 200 and "whsec_" in rotated.get_data(as_text=True)
 
 
+def test_changing_webhooks_clients_and_keys_asks_for_the_password_again(client: Any) -> None:
+    from saas.oidc.models import OIDCClient
+    from saas.tenants.models import ApiKey
+
+    slug = verified_owner(client)
+    base = f"/t/{slug}/console"
+    add_webhook(client, slug)
+    form = {"name": "c", "redirect_uris": "https://members.example/cb", "auth_method": "client_secret_basic"}
+    post(client, f"{base}/clients/new", form)
+    make_key(client, slug, ["webhooks:read"])
+    endpoint, found, key = scalar(select(WebhookEndpoint)), scalar(select(OIDCClient)), scalar(select(ApiKey))
+    token = csrf(client, f"{base}/api-keys")
+    with client.session_transaction() as session:
+        session["console_auth_at"] = int(time.time()) - 3600
+
+    def asks(response: Any) -> bool:
+        return response.status_code == 302 and "/console/reauthenticate" in response.headers["Location"]
+
+    assert asks(client.get(f"{base}/webhooks/new"))  # before the form is filled in
+    assert asks(client.post(f"{base}/webhooks/new", data={"url": "https://attacker.example/h",
+                                                          "event_types": ["*"], "csrf_token": token}))
+    assert asks(client.post(f"{base}/webhooks/{endpoint.public_id}/enabled", data={"enabled": "0",
+                                                                                   "csrf_token": token}))
+    assert asks(client.get(f"{base}/clients/new"))
+    assert asks(client.post(f"{base}/clients/new", data={**form, "csrf_token": token}))
+    assert asks(client.post(f"{base}/clients/{found.public_id}",
+                            data={**form, "redirect_uris": "https://attacker.example/cb", "csrf_token": token}))
+    assert asks(client.post(f"{base}/api-keys/{key.public_id}/revoke", data={"csrf_token": token}))
+    assert client.get(f"{base}/clients/{found.public_id}").status_code == 200  # reading asks nothing
+    db.session.expire_all()
+    assert scalar(select(func.count()).select_from(WebhookEndpoint)) == 1
+    assert scalar(select(WebhookEndpoint.enabled)) is True
+    assert scalar(select(func.count()).select_from(OIDCClient)) == 1
+    assert scalar(select(OIDCClient.redirect_uris)) == '["https://members.example/cb"]'
+    assert scalar(select(ApiKey.revoked_at)) is None
+
+
 def test_wrong_passwords_at_reauthentication_count_towards_the_lockout(client: Any) -> None:
     # A stolen session must not become a way to guess the password without limit.
     verified_owner(client)
@@ -239,6 +319,77 @@ def test_an_invited_auditor_reads_but_cannot_change(client: Any, other_client: A
     members = other.get(f"/t/{slug}/console/members").get_data(as_text=True)
     assert "鈴木 太郎" in members and "山田 花子" in members
     assert other.get(link).status_code == 404  # used
+
+
+def invitation_path(email: str) -> str:
+    return last_link(email).split("localhost", 1)[1]
+
+
+def test_a_withdrawn_invitation_no_longer_works(client: Any, other_client: Any) -> None:
+    slug = verified_owner(client)
+    members = f"/t/{slug}/console/members"
+    post(client, members, {"email": "bob@shinkin.example", "role": "developer"})
+    link = invitation_path("bob@shinkin.example")
+    page = client.get(members).get_data(as_text=True)
+    assert "Invitations waiting for an answer" in page and "bob@shinkin.example" in page
+    withdraw = re.search(r'action="([^"]+/withdraw)"', page).group(1)  # type: ignore[union-attr]
+    verified_owner(other_client, organisation="よその病院", slug="yoso-clinic", kind="hospital", email="a@yoso.example")
+    theirs = withdraw.replace(f"/t/{slug}/", "/t/yoso-clinic/")
+    assert post(other_client, theirs, {}, form_page="/t/yoso-clinic/console/members").status_code == 404
+    assert other_client.get(link).status_code == 200  # still open
+    assert post(client, withdraw, {}, form_page=members).status_code == 302
+    assert other_client.get(link).status_code == 404
+    assert "Invitations waiting for an answer" not in client.get(members).get_data(as_text=True)
+    assert post(client, withdraw, {}, form_page=members).status_code == 404  # once
+    with all_tenants(db.session):
+        entry = db.session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc())).first()
+    assert entry.action == "member.invitation_revoked" and "bob@shinkin.example" in entry.details
+
+
+def test_inviting_an_address_again_leaves_only_the_newest_link_working(client: Any, other_client: Any) -> None:
+    slug = verified_owner(client)
+    post(client, f"/t/{slug}/console/members", {"email": "bob@shinkin.example", "role": "admin"})
+    first = invitation_path("bob@shinkin.example")
+    post(client, f"/t/{slug}/console/members", {"email": "bob@shinkin.example", "role": "auditor"})
+    second = invitation_path("bob@shinkin.example")
+    assert other_client.get(first).status_code == 404  # an admin's link, replaced by an auditor's
+    assert other_client.get(second).status_code == 200
+
+
+def test_removing_a_member_withdraws_the_invitations_they_still_hold(client: Any, other_client: Any) -> None:
+    import hashlib
+    from datetime import timedelta
+
+    from saas.tenants.models import Invitation, Role
+
+    slug = verified_owner(client)
+    members = f"/t/{slug}/console/members"
+    post(client, members, {"email": "bob@shinkin.example", "role": "admin"})
+    post(other_client, invitation_path("bob@shinkin.example"),
+         {"name": "Bob", "password": "another long phrase for bob"})
+    tenant = scalar(select(Tenant).where(Tenant.slug == slug))
+    with tenant_scope(db.session, tenant.id):  # an invitation of his from before he joined, never used
+        db.session.add(Invitation(tenant_id=tenant.id, email="bob@shinkin.example", role=Role.ADMIN,
+                                  token_hash=hashlib.sha256(b"left-over").hexdigest(), created_at=clock.now(),
+                                  expires_at=clock.now() + timedelta(days=7)))
+    db.session.commit()
+    bob = scalar(select(ConsoleUser.public_id).where(ConsoleUser.email == "bob@shinkin.example"))
+    assert post(client, f"{members}/{bob}", {"role": "remove"}, form_page=members).status_code == 302
+    assert post(other_client, "/console/invitations/left-over", {}).status_code == 404  # no way back in
+    assert other_client.get(f"/t/{slug}/console/").status_code == 404
+
+
+def test_an_invited_person_with_an_account_is_asked_to_sign_in(client: Any, other_client: Any) -> None:
+    slug = verified_owner(client)
+    verified_owner(other_client, organisation="よその病院", slug="yoso-clinic", kind="hospital", email="a@yoso.example")
+    other_client.post("/console/logout", data={"csrf_token": csrf(other_client, "/console/login")})
+    post(client, f"/t/{slug}/console/members", {"email": "a@yoso.example", "role": "developer"})
+    link = invitation_path("a@yoso.example")
+    response = post(other_client, link, {"name": "A", "password": "another long phrase for a"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422 and 'role="alert"' in page and "sign in to accept" in page
+    assert f'href="/console/login?next={link}"' in page and 'name="password"' not in page
+    assert "as Developer." in page  # the role's name, not its value
 
 
 def test_another_organisations_console_and_objects_are_not_found(client: Any, other_client: Any) -> None:
@@ -287,6 +438,20 @@ def test_the_audit_chain_detects_an_edited_or_deleted_entry(client: Any) -> None
     assert problems and problems[0].seq == 3 and "missing" in problems[0].problem
 
 
+def test_details_edited_into_something_not_json_break_the_chain_and_the_check_goes_on(
+        client: Any, other_client: Any, app: Any) -> None:
+    slug = verified_owner(client)
+    add_webhook(client, slug)
+    verified_owner(other_client, organisation="よその病院", slug="yoso-clinic", kind="hospital", email="a@yoso.example")
+    tenant = scalar(select(Tenant).where(Tenant.slug == slug))
+    with tenant_scope(db.session, tenant.id):
+        db.session.execute(update(AuditEntry).where(AuditEntry.seq == 2).values(details="not json"))
+    assert [(b.seq, b.problem) for b in audit.verify(tenant)] == [(2, "was changed after it was written")]
+    result = app.test_cli_runner().invoke(args=["audit", "verify"])
+    assert result.exit_code == 1 and f"{slug}: entry 2 was changed" in result.output
+    assert "yoso-clinic: intact" in result.output
+
+
 def test_the_audit_chain_detects_its_newest_entries_removed(client: Any) -> None:
     from sqlalchemy import delete
 
@@ -298,6 +463,13 @@ def test_the_audit_chain_detects_its_newest_entries_removed(client: Any) -> None
         db.session.execute(delete(AuditEntry).where(AuditEntry.seq == 2))  # a clean cut at the end
     [problem] = audit.verify(tenant)
     assert "newest entries were removed" in problem.problem
+
+
+def test_the_csv_download_follows_the_audit_filter(client: Any) -> None:
+    slug = verified_owner(client)
+    add_webhook(client, slug)
+    rows = client.get(f"/t/{slug}/console/audit?action=webhook.created", headers={"HX-Request": "true"})
+    assert f'href="/t/{slug}/console/audit.csv?action=webhook.created"' in rows.get_data(as_text=True)
 
 
 def test_the_development_mail_viewer_shows_the_outbox(client: Any) -> None:
@@ -460,6 +632,34 @@ def test_api_keys_are_scoped_revocable_and_bound_to_their_organisation(client: A
                 form_page=f"/t/{slug}/console/api-keys").status_code == 302
     assert client.get(api, headers={"Authorization": f"Bearer {reader}"}).status_code == 401
     assert other_client.get(f"/t/{slug}/console/api-keys/{key_id}").status_code == 404
+
+
+def test_changing_an_endpoint_through_the_api_refuses_values_of_the_wrong_type(client: Any) -> None:
+    slug = verified_owner(client)
+    auth = {"Authorization": f"Bearer {make_key(client, slug, ['webhooks:read', 'webhooks:write'])}"}
+    api = f"/t/{slug}/api/webhooks"
+    created = client.post(api, json={"url": "https://hooks.example/a", "event_types": ["oidc.session.ended"]},
+                          headers=auth).get_json()
+    for body, code in (({"description": 5}, "invalid_description"), ({"url": 5}, "invalid_url"),
+                       ({"url": ["https://hooks.example/b"]}, "invalid_url"),
+                       ({"event_types": 5}, "invalid_event_types"),
+                       ({"event_types": "*"}, "invalid_event_types")):  # not ["*"], one character at a time
+        refused = client.patch(f"{api}/{created['id']}", json=body, headers=auth)
+        answer = refused.get_json()
+        assert refused.status_code == 422 and answer["error"] == code, body
+        assert answer["field"] == next(iter(body)) and answer["message"]
+    unchanged = client.get(f"{api}/{created['id']}", headers=auth).get_json()
+    assert unchanged["url"] == "https://hooks.example/a" and unchanged["event_types"] == ["oidc.session.ended"]
+    refused = client.post(api, json={"url": "https://hooks.example/b", "description": 5}, headers=auth)
+    assert refused.status_code == 422 and refused.get_json()["error"] == "invalid_description"
+
+
+def test_a_key_without_scopes_is_refused_next_to_the_choices(client: Any) -> None:
+    slug = verified_owner(client)
+    refused = post(client, f"/t/{slug}/console/api-keys", {"name": "CRM"})
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 422 and '<fieldset aria-describedby="f-scopes-error">' in page
+    assert 'id="f-scopes-error"' in page
 
 
 def test_an_expired_key_is_refused(client: Any) -> None:

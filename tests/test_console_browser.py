@@ -201,6 +201,9 @@ def test_from_sign_up_to_a_webhook_that_receives_a_signed_event(
     page.reload()
     page.get_by_text(words["delivered"], exact=True).first.wait_for()
     shot(page, f"console-webhook-{lang}")
+    with page.expect_request(lambda r: r.headers.get("hx-request") == "true", timeout=10_000) as polled:
+        pass  # the delivery log refreshes itself every 5 s, and says so: that is not the user's activity
+    assert polled.value.headers.get("kakehashi-poll") == "1"
 
     for name, shot_name in ((words["members"], "members"), (words["audit"], "audit"),
                             (words["dashboard"], "dashboard-after"), (words["security"], "security")):

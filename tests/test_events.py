@@ -590,6 +590,17 @@ def test_bad_endpoints_are_refused_with_a_code(app: Flask, url: str, types: list
         assert refused.value.code == code
 
 
+def test_a_url_with_spaces_or_control_characters_is_refused(app: Flask) -> None:
+    # urlsplit drops tabs and newlines without a word: the URL checked would not be the one stored.
+    with app.app_context():
+        tenant = tenants.active_tenant("bank")
+        with tenant_scope(db.session, tenant.id):
+            for character in ("\t", "\r", "\n", "\x00", "\x1f", " ", "\x7f"):
+                with pytest.raises(services.WebhookError) as refused:
+                    services.create_endpoint(tenant, url=f"https://exam{character}ple.com/h", event_types=["*"])
+                assert refused.value.code == "invalid_url" and refused.value.field == "url", repr(character)
+
+
 def test_another_tenants_endpoint_is_not_found(app: Flask, receiver: Receiver) -> None:
     endpoint_id, _ = add_endpoint(app, receiver.url, slug="clinic")
     with app.app_context():

@@ -59,6 +59,22 @@ def _actor() -> str:
     return apikeys.actor()
 
 
+def _text(body: dict[str, Any], name: str, code: str) -> str | None:
+    """A string member of the body (None when absent); any other JSON type is refused."""
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise services.WebhookError(_l("%(field)s is a string.", field=name), code=code, field=name)
+    return value
+
+
+def _event_types(body: dict[str, Any], default: list[str] | None) -> list[str] | None:
+    types = body.get("event_types", default)
+    if types is not None and (not isinstance(types, list) or not all(isinstance(t, str) for t in types)):
+        raise services.WebhookError(_l("event_types is a list of event type names."),
+                                    code="invalid_event_types", field="event_types")
+    return types
+
+
 @bp.get("/webhooks")
 @operation(summary="List the webhook endpoints", tags=["Webhooks"], security=READ,
            responses={200: json_response("The endpoints", {"type": "object", "properties": {
@@ -77,12 +93,10 @@ def list_endpoints() -> Response:
 @apikeys.requires("webhooks:write")
 def create_endpoint() -> tuple[Response, int]:
     body = openapi.json_body()
-    types = body.get("event_types", [services.ALL_TYPES])
-    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
-        raise services.WebhookError(_l("event_types is a list of event type names."), code="invalid_event_types",
-                                    field="event_types")
-    endpoint, secret = services.create_endpoint(current_tenant(), url=str(body.get("url", "")), event_types=types,
-                                                description=str(body.get("description", "")))
+    endpoint, secret = services.create_endpoint(
+        current_tenant(), url=_text(body, "url", "invalid_url") or "",
+        event_types=_event_types(body, [services.ALL_TYPES]) or [],
+        description=_text(body, "description", "invalid_description") or "")
     audit.record(current_tenant(), "webhook.created", actor=_actor(), target=endpoint.public_id,
                  details={"url": endpoint.url, "event_types": json.loads(endpoint.event_types)})
     return jsonify(endpoint_json(endpoint, secret)), 201
@@ -107,8 +121,9 @@ def update_endpoint(endpoint_id: str) -> Response:
     enabled = body.get("enabled")
     if enabled is not None and not isinstance(enabled, bool):
         raise services.WebhookError(_l("enabled is true or false."), code="invalid_enabled", field="enabled")
-    services.update_endpoint(endpoint, url=body.get("url"), event_types=body.get("event_types"),
-                             description=body.get("description"), enabled=enabled)
+    services.update_endpoint(endpoint, url=_text(body, "url", "invalid_url"),
+                             event_types=_event_types(body, None),
+                             description=_text(body, "description", "invalid_description"), enabled=enabled)
     audit.record(current_tenant(), "webhook.updated", actor=_actor(), target=endpoint.public_id,
                  details={k: body[k] for k in ("url", "event_types", "description", "enabled") if k in body})
     return jsonify(endpoint_json(endpoint))

@@ -111,6 +111,9 @@ def subscribes(types: frozenset[str], type: str) -> bool:
 def validate_url(url: str) -> str:
     """An endpoint URL as registered: https (http where configured), a host, no credentials."""
     url = (url or "").strip()
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):  # urlsplit would drop some of them silently
+        raise WebhookError(_l("The URL may not contain spaces or control characters."), code="invalid_url",
+                           field="url")
     parts = urlsplit(url)
     allowed = ("https", "http") if current_app.config["WEBHOOK_ALLOW_HTTP"] else ("https",)
     if parts.scheme not in allowed or not parts.hostname or len(url) > 500:

@@ -21,7 +21,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Select, func, or_, select, update
 from zxcvbn import zxcvbn
 
 from saas import clock, db, ratelimit, urls
@@ -346,6 +346,7 @@ def invite(tenant: Tenant, *, email: str, role: str, by: ConsoleUser) -> Invitat
                                  .where(ConsoleUser.email == email))
     if existing is not None:
         raise AccountError(_l("This person is already a member."), code="already_member", status=409, field="email")
+    _withdraw(tenant, _pending_for(email), by=by, reason="invited_again")  # only the newest link works
     token = secrets.token_urlsafe(32)
     now = clock.now()
     invitation = Invitation(tenant_id=tenant.id, email=email, role=chosen, token_hash=token_hash(token),
@@ -358,6 +359,38 @@ def invite(tenant: Tenant, *, email: str, role: str, by: ConsoleUser) -> Invitat
                                 "Accept within seven days:\n\n%(link)s\n",
                                 inviter=by.name, organisation=tenant.display_name, role=chosen.value, link=link))
     return invitation
+
+
+def pending_invitations() -> list[Invitation]:
+    """The session's tenant's invitations still waiting for an answer, newest first."""
+    return list(db.session.scalars(_pending().order_by(Invitation.id.desc())))
+
+
+def withdraw_invitation(tenant: Tenant, invitation_id: str, *, by: ConsoleUser) -> Invitation:
+    invitation = db.session.scalar(_pending().where(Invitation.public_id == invitation_id))
+    if invitation is None:
+        raise NotFound(_l("This invitation is used, withdrawn or expired."), code="invitation_not_found")
+    _withdraw(tenant, [invitation], by=by, reason="withdrawn")
+    return invitation
+
+
+def _pending() -> Select[tuple[Invitation]]:
+    return select(Invitation).where(Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None),
+                                    Invitation.expires_at > clock.now())
+
+
+def _pending_for(email: str) -> list[Invitation]:
+    return list(db.session.scalars(_pending().where(Invitation.email == email)))
+
+
+def _withdraw(tenant: Tenant, invitations: list[Invitation], *, by: ConsoleUser, reason: str) -> None:
+    from saas.tenants import audit
+
+    for invitation in invitations:
+        invitation.revoked_at = clock.now()
+        audit.record(tenant, "member.invitation_revoked", actor=by, target=invitation.public_id,
+                     details={"email": invitation.email, "role": invitation.role.value, "reason": reason})
+    db.session.flush()
 
 
 def pending_invitation(token: str) -> tuple[Invitation, Tenant]:
@@ -431,7 +464,7 @@ def remove(tenant: Tenant, member: ConsoleUser, *, by: ConsoleUser, by_role: Rol
         raise NotFound(_l("This person is not a member."), code="member_not_found")
     _check_owner_rules(membership.role, None, member, by_role)
     db.session.delete(membership)
-    db.session.flush()
+    _withdraw(tenant, _pending_for(member.email), by=by, reason="member_removed")  # no way back in
 
 
 def _check_owner_rules(current: Role, new: Role | None, member: ConsoleUser, by_role: Role) -> None:
@@ -494,5 +527,11 @@ def set_password(user: ConsoleUser, password: str) -> None:
     check_password(password, hints=[user.email, user.name])
     user.password_hash = hash_password(password)
     user.failed_logins, user.locked_until = 0, None
+    end_sessions(user)
+
+
+def end_sessions(user: ConsoleUser) -> None:
+    """Every session of the account ends, in every browser and every copy of its cookie: a
+    session is valid only while it carries the account's current epoch."""
     user.session_epoch = (user.session_epoch or 0) + 1
     db.session.flush()

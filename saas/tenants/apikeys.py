@@ -136,6 +136,7 @@ def authenticate(scope: str) -> KeyInUse:
     if value.startswith("kk_test_") != (tenants.mode_now(current_tenant()) is TenantMode.SANDBOX):
         raise Unauthorized(_l("A test key does not work in live mode (nor a live key in sandbox): make a key "
                               "for this mode in the console."), code="wrong_mode_key")
+    g.api_key_mode = TenantMode.SANDBOX if value.startswith("kk_test_") else TenantMode.LIVE
     if scope not in key.scopes:
         raise ServiceError(_l("This API key may not do this (it lacks the scope %(scope)s).", scope=scope),
                            code="insufficient_scope", status=403)
@@ -149,6 +150,11 @@ def current_key_id() -> int | None:
 
 def current_key_public_id() -> str:
     return str(g.api_key_public_id)
+
+
+def current_mode() -> TenantMode:
+    """The mode of the request's key (``kk_test_``: sandbox), which is the organisation's now."""
+    return g.api_key_mode  # type: ignore[no-any-return]
 
 
 def actor() -> str:

@@ -40,8 +40,10 @@ console = Blueprint("console", __name__, url_prefix="/console")
 tenant_console = Blueprint("tenant_console", __name__, url_prefix="/t/<tenant_slug>/console")
 
 F = TypeVar("F", bound=Callable[..., Any])
-SESSION_IDLE_SECONDS = 30 * 60
+SESSION_IDLE_SECONDS = 30 * 60  # and at most PERMANENT_SESSION_LIFETIME after signing in
 RECENT_AUTH_SECONDS = 10 * 60
+# Sent by a part of a page that refreshes itself (hx-trigger="every …"): not the user's activity.
+POLL_HEADER = "Kakehashi-Poll"
 # Who may change what; an auditor reads everything and changes nothing.
 CAN_DEVELOP = (Role.OWNER, Role.ADMIN, Role.DEVELOPER)
 CAN_ADMINISTER = (Role.OWNER, Role.ADMIN)
@@ -53,15 +55,17 @@ def signed_in_user() -> ConsoleUser | None:
     if "console_user" in g:
         return g.console_user
     user = None
-    public_id, seen = session.get("console_user"), session.get("console_seen", 0)
-    if public_id and time.time() - seen <= SESSION_IDLE_SECONDS:
+    now, lifetime = time.time(), current_app.permanent_session_lifetime.total_seconds()
+    public_id = session.get("console_user")
+    if (public_id and now - session.get("console_seen", 0) <= SESSION_IDLE_SECONDS
+            and now - session.get("console_started", 0) <= lifetime):
         user = db.session.scalar(select(ConsoleUser).where(ConsoleUser.public_id == public_id))
         if user is not None and session.get("console_epoch", 0) != (user.session_epoch or 0):
-            user = None  # the password changed since this session began
+            user = None  # signed out, or the password changed, since this session began
     if user is None:
         session.pop("console_user", None)
-    else:
-        session["console_seen"] = int(time.time())
+    elif request.headers.get(POLL_HEADER) != "1":
+        session["console_seen"] = int(now)
     g.console_user = user
     return user
 
@@ -69,7 +73,8 @@ def signed_in_user() -> ConsoleUser | None:
 def start_session(user: ConsoleUser) -> None:
     session.clear()  # a new session id: no fixation
     session.permanent = True
-    session.update(console_user=user.public_id, console_seen=int(time.time()), console_auth_at=int(time.time()),
+    now = int(time.time())
+    session.update(console_user=user.public_id, console_started=now, console_seen=now, console_auth_at=now,
                    console_epoch=user.session_epoch or 0)
     accounts.record_login(user)
 
@@ -82,11 +87,20 @@ def _safe_next(target: str | None, default: str) -> str:
     return target
 
 
+def _to_login() -> Response:
+    target = url_for("console.login", next=request.full_path.rstrip("?"))
+    if request.headers.get("HX-Request"):
+        # A part of a page asked (a refresh, a filter): the whole page goes to sign-in, not
+        # the sign-in form into that part.
+        return Response(status=204, headers={"HX-Redirect": target})
+    return redirect(target)
+
+
 def login_required(view: F) -> F:
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if signed_in_user() is None:
-            return redirect(url_for("console.login", next=request.full_path.rstrip("?")))
+            return _to_login()
         return view(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
@@ -113,7 +127,7 @@ def recent_auth_required(view: F) -> F:
 def _member_only() -> Any:
     user = signed_in_user()
     if user is None:
-        return redirect(url_for("console.login", next=request.full_path.rstrip("?")))
+        return _to_login()
     role = accounts.role_in(user)
     if role is None:
         abort(404)  # another organisation's console does not exist for this user
@@ -336,6 +350,9 @@ def reset_password(token: str) -> Any:
 
 @console.post("/logout")
 def logout() -> Response:
+    user = signed_in_user()
+    if user is not None:
+        accounts.end_sessions(user)  # a copy of the cookie must not stay signed in
     session.clear()
     return redirect(url_for("console.login"))
 
@@ -360,6 +377,7 @@ def accept_invitation(token: str) -> Any:
                                message=str(error.message)), 404
     user = signed_in_user()
     errors: dict[str, str] = {}
+    account_exists = False
     if request.method == "POST":
         try:
             if user is not None:
@@ -370,7 +388,9 @@ def accept_invitation(token: str) -> Any:
                 start_session(user)
         except ServiceError as error:
             db.session.rollback()
-            if error.field:
+            if error.code == "email_taken":  # the invitation's address has an account: no field of this form
+                errors, account_exists = {"form": str(error.message)}, True
+            elif error.field:
                 errors = form_errors(error)
             else:
                 return render_template("console/message.html", title=_("Invitation not valid"),
@@ -378,7 +398,7 @@ def accept_invitation(token: str) -> Any:
         else:
             return redirect(url_for("tenant_console.dashboard", tenant_slug=accepted.slug))
     return render_template("console/invitation.html", invitation=invitation, tenant=tenant, user=user,
-                           token=token, errors=errors), 422 if errors else 200
+                           token=token, errors=errors, account_exists=account_exists), 422 if errors else 200
 
 
 @console.route("/account/security", methods=["GET", "POST"])
@@ -454,6 +474,8 @@ def webhooks() -> str:
 @tenant_console.route("/webhooks/new", methods=["GET", "POST"])
 def new_webhook() -> Any:
     require_role(*CAN_DEVELOP)
+    if auth_is_stale():  # asked before the form is filled in, not after
+        return redirect(url_for("console.reauthenticate", next=url_for("tenant_console.new_webhook")))
     values: dict[str, Any] = {"url": "", "description": "", "event_types": [events.ALL_TYPES]}
     errors: dict[str, str] = {}
     if request.method == "POST":
@@ -503,6 +525,7 @@ def ping_webhook(endpoint_id: str) -> Response:
 
 
 @tenant_console.post("/webhooks/<endpoint_id>/enabled")
+@recent_auth_required
 def toggle_webhook(endpoint_id: str) -> Response:
     require_role(*CAN_DEVELOP)
     endpoint = events.get_endpoint(endpoint_id)
@@ -575,7 +598,20 @@ def members() -> Any:
                 flash(_("The invitation is sent to %(email)s.", email=invitation.email))
                 return redirect(url_for("tenant_console.members"))
     return render_template("console/members.html", tenant=current_tenant(), members=accounts.members(),
-                           roles=list(Role), values=values, errors=errors), 422 if errors else 200
+                           invitations=accounts.pending_invitations(), roles=list(Role), values=values,
+                           errors=errors), 422 if errors else 200
+
+
+@tenant_console.post("/invitations/<invitation_id>/withdraw")
+def withdraw_invitation(invitation_id: str) -> Response:
+    require_role(*CAN_ADMINISTER)
+    if auth_is_stale():
+        return redirect(url_for("console.reauthenticate", next=url_for("tenant_console.members")))
+    actor = signed_in_user()
+    assert actor is not None
+    invitation = accounts.withdraw_invitation(current_tenant(), invitation_id, by=actor)
+    flash(_("The invitation to %(email)s is withdrawn: its link no longer works.", email=invitation.email))
+    return redirect(url_for("tenant_console.members"))
 
 
 @tenant_console.post("/members/<user_id>")
@@ -678,6 +714,8 @@ def new_client() -> Any:
     from saas.oidc import clients as oidc_clients
 
     require_role(*CAN_DEVELOP)
+    if auth_is_stale():
+        return redirect(url_for("console.reauthenticate", next=url_for("tenant_console.new_client")))
     errors: dict[str, str] = {}
     values: dict[str, Any] = {"auth_method": "private_key_jwt", "scopes": ["openid"], "redirect_uris": []}
     if request.method == "POST":
@@ -710,6 +748,9 @@ def client(client_id: str) -> Any:
         "backchannel_logout_uri": found.backchannel_logout_uri or ""}
     if request.method == "POST":
         require_role(*CAN_DEVELOP)
+        if auth_is_stale():
+            return redirect(url_for("console.reauthenticate",
+                                    next=url_for("tenant_console.client", client_id=found.public_id)))
         values = {**_client_values(), "auth_method": found.auth_method.value}
         try:
             oidc_clients.update_client(found, **{k: v for k, v in values.items() if k != "auth_method"})
@@ -820,6 +861,7 @@ def api_key(key_id: str) -> str:
 
 
 @tenant_console.post("/api-keys/<key_id>/revoke")
+@recent_auth_required
 def revoke_api_key(key_id: str) -> Response:
     from saas.tenants import apikeys
     from saas.tenants.models import ApiKey
