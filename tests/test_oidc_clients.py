@@ -103,3 +103,23 @@ def test_the_cli_registers_a_client(app: Flask, db_session: Any, tenant: Any, tm
     bad = app.test_cli_runner().invoke(args=[
         "oidc", "create-client", "--tenant", "rp-bank", "--name", "x", "--redirect-uri", "http://rp.example/"])
     assert bad.exit_code == 1 and "invalid_redirect_uri" in bad.output
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"backchannel_logout_uri": "http://127.0.0.1:6379/"}, "backchannel_logout_uri"),
+    ({"backchannel_logout_uri": "http://[::1]:8080/admin"}, "backchannel_logout_uri"),
+    ({"jwks": None, "jwks_uri": "https://10.0.0.1/jwks.json"}, "jwks_uri"),
+])
+def test_urls_the_service_calls_may_not_point_into_a_private_network(
+        app: Flask, db_session: Any, tenant: Any, monkeypatch: pytest.MonkeyPatch, overrides: dict[str, Any],
+        field: str) -> None:
+    monkeypatch.setitem(app.config, "WEBHOOK_ALLOW_PRIVATE_NETWORKS", False)
+    with pytest.raises(clients.ClientError) as error:
+        register(db_session, tenant, **overrides)
+    assert error.value.field == field
+
+
+def test_a_jwks_uri_host_with_a_private_address_is_not_fetched(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(app.config, "WEBHOOK_ALLOW_PRIVATE_NETWORKS", False)
+    with app.app_context(), pytest.raises(OSError, match="non-public"):
+        clients.fetch_key_set("https://localhost/jwks.json")

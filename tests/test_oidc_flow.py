@@ -3,6 +3,7 @@ with every negative case the dialect names."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -176,10 +177,14 @@ def test_acr_values_are_reflected(app: Flask, rp: RP, card: Any) -> None:
     ({"code_challenge": None, "code_challenge_method": None}, "invalid_request"),
     ({"code_challenge_method": "plain"}, "invalid_request"),
     ({"nonce": None}, "invalid_request"),
+    ({"nonce": ""}, "invalid_request"),
+    ({"scope": "name"}, "invalid_scope"),
+    ({"scope": "name", "prompt": "none"}, "invalid_scope"),
     ({"state": None}, "invalid_request"),
     ({"response_type": "token"}, "unsupported_response_type"),
     ({"prompt": "none login"}, "invalid_request"),
     ({"max_age": "soon"}, "invalid_request"),
+    ({"max_age": "\u00b2"}, "invalid_request"),
 ])
 def test_malformed_authorization_requests_go_back_with_an_error(app: Flask, rp: RP, change: dict[str, Any],
                                                                 error: str) -> None:
@@ -312,15 +317,16 @@ def test_purge_forgets_expired_rows_and_keeps_live_ones(app: Flask, rp: RP, card
     with app.app_context(), clock.frozen(clock.now() + timedelta(hours=2)):
         removed = purge()
         db.session.commit()
-    assert removed["authorization_codes"] == before["AuthorizationCode"]
-    assert removed["grants"] == 0  # the family may still be refreshed (12 h)
-    assert counts()["AuthorizationCode"] == 0 and counts()["Grant"] == before["Grant"]
+    # The family may still be refreshed (12 h), and a replay of its code must still revoke it.
+    assert removed["authorization_codes"] == 0 and removed["grants"] == 0
+    assert counts()["AuthorizationCode"] == before["AuthorizationCode"] and counts()["Grant"] == before["Grant"]
     refreshed = rp.post(client, "token", {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]})
     assert refreshed.status_code == 200
     with app.app_context(), clock.frozen(clock.now() + timedelta(days=2)):
         removed = purge()
         db.session.commit()
     assert removed["grants"] == before["Grant"] and counts()["Token"] == 0  # tokens went with their grant
+    assert removed["authorization_codes"] == before["AuthorizationCode"]
 
 
 def test_purge_runs_from_the_command_line(app: Flask) -> None:
@@ -728,6 +734,147 @@ def test_control_characters_in_an_authorization_request_are_refused_not_a_500(ap
         assert response.status_code == 400 and "Location" not in response.headers, name
     pushed = rp.post(client, "par", rp.authorize_params(state="a\nb"), audience=f"{rp.issuer}/par")
     assert pushed.status_code == 400 and pushed.get_json()["error"] == "invalid_request"
+
+
+def test_a_pushed_request_without_openid_is_refused(app: Flask, rp: RP) -> None:
+    pushed = rp.post(app.test_client(), "par", rp.authorize_params(scope="name"), audience=f"{rp.issuer}/par")
+    assert pushed.status_code == 400 and pushed.get_json()["error"] == "invalid_scope"
+
+
+def test_a_malformed_max_age_with_a_session_goes_back_with_an_error_not_a_500(app: Flask, rp: RP, card: Any) -> None:
+    client = app.test_client()
+    log_in(client, rp, card)
+    response = start(client, rp, max_age="\u00b2")  # a digit to str.isdigit(), not to int()
+    assert response.status_code == 302 and callback(response.headers["Location"])["error"] == "invalid_request"
+
+
+def test_an_access_token_is_no_id_token_hint(app: Flask, rp: RP, card: Any) -> None:
+    client = app.test_client()
+    body = rp.exchange(client, log_in(client, rp, card)["code"]).get_json()
+    refused = start(client, rp, id_token_hint=body["access_token"])
+    assert callback(refused.headers["Location"])["error"] == "invalid_request"
+    assert "code" in callback(start(client, rp, id_token_hint=body["id_token"]).headers["Location"])
+
+
+def test_two_refreshes_with_one_token_at_once_end_the_family(app: Flask, card: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from saas.oidc import server
+
+    rp = register(app, "bank", basic=True)
+    client = app.test_client()
+    body = rp.exchange(client, log_in(client, rp, card)["code"]).get_json()
+    form = {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}
+    read = server.RefreshGrant.authenticate_refresh_token
+    meanwhile: list[Any] = []
+    first_read = threading.Event()
+
+    def read_then_wait(grant: Any, value: str) -> Any:
+        found = read(grant, value)
+        if not first_read.is_set():  # the other request runs between this one's read and its write
+            first_read.set()
+            db.session.commit()
+            other = threading.Thread(target=lambda: meanwhile.append(rp.post(app.test_client(), "token", form)))
+            other.start()
+            other.join()
+        return found
+
+    monkeypatch.setattr(server.RefreshGrant, "authenticate_refresh_token", read_then_wait)
+    first = rp.post(client, "token", form)
+    monkeypatch.undo()
+    assert sorted([first.status_code, meanwhile[0].status_code]) == [200, 400]
+    winner = (first if first.status_code == 200 else meanwhile[0]).get_json()
+    after = rp.post(client, "token", {"grant_type": "refresh_token", "refresh_token": winner["refresh_token"]})
+    assert after.status_code == 400  # a refresh token used twice ends its family
+
+
+def test_a_narrowed_refresh_narrows_userinfo_and_introspection(app: Flask, rp: RP, card: Any) -> None:
+    client = app.test_client()
+    body = tokens(app, rp, card, scope="openid name")
+    narrowed = rp.post(client, "token", {"grant_type": "refresh_token", "refresh_token": body["refresh_token"],
+                                         "scope": "openid"}).get_json()
+    info = client.get("/t/bank/userinfo", headers={"Authorization": f"Bearer {narrowed['access_token']}"})
+    assert info.status_code == 200 and "name" not in info.get_json()
+    introspected = rp.post(client, "introspect", {"token": narrowed["access_token"]},
+                           audience=f"{rp.issuer}/introspect").get_json()
+    assert introspected["active"] is True and introspected["scope"] == "openid"
+    refresh = rp.post(client, "introspect", {"token": narrowed["refresh_token"], "token_type_hint": "refresh_token"},
+                      audience=f"{rp.issuer}/introspect").get_json()
+    assert refresh["scope"] == "openid name"  # RFC 6749 §6: a refresh token keeps the grant's scope
+
+
+def test_a_code_issued_before_logout_cannot_be_exchanged_after_it(app: Flask, rp: RP, card: Any) -> None:
+    client = app.test_client()
+    body = rp.exchange(client, log_in(client, rp, card)["code"]).get_json()
+    pending = callback(start(client, rp).headers["Location"])["code"]  # answered by the session
+    verifier = rp.verifier
+    client.get("/t/bank/logout?" + urlencode({"id_token_hint": body["id_token"]}))
+    assert "/login/" in start(client, rp).headers["Location"]  # the session is over
+    late = rp.exchange(client, pending, verifier=verifier)
+    assert late.status_code == 400 and late.get_json()["error"] == "invalid_grant"
+
+
+def test_a_code_replayed_after_its_lifetime_still_revokes_what_it_granted(app: Flask, rp: RP, card: Any) -> None:
+    client = app.test_client()
+    result = log_in(client, rp, card)
+    first = rp.exchange(client, result["code"]).get_json()
+    with clock.frozen(clock.now() + timedelta(seconds=90)):
+        replay = rp.exchange(client, result["code"])
+    assert replay.status_code == 400 and replay.get_json()["error"] == "invalid_grant", replay.get_json()
+    refresh = rp.post(client, "token", {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]})
+    assert refresh.status_code == 400 and refresh.get_json()["error"] == "invalid_grant"
+
+
+def test_a_client_assertion_with_an_enormous_exp_is_refused_not_a_500(app: Flask, rp: RP) -> None:
+    for lifetime in (10**12, 10**20):
+        response = rp.exchange(app.test_client(), "x", lifetime=lifetime)
+        assert response.get_json()["error"] == "invalid_client" and "one hour" in response.get_json()[
+            "error_description"]
+
+
+def registered_with(app: Flask, **keys: str) -> str:
+    from saas.db import tenant_scope
+    from saas.oidc import clients
+
+    with app.app_context():
+        tenant = tenants.active_tenant("bank")
+        with tenant_scope(db.session, tenant.id):
+            client, _ = clients.register_client(tenant, name="RP", redirect_uris=[REDIRECT_URI], scopes=["openid"],
+                                                auth_method="private_key_jwt", **keys)
+            public_id = client.public_id
+        db.session.commit()
+    return public_id
+
+
+def test_an_unreachable_jwks_uri_is_an_invalid_client_not_a_500(app: Flask) -> None:
+    from joserfc.jwk import ECKey
+
+    key = ECKey.generate_key("P-256", {"kid": "k1"})
+    rp = RP("bank", registered_with(app, jwks_uri="https://127.0.0.1:1/jwks.json"), key=key)
+    response = rp.exchange(app.test_client(), "x")
+    assert response.status_code in (400, 401) and response.get_json()["error"] == "invalid_client"
+    assert "jwks_uri" in response.get_json()["error_description"]
+
+
+def test_a_ps256_client_assertion_is_accepted_as_discovery_says(app: Flask, rp: RP, card: Any) -> None:
+    import secrets
+
+    from joserfc.jwk import RSAKey
+
+    key = RSAKey.generate_key(2048)
+    client_id = registered_with(app, jwks=json.dumps(KeySet([RSAKey.import_key(key.as_dict(private=False))]).as_dict()))
+    assert "PS256" in app.test_client().get("/t/bank/.well-known/openid-configuration").get_json()[
+        "token_endpoint_auth_signing_alg_values_supported"]
+    now = int(time.time())
+    assertion = jwt.encode({"alg": "PS256"}, {"iss": client_id, "sub": client_id, "aud": f"{rp.issuer}/token",
+                                              "jti": secrets.token_urlsafe(12), "iat": now, "exp": now + 60},
+                           key, algorithms=["PS256"])
+    response = app.test_client().post("/t/bank/token", data={
+        "grant_type": "authorization_code", "code": "unknown", "redirect_uri": REDIRECT_URI, "code_verifier": "x" * 50,
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion})
+    assert response.get_json()["error"] == "invalid_grant"  # authenticated: only the code is unknown
 
 
 @pytest.mark.redis

@@ -338,18 +338,18 @@ def post_all(items: list[Outgoing], *, allow_private: bool, timeout: float,
         for index, item in enumerate(items):
             if item.url not in parsed:
                 try:
-                    parsed[item.url] = _host_and_port(item.url)
+                    parsed[item.url] = host_and_port(item.url)
                 except ValueError:
                     parsed[item.url] = None
-            host_and_port = parsed[item.url]
-            if host_and_port is None:
+            target_of_item = parsed[item.url]
+            if target_of_item is None:
                 outcomes[index] = Outcome(None, "the URL is not valid", 0)
             else:
-                where[index] = host_and_port
-        targets = _vet_all(set(where.values()), allow_private, timeout)
+                where[index] = target_of_item
+        targets = vet_all(set(where.values()), allow_private, timeout)
         ready: list[tuple[int, str, frozenset[str]]] = []
-        for index, host_and_port in where.items():
-            target = targets[host_and_port]
+        for index, target_of_item in where.items():
+            target = targets[target_of_item]
             if isinstance(target, Outcome):
                 outcomes[index] = target
             elif not _sendable(items[index].headers):
@@ -363,7 +363,7 @@ def post_all(items: list[Outgoing], *, allow_private: bool, timeout: float,
     return [outcome or Outcome(None, "the connection failed", 0) for outcome in outcomes]
 
 
-def _host_and_port(url: str) -> tuple[str, int]:
+def host_and_port(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
     if not url.isascii() or not parts.hostname:
         raise ValueError(url)
@@ -377,16 +377,16 @@ def _sendable(headers: dict[str, str]) -> bool:
             and not any(":" in name for name in headers))  # (one character class: the whole iff each part)
 
 
-def _vet_all(targets: set[tuple[str, int]], allow_private: bool,
+def vet_all(targets: set[tuple[str, int]], allow_private: bool,
              timeout: float) -> dict[tuple[str, int], tuple[str, frozenset[str]] | Outcome]:
-    """:func:`_vet` for each host and port, all at once; a lookup still going after
+    """:func:`vet` for each host and port, all at once; a lookup still going after
     ``timeout`` counts as failed (a slow name server holds up no other host, and no lease
     runs out on it)."""
     if not targets:
         return {}
     pool = ThreadPoolExecutor(max_workers=min(CONCURRENCY, len(targets)), thread_name_prefix="kk-resolve")
     try:
-        pending = {pool.submit(_vet, host, port, allow_private): (host, port) for host, port in targets}
+        pending = {pool.submit(vet, host, port, allow_private): (host, port) for host, port in targets}
         done, _late = wait(pending, timeout=timeout)
         return {target: (future.result() if future in done else Outcome(None, "the host name lookup timed out", 0))
                 for future, target in pending.items()}
@@ -394,7 +394,7 @@ def _vet_all(targets: set[tuple[str, int]], allow_private: bool,
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _vet(host: str, port: int, allow_private: bool) -> tuple[str, frozenset[str]] | Outcome:
+def vet(host: str, port: int, allow_private: bool) -> tuple[str, frozenset[str]] | Outcome:
     """The ``CURLOPT_RESOLVE`` entry pinning ``host:port`` to the addresses checked now,
     with those addresses; or the failure."""
     try:
@@ -503,7 +503,7 @@ def _configure(handle: Any, item: Outgoing, resolve: str, allowed: frozenset[str
     handle.setopt(pycurl.WRITEFUNCTION, response.write)
     handle.setopt(pycurl.OPENSOCKETFUNCTION, _guard(allowed, response))
     if item.url[:6].lower() == "https:":
-        handle.setopt(*_trust_store())
+        handle.setopt(*trust_store())
 
 
 def _guard(allowed: frozenset[str], response: _Response) -> Any:
@@ -519,7 +519,7 @@ def _guard(allowed: frozenset[str], response: _Response) -> Any:
 _TRUST_STORE: tuple[int, str] | None = None
 
 
-def _trust_store() -> tuple[int, str]:
+def trust_store() -> tuple[int, str]:
     """The system's CA certificates, as Python's ssl finds them (what receivers' https
     certificates are verified against); certifi's bundle where the system has none."""
     global _TRUST_STORE

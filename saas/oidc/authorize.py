@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from authlib.oauth2.rfc6749 import OAuth2Request
-from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
+from authlib.oauth2.rfc6749.errors import InvalidRequestError, InvalidScopeError, OAuth2Error
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from flask import Response, g, request
 from flask_babel import format_datetime
@@ -52,7 +52,16 @@ from saas.oidc.models import (
     OIDCClient,
     RequestStatus,
 )
-from saas.oidc.server import ACR_VALUES, DEFAULT_ACR, EndUser, client_by_id, issuer, provider, token_hash
+from saas.oidc.server import (
+    ACR_VALUES,
+    DEFAULT_ACR,
+    ID_TOKEN_ALG,
+    EndUser,
+    client_by_id,
+    issuer,
+    provider,
+    token_hash,
+)
 from saas.stores import jpki_stores
 from saas.tenants.context import current_tenant
 
@@ -136,6 +145,7 @@ def _oauth_request(params: dict[str, str]) -> OAuth2Request:
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_MAX_AGE = re.compile(r"[0-9]{1,9}")  # ASCII digits: str.isdigit() takes "²", which int() refuses
 
 
 def _clean(values: Any) -> dict[str, str]:
@@ -174,11 +184,18 @@ def _check_dialect(params: dict[str, str], redirect_uri: str) -> None:
     def fail(description: str) -> None:
         raise InvalidRequestError(description, redirect_uri=redirect_uri, state=params.get("state"))
 
+    # Authlib's OpenID rules (nonce, prompt) apply only with 'openid' in scope: without
+    # it, nothing would check them and the code would carry no nonce.
+    if "openid" not in params.get("scope", "").split():
+        raise InvalidScopeError("scope must include 'openid'.", redirect_uri=redirect_uri,
+                                state=params.get("state"))
+    if not params.get("nonce"):
+        fail("'nonce' is required.")
     if not params.get("state"):
         fail("'state' is required.")
     if not params.get("code_challenge") or params.get("code_challenge_method") != "S256":
         fail("PKCE is required: code_challenge with code_challenge_method=S256.")
-    if "max_age" in params and not (params["max_age"].isdigit() and len(params["max_age"]) <= 9):
+    if "max_age" in params and not _MAX_AGE.fullmatch(params["max_age"]):
         fail("'max_age' must be a number of seconds.")
     prompts = set(params.get("prompt", "").split())
     if prompts - PROMPTS:
@@ -210,8 +227,10 @@ def _hinted_claims(id_token: str) -> dict[str, Any] | None:
     from saas.oidc import keys
 
     try:
-        token = jwt.decode(id_token, keys.verification_keys(current_tenant()), algorithms=["RS256", "ES256"])
+        token = jwt.decode(id_token, keys.verification_keys(current_tenant()), algorithms=[ID_TOKEN_ALG])
     except (JoseError, ValueError):
+        return None
+    if token.header.get("typ") in ("at+jwt", "logout+jwt"):  # signed here too, but not ID tokens
         return None
     if token.claims.get("iss") != issuer() or not isinstance(token.claims.get("sub"), str):
         return None
@@ -245,7 +264,7 @@ def _session_user(params: dict[str, str]) -> EndUser | None:
     scopes = (params.get("scope") or "").split()
     if prompts & {"login", "consent"} or requested_attributes(params.get("scope")) or "sign" in scopes:
         return None
-    if "max_age" in params and params["max_age"].isdigit():
+    if "max_age" in params and _MAX_AGE.fullmatch(params["max_age"]):
         if clock.now() - session.auth_time > timedelta(seconds=int(params["max_age"])):
             return None
     hinted = expected_sub(params)

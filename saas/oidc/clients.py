@@ -4,6 +4,9 @@ Redirect URIs are compared exactly at authorization time, so they are validated 
 here: https (http only on loopback, for development), no fragment, no wildcard.
 ``private_key_jwt`` clients give a JWKS or an https ``jwks_uri``; ``client_secret_basic``
 is for sandbox tenants only, and the secret is shown once and kept only as a scrypt hash.
+The URLs the service itself calls (``jwks_uri``, ``backchannel_logout_uri``) follow the
+webhook rules: a public address unless private networks are allowed, and are called as
+webhooks are posted (addresses checked and pinned, no redirect, no proxy).
 """
 
 from __future__ import annotations
@@ -14,16 +17,20 @@ import hmac
 import json
 import secrets
 import time
-import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
+import pycurl
+from authlib.oauth2.rfc6749.errors import InvalidClientError
+from flask import current_app
 from flask_babel import lazy_gettext as _l
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from saas import clock, db
 from saas.errors import ServiceError
+from saas.events import relay
+from saas.events import services as events
 from saas.oidc.models import ClientAuthMethod, OIDCClient
 from saas.tenants.models import Tenant, TenantMode
 
@@ -110,7 +117,8 @@ def _validated(*, name: str, redirect_uris: list[str], scopes: list[str],
         raise ClientError(_l("Give 1–20 redirect URIs."), code="invalid_redirect_uri",
                           field="post_logout_redirect_uris")
     if backchannel_logout_uri and backchannel_logout_uri.strip():
-        backchannel_logout_uri = validate_redirect_uri(backchannel_logout_uri.strip())
+        backchannel_logout_uri = _called_url(backchannel_logout_uri, code="invalid_backchannel_logout_uri",
+                                             field="backchannel_logout_uri")
     else:
         backchannel_logout_uri = None
     unknown = sorted(set(scopes) - set(SCOPES))
@@ -130,6 +138,7 @@ def _validated_jwks(jwks: str | None, jwks_uri: str | None) -> str | None:
     if jwks_uri:
         if urlsplit(jwks_uri).scheme != "https":
             raise ClientError(_l("The jwks_uri must be https."), code="invalid_jwks", field="jwks_uri")
+        _called_url(jwks_uri, code="invalid_jwks", field="jwks_uri")
         return None
     try:
         key_set = KeySet.import_key_set(json.loads(jwks or ""))
@@ -140,6 +149,14 @@ def _validated_jwks(jwks: str | None, jwks_uri: str | None) -> str | None:
         raise ClientError(_l("The JWKS holds a private key: give only the public keys."),
                           code="invalid_jwks", field="jwks")
     return json.dumps(key_set.as_dict(private=False), sort_keys=True)
+
+
+def _called_url(url: str, *, code: str, field: str) -> str:
+    """A URL the service will call, by the webhook rules (no private address unless allowed)."""
+    try:
+        return events.validate_url(url)
+    except events.WebhookError as error:
+        raise ClientError(error.message, code=code, field=field) from None
 
 
 def hash_secret(secret: str) -> str:
@@ -167,6 +184,8 @@ def rotate_secret(client: OIDCClient) -> str:
 
 
 JWKS_URI_TTL = 300  # seconds a fetched jwks_uri key set is used before it is fetched again
+JWKS_URI_TIMEOUT = 5  # seconds
+JWKS_URI_MAX_BYTES = 64 * 1024
 _FETCHED: dict[str, tuple[float, KeySet]] = {}
 _PARSED: dict[str, KeySet] = {}  # a registered JWKS (public keys only) → its parsed key set
 
@@ -185,8 +204,46 @@ def public_keys(client: OIDCClient) -> KeySet:
     now = time.monotonic()
     cached = _FETCHED.get(client.jwks_uri)
     if cached is None or now - cached[0] > JWKS_URI_TTL:
-        with urllib.request.urlopen(client.jwks_uri, timeout=5) as response:  # noqa: S310 (https only)
-            body = response.read(64 * 1024)
-        key_set = KeySet.import_key_set(json.loads(body))
+        try:
+            key_set = KeySet.import_key_set(json.loads(fetch_key_set(client.jwks_uri)))
+        except (OSError, ValueError, JoseError, TypeError, KeyError):
+            raise InvalidClientError(description="The client's jwks_uri could not be fetched or does not hold "
+                                                 "a JSON Web Key Set.") from None
         cached = _FETCHED[client.jwks_uri] = (now, KeySet([k for k in key_set.keys if not k.is_private]))
     return cached[1]
+
+
+def fetch_key_set(uri: str) -> bytes:
+    """GET a jwks_uri as webhooks are posted: the host's addresses checked (a non-public
+    one refused unless WEBHOOK_ALLOW_PRIVATE_NETWORKS) and libcurl pinned to them, no
+    redirect followed, no proxy. OSError when there is no 200 answer."""
+    host, port = relay.host_and_port(uri)
+    target = relay.vet(host, port, bool(current_app.config["WEBHOOK_ALLOW_PRIVATE_NETWORKS"]))
+    if isinstance(target, relay.Outcome):
+        raise OSError(target.error)
+    resolve, _addresses = target
+    body = bytearray()
+
+    def take(chunk: bytes) -> int:
+        body.extend(chunk)
+        return len(chunk) if len(body) <= JWKS_URI_MAX_BYTES else 0  # 0: stop reading
+
+    handle = pycurl.Curl()
+    try:
+        handle.setopt(pycurl.URL, uri)
+        handle.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTPS)
+        handle.setopt(pycurl.PROXY, "")  # never a proxy from the environment
+        handle.setopt(pycurl.NOSIGNAL, 1)
+        handle.setopt(pycurl.TIMEOUT_MS, JWKS_URI_TIMEOUT * 1000)
+        handle.setopt(pycurl.RESOLVE, [resolve])
+        handle.setopt(pycurl.WRITEFUNCTION, take)
+        handle.setopt(*relay.trust_store())
+        handle.perform()
+        status = handle.getinfo(pycurl.RESPONSE_CODE)
+    except pycurl.error as error:
+        raise OSError(f"{uri}: {error.args[-1]}") from None
+    finally:
+        handle.close()
+    if status != 200:
+        raise OSError(f"{uri} answered {status}")
+    return bytes(body)

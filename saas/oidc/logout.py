@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import json
 import secrets
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from flask import current_app
 from joserfc import jwt
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from saas import clock, db, jobs
+from saas.events import relay
 from saas.events import services as events
 from saas.oidc import keys
 from saas.oidc.authorize import _hinted_claims, current_session
-from saas.oidc.models import Grant, LoginSession, OIDCClient
+from saas.oidc.models import AuthorizationCode, Grant, LoginSession, OIDCClient
 from saas.oidc.server import ID_TOKEN_ALG, issuer, revoke_grant, timestamp
 from saas.tenants.context import current_tenant
 
@@ -72,7 +72,11 @@ def end_session() -> int:
 
 
 def end(session: LoginSession) -> int:
-    session.ended_at = clock.now()
+    session.ended_at = now = clock.now()
+    # A code the session issued and the client has not exchanged yet would outlive the
+    # logout: spent now, its exchange is refused.
+    db.session.execute(update(AuthorizationCode).where(AuthorizationCode.sid == session.sid,
+                                                       AuthorizationCode.used_at.is_(None)).values(used_at=now))
     events.emit(current_tenant(), "oidc.session.ended", f"sub:{session.sub}",
                 {"sub": session.sub, "sid": session.sid, "reason": "logout"})
     grants = list(db.session.scalars(select(Grant).where(Grant.sid == session.sid)))
@@ -100,15 +104,18 @@ def logout_token(client: OIDCClient, session: LoginSession) -> str:
 
 
 def send_logout_token(uri: str, token: str) -> dict[str, Any]:
-    """POST the logout token (a job); a failure raises, so the job is retried or recorded."""
+    """POST the logout token (a job) as webhooks are posted (addresses checked and pinned,
+    no redirect, no proxy); a failure raises, so the job is retried or recorded."""
     body = urlencode({"logout_token": token}).encode()
-    request = urllib.request.Request(uri, data=body, method="POST", headers={
-        "Content-Type": "application/x-www-form-urlencoded", "Cache-Control": "no-store"})
-    try:
-        with urllib.request.urlopen(request, timeout=NOTICE_TIMEOUT) as response:  # noqa: S310
-            return {"status": response.status}
-    except urllib.error.HTTPError as error:
-        raise RuntimeError(f"back-channel logout to {uri} answered {error.code}") from None
+    # Not a webhook delivery: no delivery or tenant to record the attempt against.
+    notice = relay.Outgoing(delivery_id=0, tenant_id=0, url=uri, body=body, headers={
+        "Content-Type": "application/x-www-form-urlencoded", "Cache-Control": "no-store",
+        "User-Agent": relay.USER_AGENT})
+    outcome = relay.post(notice, allow_private=bool(current_app.config["WEBHOOK_ALLOW_PRIVATE_NETWORKS"]),
+                         timeout=NOTICE_TIMEOUT)
+    if not outcome.succeeded:
+        raise RuntimeError(f"back-channel logout to {uri} failed: {outcome.error}")
+    return {"status": outcome.status_code}
 
 
 def redirect_after(request: LogoutRequest) -> str | None:

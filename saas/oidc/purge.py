@@ -2,8 +2,8 @@
 
 Each kind of row is kept as long as it can still matter, then deleted:
 
-- authorization codes: an hour past their expiry (a replay inside the code's lifetime
-  revokes its grant; after it, the code is refused as expired anyway);
+- authorization codes: as long as a family they granted can be refreshed, past their
+  expiry (a replay of a spent code revokes what it granted, however late);
 - authorization requests, device authorizations and sign transactions: an hour past expiry;
 - grants: a day after their family can no longer be refreshed (their tokens go with them);
 - login sessions: a day after they ended or expired;
@@ -27,6 +27,7 @@ from saas.oidc.models import (
     LoginSession,
     SignTransaction,
 )
+from saas.oidc.server import REFRESH_LIFETIME
 
 SHORT_GRACE = timedelta(hours=1)
 LONG_GRACE = timedelta(days=1)
@@ -38,8 +39,9 @@ def purge() -> dict[str, int]:
     short, long = now - SHORT_GRACE, now - LONG_GRACE
     removed: dict[str, int] = {}
     with all_tenants(db.session):
-        for name, model in (("authorization_codes", AuthorizationCode),
-                            ("authorization_requests", AuthorizationRequest),
+        removed["authorization_codes"] = db.session.execute(delete(AuthorizationCode).where(
+            AuthorizationCode.expires_at < now - REFRESH_LIFETIME)).rowcount
+        for name, model in (("authorization_requests", AuthorizationRequest),
                             ("device_authorizations", DeviceAuthorization),
                             ("sign_transactions", SignTransaction)):
             removed[name] = db.session.execute(delete(model).where(model.expires_at < short)).rowcount

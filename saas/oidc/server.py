@@ -25,7 +25,12 @@ from typing import Any
 from authlib.common.urls import add_params_to_uri
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import OAuth2Request, TokenMixin, grants
-from authlib.oauth2.rfc6749.errors import InvalidClientError, OAuth2Error, UnsupportedGrantTypeError
+from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError,
+    InvalidGrantError,
+    OAuth2Error,
+    UnsupportedGrantTypeError,
+)
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
@@ -37,6 +42,7 @@ from flask import Flask, current_app, g, request
 from joserfc import jwt
 from joserfc.errors import JoseError
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from saas import clock, db, rowcache, urls
 from saas.events import services as events
@@ -50,6 +56,7 @@ ID_TOKEN_LIFETIME = 600
 CODE_LIFETIME = timedelta(seconds=60)
 REFRESH_LIFETIME = timedelta(hours=12)  # a family ends this long after the card login
 ASSERTION_MAX_LIFETIME = timedelta(hours=1)  # what client libraries use (Authlib: 3600 s)
+ASSERTION_ALGS = ["RS256", "ES256", "PS256"]  # token_endpoint_auth_signing_alg_values_supported
 ACCESS_TOKEN_ALG = "ES256"
 ID_TOKEN_ALG = "RS256"
 # RFC 8176: a hardware-held key (the card), its PIN, a smart card; together two factors.
@@ -98,12 +105,13 @@ class IssuedToken(TokenMixin):
     row: Token
     grant: Grant
     kind: str  # access_token | refresh_token
+    scope: str | None = None  # an access token's own (a refresh may narrow it); else the grant's
 
     def check_client(self, client: OIDCClient) -> bool:
         return self.grant.client_id == client.id
 
     def get_scope(self) -> str:
-        return self.grant.scope
+        return self.grant.scope if self.scope is None else self.scope
 
     def get_expires_in(self) -> int:
         return ACCESS_TOKEN_LIFETIME
@@ -162,10 +170,24 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
     def resolve_client_public_key(self, client: OIDCClient) -> Any:
         return clients.public_keys(client)
 
+    def process_assertion_claims(self, assertion: str, resolve_key: Any) -> dict[str, Any]:
+        # What discovery advertises (joserfc's default would refuse PS256).
+        try:
+            token = jwt.decode(assertion, resolve_key, algorithms=ASSERTION_ALGS)
+        except JoseError as error:
+            raise InvalidClientError(description=error.description) from error
+        self.verify_claims(token.claims)
+        return token.claims
+
     def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
-        expires = datetime.fromtimestamp(int(claims["exp"]), tz=clock.now().tzinfo)
-        if expires - clock.now() > ASSERTION_MAX_LIFETIME:
+        now = clock.now()
+        try:  # in whole seconds: a huge exp overflows a datetime, not an int
+            lifetime = int(claims["exp"]) - timestamp(now)
+        except (OverflowError, TypeError, ValueError):
+            raise InvalidClientError(description="The client assertion's exp is not a time.") from None
+        if lifetime > ASSERTION_MAX_LIFETIME.total_seconds():
             raise InvalidClientError(description="The client assertion lives too long (at most one hour).")
+        expires = now + timedelta(seconds=lifetime)
         key = token_hash(f"{current_tenant().public_id}|{claims['sub']}|{jti}")
         return replay.first_use(key, expires_at=expires + timedelta(seconds=self.leeway))
 
@@ -291,9 +313,9 @@ def claim_code(code: str, client: OIDCClient) -> ClaimedCode | None:
     if claimed:
         row = ClaimedCode(**claimed[0]._mapping)
         return row if row.expires_at > now else None
+    # Expired or not: what a stolen code granted lives on after the code's minute.
     spent = db.session.scalar(select(AuthorizationCode.id).where(
-        AuthorizationCode.code_hash == token_hash(code), AuthorizationCode.client_id == client.id,
-        AuthorizationCode.expires_at > now))
+        AuthorizationCode.code_hash == token_hash(code), AuthorizationCode.client_id == client.id))
     if spent is not None:
         # RFC 6749 §4.1.2: a code used twice was stolen; what it granted is revoked.
         for grant_id in db.session.scalars(select(Grant.id).where(Grant.code_id == spent)):
@@ -418,9 +440,26 @@ class OpenIDCodeFlow(OpenIDCode):
         return person_claims(current_tenant(), user.sub, scope, user.sealed_attributes)
 
 
+_TOKENS = Token.__table__
+# Spent in one statement: of two refreshes with one token at once, one wins.
+_SPEND = db.TenantUpdate(_TOKENS, where=(_TOKENS.c.id == bindparam("token")) & _TOKENS.c.refreshed_at.is_(None),
+                         values={"refreshed_at": bindparam("now")}, returning=(_TOKENS.c.id,))
+
+
 class RefreshGrant(grants.RefreshTokenGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def validate_token_request(self) -> None:
+        super().validate_token_request()
+        # Spent once the request is valid (a refused scope does not cost the token).
+        refresh_token: IssuedToken = self.request.refresh_token
+        now = clock.now()
+        if not _SPEND.rows(token=refresh_token.row.id, now=now):
+            # Another request spent it between our read and now: the same reuse as below.
+            revoke_grant(refresh_token.grant.id, "refresh_reused")
+            raise InvalidGrantError()
+        set_committed_value(refresh_token.row, "refreshed_at", now)  # written: nothing to flush
 
     def authenticate_refresh_token(self, refresh_token: str) -> IssuedToken | None:
         row = db.session.scalar(select(Token).where(Token.refresh_hash == token_hash(refresh_token)))
@@ -443,8 +482,7 @@ class RefreshGrant(grants.RefreshTokenGrant):
                        acr=grant.acr or DEFAULT_ACR, sealed_attributes=grant.sealed_attributes)
 
     def revoke_old_credential(self, refresh_token: IssuedToken) -> None:
-        refresh_token.row.refreshed_at = clock.now()
-        db.session.flush()
+        pass  # spent already (validate_token_request)
 
 
 # -- revocation and introspection ---------------------------------------------------------
@@ -456,15 +494,16 @@ def find_token(value: str, hint: str | None) -> IssuedToken | None:
             row = db.session.scalar(select(Token).where(Token.refresh_hash == token_hash(value)))
         else:
             try:
-                jti = jwt.decode(value, keys.verification_keys(current_tenant()),
-                                 algorithms=[ACCESS_TOKEN_ALG]).claims.get("jti")
+                claims = jwt.decode(value, keys.verification_keys(current_tenant()),
+                                    algorithms=[ACCESS_TOKEN_ALG]).claims
             except (JoseError, ValueError):
                 continue
-            row = db.session.scalar(select(Token).where(Token.access_jti == str(jti)))
+            row = db.session.scalar(select(Token).where(Token.access_jti == str(claims.get("jti"))))
         if row is not None:
             grant = db.session.get(Grant, row.grant_id)
             assert grant is not None
-            return IssuedToken(row, grant, kind)
+            scope = str(claims.get("scope", "")) if kind == "access_token" else None
+            return IssuedToken(row, grant, kind, scope)
     return None
 
 
@@ -494,7 +533,7 @@ class Introspection(IntrospectionEndpoint):
     def introspect_token(self, token: IssuedToken) -> dict[str, Any]:
         grant = token.grant
         body: dict[str, Any] = {
-            "active": True, "scope": grant.scope, "client_id": token.get_client().public_id,
+            "active": True, "scope": token.get_scope(), "client_id": token.get_client().public_id,
             "token_type": "Bearer" if token.kind == "access_token" else "refresh_token",
             "exp": timestamp(token.expires_at()), "iat": timestamp(token.row.created_at),
             "iss": issuer(), "sub": grant.sub or token.get_client().public_id,

@@ -84,7 +84,7 @@ def discovery() -> Response:
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": [server.ID_TOKEN_ALG],
         "token_endpoint_auth_methods_supported": server.CLIENT_AUTH_METHODS,
-        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "PS256"],
+        "token_endpoint_auth_signing_alg_values_supported": server.ASSERTION_ALGS,
         "revocation_endpoint_auth_methods_supported": server.CLIENT_AUTH_METHODS,
         "introspection_endpoint_auth_methods_supported": server.CLIENT_AUTH_METHODS,
         "code_challenge_methods_supported": ["S256"],
@@ -186,10 +186,11 @@ def userinfo() -> Response:
         response = _oauth_error("invalid_token", "The access token is missing, invalid, expired or revoked.", 401)
         response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         return response
-    _claims, grant = live
-    if grant.sub is None or "openid" not in grant.scope.split():
+    claims, grant = live
+    scope = str(claims.get("scope", ""))  # the token's own: a refresh may have narrowed the grant's
+    if grant.sub is None or "openid" not in scope.split():
         return _oauth_error("insufficient_scope", "This token does not speak for a person.", 403)
-    response = jsonify(person_claims(current_tenant(), grant.sub, grant.scope, grant.sealed_attributes))
+    response = jsonify(person_claims(current_tenant(), grant.sub, scope, grant.sealed_attributes))
     response.headers["Cache-Control"] = "no-store"
     return response
 
