@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from saas import clock, db
 from saas.db import all_tenants, tenant_scope
@@ -212,6 +212,19 @@ def test_reception_answers_the_patient_number_or_links_one_after_staff_confirm(a
     assert again["result"] == "linked" and again["local_ids"] == ["診察券-000123"]
 
 
+def test_only_a_reception_device_links_a_local_id(app: Flask) -> None:
+    card, reader = issue_card(app, seed=77), api_key(app, "clinic", "idlink:read")
+    for kind in ("gate", "shelter"):  # self-service kiosks: nobody there checked the person's papers
+        _id, kiosk = device(app, kind, f"{kind} 1")
+        arrived = present(app, kiosk, card).get_json()
+        refused = app.test_client().post("/t/clinic/api/checkin/link", headers=kiosk | {"Accept-Language": "ja"},
+                                         json={"checkin": arrived["checkin"], "local_id": "P-0077"})
+        assert refused.status_code == 403 and refused.get_json()["error"] == "not_a_reception_device"
+        assert "受付" in refused.get_json()["message"]
+    assert app.test_client().get("/t/clinic/api/links", query_string={"local_id": "P-0077"},
+                                 headers=reader).status_code == 404
+
+
 def test_a_revoked_card_fails_check_in_with_the_reason(app: Flask) -> None:
     from saas.sandbox import jobs as sandbox_jobs
     from saas.sandbox import services as sandbox
@@ -297,6 +310,60 @@ def test_a_resold_ticket_moves_to_the_new_verified_holder_with_its_history(app: 
     with app.app_context(), all_tenants(db.session):
         moved = db.session.scalar(select(Event.payload).where(Event.type == "idlink.link.transferred"))
     assert json.loads(moved)["data"]["from_sub"] == history[0]["sub"]
+
+
+def test_a_ticket_listed_twice_is_not_taken_from_its_buyer_by_the_other_listing(app: Flask) -> None:
+    from saas.idlink.models import LinkInvitation
+
+    writer, reader = api_key(app, "clinic", "idlink:write"), api_key(app, "clinic", "idlink:read")
+    client = app.test_client()
+    code = client.post("/t/clinic/api/link-invitations", json={"local_ids": ["TICKET-78"]},
+                       headers=writer).get_json()["data"][0]["code"]
+    seller, buyer, stranger = issue_card(app, seed=83), issue_card(app, seed=84), issue_card(app, seed=85)
+    rp = register(app, "clinic", scopes="openid")
+    [ticket] = linked_at_login(app, rp, seller, invitation=code)
+    first, second = (client.post(f"/t/clinic/api/links/{ticket['link_id']}/transfer", headers=writer)
+                     .get_json()["code"] for _ in range(2))
+    assert local_ids(linked_at_login(app, rp, buyer, invitation=second)) == ["TICKET-78"]
+    late = linked_at_login(app, rp, stranger, invitation=first)  # voided when the ticket was sold
+    assert local_ids(late) == [] and refused(late) == "transfer_void"
+    with app.app_context(), all_tenants(db.session):  # as if being redeemed while the ticket sold (skipped)
+        db.session.execute(update(LinkInvitation).values(voided_at=None))
+        db.session.commit()
+    late = linked_at_login(app, rp, stranger, invitation=first)  # still the seller's offer: void
+    assert local_ids(late) == [] and refused(late) == "transfer_void"
+    assert local_ids(linked_at_login(app, rp, buyer)) == ["TICKET-78"]
+    resold = client.post(f"/t/clinic/api/links/{ticket['link_id']}/transfer", headers=writer).get_json()["code"]
+    assert local_ids(linked_at_login(app, rp, stranger, invitation=resold)) == ["TICKET-78"]  # the buyer's offer
+    history = client.get(f"/t/clinic/api/links/{ticket['link_id']}/history", headers=reader).get_json()["data"]
+    assert [row["action"] for row in history] == ["linked", "transferred", "transferred"]
+
+
+def test_a_transfer_offer_ends_when_its_link_is_unlinked_and_linked_again(app: Flask) -> None:
+    writer = api_key(app, "clinic", "idlink:write")
+    client = app.test_client()
+
+    def invite() -> str:
+        return client.post("/t/clinic/api/link-invitations", json={"local_ids": ["P-0086"]},
+                           headers=writer).get_json()["data"][0]["code"]
+
+    def offer_then_unlink(link_id: str) -> str:
+        offered = client.post(f"/t/clinic/api/links/{link_id}/transfer", headers=writer).get_json()["code"]
+        assert client.delete(f"/t/clinic/api/links/{link_id}", headers=writer).status_code == 200
+        return offered
+
+    first, second, stranger = issue_card(app, seed=86), issue_card(app, seed=87), issue_card(app, seed=88)
+    rp = register(app, "clinic", scopes="openid")
+    [held] = linked_at_login(app, rp, first, invitation=invite())
+    offer = offer_then_unlink(held["link_id"])
+    assert local_ids(linked_at_login(app, rp, second, invitation=invite())) == ["P-0086"]  # another holder
+    late = linked_at_login(app, rp, stranger, invitation=offer)
+    assert local_ids(late) == [] and refused(late) == "transfer_void"
+    offer = offer_then_unlink(held["link_id"])
+    assert local_ids(linked_at_login(app, rp, second, invitation=invite())) == ["P-0086"]  # the same holder again
+    late = linked_at_login(app, rp, stranger, invitation=offer)
+    assert local_ids(late) == [] and refused(late) == "transfer_void"
+    assert local_ids(linked_at_login(app, rp, second)) == ["P-0086"]
 
 
 # -- the bulk import ----------------------------------------------------------------------------------
@@ -542,3 +609,53 @@ def test_two_first_links_of_one_person_at_once_make_one(app: Flask) -> None:
     for thread in threads:
         thread.join(20)
     assert outcomes == {"P-A": "linked", "P-B": "person_already_linked"}
+
+
+def test_two_codes_of_one_ticket_redeemed_at_once_move_it_once(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from saas.idlink import services, sweep
+
+    if db.get_database(app).engine.dialect.name != "postgresql":
+        pytest.skip("SQLite lets one writer at a time anyway; this runs in the PostgreSQL pass")
+    with app.app_context():
+        tenant = tenants.active_tenant("clinic")
+        with tenant_scope(db.session, tenant.id):
+            found = services.link(tenant, local_id="T-9", person_id=9200, sub="seller", assurance="operator",
+                                  made_by="t")
+            codes = [services.offer_transfer(tenant, found)["code"] for _ in range(2)]
+        db.session.commit()
+    first_has_the_link, outcomes = threading.Event(), {}
+    baseline = sweep.baseline
+
+    def holding(found: Any) -> None:  # the first buyer holds the link while the second's code waits for it
+        baseline(found)
+        if threading.current_thread().name == "first":
+            first_has_the_link.set()
+            time.sleep(0.5)
+
+    monkeypatch.setattr(sweep, "baseline", holding)
+
+    def redeem(code: str, person_id: int) -> None:
+        with app.app_context():
+            tenant = tenants.active_tenant("clinic")
+            db.bind_tenant(db.session, tenant.id)
+            if threading.current_thread().name == "second":
+                first_has_the_link.wait(10)
+            try:
+                services.redeem(tenant, code, person_id=person_id, sub=f"buyer-{person_id}", made_by="t")
+            except services.LinkError as error:
+                outcomes[person_id] = error.code
+                db.session.rollback()
+                return
+            db.session.commit()
+            outcomes[person_id] = "moved"
+
+    threads = [threading.Thread(target=redeem, args=(codes[0], 9201), name="first"),
+               threading.Thread(target=redeem, args=(codes[1], 9202), name="second")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert outcomes == {9201: "moved", 9202: "transfer_void"}

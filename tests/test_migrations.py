@@ -120,3 +120,32 @@ def test_a_migration_waiting_for_a_lock_gives_up_instead_of_holding_every_reques
             assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0017"
         migrate_database(url)  # once the transaction is gone, it goes through
         engine.dispose()
+
+
+_LINK_ROWS = (
+    "INSERT INTO tenants (id, slug, display_name, kind, mode, status, public_id, created_at, updated_at) "
+    "VALUES (1, 'tickets', 'Tickets', 'ticketing', 'sandbox', 'active', 'ten_1', '2026-01-01', '2026-01-01')",
+    "INSERT INTO id_links (id, local_id, person_id, sub, assurance, made_by, status, created_at, updated_at, "
+    "public_id, tenant_id) VALUES (1, 'T-1', 2, 'buyer', 'card_login', 'c', 'active', '2026-01-01', "
+    "'2026-01-03', 'lnk_1', 1)",
+    "INSERT INTO id_link_history (id, link_id, at, action, sub, by, tenant_id) VALUES "
+    "(1, 1, '2026-01-01', 'linked', 'seller', 'c', 1), (2, 1, '2026-01-03', 'transferred', 'buyer', 'c', 1)",
+    "INSERT INTO link_invitations (id, code_hash, local_id, created_at, expires_at, link_id, transfer, tenant_id) "
+    "VALUES (1, 'a', 'T-1', '2026-01-02', '2026-02-01', 1, TRUE, 1), "
+    "(2, 'b', 'T-1', '2026-01-04', '2026-02-01', 1, TRUE, 1), "
+    "(3, 'c', 'T-2', '2026-01-04', '2026-02-01', NULL, FALSE, 1)",
+)
+
+
+def test_open_transfer_codes_get_the_holder_who_offered_them(tmp_path: Path) -> None:
+    with empty_database("migrations_offers", tmp_path) as url:
+        migrate_database(url, "0020")
+        engine = db.make_engine(url)
+        with engine.begin() as connection:
+            for statement in _LINK_ROWS:
+                connection.execute(text(statement))
+        migrate_database(url)
+        with engine.connect() as connection:
+            holders = connection.execute(text("SELECT id, holder_sub FROM link_invitations ORDER BY id")).all()
+        assert [tuple(row) for row in holders] == [(1, "seller"), (2, "buyer"), (3, None)]  # 1: void now
+        engine.dispose()

@@ -166,7 +166,8 @@ def checkin_card() -> Response:
            request_body={"required": True, "content": {"application/json": {"schema": {
                "type": "object", "required": ["checkin", "local_id"],
                "properties": {"checkin": {"type": "string"}, "local_id": {"type": "string"}}}}}},
-           responses={201: json_response("The link", LINK), **ERRORS})
+           responses={201: json_response("The link", LINK), **ERRORS,
+                      403: json_response("The device is not a reception desk", openapi.ERROR)})
 def checkin_link() -> tuple[Response, int]:
     from saas.idlink import checkin
 

@@ -136,6 +136,9 @@ def check_in(tenant: Tenant, device: Device, *, token: Any, nonce: Any, ticket: 
 
 def link_at_reception(tenant: Tenant, device: Device, *, checkin_id: Any, local_id: Any) -> IdLink:
     """Staff checked the person's papers: link the local id to whoever just checked in."""
+    if device.kind != "reception":  # a gate or shelter kiosk has no staff to check papers
+        raise CheckInError(_l("Only a reception device links local ids: this one is a ticket gate or a shelter "
+                              "entrance."), code="not_a_reception_device", status=403)
     row = db.session.scalar(select(CheckIn).where(CheckIn.public_id == str(checkin_id or ""),
                                                   CheckIn.device_id == device.id))
     if row is None or row.person_id is None or row.sub is None:

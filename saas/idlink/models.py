@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from saas.db import Base, BigId, HasPublicId, TenantScoped, tenant_foreign_key
@@ -62,7 +62,10 @@ class LinkInvitation(TenantScoped, Base):
     """A one-time code that links ``local_id`` to whoever logs in with it (hashed)."""
 
     __tablename__ = "link_invitations"
-    __extra_table_args__ = (tenant_foreign_key("link_id", "id_links"),)
+    __extra_table_args__ = (tenant_foreign_key("link_id", "id_links"),
+                            # a link's transfer codes, voided when it changes hands (SQLite's true is 1)
+                            Index("ix_link_invitations_transfers", "link_id", postgresql_where=text("transfer"),
+                                  sqlite_where=text("transfer = 1")))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -73,6 +76,10 @@ class LinkInvitation(TenantScoped, Base):
     link_id: Mapped[int | None] = mapped_column(BigId)
     # A transfer (a resold ticket): the code moves this link to whoever redeems it.
     transfer: Mapped[bool] = mapped_column(default=False)
+    # A transfer's holder when it was offered: the code is void once the link changed hands,
+    # and voided (an old listing) when the link is transferred, unlinked or linked again.
+    holder_sub: Mapped[str | None] = mapped_column(String(64))
+    voided_at: Mapped[datetime | None]
 
 
 class IdLinkHistory(TenantScoped, Base):

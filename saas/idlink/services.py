@@ -79,15 +79,28 @@ def invite_all(tenant: Tenant, local_ids: list[str]) -> list[dict[str, str]]:
 
 def offer_transfer(tenant: Tenant, found: IdLink) -> dict[str, str]:
     """A one-time code that moves this link (a resold ticket) to the verified person who
-    logs in with it; until then the current holder keeps it."""
+    logs in with it; until then the current holder keeps it. The code is void once the link
+    changes hands, ends or is linked again."""
     if found.status != "active":
         raise LinkError(_l("This link is not active."), code="invalid_state", status=409)
     now, code = clock.now(), _new_code("TRF")
     db.session.add(LinkInvitation(tenant_id=tenant.id, code_hash=_hash(code), local_id=found.local_id,
                                   created_at=now, expires_at=now + INVITATION_LIFETIME, link_id=found.id,
-                                  transfer=True))
+                                  transfer=True, holder_sub=found.sub))
     db.session.flush()
     return {"local_id": found.local_id, "code": code, "expires_at": (now + INVITATION_LIFETIME).isoformat()}
+
+
+def _void_offers(found: IdLink) -> None:
+    """Void the link's open transfer codes: it changed hands, ended or was linked again (a
+    ticket listed twice is not taken from its buyer by the other listing). A code being
+    redeemed at this moment is skipped, not waited for: its redemption waits for this link,
+    then finds it changed."""
+    offers = (select(LinkInvitation.id).where(LinkInvitation.link_id == found.id, LinkInvitation.transfer,
+                                              LinkInvitation.used_at.is_(None), LinkInvitation.voided_at.is_(None))
+              .with_for_update(skip_locked=True))
+    db.session.execute(update(LinkInvitation).where(LinkInvitation.id.in_(offers)).values(voided_at=clock.now())
+                       .execution_options(synchronize_session=False))
 
 
 def _history(found: IdLink, action: str, by: str) -> None:
@@ -149,6 +162,7 @@ def link(tenant: Tenant, *, local_id: str, person_id: int, sub: str, assurance: 
     elif found.status != "active" or found.person_id != person_id:
         found.person_id, found.sub, found.status, found.assurance = person_id, sub, "active", assurance
         found.made_by, found.updated_at = made_by, now
+        _void_offers(found)  # linked again: its last holder's offers are void
     else:
         return found  # linked already
     sweep.baseline(found)
@@ -163,7 +177,8 @@ def redeem(tenant: Tenant, code: str, *, person_id: int, sub: str, made_by: str)
     """The link an invitation (or transfer) code makes for this person. A refused code is
     left unused and the LinkError says why: ``invitation_invalid`` (unknown, used or
     expired), ``local_id_taken``, ``person_already_linked`` (they may unlink the other
-    first), ``transfer_void`` (the link ended, or its holder used their own code)."""
+    first), ``transfer_void`` (the link ended or changed hands since the code was made, or
+    its holder used their own code)."""
     now = clock.now()
     usable = (LinkInvitation.code_hash == _hash(code or ""), LinkInvitation.used_at.is_(None),
               LinkInvitation.expires_at > now)
@@ -183,7 +198,13 @@ def redeem(tenant: Tenant, code: str, *, person_id: int, sub: str, made_by: str)
 
 def _take_over(tenant: Tenant, invitation: LinkInvitation, *, person_id: int, sub: str,
                made_by: str) -> IdLink:
-    found = db.session.get(IdLink, invitation.link_id) if invitation.link_id is not None else None
+    # Locked: of two codes of one link redeemed at once, the second finds the link moved.
+    found = (db.session.get(IdLink, invitation.link_id, with_for_update=True, populate_existing=True)
+             if invitation.link_id is not None else None)
+    if found is not None and found.status == "active" and (invitation.voided_at is not None
+                                                           or invitation.holder_sub != found.sub):
+        raise LinkError(_l("This transfer no longer applies: the link changed hands or was unlinked after the code "
+                           "was made."), code="transfer_void", status=409)
     if found is None or found.status != "active" or found.person_id == person_id:
         raise LinkError(_l("This transfer no longer applies: the link ended, or it is your own."),
                         code="transfer_void", status=409)
@@ -194,6 +215,7 @@ def _take_over(tenant: Tenant, invitation: LinkInvitation, *, person_id: int, su
         person_id, sub, "card_login", made_by, clock.now())
     sweep.baseline(found)
     db.session.flush()
+    _void_offers(found)
     _history(found, "transferred", made_by)
     events.emit(tenant, "idlink.link.transferred", f"link:{found.public_id}",
                 {"link": found.public_id, "local_id": found.local_id, "from_sub": previous, "sub": sub})
@@ -305,6 +327,7 @@ def unlink(tenant: Tenant, found: IdLink, *, by: str) -> None:
         raise LinkError(_l("This link is not active."), code="invalid_state", status=409)
     found.status, found.updated_at = "unlinked", clock.now()
     db.session.flush()
+    _void_offers(found)
     _history(found, "unlinked", by)
     events.emit(tenant, "idlink.link.unlinked", f"link:{found.public_id}",
                 {"link": found.public_id, "local_id": found.local_id, "sub": found.sub})
