@@ -14,7 +14,8 @@ Prints, on this machine:
    mode is read afresh for its ``kk_test_`` key (going live must stop test keys at once).
 
 The 500 powers are signed once in-process at set-up (the representative's card through
-the same services as the signing ceremony). Client and servers share the machine's cores;
+the same services as the signing ceremony), their records then saying live mode as a live
+card's would (a live key finds no sandbox power; a test key finds both). Client and servers share the machine's cores;
 each line gives the service's CPU per request too (from /proc), steadier than the rates.
 
     .venv/bin/python bench/delegation_bench.py [--seconds 15] [--clients 8] [--workers 2] [--threads 4]
@@ -26,6 +27,7 @@ Needs PostgreSQL at 127.0.0.1:5432 (trust) and Redis at 127.0.0.1:6379.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import random
@@ -60,6 +62,7 @@ def prepare(instance: Path) -> dict[str, Any]:
 
     from saas import clock, db
     from saas.db import tenant_scope
+    from saas.delegation import records
     from saas.delegation import services as powers
     from saas.jpki.certificates import CertificateKind, parse_certificate
     from saas.sandbox import jobs as sandbox_jobs
@@ -102,6 +105,11 @@ def prepare(instance: Path) -> dict[str, Any]:
                 powers.complete_signing(tenant, power, signature=signature,
                                         certificate=card.signature.certificate.public_bytes(Encoding.DER),
                                         expected_person=person)
+                record = json.loads(power.record or "")
+                body = json.loads(records.unb64u(record["signature"]["payload"]))
+                record["signature"]["payload"] = records.b64u(records.canonical({**body, "mode": "live"}))
+                power.record = json.dumps(record, ensure_ascii=False)
+                power.record_digest = records.sha256_hex(records.canonical(record))
                 ids.append(power.public_id)
             _row, key = apikeys.create(tenant, name="bench RP", scopes=["delegation:read"], expires_at=None, by=None)
             # A live relying party's key, for the second run (the tenant goes live for it).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import html
 import json
 import re
 import threading
@@ -24,7 +25,7 @@ from sqlalchemy import bindparam, event, select, update
 
 from saas import clock, db
 from saas.db import all_tenants, tenant_scope
-from saas.delegation import records
+from saas.delegation import records, scope
 from saas.delegation import services as powers
 from saas.delegation.models import PowerHistory, PowerOfAttorney
 from saas.events.models import Event
@@ -128,6 +129,32 @@ def verify(app: Flask, record: Any) -> records.Verdict:
                                      tsa_roots=powers.tsa_roots(TenantMode.SANDBOX))
 
 
+def receipt_claims(fetched: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(records.unb64u(fetched["as_of"]["receipt"].split(".")[1]))  # type: ignore[no-any-return]
+
+
+def go_live(app: Flask, slug: str = "bank") -> None:
+    """The organisation goes live (as an operator's approval does), seen by this process at once."""
+    with db.get_database(app).engine.begin() as connection:
+        connection.execute(update(Tenant).where(Tenant.slug == slug).values(mode=TenantMode.LIVE))
+    with app.app_context():
+        tenants._BY_SLUG.clear()
+
+
+def signed_in_live_mode(app: Flask, power_id: str) -> None:
+    """Make the power's record say it was signed in live mode, as a live card would have made
+    it (tests have none); its signature no longer verifies, which is not what is tested."""
+    with app.app_context(), all_tenants(db.session):
+        power = db.session.scalar(select(PowerOfAttorney).where(PowerOfAttorney.public_id == power_id))
+        assert power is not None and power.record is not None
+        record = json.loads(power.record)
+        body = json.loads(records.unb64u(record["signature"]["payload"]))
+        record["signature"]["payload"] = records.b64u(records.canonical({**body, "mode": "live"}))
+        power.record = json.dumps(record, ensure_ascii=False)
+        power.record_digest = records.sha256_hex(records.canonical(record))
+        db.session.commit()
+
+
 def test_a_representative_signs_and_a_relying_party_verifies_the_power(app: Flask, representative: Any) -> None:
     writer, reader = api_key(app, "bank", "delegation:write"), api_key(app, "bank", "delegation:read")
     power_id = signed_power(app, representative, writer)
@@ -176,6 +203,7 @@ def test_a_fetch_reads_the_sealed_content_once_and_the_state_every_time(app: Fla
 
     writer, reader = api_key(app, "bank", "delegation:write"), api_key(app, "bank", "delegation:read")
     power_id = signed_power(app, representative, writer)
+    signed_in_live_mode(app, power_id)  # a live key sees no sandbox power
     client = app.test_client()
     app.config["ROW_CACHE_SECONDS"] = 60  # as in production: the tenant and the key are known
     first = client.get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()
@@ -207,6 +235,7 @@ def test_a_fetch_reads_the_sealed_content_once_and_the_state_every_time(app: Fla
                        headers=api_key(app, "bank", "delegation:write")).status_code == 200
     suspended = client.get(f"/t/bank/api/powers/{power_id}", headers=live_key).get_json()
     assert suspended["status"] == "suspended" and suspended["as_of"]["status"] == "suspended"
+    assert receipt_claims(suspended)["mode"] == "live"
     assert suspended["agents"] == first["agents"] and suspended["record"] == first["record"]
     other = client.get(f"/t/clinic/api/powers/{power_id}", headers=api_key(app, "clinic", "delegation:read"))
     assert other.status_code == 404 and other.get_json()["error"] == "power_not_found"
@@ -237,6 +266,61 @@ def test_the_core_read_path_sees_only_the_bound_tenant(app: Flask, representativ
                       where=powers_table.c.id.in_(select(agents_table.c.power_id)))
     with pytest.raises(ValueError):
         db.TenantRead(powers_table, powers_table.c.id, where=powers_table.c.tenant_id == bindparam("kakehashi_tenant"))
+
+
+def test_a_power_signed_in_the_sandbox_is_not_found_with_a_live_key(app: Flask, representative: Any) -> None:
+    writer, reader = api_key(app, "bank", "delegation:write"), api_key(app, "bank", "delegation:read")
+    power_id = signed_power(app, representative, writer)
+    client = app.test_client()
+    in_sandbox = client.get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()
+    assert in_sandbox["mode"] == "sandbox" and receipt_claims(in_sandbox)["mode"] == "sandbox"
+    go_live(app)
+    live_reader, live_writer = api_key(app, "bank", "delegation:read"), api_key(app, "bank", "delegation:write")
+    fetched = client.get(f"/t/bank/api/powers/{power_id}", headers=live_reader)
+    assert fetched.status_code == 404 and fetched.get_json()["error"] == "power_not_found"
+    assert "sandbox" in fetched.get_json()["message"]
+    assert client.post("/t/bank/api/powers/lookup", json={"ids": [power_id]}, headers=live_reader).get_json() == {
+        "data": [], "not_found": [power_id]}
+    assert client.get("/t/bank/api/powers", query_string={"corporate_number": representative.corporate_number},
+                      headers=live_reader).get_json()["data"] == []
+    code = client.post(f"/t/bank/api/powers/{power_id}/access-codes", headers=live_writer).get_json()["code"]
+    assert client.post("/t/bank/api/power-access-codes/redeem", json={"code": code},
+                       headers=live_reader).status_code == 404
+
+
+def test_a_revocation_that_loses_a_race_is_told_the_power_has_ended(app: Flask, representative: Any,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two revocations at once: the later one read the power in force before the other
+    # committed. It is answered 409 (not a 500 from a second history line numbered alike).
+    writer = api_key(app, "bank", "delegation:write")
+    power_id = signed_power(app, representative, writer)
+    real_get, raced, answers = powers.get, [], []
+
+    def revoke(reason: str) -> None:
+        answers.append(app.test_client().post(f"/t/bank/api/powers/{power_id}/revoke", json={"reason": reason},
+                                              headers=writer))
+
+    def get(public_id: str) -> PowerOfAttorney:
+        found = real_get(public_id)
+        if not raced:  # read in force; the other revocation wins meanwhile
+            raced.append(True)
+            db.session.commit()  # (SQLite: let go of the write lock this request holds)
+            rival = threading.Thread(target=revoke, args=("誤発行",))
+            rival.start()
+            rival.join()
+        return found
+
+    monkeypatch.setattr(powers, "get", get)
+    revoke("退職")
+    assert [answer.status_code for answer in answers] == [200, 409]
+    assert answers[1].get_json()["error"] == "invalid_state"
+    with app.app_context(), all_tenants(db.session):
+        power = db.session.scalar(select(PowerOfAttorney).where(PowerOfAttorney.public_id == power_id))
+        assert power is not None and power.end_reason == "誤発行"
+        assert [(h.action, h.reason) for h in powers.history(power)][-1] == ("revoked", "誤発行")
+        assert powers.verify_history(power) == []
+        assert db.session.scalars(select(Event.type).where(Event.type == "delegation.power.revoked")).all() == [
+            "delegation.power.revoked"]
 
 
 def reader_key_id(app: Flask) -> str:
@@ -360,6 +444,59 @@ def test_a_sub_delegation_wider_than_its_parent_is_refused(app: Flask, represent
                       ).get_json()["status"] == "revoked"  # the parent took its child with it
 
 
+def test_the_representative_reads_the_machine_readable_scope_they_sign(app: Flask, representative: Any) -> None:
+    # The signed power carries authorization_details, its parent and the power it replaces;
+    # the text shown on the page and in the agent (and signed with the power) says all of it.
+    writer = api_key(app, "bank", "delegation:write")
+    client = app.test_client()
+    old = client.post("/t/bank/api/powers", json=draft(representative.corporate_number),
+                      headers=writer).get_json()["id"]
+    details = [{"type": "payments", "actions": ["transfer"], "locations": ["https://bank.example/api"],
+                "identifier": "普通 1234567", "limits": {"amount": {"currency": "JPY", "max": 1e12}},
+                "purpose": {"code": "payroll"}}]
+    power_id = client.post("/t/bank/api/powers", headers=writer, json=draft(
+        representative.corporate_number, authorization_details=details, replaces=old)).get_json()["id"]
+    link = client.post(f"/t/bank/api/powers/{power_id}/submit", headers=writer).get_json()["signing_url"]
+    page = html.unescape(client.get(urlsplit(link).path).get_data(as_text=True))
+    for line in ("種別: payments", "行為: transfer", "利用先: https://bank.example/api", "識別子: 普通 1234567",
+                 "金額の上限: 1,000,000,000,000 JPY", 'purpose: {"code": "payroll"}', f"置き換える委任状: {old}"):
+        assert line in page, line
+    with app.test_request_context(), tenant_scope(db.session, tenants.active_tenant("bank").id):
+        body = powers.payload(tenants.active_tenant("bank"), powers.get(power_id))
+    assert "復代理の元となる委任状: poa_parent" in powers.statement({**body, "parent": "poa_parent"})
+    too_long = client.post("/t/bank/api/powers", headers=writer, json=draft(
+        representative.corporate_number, matters=[f"{i}番目の事項" + "あ" * 180 for i in range(12)]))
+    assert too_long.status_code == 422 and too_long.get_json()["error"] == "statement_too_long"
+
+
+def test_a_reissue_in_force_revokes_the_power_it_replaces(app: Flask, representative: Any) -> None:
+    writer, reader = api_key(app, "bank", "delegation:write"), api_key(app, "bank", "delegation:read")
+    client = app.test_client()
+    old = signed_power(app, representative, writer)
+    narrower = {"matters": ["入札及び見積りに関する件"], "subdelegation_allowed": False,
+                "authorization_details": [{"type": "e_procurement", "actions": ["bid"],
+                                           "locations": ["https://p-portal.example.go.jp"],
+                                           "limits": {"amount": {"currency": "JPY", "max": 1000000}}}],
+                "valid_until": (clock.now() + timedelta(days=300)).isoformat()}
+    child = signed_power(app, representative, writer, parent=old, **narrower)
+    # Its own parent it cannot replace: the revocation would reach down to it.
+    circular = client.post("/t/bank/api/powers", headers=writer,
+                           json=draft(representative.corporate_number, parent=old, replaces=old, **narrower))
+    assert circular.status_code == 422 and circular.get_json()["error"] == "invalid_replaces"
+    assert client.get(f"/t/bank/api/powers/{old}", headers=reader).status_code == 200  # this party will be told
+    new = signed_power(app, representative, writer, replaces=old, matters=["入札及び見積りに関する件"])
+    fetched = {p: client.get(f"/t/bank/api/powers/{p}", headers=reader).get_json() for p in (old, child, new)}
+    assert fetched[new]["status"] == "active"
+    assert fetched[old]["status"] == "revoked" and fetched[old]["end_reason"] == f"replaced by {new}"
+    assert fetched[child]["status"] == "revoked"  # the old power took its sub-delegation with it
+    assert f"置き換える委任状: {old}" in json.loads(records.unb64u(fetched[new]["record"]["signature"]["payload"]))["text"]
+    with app.app_context(), all_tenants(db.session):
+        revoked = [json.loads(e.payload)["data"] for e in db.session.scalars(
+            select(Event).where(Event.type == "delegation.power.revoked").order_by(Event.id))]
+    assert [data["power"] for data in revoked] == [old, child]
+    assert revoked[0]["fetched_by"] == [reader_key_id(app)]
+
+
 def test_another_tenants_access_code_is_not_found(app: Flask, representative: Any) -> None:
     writer = api_key(app, "bank", "delegation:write")
     power_id = signed_power(app, representative, writer)
@@ -420,6 +557,25 @@ def test_bad_drafts_are_refused_with_a_reason(app: Flask, representative: Any) -
         assert response.status_code == 422 and response.get_json()["error"] == code, (code, response.get_json())
     with app.app_context(), all_tenants(db.session):
         assert db.session.scalar(select(PowerOfAttorney.id)) is None  # nothing kept
+
+
+def test_an_amount_limit_that_is_not_a_finite_number_is_refused(app: Flask, representative: Any) -> None:
+    writer = api_key(app, "bank", "delegation:write")
+    client = app.test_client()
+    for number in ("NaN", "Infinity"):  # Python's JSON reads both; no JSON (nor the signed power) holds them
+        raw = json.dumps(draft(representative.corporate_number)).replace('"max": 50000000', f'"max": {number}')
+        refused = client.post("/t/bank/api/powers", data=raw, headers={**writer, "Content-Type": "application/json"})
+        assert refused.status_code == 422, (number, refused.get_json())
+        assert refused.get_json()["error"] == "invalid_authorization_details"
+        assert refused.get_json()["field"] == "authorization_details" and "NaN" in refused.get_json()["message"]
+    # NaN compares false with any number: it would pass every ceiling of a parent.
+    now = clock.now()
+    parent = {"matters": ["入札"], "valid_from": now, "valid_until": now + timedelta(days=1),
+              "authorization_details": [{"type": "bid", "limits": {"amount": {"currency": "JPY", "max": 1}}}]}
+    child = {**parent, "authorization_details": [
+        {"type": "bid", "limits": {"amount": {"currency": "JPY", "max": float("nan")}}}]}
+    with pytest.raises(scope.ScopeError):
+        scope.within_parent(parent, child)
 
 
 def test_the_history_chain_detects_an_edited_line(app: Flask, representative: Any) -> None:
@@ -534,6 +690,64 @@ def test_a_hidden_representative_address_goes_through_an_operators_review(app: F
     verdict = verify(app, fetched["record"])
     assert verdict.valid and verdict.facts["route"] == "paper", verdict.reasons
     assert fetched["record"]["evidence"]["evidence"].startswith("印鑑証明書")
+
+
+def approved_on_paper(app: Flask, *, replacing_a_draft: bool = False) -> tuple[str, str | None]:
+    """(a power of a corporation that hides its representative's address, signed with the card
+    and approved by an operator's review of the papers; the draft it replaces, if asked)."""
+    hidden = represents(app, 33, "非表示株式会社", "大阪府大阪市北区梅田１丁目", address_hidden=True)
+    writer = api_key(app, "bank", "delegation:write")
+    client = app.test_client()
+    principal = {"corporate_number": hidden.corporate_number, "name": "非表示株式会社",
+                 "address": "大阪府大阪市北区梅田１丁目"}
+    power_id = client.post("/t/bank/api/powers", json=draft(hidden.corporate_number, principal=principal),
+                           headers=writer).get_json()["id"]
+    replaced = None
+    if replacing_a_draft:
+        replaced = power_id
+        power_id = client.post("/t/bank/api/powers", json=draft(hidden.corporate_number, principal=principal,
+                                                                replaces=replaced), headers=writer).get_json()["id"]
+    link = client.post(f"/t/bank/api/powers/{power_id}/submit", headers=writer).get_json()["signing_url"]
+    assert sign_as(app.test_client(), link, hidden).status_code == 200
+    with app.test_request_context():
+        tenant = tenants.active_tenant("bank")
+        with tenant_scope(db.session, tenant.id):
+            powers.review(tenant, powers.get(power_id), approve=True, reviewer="operator ops@kakehashi.example",
+                          evidence="印鑑証明書 第123号")
+            db.session.commit()
+    return power_id, replaced
+
+
+def test_the_seal_covers_the_operators_evidence(app: Flask) -> None:
+    power_id, _ = approved_on_paper(app)
+    reader = api_key(app, "bank", "delegation:read")
+    record = app.test_client().get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()["record"]
+    assert record["format"] == records.FORMAT and verify(app, record).valid
+    forged = copy.deepcopy(record)
+    forged["evidence"]["evidence"] = "no document was ever checked"
+    assert verify(app, forged).code == "tampered"
+    relabelled = {**forged, "format": records.FORMAT_1}
+    assert verify(app, relabelled).code == "tampered"  # the seal still names the evidence
+    dropped = {k: v for k, v in record.items() if k != "evidence"}
+    assert verify(app, dropped).code == "tampered"
+    # A record sealed before the seal covered the evidence (format 1) still verifies.
+    from saas.oidc import keys
+
+    claims = json.loads(records.unb64u(record["seal"].split(".")[1]))
+    del claims["evidence_digest"]
+    with app.app_context(), tenant_scope(db.session, tenants.active_tenant("bank").id):
+        _kid, seal_key = keys.signing_key(tenants.active_tenant("bank"), "ES256")
+    earlier = {**record, "format": records.FORMAT_1, "seal": records.seal(claims, seal_key)}
+    assert verify(app, earlier).valid, verify(app, earlier).reasons
+
+
+def test_a_reissue_approved_on_paper_revokes_the_power_it_replaces(app: Flask) -> None:
+    power_id, replaced = approved_on_paper(app, replacing_a_draft=True)
+    reader = api_key(app, "bank", "delegation:read")
+    client = app.test_client()
+    assert client.get(f"/t/bank/api/powers/{power_id}", headers=reader).get_json()["status"] == "active"
+    old = client.get(f"/t/bank/api/powers/{replaced}", headers=reader).get_json()
+    assert old["status"] == "revoked" and old["end_reason"] == f"replaced by {power_id}"
 
 
 POWER_DETAILS = json.dumps([{"type": "kakehashi_power_of_attorney"}])

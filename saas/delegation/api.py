@@ -39,6 +39,9 @@ POWER = openapi.schema("PowerOfAttorney", {
         "status": {"type": "string", "enum": ["draft", "awaiting_signature", "awaiting_review", "active",
                                               "suspended", "revoked", "expired"]},
         "method": {"type": "string", "enum": ["principal", "operator"]},
+        "mode": {"type": ["string", "null"], "enum": ["sandbox", "live", None],
+                 "description": "The mode it was signed in (null until signed): a live key does not find a "
+                                "sandbox power"},
         "principal": {"type": "object", "properties": {"corporate_number": {"type": "string"},
                                                        "name": {"type": "string"}, "address": {"type": "string"}}},
         "representative": {"type": ["object", "null"]},
@@ -97,7 +100,7 @@ def _with_receipt(power: PowerOfAttorney | services.PowerState, body: dict[str, 
                   at: datetime) -> dict[str, Any]:
     tenant, fetched_by = current_tenant(), apikeys.current_key_public_id()
     services.record_fetch(tenant, power, fetched_by)
-    status, receipt = services.receipt(tenant, power, at=at, fetched_by=fetched_by)
+    status, receipt = services.receipt(tenant, power, at=at, fetched_by=fetched_by, mode=apikeys.current_mode())
     body["as_of"] = {"at": at.isoformat(), "status": status, "receipt": receipt}
     return body
 
@@ -182,7 +185,7 @@ def binding_link(power_id: str, position: int) -> tuple[Response, int]:
 @apikeys.requires("delegation:read")
 def fetch(power_id: str) -> Response:
     at = _as_of(request.args.get("as_of"))
-    state, body = services.for_party(power_id)
+    state, body = services.for_party(power_id, mode=apikeys.current_mode())
     return jsonify(_with_receipt(state, body, at))
 
 
@@ -193,7 +196,8 @@ def fetch(power_id: str) -> Response:
            responses={200: json_response("The power", POWER), **ERRORS})
 @apikeys.requires("delegation:read")
 def redeem() -> Response:
-    power = services.redeem_access_code(str(openapi.json_body().get("code") or ""), used_by=apikeys.current_key_public_id())
+    power = services.redeem_access_code(str(openapi.json_body().get("code") or ""),
+                                        used_by=apikeys.current_key_public_id(), mode=apikeys.current_mode())
     return jsonify(_presented(power, clock.now()))
 
 
@@ -210,7 +214,8 @@ def search() -> Response:
     if not number:
         raise PowerError(_l("Give the corporate_number to search."), code="invalid_query", field="corporate_number")
     now = clock.now()
-    found = services.search(corporate_number_value=number, agent_name=request.args.get("agent_name"))
+    found = services.search(corporate_number_value=number, mode=apikeys.current_mode(),
+                            agent_name=request.args.get("agent_name"))
     return jsonify(data=[_presented(power, now, with_record=False) for power in found])
 
 
@@ -229,7 +234,7 @@ def batch() -> Response:
         raise PowerError(_l("ids is a list of 1 to %(count)d power ids.", count=MAX_BATCH), code="invalid_ids",
                          field="ids")
     at = _as_of(body.get("as_of"))
-    found = services.for_parties(ids)
+    found = services.for_parties(ids, mode=apikeys.current_mode())
     seen = {state.public_id for state, _body in found}
     return jsonify(data=[_with_receipt(state, {k: v for k, v in body.items() if k != "record"}, at)
                          for state, body in found],

@@ -2,7 +2,7 @@
 
 A record file is JSON::
 
-    {"format": "kakehashi-power-record/1",
+    {"format": "kakehashi-power-record/2",
      "method": "principal" | "operator",
      "signature": {JWS JSON serialization by the representative},   # card route
      "payload": "<base64url>",                                       # paper route only
@@ -18,6 +18,10 @@ protected header; the service's seal names it instead (``x5t#S256``), and a diff
 certificate with the same key would not match the seal. The seal (ES256, the tenant's
 key) also records how the representative's status was confirmed and when revocation was
 checked. The payload carries the very text the representative read in the agent.
+
+Format 2 seals the evidence too (``evidence_digest``: SHA-256 of its canonical JSON, null
+when there is none); a format 1 record, made before, is verified as it was, its evidence
+not covered by the seal.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ from saas.jpki.revocation import RevocationChecker
 from saas.jpki.signatures import verify_signature
 from saas.jpki.trust import TrustStore
 
-FORMAT = "kakehashi-power-record/1"
+FORMAT = "kakehashi-power-record/2"
+FORMAT_1 = "kakehashi-power-record/1"  # records made before the seal covered the evidence
 CONTENT_TYPE = "kakehashi-power+json"
 SEAL_TYPE = "kakehashi-seal+jwt"
 # A signature must be time-stamped soon after the time it claims (the ceremony's window).
@@ -120,6 +125,11 @@ def record_file(*, method: str, seal_value: str, seal_key: dict[str, Any], signa
     return record
 
 
+def evidence_digest(evidence: Any) -> str | None:
+    """What a seal says of a record's evidence (an operator's review): its digest, or None."""
+    return None if evidence is None else sha256_hex(canonical(evidence))
+
+
 def stamped_message(record: dict[str, Any]) -> bytes:
     """What the record's time-stamp covers: the representative's signature value (JAdES
     ``sigTst``), or on the paper route the power itself."""
@@ -158,7 +168,7 @@ def verify_record(record: Any, *, store: TrustStore, revocation: RevocationCheck
     signature existed. ``seal_keys`` (the issuer's JWKS keys), when given, must contain
     the seal's key; without them the key's thumbprint is reported to compare."""
     verdict = Verdict()
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
+    if not isinstance(record, dict) or record.get("format") not in (FORMAT, FORMAT_1):
         return verdict.fail("malformed", f"not a {FORMAT} record file")
     try:
         key = ECKey.import_key(record["seal_key"])
@@ -186,6 +196,11 @@ def verify_record(record: Any, *, store: TrustStore, revocation: RevocationCheck
         return verdict.fail("tampered", "the power does not match what the service sealed")
     if record.get("method") != claims.get("method") or verdict.power.get("method") != claims.get("method"):
         return verdict.fail("tampered", "the recording method does not match the seal")
+    # A format 2 seal names the evidence (or its absence); relabelling the record as format 1
+    # does not escape that, as the claim stays in the seal.
+    if ("evidence_digest" in claims or record["format"] != FORMAT_1) \
+            and claims.get("evidence_digest") != evidence_digest(record.get("evidence")):
+        return verdict.fail("tampered", "the evidence does not match what the service sealed")
     verdict.facts.update(route=claims.get("route"), sealed_at=claims.get("sealed_at"), issuer=claims.get("iss"))
     if claims.get("route") == "paper":
         if signature is not None:

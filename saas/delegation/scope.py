@@ -8,6 +8,8 @@ the parent's, and the child's validity lies within the parent's.
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -53,6 +55,12 @@ def authorization_details(value: Any) -> list[dict[str, Any]]:
         if not isinstance(item, dict) or not isinstance(item.get("type"), str) or not item["type"].strip():
             raise ScopeError("invalid_authorization_details", _l("%(where)s needs a type (RFC 9396).", where=where),
                              "authorization_details")
+        try:  # Python's JSON reads NaN and Infinity, which no JSON (nor the signed power) may hold
+            json.dumps(item, allow_nan=False)
+        except ValueError:
+            raise ScopeError("invalid_authorization_details",
+                             _l("%(where)s holds a number that is not finite (NaN or Infinity).", where=where),
+                             "authorization_details") from None
         for name in _LIST_FIELDS:
             if name in item and (not isinstance(item[name], list)
                                  or not all(isinstance(v, str) and v for v in item[name])):
@@ -70,7 +78,7 @@ def authorization_details(value: Any) -> list[dict[str, Any]]:
     return details
 
 
-def _amount(item: dict[str, Any]) -> tuple[str, float] | None:
+def _amount(item: dict[str, Any]) -> tuple[str, int | float] | None:
     limits = item.get("limits")
     if not isinstance(limits, dict) or set(limits) != {"amount"}:
         return None
@@ -79,9 +87,10 @@ def _amount(item: dict[str, Any]) -> tuple[str, float] | None:
         return None
     currency, ceiling = amount["currency"], amount["max"]
     if not isinstance(currency, str) or len(currency) != 3 or isinstance(ceiling, bool) \
-            or not isinstance(ceiling, int | float) or ceiling < 0:
-        return None
-    return currency.upper(), float(ceiling)
+            or not isinstance(ceiling, int | float) or (isinstance(ceiling, float) and not math.isfinite(ceiling)) \
+            or ceiling < 0:
+        return None  # NaN compares false with any ceiling: it would pass every one
+    return currency.upper(), ceiling  # an int as it is: float() loses digits and overflows
 
 
 def validity(valid_from: datetime, valid_until: datetime, *, now: datetime, maximum_days: int) -> None:

@@ -48,6 +48,7 @@ from saas.tenants import services as tenants
 from saas.tenants.models import Tenant, TenantMode
 
 MAX_AGENTS = 10
+MAX_STATEMENT = 2000  # characters: what the bridge agent shows the representative, at most
 SIGNING_LINK_LIFETIME = timedelta(days=7)
 SIGNING_WINDOW = timedelta(minutes=10)  # from showing the text to the card's signature
 ACCESS_CODE_LIFETIME = timedelta(hours=24)
@@ -180,6 +181,12 @@ def create_draft(tenant: Tenant, body: Any, *, actor: str) -> PowerOfAttorney:
     if replaces is not None and (replaces.status in ENDED or replaces.corporate_number != number):
         raise PowerError(_l("Only a power of the same corporation still in force can be reissued."),
                          code="invalid_replaces", field="replaces")
+    ancestor = parent
+    while replaces is not None and ancestor is not None:  # the replaced power's revocation reaches down
+        if ancestor.id == replaces.id:
+            raise PowerError(_l("A power cannot replace one it is sub-delegated from: revoking that one would "
+                                "revoke it too."), code="invalid_replaces", field="replaces")
+        ancestor = db.session.get(PowerOfAttorney, ancestor.parent_id) if ancestor.parent_id else None
     power = PowerOfAttorney(
         tenant_id=tenant.id, status=PowerStatus.DRAFT, corporate_number=number, principal_name=name,
         principal_address=address, matters=json.dumps(matters, ensure_ascii=False),
@@ -192,6 +199,11 @@ def create_draft(tenant: Tenant, body: Any, *, actor: str) -> PowerOfAttorney:
     db.session.flush()
     for position, agent in enumerate(agents):
         db.session.add(PowerAgent(tenant_id=tenant.id, power_id=power.id, position=position, **agent))
+    length = len(payload(tenant, power)["text"])
+    if length > MAX_STATEMENT:  # the agent would refuse to show it: the power could never be signed
+        raise PowerError(_l("The text the representative signs would be %(length)d characters; the card agent "
+                            "shows at most %(limit)d. List fewer or shorter matters or details.",
+                            length=length, limit=MAX_STATEMENT), code="statement_too_long", field="matters")
     _transition(tenant, power, "created", PowerStatus.DRAFT, actor=actor)
     return power
 
@@ -269,19 +281,41 @@ _CONTENTS = "kakehashi.sealed_power_contents"
 CONTENTS_KEPT = 1_000  # a record file with its certificates and time-stamp: tens of KB parsed
 
 
-def for_party(public_id: str) -> tuple[PowerState, dict[str, Any]]:
-    """A power as a relying party fetches it: its state read now (one narrow query), and
-    what the sealed record fixes (principal, agents, matters, the record file) kept per
-    process by the record's digest, so a fetch reads no agent and parses no record."""
-    found = for_parties([public_id])
+def for_party(public_id: str, *, mode: TenantMode) -> tuple[PowerState, dict[str, Any]]:
+    """A power as a relying party fetches it with a key of ``mode``: its state read now (one
+    narrow query), and what the sealed record fixes (principal, agents, matters, the record
+    file) kept per process by the record's digest, so a fetch reads no agent and parses no
+    record."""
+    found = _for_parties([public_id])
     if not found:
         raise NotFound(_l("There is no such power of attorney."), code="power_not_found")
+    if not shown_to(found[0][1]["mode"], mode):
+        raise _sandbox_power()
     return found[0]
 
 
-def for_parties(public_ids: list[str]) -> list[tuple[PowerState, dict[str, Any]]]:
-    """:func:`for_party` for many, in the order given (unknown ids left out): one query for
-    the states, and for the contents not kept yet one for the powers and one for their agents."""
+def shown_to(signed_in: str | None, mode: TenantMode) -> bool:
+    """Whether a relying party's key of ``mode`` sees a power signed in ``signed_in`` mode.
+    A power signed in the sandbox (a test card, the register's stand-in) is in force for
+    nobody live: a live key does not find it, as it does not find another organisation's.
+    One not signed yet is shown (not in force), whatever the mode."""
+    return not (signed_in == TenantMode.SANDBOX.value and mode is TenantMode.LIVE)
+
+
+def _sandbox_power() -> NotFound:
+    return NotFound(_l("There is no such power of attorney in live mode: this one was signed in the sandbox."),
+                    code="power_not_found")
+
+
+def for_parties(public_ids: list[str], *, mode: TenantMode) -> list[tuple[PowerState, dict[str, Any]]]:
+    """:func:`for_party` for many, in the order given (unknown ids, and those ``mode`` does
+    not see, left out)."""
+    return [(state, body) for state, body in _for_parties(public_ids) if shown_to(body["mode"], mode)]
+
+
+def _for_parties(public_ids: list[str]) -> list[tuple[PowerState, dict[str, Any]]]:
+    """The states and contents of these powers: one query for the states, and for the
+    contents not kept yet one for the powers and one for their agents."""
     if len(public_ids) == 1:  # a fetch: "=" (an IN list is expanded into the SQL at each call)
         found = _STATE_OF_ONE.rows(public_id=public_ids[0])
     else:
@@ -331,6 +365,14 @@ def _entry(power: PowerOfAttorney, seq: int, at: datetime, action: str, status: 
             "action": action, "status": status, "actor": actor, "reason": reason}
 
 
+def _lock(power: PowerOfAttorney) -> None:
+    """Hold the power's row until the transaction ends, and read it afresh: of two changes
+    at once (two revocations), the second waits for the first and then sees what it did.
+    (SQLite has no row locks: there a request that changes state holds the write lock.)"""
+    db.session.scalars(select(PowerOfAttorney).where(PowerOfAttorney.id == power.id).with_for_update()
+                       .execution_options(populate_existing=True)).one()
+
+
 def _transition(tenant: Tenant, power: PowerOfAttorney, action: str, status: PowerStatus, *, actor: str,
                 reason: str | None = None, at: datetime | None = None, event: str | None = None) -> None:
     """Move ``power`` to ``status``: a history line chained to the last, and an event."""
@@ -376,6 +418,7 @@ def verify_history(power: PowerOfAttorney) -> list[str]:
 
 def submit(tenant: Tenant, power: PowerOfAttorney, *, actor: str) -> str:
     """Send the draft to the representative: returns the signing link (shown once)."""
+    _lock(power)
     if power.status is not PowerStatus.DRAFT:
         raise PowerError(_l("Only a draft can be sent for signature."), code="invalid_state", status=409)
     token = secrets.token_urlsafe(32)
@@ -401,7 +444,9 @@ def payload(tenant: Tenant, power: PowerOfAttorney) -> dict[str, Any]:
     agents = [{"name": a.name, "affiliation": a.affiliation} for a in agents_of(power)]
     body: dict[str, Any] = {
         "type": "kakehashi/power-of-attorney", "version": 1, "id": power.public_id,
-        "issuer": urls.tenant_issuer(tenant.slug), "mode": tenant.mode.value, "method": power.method,
+        # The mode read afresh, as the register and the roots it is checked with are.
+        "issuer": urls.tenant_issuer(tenant.slug), "mode": tenants.mode_now(tenant, writing=True).value,
+        "method": power.method,
         "principal": {"corporate_number": power.corporate_number, "name": power.principal_name,
                       "address": power.principal_address},
         "agents": agents, "agency": power.agency, "matters": json.loads(power.matters),
@@ -433,11 +478,42 @@ def statement(body: dict[str, Any]) -> str:
              "共同代理: 全員が共同して行う" if body["agency"] == "joint" else "各代理人が単独で行う",
              "委任事項:"]
     lines += [f"  {i}. {matter}" for i, matter in enumerate(body["matters"], start=1)]
+    lines.append("委任の範囲（機械可読、RFC 9396 authorization_details）:")
+    for i, detail in enumerate(body["authorization_details"], start=1):
+        lines += [f"  {i}. " + line if n == 0 else "     " + line for n, line in enumerate(_detail_lines(detail))]
     lines += [f"期間: {day(body['valid_from'])} から {day(body['valid_until'])} まで（日本時間）",
-              "復代理: " + ("認める" if body["subdelegation_allowed"] else "認めない"),
-              f"検証コード: {body['verification_code']}",
+              "復代理: " + ("認める" if body["subdelegation_allowed"] else "認めない")]
+    if body.get("parent"):
+        lines.append(f"復代理の元となる委任状: {body['parent']}")
+    if body.get("replaces"):
+        lines.append(f"置き換える委任状: {body['replaces']}（この委任状が効力を生じた時に取り消されます）")
+    lines += [f"検証コード: {body['verification_code']}",
               "上記の事項を委任します。"]
     return "\n".join(lines)
+
+
+_DETAIL_LABELS = {"type": "種別", "actions": "行為", "locations": "利用先", "identifier": "識別子",
+                  "datatypes": "データの種類", "privileges": "権限"}
+
+
+def _detail_lines(detail: dict[str, Any]) -> list[str]:
+    """One RFC 9396 object as the representative reads it: every member, none left out."""
+    lines = []
+    for name in (*_DETAIL_LABELS, "limits", *sorted(set(detail) - {*_DETAIL_LABELS, "limits"})):
+        if name not in detail:
+            continue
+        value = detail[name]
+        amount = value.get("amount") if name == "limits" and isinstance(value, dict) and len(value) == 1 else None
+        if isinstance(amount, dict) and set(amount) == {"currency", "max"}:
+            ceiling = amount["max"]
+            shown = f"{int(ceiling):,}" if isinstance(ceiling, float) and ceiling.is_integer() else f"{ceiling:,}"
+            lines.append(f"金額の上限: {shown} {amount['currency']}")
+        elif isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            shown = value if isinstance(value, str) else "、".join(value)
+            lines.append(f"{_DETAIL_LABELS.get(name, name)}: {shown}")
+        else:
+            lines.append(f"{name}: {json.dumps(value, ensure_ascii=False, sort_keys=True)}")
+    return lines
 
 
 @dataclass(frozen=True)
@@ -462,6 +538,7 @@ def complete_signing(tenant: Tenant, power: PowerOfAttorney, *, signature: bytes
     """Verify the representative's signature (its certificate paired with the card that
     logged in: ``expected_person``) and status; seal and activate, or queue the paper
     review when the register cannot confirm the representative."""
+    _lock(power)  # a second release of the same signature finds it done
     if power.signing_time is None or power.signing_digest is None:
         raise PowerError(_l("Start the signature again."), code="signing_not_started", status=409)
     signed_at = records.parse_time(power.signing_time)
@@ -503,6 +580,7 @@ def complete_signing(tenant: Tenant, power: PowerOfAttorney, *, signature: bytes
                                   "title": title}, certificate=certificate, serial=verified.serial)
     _transition(tenant, power, "activated", PowerStatus.ACTIVE, actor=f"representative {power.representative_name}",
                 event="delegation.power.activated")
+    _revoke_replaced(tenant, power, actor=f"representative {power.representative_name}")
 
 
 def _confirm_representative(tenant: Tenant, power: PowerOfAttorney, name: str,
@@ -539,7 +617,7 @@ def _seal(tenant: Tenant, power: PowerOfAttorney, signed: dict[str, Any] | None,
     claims: dict[str, Any] = {
         "iss": urls.tenant_issuer(tenant.slug), "power": power.public_id, "method": power.method,
         "payload_digest": records.sha256_hex(records.unb64u(payload_b64)), "tst_digest": records.sha256_hex(token),
-        "sealed_at": records.signing_time(clock.now()), **route}
+        "evidence_digest": records.evidence_digest(evidence), "sealed_at": records.signing_time(clock.now()), **route}
     if signed is not None and certificate is not None:
         claims["sigT"] = power.signing_time
         claims["signer"] = {"x5t#S256": records.b64u(hashlib.sha256(certificate).digest()), "serial": str(serial),
@@ -557,6 +635,7 @@ def _seal(tenant: Tenant, power: PowerOfAttorney, signed: dict[str, Any] | None,
 
 def review(tenant: Tenant, power: PowerOfAttorney, *, approve: bool, reviewer: str, evidence: str) -> None:
     """An operator's decision on the paper route (seal certificate, register extract)."""
+    _lock(power)
     if power.status is not PowerStatus.AWAITING_REVIEW:
         raise PowerError(_l("This power is not waiting for a review."), code="invalid_state", status=409)
     evidence = _text(evidence, "evidence", 500)
@@ -572,11 +651,24 @@ def review(tenant: Tenant, power: PowerOfAttorney, *, approve: bool, reviewer: s
           evidence={"reviewed_by": reviewer, "evidence": evidence, "representative_signature": pending})
     _transition(tenant, power, "reviewed", PowerStatus.ACTIVE, actor=reviewer, reason=evidence,
                 event="delegation.power.activated")
+    _revoke_replaced(tenant, power, actor=reviewer)
+
+
+def _revoke_replaced(tenant: Tenant, power: PowerOfAttorney, *, actor: str) -> None:
+    """A reissue now in force revokes the power it replaces (a change is a revocation and a
+    new power), with that one's sub-delegations."""
+    replaced = db.session.get(PowerOfAttorney, power.replaces_id) if power.replaces_id is not None else None
+    if replaced is None:
+        return
+    _lock(replaced)
+    if replaced.status not in ENDED:
+        revoke(tenant, replaced, actor=actor, reason=f"replaced by {power.public_id}")
 
 
 # -- ending and suspending ----------------------------------------------------------------------------
 
 def suspend(tenant: Tenant, power: PowerOfAttorney, *, actor: str, reason: str) -> None:
+    _lock(power)
     if power.status is not PowerStatus.ACTIVE:
         raise PowerError(_l("Only a power in force can be suspended."), code="invalid_state", status=409)
     _transition(tenant, power, "suspended", PowerStatus.SUSPENDED, actor=actor,
@@ -584,6 +676,7 @@ def suspend(tenant: Tenant, power: PowerOfAttorney, *, actor: str, reason: str) 
 
 
 def resume(tenant: Tenant, power: PowerOfAttorney, *, actor: str) -> None:
+    _lock(power)
     if power.status is not PowerStatus.SUSPENDED:
         raise PowerError(_l("Only a suspended power can be resumed."), code="invalid_state", status=409)
     _transition(tenant, power, "resumed", PowerStatus.ACTIVE, actor=actor, event="delegation.power.resumed")
@@ -592,6 +685,7 @@ def resume(tenant: Tenant, power: PowerOfAttorney, *, actor: str) -> None:
 def revoke(tenant: Tenant, power: PowerOfAttorney, *, actor: str, reason: str) -> list[str]:
     """Revoke the power and, Civil Code art. 104 permitting sub-agents only under it,
     every sub-delegation below it; returns the ids revoked."""
+    _lock(power)
     if power.status in ENDED:
         raise PowerError(_l("This power has already ended."), code="invalid_state", status=409)
     reason = _text(reason, "reason", 500)
@@ -607,7 +701,8 @@ def revoke(tenant: Tenant, power: PowerOfAttorney, *, actor: str, reason: str) -
         _transition(tenant, current, "revoked", PowerStatus.REVOKED, actor=actor, reason=why, at=now,
                     event="delegation.power.revoked")
         revoked.append(current.public_id)
-        pending += list(db.session.scalars(select(PowerOfAttorney).where(PowerOfAttorney.parent_id == current.id)))
+        pending += list(db.session.scalars(select(PowerOfAttorney).where(PowerOfAttorney.parent_id == current.id)
+                                           .with_for_update().execution_options(populate_existing=True)))
     return revoked
 
 
@@ -616,7 +711,7 @@ def expire_due(tenant: Tenant) -> int:
     count = 0
     for power in db.session.scalars(select(PowerOfAttorney).where(
             PowerOfAttorney.status.in_([PowerStatus.ACTIVE, PowerStatus.SUSPENDED]),
-            PowerOfAttorney.valid_until <= clock.now())):
+            PowerOfAttorney.valid_until <= clock.now()).with_for_update()):
         _transition(tenant, power, "expired", PowerStatus.EXPIRED, actor="kakehashi", at=power.valid_until,
                     event="delegation.power.expired")
         count += 1
@@ -655,7 +750,7 @@ def describe(power: PowerOfAttorney) -> dict[str, Any]:
 def _content(power: PowerOfAttorney, agents: list[PowerAgent] | None = None) -> dict[str, Any]:
     """What a power says that its sealed record fixes."""
     return {
-        "id": power.public_id, "method": power.method,
+        "id": power.public_id, "method": power.method, "mode": signed_mode(power),
         "principal": {"corporate_number": power.corporate_number, "name": power.principal_name,
                       "address": power.principal_address},
         "representative": {"name": power.representative_name, "title": power.representative_title,
@@ -679,8 +774,9 @@ def _state_fields(power: PowerOfAttorney | PowerState) -> dict[str, Any]:
 
 
 def receipt(tenant: Tenant, power: PowerOfAttorney | PowerState, *, at: datetime, fetched_by: str,
-            entries: list[PowerHistory] | None = None) -> tuple[str, str]:
-    """(status as of ``at``, a signed statement of it: ES256 with the tenant's key)."""
+            mode: TenantMode, entries: list[PowerHistory] | None = None) -> tuple[str, str]:
+    """(status as of ``at``, a signed statement of it: ES256 with the tenant's key), made in
+    ``mode`` (the fetching key's: a sandbox receipt proves nothing live)."""
     kid, key = keys.signing_key(tenant, "ES256")
     if entries is None and at >= power.updated_at:  # nothing happened since: the row says it all
         head, status = power.history_head, _in_effect(power, power.status.value, at)
@@ -693,7 +789,7 @@ def receipt(tenant: Tenant, power: PowerOfAttorney | PowerState, *, at: datetime
             head = row.hash
         status = status_as_of(power, at, entries)
     claims = {"iss": urls.tenant_issuer(tenant.slug), "iat": int(clock.now().timestamp()),
-              "power": power.public_id, "as_of": records.signing_time(at), "status": status,
+              "power": power.public_id, "mode": mode.value, "as_of": records.signing_time(at), "status": status,
               "record_digest": power.record_digest, "history_hash": head, "aud": fetched_by,
               "valid_from": records.signing_time(power.valid_from),
               "valid_until": records.signing_time(power.valid_until)}
@@ -748,12 +844,23 @@ def counts() -> tuple[dict[str, int], int]:
     return per_status, db.session.scalar(select(func.count()).select_from(PowerFetch)) or 0
 
 
-def search(*, corporate_number_value: str, agent_name: str | None = None, limit: int = 100) -> list[PowerOfAttorney]:
+def search(*, corporate_number_value: str, mode: TenantMode, agent_name: str | None = None,
+           limit: int = 100) -> list[PowerOfAttorney]:
+    """The corporation's powers (newest first) that a relying party's key of ``mode`` sees."""
     query = select(PowerOfAttorney).where(PowerOfAttorney.corporate_number == corporate_number_value)
     if agent_name:
         query = query.where(PowerOfAttorney.id.in_(select(PowerAgent.power_id).where(
             PowerAgent.name == " ".join(agent_name.split()))))
-    return list(db.session.scalars(query.order_by(PowerOfAttorney.id.desc()).limit(limit)))
+    return [power for power in db.session.scalars(query.order_by(PowerOfAttorney.id.desc()).limit(limit))
+            if shown_to(signed_mode(power), mode)]
+
+
+def signed_mode(power: PowerOfAttorney) -> str | None:
+    """The mode the power was signed in, as its signed payload says; None until signed."""
+    record = json.loads(power.record) if power.record else {}
+    signed = record.get("signature") or record.get("pending_review") or {}
+    payload_b64 = signed.get("payload") or record.get("payload")
+    return json.loads(records.unb64u(payload_b64)).get("mode") if payload_b64 else None
 
 
 # -- agents and their cards -----------------------------------------------------------------------
@@ -845,8 +952,9 @@ def _code_hash(code: str) -> str:
     return hashlib.sha256("".join(code.upper().split()).encode()).hexdigest()
 
 
-def redeem_access_code(code: str, *, used_by: str) -> PowerOfAttorney:
-    """The power behind a one-time code, once; another tenant's code is not found."""
+def redeem_access_code(code: str, *, used_by: str, mode: TenantMode) -> PowerOfAttorney:
+    """The power behind a one-time code, once; another tenant's code is not found, nor a
+    sandbox power's by a live key (:func:`shown_to`)."""
     now = clock.now()
     power_id = db.session.scalar(
         update(PowerAccessCode).where(PowerAccessCode.code_hash == _code_hash(code or ""),
@@ -857,4 +965,6 @@ def redeem_access_code(code: str, *, used_by: str) -> PowerOfAttorney:
         raise NotFound(_l("This access code is unknown, used or expired."), code="access_code_not_found")
     power = db.session.get(PowerOfAttorney, power_id)
     assert power is not None
+    if not shown_to(signed_mode(power), mode):
+        raise _sandbox_power()  # the request rolls back: the code stays unused
     return power
